@@ -10,9 +10,9 @@ import (
 func sampleRequest() Request {
 	return Request{
 		Method: []byte("POST"), Path: []byte("/orders/42"), Query: []byte("a=1"),
-		Route:   []byte("POST /orders/{id}"),
-		Params:  []Pair{{Key: []byte("id"), Value: []byte("42")}},
-		Headers: []Pair{{Key: []byte("content-type"), Value: []byte("application/json")}, {Key: []byte("x-a"), Value: nil}},
+		Route:    []byte("POST /orders/{id}"),
+		Params:   []Pair{{Key: []byte("id"), Value: []byte("42")}},
+		Headers:  []Pair{{Key: []byte("content-type"), Value: []byte("application/json")}, {Key: []byte("x-a"), Value: nil}},
 		Consumer: []byte("demo"), RequestID: []byte("rid"), TraceParent: []byte("00-abc-def-01"),
 		Body: []byte(`{"a":1}`),
 	}

@@ -1,0 +1,87 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+
+	"github.com/meshd/meshd/abi"
+)
+
+// ErrNotFound is what a KV implementation returns (possibly wrapped) for a
+// missing key.
+var ErrNotFound = errors.New("host: not found")
+
+// KV is a service's own store as the binding needs it: reads go to the store,
+// writes are buffered in the Invocation and applied by the caller.
+type KV interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// Grants is what the operator allows a service. The zero value allows
+// nothing beyond logging.
+type Grants struct {
+	Publish   []string // event types it may publish; "*" for any
+	Subscribe []string // event types it may subscribe to; "*" for any
+	KV        bool     // whether it has a store
+	Discover  []string // services it may discover or call; "*" for any
+}
+
+// MayPublish reports whether typ may be published.
+func (g *Grants) MayPublish(typ string) bool { return allowed(g.Publish, typ) }
+
+// MaySubscribe reports whether typ may be subscribed to.
+func (g *Grants) MaySubscribe(typ string) bool { return allowed(g.Subscribe, typ) }
+
+// MayDiscover reports whether service may be discovered.
+func (g *Grants) MayDiscover(service string) bool { return allowed(g.Discover, service) }
+
+func allowed(list []string, v string) bool {
+	return slices.Contains(list, "*") || slices.Contains(list, v)
+}
+
+// CheckDeclaration reports every part of d the grants do not allow, joined,
+// or nil when all of it is granted.
+func (g *Grants) CheckDeclaration(d *abi.Declaration) error {
+	var errs []error
+	for _, s := range d.Subscriptions {
+		if !g.MaySubscribe(s.Type) {
+			errs = append(errs, errors.New("subscription to "+s.Type+" is not granted (grants.subscribe)"))
+		}
+	}
+	for _, p := range d.Publishes {
+		if !g.MayPublish(p) {
+			errs = append(errs, errors.New("publishing "+p+" is not granted (grants.publish)"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Env is what one service reaches through the host module.
+type Env struct {
+	Service string
+	Grants  Grants
+	Log     *slog.Logger
+	// KV is the service's store; nil when not granted.
+	KV KV
+	// Discover describes a loaded service; ok is false when there is none.
+	Discover func(name string) (info abi.ServiceInfo, ok bool)
+	// MaxKeyBytes and MaxValueBytes cap keys and values (defaults 1 KiB and 1 MiB).
+	MaxKeyBytes, MaxValueBytes int
+	// MaxEvents caps the events one invocation may publish (default 100).
+	MaxEvents int
+}
+
+func (e *Env) maxKey() int   { return orDefault(e.MaxKeyBytes, 1024) }
+func (e *Env) maxValue() int { return orDefault(e.MaxValueBytes, 1<<20) }
+func (e *Env) maxEvents() int {
+	return orDefault(e.MaxEvents, 100)
+}
+
+func orDefault(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}

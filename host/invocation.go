@@ -1,0 +1,47 @@
+package host
+
+import "log/slog"
+
+// Event is an event published during an invocation, not yet sent.
+type Event struct {
+	Type string
+	Data []byte
+}
+
+// KVOp is a buffered write: a Put, or a Delete when Delete is set.
+type KVOp struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// Invocation carries one invocation's request context and buffered effects.
+// The caller puts it in runtime.Call.Data, invokes, and on success applies
+// Events and Writes (in order); on failure it drops them.
+type Invocation struct {
+	RequestID   string
+	TraceParent string
+	Events      []Event
+	Writes      []KVOp
+	// Log, if set, replaces the Env's logger for this invocation (so lines
+	// carry the request id).
+	Log *slog.Logger
+}
+
+// Reset empties the invocation for reuse.
+func (inv *Invocation) Reset() {
+	clear(inv.Events)
+	clear(inv.Writes)
+	*inv = Invocation{Events: inv.Events[:0], Writes: inv.Writes[:0]}
+}
+
+// pending returns the buffered state of key: found reports whether the
+// invocation wrote or deleted it; deleted whether the last op was a delete.
+func (inv *Invocation) pending(key string) (val []byte, deleted, found bool) {
+	for i := len(inv.Writes) - 1; i >= 0; i-- {
+		if w := &inv.Writes[i]; w.Key == key {
+			return w.Value, w.Delete, true
+		}
+	}
+	return nil, false, false
+}

@@ -1,0 +1,9 @@
+// Package registry keeps the service registry: which services exist, which
+// versions of them run on which node, and their status.
+//
+// An Instance in the registry is one version of a service served by one node
+// (its Wasm instance pool counts as one registry instance). Status moves
+// STARTING → UP when the version is warm, OUT_OF_SERVICE while it drains
+// before removal, and DOWN when it failed. Lookups return copies; the
+// registry is safe for concurrent use.
+package registry

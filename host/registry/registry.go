@@ -1,0 +1,163 @@
+package registry
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Status is an instance's state.
+type Status string
+
+// Statuses of an instance.
+const (
+	Starting     Status = "STARTING"
+	Up           Status = "UP"
+	OutOfService Status = "OUT_OF_SERVICE"
+	Down         Status = "DOWN"
+)
+
+// ErrNotFound is returned for an unknown service or instance.
+var ErrNotFound = errors.New("registry: not found")
+
+// Instance is one version of a service on one node.
+type Instance struct {
+	Service string    `json:"service"`
+	Version string    `json:"version"` // module hash, plus the declared version if any
+	Node    string    `json:"node"`
+	Status  Status    `json:"status"`
+	Since   time.Time `json:"since"` // when Status last changed
+}
+
+// Registry is a set of instances keyed by service, version and node.
+type Registry struct {
+	mu        sync.RWMutex
+	instances map[string][]Instance // by service
+	next      atomic.Uint64         // round-robin cursor for Pick
+	now       func() time.Time
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{instances: make(map[string][]Instance), now: time.Now}
+}
+
+// Register adds inst, or replaces the instance with the same service,
+// version and node.
+func (r *Registry) Register(inst Instance) {
+	inst.Since = r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.instances[inst.Service]
+	if i := index(list, inst.Version, inst.Node); i >= 0 {
+		list[i] = inst
+		return
+	}
+	r.instances[inst.Service] = append(list, inst)
+}
+
+// SetStatus changes the status of one instance.
+func (r *Registry) SetStatus(service, version, node string, s Status) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.instances[service]
+	i := index(list, version, node)
+	if i < 0 {
+		return ErrNotFound
+	}
+	if list[i].Status != s {
+		list[i].Status = s
+		list[i].Since = r.now()
+	}
+	return nil
+}
+
+// Deregister removes one instance.
+func (r *Registry) Deregister(service, version, node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.instances[service]
+	if i := index(list, version, node); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(r.instances, service)
+	} else {
+		r.instances[service] = list
+	}
+}
+
+// Lookup returns a copy of the service's instances.
+func (r *Registry) Lookup(service string) []Instance {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.instances[service])
+}
+
+// Status returns the best status of the service: UP if any instance is UP,
+// else the status of its newest instance. ok is false for an unknown service.
+func (r *Registry) Status(service string) (s Status, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	list := r.instances[service]
+	if len(list) == 0 {
+		return "", false
+	}
+	for _, in := range list {
+		if in.Status == Up {
+			return Up, true
+		}
+	}
+	return list[len(list)-1].Status, true
+}
+
+// Pick returns one UP instance of the service, spreading picks round-robin
+// over the UP instances.
+func (r *Registry) Pick(service string) (Instance, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	list := r.instances[service]
+	n := 0
+	for _, in := range list {
+		if in.Status == Up {
+			n++
+		}
+	}
+	if n == 0 {
+		return Instance{}, ErrNotFound
+	}
+	k := int(r.next.Add(1) % uint64(n))
+	for _, in := range list {
+		if in.Status == Up {
+			if k == 0 {
+				return in, nil
+			}
+			k--
+		}
+	}
+	panic("unreachable")
+}
+
+// Services returns the names of all registered services, sorted.
+func (r *Registry) Services() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.instances))
+	for n := range r.instances {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func index(list []Instance, version, node string) int {
+	for i, in := range list {
+		if in.Version == version && in.Node == node {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,110 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+)
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	// CacheDir holds compiled code across restarts; empty keeps it in memory.
+	CacheDir string
+}
+
+// Engine compiles and loads modules. It is safe for concurrent use.
+type Engine struct {
+	cache wazero.CompilationCache
+}
+
+// NewEngine returns an Engine with its compilation cache.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.CacheDir == "" {
+		return &Engine{cache: wazero.NewCompilationCache()}, nil
+	}
+	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("runtime: compilation cache: %w", err)
+	}
+	c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: compilation cache: %w", err)
+	}
+	return &Engine{cache: c}, nil
+}
+
+// Close releases the compilation cache. Close every Module first.
+func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
+
+// HostModule instantiates the host functions a module imports into r. It is
+// called once per Load, before the module is compiled.
+type HostModule func(ctx context.Context, r wazero.Runtime) error
+
+// ModuleConfig holds one module's name and limits. Zero values take the
+// defaults in parentheses.
+type ModuleConfig struct {
+	// Name names the module in errors and logs.
+	Name string
+	// MemoryLimitPages caps each instance's memory in 64 KiB pages (1024).
+	MemoryLimitPages uint32
+	// CallTimeout is each call's deadline (5s).
+	CallTimeout time.Duration
+	// MaxInputBytes and MaxOutputBytes cap a call's input and output (1 MiB).
+	MaxInputBytes  int
+	MaxOutputBytes int
+	// PoolMin instances are kept warm (1); PoolMax run at most at once (4).
+	PoolMin, PoolMax int
+	// AcquireTimeout is how long a call waits for an instance (1s).
+	AcquireTimeout time.Duration
+	// MaxCallsPerInstance recycles an instance after that many calls (10000).
+	MaxCallsPerInstance int
+	// Stdout and Stderr receive the guest's WASI output (discarded if nil).
+	Stdout, Stderr io.Writer
+	// Logger receives the pool's own messages.
+	Logger *slog.Logger
+}
+
+func (c ModuleConfig) withDefaults() ModuleConfig {
+	if c.Name == "" {
+		c.Name = "module"
+	}
+	if c.MemoryLimitPages == 0 {
+		c.MemoryLimitPages = 1024
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 5 * time.Second
+	}
+	if c.MaxInputBytes <= 0 {
+		c.MaxInputBytes = 1 << 20
+	}
+	if c.MaxOutputBytes <= 0 {
+		c.MaxOutputBytes = 1 << 20
+	}
+	if c.PoolMax <= 0 {
+		c.PoolMax = 4
+	}
+	if c.PoolMin <= 0 {
+		c.PoolMin = 1
+	}
+	c.PoolMin = min(c.PoolMin, c.PoolMax)
+	if c.AcquireTimeout <= 0 {
+		c.AcquireTimeout = time.Second
+	}
+	if c.MaxCallsPerInstance <= 0 {
+		c.MaxCallsPerInstance = 10000
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.Stderr == nil {
+		c.Stderr = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

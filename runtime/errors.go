@@ -1,0 +1,23 @@
+package runtime
+
+import "errors"
+
+// Errors returned by Load and Invoke; test them with errors.Is.
+var (
+	// ErrInvalidModule: the module is not valid Wasm, breaks ABI v1, or
+	// failed to initialise. The message says which.
+	ErrInvalidModule = errors.New("invalid module")
+	// ErrBusy: every instance stayed busy past the acquire timeout.
+	ErrBusy = errors.New("all instances busy")
+	// ErrClosed: the module was closed (replaced or removed).
+	ErrClosed = errors.New("module closed")
+	// ErrTimeout: the call ran past its deadline and was stopped.
+	ErrTimeout = errors.New("call timed out")
+	// ErrTrap: the guest trapped (unreachable, out of bounds, out of memory,
+	// exit) during the call.
+	ErrTrap = errors.New("guest trapped")
+	// ErrTooLarge: the input or output passed its cap.
+	ErrTooLarge = errors.New("too large")
+	// ErrNoEntry: the module does not export the entry point.
+	ErrNoEntry = errors.New("entry point not exported")
+)

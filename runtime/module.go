@@ -1,0 +1,267 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/meshd/meshd/abi"
+)
+
+// Entry is an export a module can be invoked at.
+type Entry int
+
+// The entry points of ABI v1.
+const (
+	EntryDescribe Entry = iota // meshd_describe() -> code
+	EntryHTTP                  // meshd_http(input_len) -> code
+	EntryEvent                 // meshd_event(input_len) -> code
+	numEntries
+)
+
+var entryExports = [numEntries]string{abi.ExportDescribe, abi.ExportHTTP, abi.ExportEvent}
+
+func (e Entry) String() string {
+	if e >= 0 && e < numEntries {
+		return entryExports[e]
+	}
+	return fmt.Sprintf("Entry(%d)", int(e))
+}
+
+// takesInput reports whether the entry's single parameter is the input length.
+func (e Entry) takesInput() bool { return e != EntryDescribe }
+
+// Stats is a snapshot of a module's pool.
+type Stats struct {
+	Live      int    // instances alive (idle + busy)
+	Idle      int    // instances waiting for a call
+	Calls     uint64 // calls started
+	Failures  uint64 // calls that trapped, timed out or broke the ABI
+	Busy      uint64 // calls refused because every instance stayed busy
+	Created   uint64 // instances created
+	Discarded uint64 // instances thrown away after a failure
+	Recycled  uint64 // instances retired after MaxCallsPerInstance calls
+}
+
+// Module is a loaded service module with its instance pool. Invoke is safe
+// for concurrent use; each instance runs one call at a time.
+type Module struct {
+	cfg      ModuleConfig
+	hash     string
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+	has      [numEntries]bool
+	hasInit  bool
+	decl     []byte
+	log      *slog.Logger
+
+	tokens chan struct{}  // one per instance allowed to be busy
+	idle   chan *instance // warm instances
+	live   atomic.Int64
+	refill chan struct{}
+
+	mu       sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+	done     chan struct{}
+	bg       sync.WaitGroup
+
+	calls, failures, busy, created, discarded, recycled atomic.Uint64
+}
+
+type instance struct {
+	mod   api.Module
+	fns   [numEntries]api.Function
+	stack []uint64
+	calls int
+}
+
+// Load compiles wasm into a new runtime, links host into it, checks the ABI,
+// warms cfg.PoolMin instances and calls meshd_describe. Any failure returns
+// an error wrapping ErrInvalidModule and releases everything.
+func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg ModuleConfig) (_ *Module, err error) {
+	cfg = cfg.withDefaults()
+	sum := sha256.Sum256(wasm)
+	m := &Module{
+		cfg:    cfg,
+		hash:   hex.EncodeToString(sum[:6]),
+		log:    cfg.Logger,
+		tokens: make(chan struct{}, cfg.PoolMax),
+		idle:   make(chan *instance, cfg.PoolMax),
+		refill: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	for range cfg.PoolMax {
+		m.tokens <- struct{}{}
+	}
+	m.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(e.cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(cfg.MemoryLimitPages))
+	defer func() {
+		if err != nil {
+			m.closeInstances(ctx)
+			_ = m.rt.Close(ctx)
+			err = fmt.Errorf("%s: %w: %w", cfg.Name, ErrInvalidModule, err)
+		}
+	}()
+	if _, err = wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		return nil, fmt.Errorf("linking WASI: %w", err)
+	}
+	if host != nil {
+		if err = host(ctx, m.rt); err != nil {
+			return nil, fmt.Errorf("linking host functions: %w", err)
+		}
+	}
+	if m.compiled, err = m.rt.CompileModule(ctx, wasm); err != nil {
+		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
+	}
+	if err = m.validate(); err != nil {
+		return nil, err
+	}
+	m.modCfg = wazero.NewModuleConfig().
+		WithName("").
+		WithStdout(cfg.Stdout).WithStderr(cfg.Stderr).
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	if m.hasInit {
+		m.modCfg = m.modCfg.WithStartFunctions(abi.ExportInitialize)
+	} else {
+		m.modCfg = m.modCfg.WithStartFunctions()
+	}
+	for range cfg.PoolMin {
+		inst, ierr := m.newInstance(ctx)
+		if ierr != nil {
+			return nil, ierr
+		}
+		m.idle <- inst
+	}
+	var c Call
+	if err = m.Invoke(ctx, EntryDescribe, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", abi.ExportDescribe, err)
+	}
+	if c.Code != abi.CodeOK {
+		return nil, fmt.Errorf("%s returned %s: %s", abi.ExportDescribe, c.Code, c.Output)
+	}
+	m.decl = slices.Clone(c.Output)
+	m.bg.Add(1)
+	go m.refiller()
+	return m, nil
+}
+
+// validate checks exports and imports against ABI v1.
+func (m *Module) validate() error {
+	var problems []string
+	fns := m.compiled.ExportedFunctions()
+	sig := func(name string, params, results []api.ValueType, required bool) bool {
+		f, ok := fns[name]
+		if !ok {
+			if required {
+				problems = append(problems, "missing export "+name)
+			}
+			return false
+		}
+		if !slices.Equal(f.ParamTypes(), params) || !slices.Equal(f.ResultTypes(), results) {
+			problems = append(problems, fmt.Sprintf("export %s has signature %s, want %s",
+				name, signature(f.ParamTypes(), f.ResultTypes()), signature(params, results)))
+			return false
+		}
+		return true
+	}
+	i32 := []api.ValueType{api.ValueTypeI32}
+	if _, ok := fns[abi.ExportMarker]; !ok {
+		return fmt.Errorf("missing export %s: not a meshd ABI v1 module", abi.ExportMarker)
+	}
+	sig(abi.ExportMarker, nil, nil, true)
+	m.has[EntryDescribe] = sig(abi.ExportDescribe, nil, i32, true)
+	m.has[EntryHTTP] = sig(abi.ExportHTTP, i32, i32, false)
+	m.has[EntryEvent] = sig(abi.ExportEvent, i32, i32, false)
+	m.hasInit = sig(abi.ExportInitialize, nil, nil, false)
+	if _, ok := m.compiled.ExportedMemories()[abi.ExportMemory]; !ok {
+		problems = append(problems, "missing export "+abi.ExportMemory)
+	}
+	for _, f := range m.compiled.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if mod != abi.ModuleName && mod != wasi_snapshot_preview1.ModuleName {
+			problems = append(problems, fmt.Sprintf("imports %s.%s: only %q and %q are provided",
+				mod, name, abi.ModuleName, wasi_snapshot_preview1.ModuleName))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func signature(params, results []api.ValueType) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return names(params) + " -> " + names(results)
+}
+
+// newInstance instantiates the module and runs its initialiser under the
+// call timeout.
+func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+	defer cancel()
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, m.modCfg)
+	if err != nil {
+		return nil, fmt.Errorf("instantiating: %w", err)
+	}
+	inst := &instance{mod: mod, stack: make([]uint64, 1)}
+	for e := range numEntries {
+		if m.has[e] {
+			inst.fns[e] = mod.ExportedFunction(entryExports[e])
+		}
+	}
+	m.live.Add(1)
+	m.created.Add(1)
+	return inst, nil
+}
+
+func (m *Module) closeInstance(inst *instance) {
+	_ = inst.mod.Close(context.Background())
+	m.live.Add(-1)
+}
+
+// Name is the module's configured name.
+func (m *Module) Name() string { return m.cfg.Name }
+
+// Hash is a short content hash of the module's bytes (12 hex digits).
+func (m *Module) Hash() string { return m.hash }
+
+// Config is the module's effective configuration (defaults applied).
+func (m *Module) Config() ModuleConfig { return m.cfg }
+
+// Declaration is what meshd_describe wrote at load.
+func (m *Module) Declaration() []byte { return m.decl }
+
+// Has reports whether the module exports entry.
+func (m *Module) Has(e Entry) bool { return e >= 0 && e < numEntries && m.has[e] }
+
+// Stats returns a snapshot of the pool.
+func (m *Module) Stats() Stats {
+	return Stats{
+		Live: int(m.live.Load()), Idle: len(m.idle),
+		Calls: m.calls.Load(), Failures: m.failures.Load(), Busy: m.busy.Load(),
+		Created: m.created.Load(), Discarded: m.discarded.Load(), Recycled: m.recycled.Load(),
+	}
+}

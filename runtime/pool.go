@@ -1,0 +1,222 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/meshd/meshd/abi"
+)
+
+// Invoke runs entry on a pooled instance with c.Input as input. On success
+// c.Code is the code the export returned and c.Output what it wrote. An
+// error means the call did not complete: ErrBusy, ErrClosed, ErrTimeout,
+// ErrTrap, ErrTooLarge, ErrNoEntry or the caller's context error; the
+// instance that ran it, if any, has been thrown away.
+func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
+	if !m.Has(e) {
+		return fmt.Errorf("%s: %s: %w", m.cfg.Name, e, ErrNoEntry)
+	}
+	if len(c.Input) > m.cfg.MaxInputBytes {
+		return fmt.Errorf("%s: input of %d bytes passes the cap of %d: %w", m.cfg.Name, len(c.Input), m.cfg.MaxInputBytes, ErrTooLarge)
+	}
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return fmt.Errorf("%s: %w", m.cfg.Name, ErrClosed)
+	}
+	m.inflight.Add(1)
+	m.mu.RUnlock()
+	defer m.inflight.Done()
+
+	inst, err := m.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	m.calls.Add(1)
+	c.Output = c.Output[:0]
+	c.Code = abi.CodeOK
+	c.lastErr = ""
+	c.overflow = false
+	c.maxOutput = m.cfg.MaxOutputBytes
+
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+	cctx = context.WithValue(cctx, callKey{}, c)
+	inst.stack[0] = 0
+	if e.takesInput() {
+		inst.stack[0] = uint64(len(c.Input))
+	}
+	err = inst.fns[e].CallWithStack(cctx, inst.stack)
+	cancel()
+	inst.calls++
+	switch {
+	case err != nil:
+		m.failures.Add(1)
+		m.release(inst, true)
+		return m.callError(ctx, e, err)
+	case c.overflow:
+		m.failures.Add(1)
+		m.release(inst, true)
+		return fmt.Errorf("%s: %s: output passes the cap of %d bytes: %w", m.cfg.Name, e, m.cfg.MaxOutputBytes, ErrTooLarge)
+	}
+	c.Code = abi.Code(uint32(inst.stack[0]))
+	m.release(inst, false)
+	return nil
+}
+
+// callError classifies a failed call.
+func (m *Module) callError(ctx context.Context, e Entry, err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("%s: %s: stopped: %w", m.cfg.Name, e, cerr)
+			}
+			return fmt.Errorf("%s: %s: stopped after %s: %w", m.cfg.Name, e, m.cfg.CallTimeout, ErrTimeout)
+		}
+		return fmt.Errorf("%s: %s: guest exited with code %d: %w", m.cfg.Name, e, exit.ExitCode(), ErrTrap)
+	}
+	return fmt.Errorf("%s: %s: %w: %v", m.cfg.Name, e, ErrTrap, err)
+}
+
+// acquire takes an idle instance or creates one, waiting at most
+// AcquireTimeout for a free slot.
+func (m *Module) acquire(ctx context.Context) (*instance, error) {
+	select {
+	case <-m.tokens:
+	default:
+		t := time.NewTimer(m.cfg.AcquireTimeout)
+		select {
+		case <-m.tokens:
+			t.Stop()
+		case <-t.C:
+			m.busy.Add(1)
+			return nil, fmt.Errorf("%s: %d instances busy for %s: %w", m.cfg.Name, m.cfg.PoolMax, m.cfg.AcquireTimeout, ErrBusy)
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%s: waiting for an instance: %w", m.cfg.Name, ctx.Err())
+		case <-m.done:
+			t.Stop()
+			return nil, fmt.Errorf("%s: %w", m.cfg.Name, ErrClosed)
+		}
+	}
+	select {
+	case inst := <-m.idle:
+		return inst, nil
+	default:
+	}
+	inst, err := m.newInstance(context.WithoutCancel(ctx))
+	if err != nil {
+		m.tokens <- struct{}{}
+		m.failures.Add(1)
+		return nil, fmt.Errorf("%s: %w: %w", m.cfg.Name, ErrTrap, err)
+	}
+	return inst, nil
+}
+
+// release returns inst to the pool, or closes it when it failed or has
+// served its share of calls, and frees its slot.
+func (m *Module) release(inst *instance, failed bool) {
+	switch {
+	case failed:
+		m.discarded.Add(1)
+		m.closeInstance(inst)
+		m.wantRefill()
+	case inst.calls >= m.cfg.MaxCallsPerInstance:
+		m.recycled.Add(1)
+		m.closeInstance(inst)
+		m.wantRefill()
+	default:
+		select {
+		case m.idle <- inst:
+		default:
+			m.closeInstance(inst)
+		}
+	}
+	m.tokens <- struct{}{}
+}
+
+func (m *Module) wantRefill() {
+	select {
+	case m.refill <- struct{}{}:
+	default:
+	}
+}
+
+// refiller keeps PoolMin instances warm off the request path.
+func (m *Module) refiller() {
+	defer m.bg.Done()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-m.refill:
+		}
+		for len(m.idle) < m.cfg.PoolMin {
+			select {
+			case <-m.done:
+				return
+			case <-m.tokens:
+			default:
+				goto next // every slot busy: calls create what they need
+			}
+			inst, err := m.newInstance(context.Background())
+			if err != nil {
+				m.tokens <- struct{}{}
+				m.log.Warn("warming an instance failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
+				break
+			}
+			select {
+			case m.idle <- inst:
+			default:
+				m.closeInstance(inst)
+			}
+			m.tokens <- struct{}{}
+		}
+	next:
+	}
+}
+
+// Close stops new calls, waits for in-flight calls until ctx is done, then
+// closes every instance and the module's runtime. Close is idempotent.
+func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.done)
+	m.mu.Unlock()
+
+	drained := make(chan struct{})
+	go func() { m.inflight.Wait(); close(drained) }()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("%s: in-flight calls still running at close: %w", m.cfg.Name, ctx.Err())
+	}
+	m.bg.Wait()
+	m.closeInstances(ctx)
+	if cerr := m.rt.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (m *Module) closeInstances(context.Context) {
+	for {
+		select {
+		case inst := <-m.idle:
+			m.closeInstance(inst)
+		default:
+			return
+		}
+	}
+}
