@@ -3,9 +3,8 @@ GO        ?= go
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 PLUGINS   := order payment
 PLUGIN_WASM := $(PLUGINS:%=build/plugins/%.wasm)
-# WAT fixtures: every */testdata/*.wat compiles to the .wasm beside it.
-WAT_SRC   := $(shell find . -path ./build -prune -o -name '*.wat' -path '*testdata*' -print)
-WAT_WASM  := $(WAT_SRC:.wat=.wasm)
+# WAT test guests (*/testdata/*.wat) are compiled by the tests themselves
+# with wat2wasm (internal/wattest), so they are never stale.
 # Go guest fixtures: every */testdata/guest-*/ directory builds to testdata/guest-*.wasm.
 GO_GUESTS := $(shell find . -path ./build -prune -o -type d -name 'guest-*' -path '*testdata*' -print)
 GO_GUEST_WASM := $(GO_GUESTS:%=%.wasm)
@@ -45,13 +44,10 @@ tools:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wabt >/dev/null; }
 
-%.wasm: %.wat | tools
-	wat2wasm --enable-all -o $@ $<
-
 $(GO_GUEST_WASM): FORCE
 	$(WASM_ENV) $(GO) build -buildmode=c-shared -o $@ ./$(@:.wasm=)
 
-fixtures: tools $(WAT_WASM) $(GO_GUEST_WASM)
+fixtures: tools $(GO_GUEST_WASM)
 
 run: build plugins
 	bin/meshd run --plugins build/plugins --data $(DATA) --http $(HTTP)
@@ -72,4 +68,4 @@ lint:
 	$(WASM_ENV) $(GO) vet ./guest/... ./plugins/...
 
 clean:
-	rm -rf bin build $(WAT_WASM) $(GO_GUEST_WASM)
+	rm -rf bin build $(GO_GUEST_WASM)

@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/meshd/meshd/runtime"
+)
+
+// Config is the daemon's configuration. Default fills it; Validate reports
+// every problem at once.
+type Config struct {
+	PluginDir string // directory of <service>.wasm and <service>.toml files
+	DataDir   string // compilation cache, JetStream store
+	// CacheDir holds compiled modules; empty means DataDir/cache.
+	CacheDir string
+	HTTPAddr string // gateway listener
+	Node     string // this node's name in the registry
+
+	NATSURL    string // external NATS; empty = embedded server
+	NATSListen string // embedded server's client listener; empty = in-process only
+	Sync       string // JetStream fsync: "" (lazy, the default) or "always"
+
+	// Module holds the default limits for every service; a service's
+	// <name>.toml may override them.
+	Module runtime.ModuleConfig
+
+	RequestTimeout time.Duration // gateway deadline per request (504)
+	MaxBodyBytes   int64         // gateway body cap (413)
+	DrainTimeout   time.Duration // how long Shutdown waits for in-flight work
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "meshd"
+	}
+	return Config{
+		PluginDir:      "plugins",
+		DataDir:        "data",
+		HTTPAddr:       ":8080",
+		Node:           host,
+		RequestTimeout: 10 * time.Second,
+		MaxBodyBytes:   1 << 20,
+		DrainTimeout:   15 * time.Second,
+		Module: runtime.ModuleConfig{
+			MemoryLimitPages:    1024,
+			CallTimeout:         5 * time.Second,
+			MaxInputBytes:       1 << 20,
+			MaxOutputBytes:      1 << 20,
+			PoolMin:             1,
+			PoolMax:             4,
+			AcquireTimeout:      time.Second,
+			MaxCallsPerInstance: 10000,
+		},
+	}
+}
+
+// Validate reports every problem in c, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, why string) { errs = append(errs, fmt.Errorf("%s: %s", field, why)) }
+	if c.PluginDir == "" {
+		bad("plugins", "must be set")
+	} else if fi, err := os.Stat(c.PluginDir); err != nil {
+		bad("plugins", err.Error())
+	} else if !fi.IsDir() {
+		bad("plugins", c.PluginDir+" is not a directory")
+	}
+	if c.DataDir == "" {
+		bad("data", "must be set")
+	}
+	if c.HTTPAddr == "" {
+		bad("http", "must be set")
+	}
+	switch c.Sync {
+	case "", "always":
+	default:
+		bad("sync", fmt.Sprintf("%q is not one of \"\" (lazy) or \"always\"", c.Sync))
+	}
+	if c.Module.MemoryLimitPages == 0 || c.Module.MemoryLimitPages > 65536 {
+		bad("memory-pages", "must be between 1 and 65536")
+	}
+	if c.Module.CallTimeout <= 0 {
+		bad("call-timeout", "must be positive")
+	}
+	if c.Module.PoolMax <= 0 || c.Module.PoolMin < 0 || c.Module.PoolMin > c.Module.PoolMax {
+		bad("pool", "need 0 <= pool-min <= pool-max and pool-max > 0")
+	}
+	if c.RequestTimeout <= 0 {
+		bad("request-timeout", "must be positive")
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("max-body", "must be positive")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/host/registry"
+	"github.com/meshd/meshd/runtime"
+)
+
+// ErrClosed is returned by Start after Shutdown.
+var ErrClosed = errors.New("daemon: shut down")
+
+// Daemon is one meshd node.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+
+	engine   *runtime.Engine
+	nats     *natsd.Server
+	bus      *bus.Bus
+	registry *registry.Registry
+	gateway  *gateway.Gateway
+	server   *http.Server
+	listener net.Listener
+
+	mu       sync.Mutex // guards services and the gateway's route set
+	services map[string]*service
+
+	serveDone chan error
+	closed    atomic.Bool
+}
+
+// New validates cfg and prepares a daemon; Start brings it up.
+func New(cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &Daemon{
+		cfg:      cfg,
+		log:      log,
+		registry: registry.New(),
+		services: make(map[string]*service),
+	}
+	d.gateway = gateway.New(gateway.Config{
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		RequestTimeout: cfg.RequestTimeout,
+	}, invoker{d}, log.With(slog.String("component", "gateway")))
+	return d, nil
+}
+
+// Start starts NATS, the bus, loads every module in the plugin directory
+// and starts serving HTTP. A module that fails to load is logged and skipped;
+// the others serve. On error everything started so far is stopped.
+func (d *Daemon) Start(ctx context.Context) (err error) {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	defer func() {
+		if err != nil {
+			_ = d.Shutdown(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(d.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("daemon: data directory: %w", err)
+	}
+	cacheDir := d.cfg.CacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(d.cfg.DataDir, "cache")
+	}
+	d.engine, err = runtime.NewEngine(runtime.EngineConfig{CacheDir: cacheDir})
+	if err != nil {
+		return fmt.Errorf("daemon: wasm engine: %w", err)
+	}
+	d.nats, err = natsd.Start(ctx, natsd.Config{
+		DataDir: d.cfg.DataDir,
+		URL:     d.cfg.NATSURL,
+		Listen:  d.cfg.NATSListen,
+		Sync:    d.cfg.Sync == "always",
+		Name:    d.cfg.Node,
+	}, d.log.With(slog.String("component", "nats")))
+	if err != nil {
+		return fmt.Errorf("daemon: nats: %w", err)
+	}
+	d.bus, err = bus.New(ctx, d.nats.JetStream(), bus.Config{}, d.log.With(slog.String("component", "bus")))
+	if err != nil {
+		return fmt.Errorf("daemon: event bus: %w", err)
+	}
+	d.loadDir(ctx)
+
+	d.listener, err = net.Listen("tcp", d.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("daemon: http: %w", err)
+	}
+	d.server = gateway.NewServer(d.cfg.HTTPAddr, d.gateway)
+	d.serveDone = make(chan error, 1)
+	go func() { d.serveDone <- d.server.Serve(d.listener) }()
+	d.log.Info("meshd serving", slog.String("http", d.listener.Addr().String()),
+		slog.Int("services", len(d.Services())))
+	return nil
+}
+
+// Addr is the gateway's listening address (useful with port 0).
+func (d *Daemon) Addr() string {
+	if d.listener == nil {
+		return ""
+	}
+	return d.listener.Addr().String()
+}
+
+// Handler is the gateway, for in-process use.
+func (d *Daemon) Handler() http.Handler { return d.gateway }
+
+// Registry is the service registry.
+func (d *Daemon) Registry() *registry.Registry { return d.registry }
+
+// Bus is the event bus.
+func (d *Daemon) Bus() *bus.Bus { return d.bus }
+
+// Services returns the names of the loaded services, sorted.
+func (d *Daemon) Services() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := make([]string, 0, len(d.services))
+	for n := range d.services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// loadDir loads every *.wasm file of the plugin directory.
+func (d *Daemon) loadDir(ctx context.Context) {
+	entries, err := os.ReadDir(d.cfg.PluginDir)
+	if err != nil {
+		d.log.Error("cannot read plugin directory", slog.String("dir", d.cfg.PluginDir), slog.Any("error", err))
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
+			continue
+		}
+		path := filepath.Join(d.cfg.PluginDir, e.Name())
+		if err := d.LoadFile(ctx, path); err != nil {
+			d.log.Error("module refused", slog.String("file", e.Name()), slog.String("reason", err.Error()))
+		}
+	}
+}
+
+// Shutdown stops taking requests, lets in-flight requests and event
+// handlers finish (bounded by ctx and the drain timeout), then stops every
+// service, the bus and NATS. It is safe to call more than once.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	if !d.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DrainTimeout)
+	defer cancel()
+	var errs []error
+	if d.server != nil {
+		if err := d.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+			_ = d.server.Close()
+		}
+		if err := <-d.serveDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	d.mu.Lock()
+	svcs := make([]*service, 0, len(d.services))
+	for _, s := range d.services {
+		svcs = append(svcs, s)
+	}
+	clear(d.services)
+	d.mu.Unlock()
+	for _, s := range svcs {
+		errs = append(errs, s.close(ctx))
+	}
+	if d.bus != nil {
+		errs = append(errs, d.bus.Close(ctx))
+	}
+	if d.nats != nil {
+		errs = append(errs, d.nats.Close())
+	}
+	if d.engine != nil {
+		errs = append(errs, d.engine.Close(ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/runtime"
+)
+
+// ServiceFile is the operator's configuration for one service, read from
+// <name>.toml beside <name>.wasm in the plugin directory. A service without
+// one is granted nothing beyond logging: it may serve the routes it declares
+// but not subscribe, publish, keep state or discover other services.
+type ServiceFile struct {
+	Grants struct {
+		Publish   []string `toml:"publish"`
+		Subscribe []string `toml:"subscribe"`
+		KV        bool     `toml:"kv"`
+		Discover  []string `toml:"discover"`
+	} `toml:"grants"`
+	Limits struct {
+		MemoryPages    uint32   `toml:"memory_pages"`
+		CallTimeout    duration `toml:"call_timeout"`
+		PoolMin        int      `toml:"pool_min"`
+		PoolMax        int      `toml:"pool_max"`
+		AcquireTimeout duration `toml:"acquire_timeout"`
+		MaxCalls       int      `toml:"max_calls"`
+		MaxInputBytes  int      `toml:"max_input_bytes"`
+		MaxOutputBytes int      `toml:"max_output_bytes"`
+	} `toml:"limits"`
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// ReadServiceFile parses path. A missing file is not an error: it yields the
+// zero ServiceFile and ok false. Unknown keys and bad values are errors that
+// name the file and the key.
+func ReadServiceFile(path string) (sf ServiceFile, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return sf, false, nil
+	}
+	if err != nil {
+		return sf, false, err
+	}
+	md, err := toml.Decode(string(b), &sf)
+	if err != nil {
+		return sf, true, fmt.Errorf("%s: %w", path, err)
+	}
+	var errs []error
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		errs = append(errs, fmt.Errorf("%s: unknown keys: %s", path, strings.Join(keys, ", ")))
+	}
+	l := &sf.Limits
+	if l.PoolMin < 0 || l.PoolMax < 0 || l.MaxCalls < 0 || l.MaxInputBytes < 0 || l.MaxOutputBytes < 0 {
+		errs = append(errs, fmt.Errorf("%s: limits: values must not be negative", path))
+	}
+	if l.PoolMax > 0 && l.PoolMin > l.PoolMax {
+		errs = append(errs, fmt.Errorf("%s: limits.pool_min (%d) is above limits.pool_max (%d)", path, l.PoolMin, l.PoolMax))
+	}
+	if l.CallTimeout.Duration < 0 || l.AcquireTimeout.Duration < 0 {
+		errs = append(errs, fmt.Errorf("%s: limits: durations must not be negative", path))
+	}
+	return sf, true, errors.Join(errs...)
+}
+
+// HostGrants converts the file's grants for the host binding.
+func (sf *ServiceFile) HostGrants() host.Grants {
+	g := &sf.Grants
+	return host.Grants{Publish: g.Publish, Subscribe: g.Subscribe, KV: g.KV, Discover: g.Discover}
+}
+
+// ModuleConfig applies the file's limits over base.
+func (sf *ServiceFile) ModuleConfig(base runtime.ModuleConfig) runtime.ModuleConfig {
+	l := &sf.Limits
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	if l.MemoryPages > 0 {
+		base.MemoryLimitPages = l.MemoryPages
+	}
+	if l.CallTimeout.Duration > 0 {
+		base.CallTimeout = l.CallTimeout.Duration
+	}
+	if l.AcquireTimeout.Duration > 0 {
+		base.AcquireTimeout = l.AcquireTimeout.Duration
+	}
+	set(&base.PoolMin, l.PoolMin)
+	set(&base.PoolMax, l.PoolMax)
+	set(&base.MaxCallsPerInstance, l.MaxCalls)
+	set(&base.MaxInputBytes, l.MaxInputBytes)
+	set(&base.MaxOutputBytes, l.MaxOutputBytes)
+	return base
+}

@@ -1,0 +1,17 @@
+//go:build wasip1
+
+package guest
+
+// The module's exports (ABI v1). Each one recovers panics: see serve.go.
+
+//go:wasmexport meshd_abi_v1
+func meshdABIv1() {}
+
+//go:wasmexport meshd_describe
+func meshdDescribe() int32 { return int32(describe()) }
+
+//go:wasmexport meshd_http
+func meshdHTTP(n int32) int32 { return int32(serveHTTP(n)) }
+
+//go:wasmexport meshd_event
+func meshdEvent(n int32) int32 { return int32(serveEvent(n)) }

@@ -1,0 +1,260 @@
+// Package bus is meshd's at-least-once event bus on NATS JetStream.
+//
+// Events are CloudEvents 1.0 in binary mode: the payload is the event data
+// and the attributes travel as ce-* headers. Each event type is a subject
+// under Config.Subjects; every subscribing service has its own durable pull
+// consumer per type, so each service sees every event of the types it
+// subscribes to, including events published before it subscribed or while
+// it was down.
+//
+// A handler's success acks the event. A failure is redelivered after a
+// backoff; after Config.MaxDeliver attempts the event is copied to the
+// dead-letter stream with the reason, and only then removed from the
+// service's consumer. Nothing is dropped.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults used for zero Config fields.
+const (
+	DefaultStream          = "MESHD_EVENTS"
+	DefaultSubjects        = "meshd.events"
+	DefaultDLQStream       = "MESHD_DLQ"
+	DefaultDLQSubjects     = "meshd.dlq"
+	DefaultMaxDeliver      = 5
+	DefaultAckWait         = 30 * time.Second
+	DefaultHandlerTimeout  = 10 * time.Second
+	DefaultConcurrency     = 4
+	DefaultDuplicateWindow = 2 * time.Minute
+)
+
+// DefaultBackoff is the redelivery delay after attempt 1, 2, 3, 4...; the
+// last value repeats.
+var DefaultBackoff = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
+
+// ErrClosed is returned by operations on a closed Bus.
+var ErrClosed = errors.New("bus: closed")
+
+// Config configures a Bus. Zero fields take the defaults above.
+type Config struct {
+	// Stream is the JetStream stream holding events.
+	Stream string
+	// Subjects is the subject prefix of events; an event of type T is
+	// published on Subjects + "." + T.
+	Subjects string
+	// DLQStream is the dead-letter stream.
+	DLQStream string
+	// DLQSubjects is the dead-letter subject prefix; a dead letter of
+	// service S and type T is stored on DLQSubjects + "." + S + "." + T.
+	DLQSubjects string
+	// MaxDeliver is how many times an event is handed to a service before
+	// it is dead-lettered.
+	MaxDeliver int
+	// Backoff is the delay before redelivery after a failed attempt n
+	// (Backoff[n-1]; the last value repeats).
+	Backoff []time.Duration
+	// AckWait is how long the server waits for an ack before redelivering
+	// (covers a node dying mid-handler). It must exceed HandlerTimeout.
+	AckWait time.Duration
+	// HandlerTimeout bounds one handler call.
+	HandlerTimeout time.Duration
+	// Concurrency is the number of handlers run at once per subscription.
+	Concurrency int
+	// DuplicateWindow is how long the stream remembers event ids to drop
+	// repeated publishes.
+	DuplicateWindow time.Duration
+	// MaxAge bounds how long events are kept in the event stream; zero
+	// keeps them until removed by other limits (none by default).
+	MaxAge time.Duration
+}
+
+// withDefaults returns c with zero fields set to the defaults.
+func (c Config) withDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.Subjects == "" {
+		c.Subjects = DefaultSubjects
+	}
+	if c.DLQStream == "" {
+		c.DLQStream = DefaultDLQStream
+	}
+	if c.DLQSubjects == "" {
+		c.DLQSubjects = DefaultDLQSubjects
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = DefaultBackoff
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	return c
+}
+
+// validate reports every problem of a defaulted Config.
+func (c Config) validate() error {
+	var errs []error
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("MaxDeliver %d < 1", c.MaxDeliver))
+	}
+	for i, d := range c.Backoff {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("Backoff[%d] %s is negative", i, d))
+		}
+	}
+	if c.HandlerTimeout < 0 {
+		errs = append(errs, fmt.Errorf("HandlerTimeout %s is negative", c.HandlerTimeout))
+	}
+	if c.AckWait <= c.HandlerTimeout {
+		errs = append(errs, fmt.Errorf("AckWait %s must exceed HandlerTimeout %s", c.AckWait, c.HandlerTimeout))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("Concurrency %d < 1", c.Concurrency))
+	}
+	if c.DuplicateWindow < 0 || c.MaxAge < 0 {
+		errs = append(errs, errors.New("DuplicateWindow and MaxAge must not be negative"))
+	}
+	for _, p := range []string{c.Subjects, c.DLQSubjects} {
+		if !ValidType(p) {
+			errs = append(errs, fmt.Errorf("subject prefix %q is not dot-separated plain tokens", p))
+		}
+	}
+	if c.Subjects == c.DLQSubjects || strings.HasPrefix(c.Subjects+".", c.DLQSubjects+".") || strings.HasPrefix(c.DLQSubjects+".", c.Subjects+".") {
+		errs = append(errs, fmt.Errorf("subject prefixes %q and %q overlap", c.Subjects, c.DLQSubjects))
+	}
+	if c.Stream == c.DLQStream {
+		errs = append(errs, fmt.Errorf("Stream and DLQStream are both %q", c.Stream))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bus: invalid config: %w", err)
+	}
+	return nil
+}
+
+// Bus publishes events and runs subscriptions. It is safe for concurrent
+// use.
+type Bus struct {
+	js  jetstream.JetStream
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	subs   map[*Subscription]struct{}
+}
+
+// New creates or updates the event and dead-letter streams and returns a
+// Bus on them.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Bus, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "meshd events",
+		Subjects:    []string{cfg.Subjects + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.MaxAge,
+	}); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", cfg.Stream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.DLQStream,
+		Description: "meshd dead letters",
+		Subjects:    []string{cfg.DLQSubjects + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  cfg.DuplicateWindow,
+	}); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", cfg.DLQStream, err)
+	}
+	return &Bus{js: js, cfg: cfg, log: log, subs: map[*Subscription]struct{}{}}, nil
+}
+
+// Publish stores ev in the event stream and returns once JetStream has
+// acknowledged it. A zero ev.Time is set to now. Publishing an ID already
+// seen within the duplicate window succeeds without storing it again.
+func (b *Bus) Publish(ctx context.Context, ev Event) error {
+	if b.isClosed() {
+		return ErrClosed
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	if err := ev.validate(); err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: b.cfg.Subjects + "." + ev.Type, Header: ev.header(), Data: ev.Data}
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
+		return fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err)
+	}
+	return nil
+}
+
+func (b *Bus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close stops every subscription and waits for their in-flight handlers.
+// When ctx ends first, the handlers' contexts are cancelled and Close
+// returns ctx's error once they have returned. Close is idempotent.
+func (b *Bus) Close(ctx context.Context) error {
+	b.mu.Lock()
+	b.closed = true
+	subs := make([]*Subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, s := range subs {
+			wg.Go(s.Stop)
+		}
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, s := range subs {
+			s.cancel()
+		}
+		<-done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,63 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeadLetter is an event a service could not handle.
+type DeadLetter struct {
+	// Event as it was delivered (fields that could not be decoded are
+	// empty); Attempt is the last attempt.
+	Event Event
+	// Service that failed to handle it.
+	Service string
+	// Reason is the last handler error, or why the event was undecodable.
+	Reason string
+	// Attempts is the number of deliveries made.
+	Attempts int
+	// FailedAt is when the event was dead-lettered.
+	FailedAt time.Time
+}
+
+// DeadLetters returns the dead letters of service, oldest first.
+func (b *Bus) DeadLetters(ctx context.Context, service string) ([]DeadLetter, error) {
+	if !ValidService(service) {
+		return nil, fmt.Errorf("bus: invalid service name %q", service)
+	}
+	st, err := b.js.Stream(ctx, b.cfg.DLQStream)
+	if err != nil {
+		return nil, fmt.Errorf("bus: dead letters: %w", err)
+	}
+	filter := b.cfg.DLQSubjects + "." + service + ".>"
+	var out []DeadLetter
+	for seq := uint64(1); ; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bus: dead letters of %s: %w", service, err)
+		}
+		ev, _ := decodeEvent(m.Header, m.Data)
+		attempts, _ := strconv.Atoi(m.Header.Get(hdrDLQAttempts))
+		ev.Attempt = attempts
+		failed, err := time.Parse(time.RFC3339Nano, m.Header.Get(hdrDLQTime))
+		if err != nil {
+			failed = m.Time
+		}
+		out = append(out, DeadLetter{
+			Event:    ev,
+			Service:  m.Header.Get(hdrDLQService),
+			Reason:   m.Header.Get(hdrDLQReason),
+			Attempts: attempts,
+			FailedAt: failed,
+		})
+		seq = m.Sequence + 1
+	}
+}

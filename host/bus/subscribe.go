@@ -1,0 +1,276 @@
+package bus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Handler handles one delivered event. Returning nil acks it; an error (or
+// a panic) makes it redelivered, then dead-lettered after the last attempt.
+// ctx ends after Config.HandlerTimeout.
+type Handler func(ctx context.Context, ev Event) error
+
+// Subscription delivers one event type to one service's handler.
+type Subscription struct {
+	b       *Bus
+	service string
+	typ     string
+	h       Handler
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
+
+	ctx    context.Context // parent of handler contexts
+	cancel context.CancelFunc
+
+	sem      chan struct{}
+	stopping chan struct{}
+	loopDone chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// ConsumerName returns the durable consumer name of (service, typ):
+// "svc_<service>_<type with '.' as '_'>_<hash>". The hash of the exact pair
+// keeps names unique where the readable part is ambiguous (service "a_b"
+// with type "c" against service "a" with type "b_c", or "x.y" against
+// "x_y").
+func ConsumerName(service, typ string) string {
+	sum := sha256.Sum256([]byte(service + "\x00" + typ))
+	return "svc_" + service + "_" + strings.ReplaceAll(typ, ".", "_") + "_" + hex.EncodeToString(sum[:5])
+}
+
+// Subscribe starts delivering events of type typ to h on behalf of service.
+// The durable consumer survives restarts: a new Subscribe for the same
+// (service, typ) resumes where the last one left off, and the first one
+// starts at the oldest stored event. ctx bounds the setup only; the
+// subscription runs until Stop or Bus.Close.
+func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler) (*Subscription, error) {
+	if !ValidService(service) {
+		return nil, fmt.Errorf("bus: invalid service name %q", service)
+	}
+	if !ValidType(typ) {
+		return nil, fmt.Errorf("bus: invalid event type %q", typ)
+	}
+	if h == nil {
+		return nil, errors.New("bus: nil handler")
+	}
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	name := ConsumerName(service, typ)
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   fmt.Sprintf("meshd: %s receives %s", service, typ),
+		FilterSubject: b.cfg.Subjects + "." + typ,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.cfg.AckWait,
+		// Attempts are counted here, not by the server: a server-side cap
+		// would strand an event whose dead-lettering failed. See handle.
+		MaxDeliver:    -1,
+		MaxAckPending: max(1000, 2*b.cfg.Concurrency),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: consumer %s: %w", name, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency))
+	if err != nil {
+		return nil, fmt.Errorf("bus: consume %s: %w", name, err)
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Subscription{
+		b: b, service: service, typ: typ, h: h, cons: cons, it: it,
+		ctx: hctx, cancel: cancel,
+		sem:      make(chan struct{}, b.cfg.Concurrency),
+		stopping: make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		it.Stop()
+		cancel()
+		return nil, ErrClosed
+	}
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	go s.loop()
+	return s, nil
+}
+
+// Stop stops delivery and waits for in-flight handlers to return. Events
+// fetched but not yet handed to a handler are redelivered after AckWait.
+// Stop is idempotent.
+func (s *Subscription) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.it.Stop()
+		<-s.loopDone
+		s.wg.Wait()
+		s.cancel()
+		s.b.mu.Lock()
+		delete(s.b.subs, s)
+		s.b.mu.Unlock()
+	})
+}
+
+func (s *Subscription) loop() {
+	defer close(s.loopDone)
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.stopping:
+			return
+		}
+		msg, err := s.it.Next()
+		if err != nil {
+			<-s.sem
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			s.b.log.Warn("bus: fetching events", "service", s.service, "type", s.typ, "error", err)
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-s.stopping:
+				return
+			}
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem }()
+			s.handle(msg)
+		}()
+	}
+}
+
+// handle runs one delivery to the end: ack, nak with delay, or dead letter.
+func (s *Subscription) handle(msg jetstream.Msg) {
+	cfg := &s.b.cfg
+	attempt := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	ev, err := decodeEvent(msg.Headers(), msg.Data())
+	ev.Attempt = attempt
+	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt)
+	if err != nil {
+		log.Error("bus: undecodable event, dead-lettering", "error", err)
+		s.deadLetter(msg, ev, "undecodable event: "+err.Error(), attempt)
+		return
+	}
+	if attempt > cfg.MaxDeliver {
+		// Only reached when an earlier dead-lettering failed or a node
+		// stopped mid-handler on the last attempt.
+		s.deadLetter(msg, ev, fmt.Sprintf("delivered %d times, more than MaxDeliver %d", attempt, cfg.MaxDeliver), attempt)
+		return
+	}
+	if err := s.run(ev); err != nil {
+		if attempt < cfg.MaxDeliver {
+			delay := backoff(cfg.Backoff, attempt)
+			log.Warn("bus: handler failed, will retry", "error", err, "retry_in", delay)
+			if nerr := msg.NakWithDelay(delay); nerr != nil {
+				log.Error("bus: nak failed; redelivery after AckWait", "error", nerr)
+			}
+			return
+		}
+		log.Error("bus: handler failed on last attempt, dead-lettering", "error", err)
+		s.deadLetter(msg, ev, err.Error(), attempt)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Error("bus: ack failed; event will be redelivered", "error", err)
+	}
+}
+
+// run calls the handler under HandlerTimeout, turning a panic into an error.
+func (s *Subscription) run(ev Event) (err error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.HandlerTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return s.h(ctx, ev)
+}
+
+func backoff(b []time.Duration, attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	return b[min(attempt, len(b))-1]
+}
+
+// deadLetter copies msg to the dead-letter stream and, once that is stored,
+// terminates it on this consumer. If the copy fails the event is nak'ed and
+// comes back, so the copy is retried: an event is never dropped.
+func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, attempt int) {
+	cfg := &s.b.cfg
+	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt)
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	h := nats.Header{}
+	for k, v := range msg.Headers() {
+		if k == jetstream.MsgIDHeader || strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		h[k] = append([]string(nil), v...)
+	}
+	h.Set(hdrDLQReason, headerSafe(reason))
+	h.Set(hdrDLQService, s.service)
+	h.Set(hdrDLQAttempts, strconv.Itoa(attempt))
+	h.Set(hdrDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(hdrDLQSeq, strconv.FormatUint(seq, 10))
+	subj := cfg.DLQSubjects + "." + s.service + "." + strings.TrimPrefix(msg.Subject(), cfg.Subjects+".")
+	// One dead letter per (service, stored event), whatever the retries.
+	id := s.service + "/" + strconv.FormatUint(seq, 10)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dl := &nats.Msg{Subject: subj, Header: h, Data: msg.Data()}
+	if _, err := s.b.js.PublishMsg(ctx, dl, jetstream.WithMsgID(id), jetstream.WithExpectStream(cfg.DLQStream)); err != nil {
+		delay := backoff(cfg.Backoff, attempt)
+		log.Error("bus: dead-letter publish failed; event kept for retry", "error", err, "retry_in", delay)
+		if nerr := msg.NakWithDelay(delay); nerr != nil {
+			log.Error("bus: nak failed; redelivery after AckWait", "error", nerr)
+		}
+		return
+	}
+	if err := msg.TermWithReason("meshd: dead-lettered"); err != nil {
+		// The dead letter is stored; a redelivery dead-letters again under
+		// the same Nats-Msg-Id, which the DLQ stream deduplicates.
+		log.Error("bus: term after dead-letter failed", "error", err)
+	}
+}
+
+// headerSafe makes s fit in one header value.
+func headerSafe(s string) string {
+	const maxLen = 2048
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxLen {
+		s = s[:maxLen] + "..."
+	}
+	return s
+}

@@ -1,0 +1,135 @@
+// Package kv gives each meshd service its own key-value store: one NATS
+// JetStream KV bucket per service ("a database per service").
+//
+// Isolation is structural: a Store is bound to one bucket when it is opened
+// and has no way to name another. Guest keys are arbitrary byte strings; they
+// are escaped into the NATS key alphabet (see escapeKey) so any key a guest
+// can send is storable, and Keys returns them decoded.
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is returned by Get when the key is absent or was deleted.
+var ErrNotFound = errors.New("kv: key not found")
+
+// MaxKeyLen is the longest key, in bytes before escaping, a Store accepts.
+const MaxKeyLen = 1024
+
+// BucketPrefix is prepended to the service name to form its bucket name.
+const BucketPrefix = "meshd_svc_"
+
+var serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ValidService reports whether name is a valid service name for a bucket.
+func ValidService(name string) bool { return serviceRE.MatchString(name) }
+
+// Store is one service's key-value store. It is safe for concurrent use.
+type Store struct {
+	service string
+	kv      jetstream.KeyValue
+}
+
+// Open creates (or updates) the bucket of service and returns its Store.
+// Buckets keep one revision per key (History 1).
+func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, error) {
+	if !ValidService(service) {
+		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, serviceRE)
+	}
+	bucket := BucketPrefix + service
+	b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "meshd state of service " + service,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
+	}
+	return &Store{service: service, kv: b}, nil
+}
+
+// Service returns the name of the service the Store belongs to.
+func (s *Store) Service() string { return s.service }
+
+func checkKey(key string) error {
+	if key == "" {
+		return errors.New("kv: empty key")
+	}
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("kv: key of %d bytes exceeds %d", len(key), MaxKeyLen)
+	}
+	return nil
+}
+
+// Get returns the value of key, or ErrNotFound when it is absent or deleted.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	e, err := s.kv.Get(ctx, escapeKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv: get %s/%q: %w", s.service, key, err)
+	}
+	return e.Value(), nil
+}
+
+// Put sets key to value.
+func (s *Store) Put(ctx context.Context, key string, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if _, err := s.kv.Put(ctx, escapeKey(key), value); err != nil {
+		return fmt.Errorf("kv: put %s/%q: %w", s.service, key, err)
+	}
+	return nil
+}
+
+// Delete removes key. Deleting an absent key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := s.kv.Delete(ctx, escapeKey(key)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("kv: delete %s/%q: %w", s.service, key, err)
+	}
+	return nil
+}
+
+// Keys returns every live key, decoded and sorted. An empty store returns
+// nil and no error.
+func (s *Store) Keys(ctx context.Context) ([]string, error) {
+	raw, err := s.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err == nil {
+		// The watcher behind Keys ends early, without an error, when ctx
+		// ends; never return a partial listing as if it were complete.
+		err = ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv: keys %s: %w", s.service, err)
+	}
+	keys := make([]string, 0, len(raw))
+	for _, k := range raw {
+		d, err := unescapeKey(k)
+		if err != nil {
+			// Written by something other than meshd: report, don't hide.
+			return nil, fmt.Errorf("kv: keys %s: %w", s.service, err)
+		}
+		keys = append(keys, d)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}

@@ -1,0 +1,176 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/host/natsd"
+)
+
+func newJS(t *testing.T) *natsd.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatalf("natsd.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestStore(t *testing.T) {
+	ns := newJS(t)
+	ctx := ctxT(t)
+	st, err := Open(ctx, ns.JetStream(), "orders")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if st.Service() != "orders" {
+		t.Fatalf("Service = %q", st.Service())
+	}
+	keys, err := st.Keys(ctx)
+	if err != nil || keys != nil {
+		t.Fatalf("Keys on empty = %v, %v; want nil, nil", keys, err)
+	}
+	if _, err := st.Get(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get missing: %v, want ErrNotFound", err)
+	}
+	if err := st.Delete(ctx, "missing"); err != nil {
+		t.Fatalf("Delete missing: %v", err)
+	}
+
+	long := strings.Repeat("\xff", MaxKeyLen)
+	entries := map[string]string{
+		"order/1":    "a",
+		"a.b":        "dots",
+		"weird key=": "w",
+		"":           "",
+		long:         "long",
+	}
+	delete(entries, "")
+	for k, v := range entries {
+		if err := st.Put(ctx, k, []byte(v)); err != nil {
+			t.Fatalf("Put %q: %v", k, err)
+		}
+	}
+	for k, v := range entries {
+		got, err := st.Get(ctx, k)
+		if err != nil || string(got) != v {
+			t.Fatalf("Get %q = %q, %v; want %q", k, got, err, v)
+		}
+	}
+	// Overwrite.
+	if err := st.Put(ctx, "order/1", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.Get(ctx, "order/1"); string(got) != "b" {
+		t.Fatalf("after overwrite Get = %q", got)
+	}
+	want := []string{"a.b", "order/1", "weird key=", long}
+	slices.Sort(want)
+	keys, err = st.Keys(ctx)
+	if err != nil || !slices.Equal(keys, want) {
+		t.Fatalf("Keys = %q, %v; want %q", keys, err, want)
+	}
+	if err := st.Delete(ctx, "a.b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, "a.b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get deleted: %v, want ErrNotFound", err)
+	}
+	keys, err = st.Keys(ctx)
+	if err != nil || slices.Contains(keys, "a.b") || len(keys) != 3 {
+		t.Fatalf("Keys after delete = %q, %v", keys, err)
+	}
+	for _, k := range keys {
+		_ = st.Delete(ctx, k)
+	}
+	if keys, err := st.Keys(ctx); err != nil || keys != nil {
+		t.Fatalf("Keys after deleting all = %q, %v; want nil, nil", keys, err)
+	}
+}
+
+func TestBadKeys(t *testing.T) {
+	ns := newJS(t)
+	ctx := ctxT(t)
+	st, err := Open(ctx, ns.JetStream(), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"", strings.Repeat("a", MaxKeyLen+1)} {
+		if err := st.Put(ctx, k, nil); err == nil {
+			t.Errorf("Put %d-byte key succeeded", len(k))
+		}
+		if _, err := st.Get(ctx, k); err == nil || errors.Is(err, ErrNotFound) {
+			t.Errorf("Get %d-byte key: %v", len(k), err)
+		}
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	ns := newJS(t)
+	ctx := ctxT(t)
+	a, err := Open(ctx, ns.JetStream(), "alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(ctx, ns.JetStream(), "beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, "k", []byte("from-a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("beta sees alpha's key: %v", err)
+	}
+	if err := b.Put(ctx, "k", []byte("from-b")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Get(ctx, "k"); string(got) != "from-a" {
+		t.Fatalf("alpha k = %q", got)
+	}
+	if got, _ := b.Get(ctx, "k"); string(got) != "from-b" {
+		t.Fatalf("beta k = %q", got)
+	}
+	if err := b.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Get(ctx, "k"); err != nil || string(got) != "from-a" {
+		t.Fatalf("alpha k after beta delete = %q, %v", got, err)
+	}
+	// Reopening reaches the same data.
+	a2, err := Open(ctx, ns.JetStream(), "alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a2.Get(ctx, "k"); string(got) != "from-a" {
+		t.Fatalf("reopened alpha k = %q", got)
+	}
+}
+
+func TestOpenValidatesService(t *testing.T) {
+	ns := newJS(t)
+	ctx := ctxT(t)
+	for _, name := range []string{"", "Orders", "-x", "a.b", "a b", "a*", strings.Repeat("a", 64)} {
+		if _, err := Open(ctx, ns.JetStream(), name); err == nil {
+			t.Errorf("Open(%q) succeeded", name)
+		}
+	}
+	for _, name := range []string{"a", "order-svc", "x_1", strings.Repeat("a", 63)} {
+		if _, err := Open(ctx, ns.JetStream(), name); err != nil {
+			t.Errorf("Open(%q): %v", name, err)
+		}
+	}
+}

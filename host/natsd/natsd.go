@@ -1,0 +1,217 @@
+// Package natsd starts the NATS server meshd runs on, or connects to an
+// external one.
+//
+// By default meshd embeds nats-server in-process with JetStream enabled and
+// its store under the data directory, so a single machine needs no outside
+// service. The in-process connection does not use a TCP port; a client port
+// is opened only when Config.Listen is set (for other nodes or tools). When
+// Config.URL is set, no server is started and meshd connects to that URL.
+package natsd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// readyTimeout bounds how long Start waits for the embedded server.
+	readyTimeout = 10 * time.Second
+	// drainTimeout bounds how long Close waits for the connection to drain.
+	drainTimeout = 30 * time.Second
+)
+
+// Config configures Start. The zero value runs an embedded server with no
+// client port; DataDir is required in embedded mode.
+type Config struct {
+	// DataDir is meshd's data directory; JetStream stores under DataDir/nats.
+	DataDir string
+	// URL of an external NATS server or cluster. Empty means embedded.
+	URL string
+	// Listen is the host:port the embedded server accepts clients on
+	// ("127.0.0.1:4222", or "127.0.0.1:0" for a random port). Empty means no
+	// client port: in-process connections only.
+	Listen string
+	// Sync makes JetStream fsync every write. When false JetStream uses its
+	// default periodic sync interval.
+	Sync bool
+	// Name is the server (node) name; empty lets nats-server choose.
+	Name string
+}
+
+// Server is a running NATS connection, with the embedded server behind it
+// when meshd started one.
+type Server struct {
+	ns   *server.Server // nil in external mode
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	url  string
+	once sync.Once
+	err  error
+}
+
+// Start starts the embedded server (or connects to Config.URL), connects to
+// it and returns when the connection is ready. The context bounds startup.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.URL != "" {
+		return connectExternal(ctx, cfg, log)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("natsd: DataDir is required for the embedded server")
+	}
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		SyncAlways: cfg.Sync,
+		NoSigs:     true,
+	}
+	if cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("natsd: listen address %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("natsd: listen address %q: bad port", cfg.Listen)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, p
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsd: new server: %w", err)
+	}
+	ns.SetLoggerV2(&logAdapter{log: log.With("component", "nats-server")}, log.Enabled(ctx, slog.LevelDebug), false, false)
+	ns.Start()
+	if err := waitReady(ctx, ns); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("meshd"), nats.MaxReconnects(-1))
+	if err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("natsd: in-process connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("natsd: jetstream: %w", err)
+	}
+	s := &Server{ns: ns, nc: nc, js: js}
+	if !opts.DontListen {
+		s.url = ns.ClientURL()
+	}
+	log.Info("nats embedded server ready", "store", opts.StoreDir, "client_url", s.url, "sync", cfg.Sync)
+	return s, nil
+}
+
+func waitReady(ctx context.Context, ns *server.Server) error {
+	wait := readyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < wait {
+			wait = d
+		}
+	}
+	if !ns.ReadyForConnections(wait) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("natsd: server not ready: %w", err)
+		}
+		return fmt.Errorf("natsd: server not ready after %s", wait)
+	}
+	return nil
+}
+
+func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	opts := []nats.Option{nats.Name("meshd"), nats.MaxReconnects(-1)}
+	if dl, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(time.Until(dl)))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsd: connect %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsd: jetstream: %w", err)
+	}
+	log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+	return &Server{nc: nc, js: js}, nil
+}
+
+// Conn returns the NATS connection.
+func (s *Server) Conn() *nats.Conn { return s.nc }
+
+// JetStream returns the JetStream context on Conn.
+func (s *Server) JetStream() jetstream.JetStream { return s.js }
+
+// ClientURL returns the URL other clients can connect to, or "" when the
+// embedded server does not listen (or the server is external).
+func (s *Server) ClientURL() string { return s.url }
+
+// Close drains the connection, then shuts the embedded server down and waits
+// for it. It is safe to call more than once; later calls return the first
+// result.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		if s.nc != nil {
+			done := make(chan struct{})
+			s.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+			if err := s.nc.Drain(); err != nil {
+				s.nc.Close()
+				if !errors.Is(err, nats.ErrConnectionClosed) {
+					s.err = fmt.Errorf("natsd: drain: %w", err)
+				}
+			} else {
+				select {
+				case <-done:
+				case <-time.After(drainTimeout):
+					s.nc.Close()
+					s.err = fmt.Errorf("natsd: drain did not finish in %s", drainTimeout)
+				}
+			}
+		}
+		if s.ns != nil {
+			s.ns.Shutdown()
+			s.ns.WaitForShutdown()
+		}
+	})
+	return s.err
+}
+
+// logAdapter sends nats-server logs to slog. Notices go out at debug level,
+// warnings and errors at their own level: the server is an implementation
+// detail, but its problems are ours.
+type logAdapter struct{ log *slog.Logger }
+
+func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// Interface guards
+var _ server.Logger = (*logAdapter)(nil)

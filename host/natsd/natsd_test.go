@@ -1,0 +1,114 @@
+package natsd
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func start(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := Start(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestEmbeddedNoListen(t *testing.T) {
+	s := start(t, Config{DataDir: t.TempDir(), Name: "n1"})
+	if got := s.ClientURL(); got != "" {
+		t.Fatalf("ClientURL = %q, want empty", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := s.JetStream().AccountInfo(ctx)
+	if err != nil {
+		t.Fatalf("AccountInfo: %v", err)
+	}
+	if info == nil {
+		t.Fatal("nil account info")
+	}
+	sub, err := s.Conn().SubscribeSync("x.y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Conn().Publish("x.y", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil || string(m.Data) != "hi" {
+		t.Fatalf("NextMsg = %v, %v", m, err)
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	s, err := Start(context.Background(), Config{DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if !s.Conn().IsClosed() {
+		t.Fatal("connection not closed")
+	}
+}
+
+func TestStartRequiresDataDir(t *testing.T) {
+	if _, err := Start(context.Background(), Config{}, nil); err == nil {
+		t.Fatal("Start without DataDir succeeded")
+	}
+}
+
+func TestListenAndExternal(t *testing.T) {
+	s := start(t, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	url := s.ClientURL()
+	if url == "" {
+		t.Fatal("ClientURL empty in listen mode")
+	}
+	// A plain client on the TCP port sees what the in-process conn publishes.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("Connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("a.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Conn().Publish("a.b", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("NextMsg: %v", err)
+	}
+
+	// External mode against the same server.
+	ext := start(t, Config{URL: url})
+	if ext.ClientURL() != "" {
+		t.Fatalf("external ClientURL = %q", ext.ClientURL())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := ext.JetStream().AccountInfo(ctx); err != nil {
+		t.Fatalf("external AccountInfo: %v", err)
+	}
+}
+
+func TestBadListen(t *testing.T) {
+	if _, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "nope"}, nil); err == nil {
+		t.Fatal("bad listen address accepted")
+	}
+}

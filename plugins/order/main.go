@@ -1,0 +1,77 @@
+// Command order is the order service, a meshd plugin. Build it with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o order.wasm ./plugins/order
+//
+// It serves POST /orders and GET /orders/{id}, publishes ORDER_CREATED when
+// an order is created and marks the order PAID on PAYMENT_COMPLETED.
+package main
+
+import (
+	"crypto/rand"
+	"time"
+
+	"github.com/meshd/meshd/guest"
+)
+
+func init() {
+	guest.Declare("order", "1.0.0")
+	guest.Publishes(eventOrderCreated)
+	guest.Handle("POST /orders", func(w *guest.ResponseWriter, r *guest.Request) {
+		if err := createOrder(svc, w, r.Body); err != nil {
+			w.Fail(err)
+		}
+	})
+	guest.Handle("GET /orders/{id}", func(w *guest.ResponseWriter, r *guest.Request) {
+		if err := getOrder(svc, w, r.PathValue("id")); err != nil {
+			w.Fail(err)
+		}
+	})
+	guest.Subscribe(eventPaymentCompleted, func(e *guest.Event) error {
+		return paymentCompleted(svc, e.Data)
+	})
+}
+
+// main is not called for a reactor module's calls; registration is in init.
+func main() {}
+
+// env is what the service needs from the host; tests substitute a fake.
+type env interface {
+	KVGet(key string) ([]byte, error) // guest.ErrNotFound when absent
+	KVSet(key string, value []byte) error
+	Publish(eventType string, data []byte) error
+	Log(level guest.Level, msg string)
+	Now() time.Time
+	NewID() string
+}
+
+var svc env = guestEnv{}
+
+// guestEnv is env on the real host functions.
+type guestEnv struct{}
+
+func (guestEnv) KVGet(key string) ([]byte, error)      { return guest.KVGet(key) }
+func (guestEnv) KVSet(key string, value []byte) error  { return guest.KVSet(key, value) }
+func (guestEnv) Publish(typ string, data []byte) error { return guest.Publish(typ, data) }
+func (guestEnv) Log(level guest.Level, msg string)     { guest.Log(level, msg) }
+func (guestEnv) Now() time.Time                        { return time.Now() }
+func (guestEnv) NewID() string                         { return newUUID() }
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var u [16]byte
+	rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	const hex = "0123456789abcdef"
+	var b [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hex[c>>4], hex[c&0xf]
+		j += 2
+	}
+	return string(b[:])
+}
