@@ -7,29 +7,45 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
-
-	"github.com/meshd/meshd/daemon"
+	"sort"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// command is a subcommand. Each lives in its own file and registers itself
+// in init, so features add commands without touching this file.
+type command struct {
+	usage   string // "run [flags]"
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{
+	"version": {usage: "version", summary: "print the version", run: func(_ []string, stdout, _ io.Writer) int {
+		fmt.Fprintln(stdout, version())
+		return 0
+	}},
+}
+
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
-  meshd run [flags]    serve the modules of a plugin directory (meshd run -h for flags)
-  meshd version        print the version
-`)
+	fmt.Fprintln(w, "usage:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  meshd %-28s %s\n", commands[n].usage, commands[n].summary)
+	}
+	fmt.Fprintln(w, "Run meshd <command> -h for a command's flags.")
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -37,12 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
+	if c, ok := commands[args[0]]; ok {
+		return c.run(args[1:], stdout, stderr)
+	}
 	switch args[0] {
-	case "run":
-		return runDaemon(args[1:], stderr)
-	case "version":
-		fmt.Fprintln(stdout, version())
-		return 0
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
@@ -58,62 +72,6 @@ func version() string {
 		v = bi.Main.Version
 	}
 	return "meshd " + v
-}
-
-func runDaemon(args []string, stderr io.Writer) int {
-	cfg := daemon.Default()
-	fs := flag.NewFlagSet("meshd run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.PluginDir, "plugins", cfg.PluginDir, "directory of service modules (<name>.wasm) and their grants (<name>.toml)")
-	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory: compilation cache and the JetStream store")
-	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "gateway listen address")
-	fs.StringVar(&cfg.Node, "node", cfg.Node, "this node's name in the registry")
-	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an external NATS server at this URL instead of the embedded one")
-	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only)")
-	fs.StringVar(&cfg.Sync, "sync", "", `JetStream fsync policy: "" (lazy, the default) or "always"`)
-	fs.DurationVar(&cfg.Module.CallTimeout, "call-timeout", cfg.Module.CallTimeout, "deadline of one module invocation")
-	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "deadline of one HTTP request")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "how long shutdown waits for in-flight work")
-	fs.Int64Var(&cfg.MaxBodyBytes, "max-body", cfg.MaxBodyBytes, "largest request body in bytes (413 past it)")
-	memPages := fs.Uint("memory-pages", uint(cfg.Module.MemoryLimitPages), "memory cap per instance in 64 KiB pages")
-	fs.IntVar(&cfg.Module.PoolMin, "pool-min", cfg.Module.PoolMin, "warm instances per service")
-	fs.IntVar(&cfg.Module.PoolMax, "pool-max", cfg.Module.PoolMax, "instances per service at most")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "meshd run: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	cfg.Module.MemoryLimitPages = uint32(*memPages)
-
-	log, err := newLogger(stderr, *logFormat, *logLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, "meshd run:", err)
-		return 2
-	}
-	d, err := daemon.New(cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "meshd run: bad configuration:\n%v\n", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := d.Start(ctx); err != nil {
-		log.Error("start failed", slog.Any("error", err))
-		return 1
-	}
-	<-ctx.Done()
-	stop() // a second signal kills the process at once
-	log.Info("shutting down: draining in-flight work", slog.Duration("timeout", cfg.DrainTimeout))
-	if err := d.Shutdown(context.Background()); err != nil {
-		log.Error("shutdown", slog.Any("error", err))
-		return 1
-	}
-	log.Info("stopped")
-	return 0
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
