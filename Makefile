@@ -43,6 +43,12 @@ tools:
 	  echo "installing wabt (wat2wasm)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wabt >/dev/null; }
+	@# promtool and the prometheus server, for the metrics tests (they skip without them).
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing prometheus (promtool, prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null || \
+	  echo "could not install prometheus: the metrics tests that need it will skip"; }
 
 $(GO_GUEST_WASM): FORCE
 	$(WASM_ENV) $(GO) build -buildmode=c-shared -o $@ ./$(@:.wasm=)
@@ -61,6 +67,18 @@ test-short: plugins fixtures
 
 bench: plugins fixtures
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=2s ./... | tee build/bench.txt
+
+# Load test on loopback: POST /orders through meshd with the real plugins,
+# then through a native net/http handler (internal/nativeorder), with wrk
+# from Debian (installed when missing). Bounded: DURATION per phase
+# (default 10s), the whole run under 5 minutes. Results in build/loadtest.txt.
+.PHONY: loadtest
+loadtest: build plugins
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	timeout 300 internal/loadtest/run.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

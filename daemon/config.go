@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -16,6 +18,8 @@ type Config struct {
 	DataDir   string // compilation cache, JetStream store
 	// CacheDir holds compiled modules; empty means DataDir/cache.
 	CacheDir string
+	// Events configures the event bus (zero fields take bus defaults).
+	Events   bus.Config
 	HTTPAddr string // gateway listener
 	Node     string // this node's name in the registry
 
@@ -30,6 +34,26 @@ type Config struct {
 	RequestTimeout time.Duration // gateway deadline per request (504)
 	MaxBodyBytes   int64         // gateway body cap (413)
 	DrainTimeout   time.Duration // how long Shutdown waits for in-flight work
+
+	// Gateway holds the gateway's policies: mounts, auth, rate limits.
+	Gateway gateway.Policies
+	// Server holds the HTTP server's timeouts and TLS.
+	Server gateway.ServerConfig
+
+	// AdminAddr is the admin listener (metrics, health, services view);
+	// "" or "off" disables it. Loopback only unless AdminToken or
+	// AdminPublic (see admin.go).
+	AdminAddr   string
+	AdminToken  string // bearer token the admin listener requires; empty = none
+	AdminPublic bool   // allow a non-loopback AdminAddr without a token
+	// NoMetrics turns metrics off (for measuring their cost).
+	NoMetrics bool
+
+	// NoWatch turns off hot reload by file drop (SIGHUP/Reload still work).
+	NoWatch bool
+	// WatchQuiet is how long a dropped file must stay unchanged before it
+	// is loaded; zero means runtime.DefaultWatchQuiet.
+	WatchQuiet time.Duration
 }
 
 // Default returns the documented defaults.
@@ -46,6 +70,7 @@ func Default() Config {
 		RequestTimeout: 10 * time.Second,
 		MaxBodyBytes:   1 << 20,
 		DrainTimeout:   15 * time.Second,
+		AdminAddr:      "127.0.0.1:8081",
 		Module: runtime.ModuleConfig{
 			MemoryLimitPages:    1024,
 			CallTimeout:         5 * time.Second,
@@ -95,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max-body", "must be positive")
+	}
+	if err := c.validateAdmin(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -39,6 +39,8 @@ type Daemon struct {
 
 	mu       sync.Mutex // guards services and the gateway's route set
 	services map[string]*service
+	reload   reloadState   // hot reload: watcher, load lock, load errors (reload.go)
+	obs      observability // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
 	closed    atomic.Bool
@@ -58,10 +60,15 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		registry: registry.New(),
 		services: make(map[string]*service),
 	}
+	d.initObservability()
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
+		Observe:        d.observeRequest(),
 	}, invoker{d}, log.With(slog.String("component", "gateway")))
+	if err := d.gateway.SetPolicies(cfg.Gateway); err != nil {
+		return nil, fmt.Errorf("gateway policies:\n%w", err)
+	}
 	return d, nil
 }
 
@@ -98,19 +105,29 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: nats: %w", err)
 	}
-	d.bus, err = bus.New(ctx, d.nats.JetStream(), bus.Config{}, d.log.With(slog.String("component", "bus")))
+	d.bus, err = bus.New(ctx, d.nats.JetStream(), d.cfg.Events, d.log.With(slog.String("component", "bus")))
 	if err != nil {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
 	d.loadDir(ctx)
+	if err := d.startWatcher(ctx); err != nil {
+		return err
+	}
 
 	d.listener, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("daemon: http: %w", err)
 	}
-	d.server = gateway.NewServer(d.cfg.HTTPAddr, d.gateway)
+	d.server = gateway.NewServerWith(d.cfg.HTTPAddr, d.gateway, d.cfg.Server)
 	d.serveDone = make(chan error, 1)
-	go func() { d.serveDone <- d.server.Serve(d.listener) }()
+	if sc := d.cfg.Server; sc.TLS() {
+		go func() { d.serveDone <- d.server.ServeTLS(d.listener, sc.CertFile, sc.KeyFile) }()
+	} else {
+		go func() { d.serveDone <- d.server.Serve(d.listener) }()
+	}
+	if err := d.startAdmin(ctx); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 	d.log.Info("meshd serving", slog.String("http", d.listener.Addr().String()),
 		slog.Int("services", len(d.Services())))
 	return nil
@@ -170,6 +187,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if !d.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	// Stop reacting to file drops first (cancels a load in progress).
+	_ = d.stopWatcher(ctx)
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.DrainTimeout)
 	defer cancel()
 	var errs []error
@@ -182,6 +201,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
 	}
+	_ = d.gateway.Close() // stops JWKS refreshes
 	d.mu.Lock()
 	svcs := make([]*service, 0, len(d.services))
 	for _, s := range d.services {
@@ -201,5 +221,6 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if d.engine != nil {
 		errs = append(errs, d.engine.Close(ctx))
 	}
+	errs = append(errs, d.closeAdmin(ctx)) // last: /readyz says 503 while draining
 	return errors.Join(errs...)
 }

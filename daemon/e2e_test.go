@@ -91,19 +91,31 @@ type testDaemon struct {
 // plugins, the conformance guest and extra files (name → content).
 func startDaemon(t testing.TB, extra map[string][]byte, tweak func(*Config)) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, []string{"order", "payment", "conformance"}, extra, tweak)
+}
+
+// startDaemonWith is startDaemon with a choice of the demo plugins and the
+// conformance guest.
+func startDaemonWith(t testing.TB, with []string, extra map[string][]byte, tweak func(*Config)) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	plugins := filepath.Join(dir, "plugins")
 	if err := os.MkdirAll(plugins, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"order.wasm", "order.toml", "payment.wasm", "payment.toml"} {
-		copyFile(t, fixture(t, filepath.Join("..", "build", "plugins", f)), filepath.Join(plugins, f))
-	}
-	if err := os.WriteFile(filepath.Join(plugins, "conformance.wasm"), wattest.Build(t, "../host/testdata/conformance.wat"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(plugins, "conformance.toml"), []byte(conformanceGrants), 0o644); err != nil {
-		t.Fatal(err)
+	for _, name := range with {
+		if name == "conformance" {
+			if err := os.WriteFile(filepath.Join(plugins, "conformance.wasm"), wattest.Build(t, "../host/testdata/conformance.wat"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(plugins, "conformance.toml"), []byte(conformanceGrants), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		for _, f := range []string{name + ".wasm", name + ".toml"} {
+			copyFile(t, fixture(t, filepath.Join("..", "build", "plugins", f)), filepath.Join(plugins, f))
+		}
 	}
 	for name, content := range extra {
 		if err := os.WriteFile(filepath.Join(plugins, name), content, 0o644); err != nil {
@@ -115,6 +127,7 @@ func startDaemon(t testing.TB, extra map[string][]byte, tweak func(*Config)) *te
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.CacheDir = sharedCache
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0" // the default 127.0.0.1:8081 would clash between tests
 	cfg.Node = "test"
 	if tweak != nil {
 		tweak(&cfg)

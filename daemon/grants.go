@@ -34,6 +34,11 @@ type ServiceFile struct {
 		MaxInputBytes  int      `toml:"max_input_bytes"`
 		MaxOutputBytes int      `toml:"max_output_bytes"`
 	} `toml:"limits"`
+	// Config is the service's own configuration, read by the guest with
+	// config_get (ABI v1.1).
+	Config map[string]string `toml:"config"`
+	// Events tunes the service's subscriptions (see daemon/events.go).
+	Events EventsConfig `toml:"events"`
 }
 
 type duration struct{ time.Duration }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
@@ -53,7 +54,9 @@ func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, c
 		if cs.inv.Log == nil {
 			cs.inv.Log = s.log
 		}
+		start := time.Now()
 		err := s.mod.Invoke(ctx, entry, &cs.call)
+		d.observeInvoke(ctx, name, entry, start, err, cs)
 		if errors.Is(err, runtime.ErrClosed) && attempt == 0 {
 			continue
 		}
@@ -68,8 +71,10 @@ func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) er
 		var err error
 		if w.Delete {
 			err = s.store.Delete(ctx, w.Key)
+			s.observeKV("delete", err)
 		} else {
 			err = s.store.Put(ctx, w.Key, w.Value)
+			s.observeKV("put", err)
 		}
 		if err != nil {
 			return fmt.Errorf("applying kv write %q: %w", w.Key, err)
@@ -78,6 +83,12 @@ func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) er
 	for _, e := range inv.Events {
 		ev := bus.NewEvent(s.name, e.Type, e.Data)
 		ev.TraceParent = inv.TraceParent
+		if e.Delay > 0 {
+			if err := d.bus.PublishDelayed(ctx, ev, e.Delay); err != nil {
+				return fmt.Errorf("scheduling %s: %w", e.Type, err)
+			}
+			continue
+		}
 		if err := d.bus.Publish(ctx, ev); err != nil {
 			return fmt.Errorf("publishing %s: %w", e.Type, err)
 		}
@@ -97,7 +108,7 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 	cs.inv.RequestID = string(req.RequestID)
 	cs.inv.TraceParent = string(req.TraceParent)
 	if s := d.lookup(name); s != nil {
-		cs.inv.Log = s.log.With(slog.String("request_id", cs.inv.RequestID))
+		cs.inv.Log = s.log.With(slog.String("request_id", cs.inv.RequestID), slog.String("trace_id", traceID(cs.inv.TraceParent)))
 	}
 	s, err := d.invoke(ctx, name, runtime.EntryHTTP, cs)
 	if err != nil {
@@ -113,7 +124,8 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 		return fmt.Errorf("service %s returned a malformed response: %w", name, err)
 	}
 	if err := d.apply(ctx, s, &cs.inv); err != nil {
-		s.log.Error("request effects not applied", slog.String("request_id", cs.inv.RequestID), slog.Any("error", err))
+		s.log.Error("request effects not applied", slog.String("request_id", cs.inv.RequestID),
+			slog.String("trace_id", traceID(cs.inv.TraceParent)), slog.Any("error", err))
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
 	}
 	return nil
@@ -149,7 +161,14 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		}
 		cs.call.Input = e.Append(cs.call.Input[:0])
 		cs.inv.TraceParent = ev.TraceParent
-		cs.inv.Log = s0.log.With(slog.String("event_id", ev.ID), slog.String("event_type", ev.Type))
+		cs.inv.Log = s0.log.With(slog.String("event_id", ev.ID), slog.String("event_type", ev.Type),
+			slog.String("trace_id", traceID(ev.TraceParent)))
+		if s0.events.Serial {
+			// One handler at a time: its reads and buffered writes do not
+			// interleave with another handler's (see EventsConfig.Serial).
+			s0.serial.Lock()
+			defer s0.serial.Unlock()
+		}
 		s, err := d.invoke(ctx, name, runtime.EntryEvent, cs)
 		if err != nil {
 			return fmt.Errorf("service %s: handling %s: %w", name, ev.Type, err)

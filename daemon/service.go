@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
@@ -33,6 +34,8 @@ type service struct {
 	store   *kv.Store
 	subs    []*bus.Subscription
 	log     *slog.Logger
+	events  EventsConfig // [events] of the service file
+	serial  sync.Mutex   // held around event handlers when events.serial
 }
 
 func (s *service) close(ctx context.Context) error {
@@ -49,18 +52,34 @@ func (s *service) close(ctx context.Context) error {
 var serviceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // LoadFile loads one module file and its grants, validates it and starts
-// serving it. On any failure nothing of it is left running and the error
-// says why.
-func (d *Daemon) LoadFile(ctx context.Context, path string) (err error) {
+// serving it, replacing the serving version of the service if there is one
+// (see loadModule). On any failure nothing of it is left running, the
+// serving version keeps serving, and the error says why.
+func (d *Daemon) LoadFile(ctx context.Context, path string) error {
+	d.reload.mu.Lock()
+	defer d.reload.mu.Unlock()
+	wasm, err := os.ReadFile(path)
+	if err == nil {
+		err = d.loadModule(ctx, path, wasm)
+	}
+	d.recordLoad(path, err)
+	return err
+}
+
+// loadModule loads wasm as the module of path's service. The new version is
+// compiled, validated, warmed, described and checked against its grants and
+// the other services' routes while the serving version (if any) keeps
+// serving; then it is swapped in at once: service map, routes and
+// subscriptions (the same durable consumers carry on). The replaced version
+// finishes its in-flight work and is closed. The caller holds reload.mu.
+func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err error) {
+	defer func() { d.observeLoad(path, err) }() // metrics.go
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, ".wasm")
 	if !serviceName.MatchString(name) {
 		return fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, serviceName)
 	}
-	wasm, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
+	cur := d.lookup(name) // stable: reload.mu is held
 	sf, hasFile, err := ReadServiceFile(filepath.Join(filepath.Dir(path), name+".toml"))
 	if err != nil {
 		return err
@@ -72,7 +91,9 @@ func (d *Daemon) LoadFile(ctx context.Context, path string) (err error) {
 	}
 	sum := sha256.Sum256(wasm)
 	s := &service{name: name, file: base, version: hex.EncodeToString(sum[:6]), log: log}
-	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log, Discover: d.discover}
+	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log, Discover: d.discover, Config: sf.Config,
+		Observe: d.observeKV(name)}
+	s.events = sf.Events
 	if s.env.Grants.KV {
 		if s.store, err = kv.Open(ctx, d.nats.JetStream(), name); err != nil {
 			return fmt.Errorf("%s: key-value store: %w", base, err)
@@ -85,10 +106,22 @@ func (d *Daemon) LoadFile(ctx context.Context, path string) (err error) {
 	mc.Logger = log
 	mc.Stderr = &logWriter{log: log}
 	mc.Stdout = mc.Stderr
-	d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Starting})
+	// Same bytes as the serving version (a grants change): same registry
+	// entry, which must keep its status until the swap.
+	sameVersion := cur != nil && cur.mod.Hash() == s.version
+	if !sameVersion {
+		d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Starting})
+	}
+	var subs []*bus.Subscription // subscriptions this load started
 	defer func() {
 		if err != nil {
-			d.registry.Deregister(name, s.version, d.cfg.Node)
+			for _, sub := range subs {
+				sub.Stop()
+			}
+			s.subs = nil // the others belong to the serving version
+			if !sameVersion {
+				d.registry.Deregister(name, s.version, d.cfg.Node)
+			}
 			if cerr := s.close(context.WithoutCancel(ctx)); cerr != nil {
 				log.Warn("closing refused module", slog.Any("error", cerr))
 			}
@@ -104,13 +137,45 @@ func (d *Daemon) LoadFile(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("%s: %w", base, err)
 	}
 	if s.decl.Version != "" {
+		if !sameVersion { // re-key the STARTING entry under the full version
+			d.registry.Deregister(name, s.version, d.cfg.Node)
+		}
 		s.version += "+" + s.decl.Version
+		if !sameVersion {
+			d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Starting})
+		}
+	}
+
+	// Subscriptions: the serving version's carry on for the types the new
+	// one declares too (their handler looks the service up at delivery);
+	// types only the new version declares are subscribed now, before the
+	// swap; types it drops are stopped after it, their durable consumers
+	// kept so events wait for a future version.
+	kept := make(map[string]*bus.Subscription)
+	if cur != nil { // cur.subs[i] delivers cur.decl.Subscriptions[i]
+		for i, sub := range cur.subs {
+			kept[cur.decl.Subscriptions[i].Type] = sub
+		}
+	}
+	for _, sub := range s.decl.Subscriptions {
+		if bs, ok := kept[sub.Type]; ok {
+			s.subs = append(s.subs, bs)
+			delete(kept, sub.Type)
+			continue
+		}
+		bs, serr := d.bus.SubscribeWith(ctx, name, sub.Type, d.eventHandler(s), bus.SubscribeOptions{MaxDeliver: s.events.MaxAttempts})
+		if serr != nil {
+			err = fmt.Errorf("%s: subscribe %s: %w", base, sub.Type, serr)
+			return err
+		}
+		subs = append(subs, bs)
+		s.subs = append(s.subs, bs)
 	}
 
 	d.mu.Lock()
-	if old, ok := d.services[name]; ok {
+	if d.services[name] != cur {
 		d.mu.Unlock()
-		return fmt.Errorf("%s: service %s is already loaded (version %s); hot replacement is not built yet", base, name, old.version)
+		return fmt.Errorf("%s: service %s changed while loading; try again", base, name)
 	}
 	routes := d.routesLocked(s)
 	if err = d.gateway.SetRoutes(routes); err != nil {
@@ -120,17 +185,26 @@ func (d *Daemon) LoadFile(ctx context.Context, path string) (err error) {
 	d.services[name] = s
 	d.mu.Unlock()
 
-	for _, sub := range s.decl.Subscriptions {
-		bs, serr := d.bus.Subscribe(ctx, name, sub.Type, d.eventHandler(s))
-		if serr != nil {
-			d.unload(name)
-			return fmt.Errorf("%s: subscribe %s: %w", base, sub.Type, serr)
-		}
-		s.subs = append(s.subs, bs)
-	}
 	d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Up})
-	log.Info("service up", slog.String("file", base), slog.String("version", s.version),
-		slog.Int("routes", len(s.decl.Routes)), slog.Int("subscriptions", len(s.decl.Subscriptions)))
+	if cur == nil {
+		log.Info("service up", slog.String("file", base), slog.String("version", s.version),
+			slog.Int("routes", len(s.decl.Routes)), slog.Int("subscriptions", len(s.decl.Subscriptions)))
+	} else {
+		log.Info("service replaced", slog.String("file", base), slog.String("version", s.version),
+			slog.String("replaced", cur.version),
+			slog.Int("routes", len(s.decl.Routes)), slog.Int("subscriptions", len(s.decl.Subscriptions)))
+		cur.subs = nil
+		for _, sub := range kept {
+			sub.Stop()
+		}
+		d.retire(ctx, cur, s.version)
+	}
+	// Entries of versions removed earlier (OUT_OF_SERVICE) go once a new one is up.
+	for _, in := range d.registry.Lookup(name) {
+		if in.Node == d.cfg.Node && in.Version != s.version {
+			d.registry.Deregister(name, in.Version, d.cfg.Node)
+		}
+	}
 	return nil
 }
 
@@ -153,6 +227,9 @@ func (d *Daemon) routesLocked(extra *service) []gateway.Route {
 		}
 	}
 	for _, s := range d.services {
+		if extra != nil && s.name == extra.name {
+			continue // the version extra replaces
+		}
 		add(s)
 	}
 	if extra != nil {
@@ -222,14 +299,4 @@ func (a kvAdapter) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, host.ErrNotFound
 	}
 	return v, err
-}
-
-// logWriter turns a guest's stdout and stderr into log lines.
-type logWriter struct{ log *slog.Logger }
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	if msg := strings.TrimRight(string(p), "\n"); msg != "" {
-		w.log.Info(msg, slog.String("source", "guest-stdio"))
-	}
-	return len(p), nil
 }

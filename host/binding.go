@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -34,6 +35,9 @@ func Module(env *Env) runtime.HostModule {
 			{abi.FnKVSet, b.kvSet, 4},
 			{abi.FnKVDelete, b.kvDelete, 2},
 			{abi.FnDiscover, b.discover, 4},
+			// Added in v1.1 (optional imports).
+			{abi.FnPublishDelayed, b.publishDelayed, 5},
+			{abi.FnConfigGet, b.configGet, 4},
 		}
 		mb := r.NewHostModuleBuilder(abi.ModuleName)
 		for _, f := range fns {
@@ -185,6 +189,38 @@ func ValidEventType(typ string) error {
 }
 
 func (b *binding) publish(ctx context.Context, m api.Module, stack []uint64) {
+	b.publishAfter(ctx, m, stack, 0)
+}
+
+// publishDelayed is publish with a delay in milliseconds (ABI v1.1).
+func (b *binding) publishDelayed(ctx context.Context, m api.Module, stack []uint64) {
+	ms := api.DecodeI32(stack[4])
+	if ms < 0 || int64(ms) > int64(maxDelay/time.Millisecond) {
+		fail(stack, runtime.CallFrom(ctx), abi.CodeInvalid, "delay_ms must be between 0 and 30 days")
+		return
+	}
+	b.publishAfter(ctx, m, stack, time.Duration(ms)*time.Millisecond)
+}
+
+// maxDelay matches bus.MaxDelay.
+const maxDelay = 30 * 24 * time.Hour
+
+// configGet answers config_get (ABI v1.1).
+func (b *binding) configGet(ctx context.Context, m api.Module, stack []uint64) {
+	c := runtime.CallFrom(ctx)
+	k, ok := view(m, stack, c, u32(stack[0]), u32(stack[1]), "config key")
+	if !ok {
+		return
+	}
+	v, found := b.env.Config[string(k)]
+	if !found {
+		fail(stack, c, abi.CodeNotFound, "no config key "+string(k))
+		return
+	}
+	fill(m, stack, c, u32(stack[2]), u32(stack[3]), []byte(v))
+}
+
+func (b *binding) publishAfter(ctx context.Context, m api.Module, stack []uint64, delay time.Duration) {
 	c := runtime.CallFrom(ctx)
 	tp, ok := view(m, stack, c, u32(stack[0]), u32(stack[1]), "event type")
 	if !ok {
@@ -219,7 +255,7 @@ func (b *binding) publish(ctx context.Context, m api.Module, stack []uint64) {
 		fail(stack, c, abi.CodeInvalid, "event data is not valid JSON")
 		return
 	}
-	inv.Events = append(inv.Events, Event{Type: typ, Data: append([]byte(nil), data...)})
+	inv.Events = append(inv.Events, Event{Type: typ, Data: append([]byte(nil), data...), Delay: delay})
 	ret(stack, 0)
 }
 
@@ -263,6 +299,7 @@ func (b *binding) kvGet(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	v, err := b.env.KV.Get(ctx, key)
+	b.env.observe("get", err)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		fail(stack, c, abi.CodeNotFound, "key not found")

@@ -71,6 +71,24 @@ type Env struct {
 	MaxKeyBytes, MaxValueBytes int
 	// MaxEvents caps the events one invocation may publish (default 100).
 	MaxEvents int
+	// Config is the operator's configuration of the service (the [config]
+	// table of its <name>.toml), read with config_get (ABI v1.1).
+	Config map[string]string
+	// Observe, when set, is told of every key-value operation that reaches
+	// the store: op is "get", "put" or "delete"; err is nil on success and
+	// for a missing key. The binding calls it for reads; whoever applies
+	// the buffered writes calls it for writes.
+	Observe func(op string, err error)
+}
+
+// observe reports a store operation to Observe, if set.
+func (e *Env) observe(op string, err error) {
+	if e.Observe != nil {
+		if errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+		e.Observe(op, err)
+	}
 }
 
 func (e *Env) maxKey() int   { return orDefault(e.MaxKeyBytes, 1024) }

@@ -1,11 +1,17 @@
 package host
 
-import "log/slog"
+import (
+	"log/slog"
+	"time"
+)
 
 // Event is an event published during an invocation, not yet sent.
 type Event struct {
 	Type string
 	Data []byte
+	// Delay, when positive, delivers the event that long after it is
+	// applied (publish_delayed, ABI v1.1).
+	Delay time.Duration
 }
 
 // KVOp is a buffered write: a Put, or a Delete when Delete is set.

@@ -53,6 +53,11 @@ type Stats struct {
 	Created   uint64 // instances created
 	Discarded uint64 // instances thrown away after a failure
 	Recycled  uint64 // instances retired after MaxCallsPerInstance calls
+	// Waits counts calls that found every instance busy and waited for one.
+	Waits uint64
+	// MemoryBytes is the linear memory of the live instances, as last seen
+	// when each was created or returned to the pool.
+	MemoryBytes uint64
 }
 
 // Module is a loaded service module with its instance pool. Invoke is safe
@@ -79,7 +84,8 @@ type Module struct {
 	done     chan struct{}
 	bg       sync.WaitGroup
 
-	calls, failures, busy, created, discarded, recycled atomic.Uint64
+	calls, failures, busy, created, discarded, recycled, waits atomic.Uint64
+	memBytes                                                   atomic.Int64 // sum of instance.mem
 }
 
 type instance struct {
@@ -87,6 +93,7 @@ type instance struct {
 	fns   [numEntries]api.Function
 	stack []uint64
 	calls int
+	mem   uint64 // linear memory size last seen, counted in Module.memBytes
 }
 
 // Load compiles wasm into a new runtime, links host into it, checks the ABI,
@@ -234,12 +241,25 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	}
 	m.live.Add(1)
 	m.created.Add(1)
+	m.trackMemory(inst)
 	return inst, nil
 }
 
 func (m *Module) closeInstance(inst *instance) {
 	_ = inst.mod.Close(context.Background())
 	m.live.Add(-1)
+	m.memBytes.Add(-int64(inst.mem))
+}
+
+// trackMemory records inst's current linear memory size in memBytes.
+func (m *Module) trackMemory(inst *instance) {
+	mem := inst.mod.Memory()
+	if mem == nil {
+		return
+	}
+	size := uint64(mem.Size())
+	m.memBytes.Add(int64(size) - int64(inst.mem))
+	inst.mem = size
 }
 
 // Name is the module's configured name.
@@ -263,5 +283,6 @@ func (m *Module) Stats() Stats {
 		Live: int(m.live.Load()), Idle: len(m.idle),
 		Calls: m.calls.Load(), Failures: m.failures.Load(), Busy: m.busy.Load(),
 		Created: m.created.Load(), Discarded: m.discarded.Load(), Recycled: m.recycled.Load(),
+		Waits: m.waits.Load(), MemoryBytes: uint64(max(m.memBytes.Load(), 0)),
 	}
 }

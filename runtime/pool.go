@@ -90,6 +90,7 @@ func (m *Module) acquire(ctx context.Context) (*instance, error) {
 	select {
 	case <-m.tokens:
 	default:
+		m.waits.Add(1)
 		t := time.NewTimer(m.cfg.AcquireTimeout)
 		select {
 		case <-m.tokens:
@@ -122,6 +123,9 @@ func (m *Module) acquire(ctx context.Context) (*instance, error) {
 // release returns inst to the pool, or closes it when it failed or has
 // served its share of calls, and frees its slot.
 func (m *Module) release(inst *instance, failed bool) {
+	if !failed {
+		m.trackMemory(inst)
+	}
 	switch {
 	case failed:
 		m.discarded.Add(1)

@@ -28,6 +28,9 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an external NATS server at this URL instead of the embedded one")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only)")
 	fs.StringVar(&cfg.Sync, "sync", "", `JetStream fsync policy: "" (lazy, the default) or "always"`)
+	fs.DurationVar(&cfg.Events.MaxAge, "events-max-age", 0, "keep events at most this long (0: no age limit); replay rebuilds only from what is kept")
+	fs.Int64Var(&cfg.Events.MaxBytes, "events-max-bytes", 0, "keep at most this many bytes of events, dropping the oldest (0: no size limit)")
+	fs.IntVar(&cfg.Events.MaxDeliver, "events-max-attempts", 0, "deliveries of an event before it is dead-lettered (0: 5); a service's [events] max_attempts overrides it")
 	fs.DurationVar(&cfg.Module.CallTimeout, "call-timeout", cfg.Module.CallTimeout, "deadline of one module invocation")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "deadline of one HTTP request")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "how long shutdown waits for in-flight work")
@@ -35,14 +38,26 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	memPages := fs.Uint("memory-pages", uint(cfg.Module.MemoryLimitPages), "memory cap per instance in 64 KiB pages")
 	fs.IntVar(&cfg.Module.PoolMin, "pool-min", cfg.Module.PoolMin, "warm instances per service")
 	fs.IntVar(&cfg.Module.PoolMax, "pool-max", cfg.Module.PoolMax, "instances per service at most")
+	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin listener (metrics, health, services); "" or "off" disables it`)
+	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("MESHD_ADMIN_TOKEN"), "bearer token the admin listener requires (default $MESHD_ADMIN_TOKEN)")
+	fs.BoolVar(&cfg.AdminPublic, "admin-public", false, "allow a non-loopback --admin address without a token")
+	fs.BoolVar(&cfg.NoWatch, "no-watch", false, "do not reload modules dropped into the plugin directory (SIGHUP still reloads)")
+	fs.DurationVar(&cfg.WatchQuiet, "watch-quiet", 0, "how long a dropped file must stay unchanged before it is loaded (default 250ms)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	configFile := fs.String("config", "", "TOML configuration file (see examples/gateway.toml); flags given override it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "meshd run: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if *configFile != "" {
+		if err := loadConfigFile(*configFile, fs, args, &cfg, memPages, logFormat, logLevel); err != nil {
+			fmt.Fprintf(stderr, "meshd run: bad configuration file:\n%v\n", err)
+			return 2
+		}
 	}
 	cfg.Module.MemoryLimitPages = uint32(*memPages)
 
@@ -62,7 +77,20 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 		log.Error("start failed", slog.Any("error", err))
 		return 1
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1) // SIGHUP: rescan the plugin directory (hot reload)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			log.Info("SIGHUP: reloading the plugin directory")
+			if err := d.Reload(ctx); err != nil {
+				log.Error("reload: some modules were refused; their serving versions keep serving", slog.Any("error", err))
+			}
+		}
+	}
 	stop() // a second signal kills the process at once
 	log.Info("shutting down: draining in-flight work", slog.Duration("timeout", cfg.DrainTimeout))
 	if err := d.Shutdown(context.Background()); err != nil {

@@ -32,6 +32,9 @@ const (
 	DefaultSubjects        = "meshd.events"
 	DefaultDLQStream       = "MESHD_DLQ"
 	DefaultDLQSubjects     = "meshd.dlq"
+	DefaultRedriveSubjects = "meshd.redrive"
+	DefaultScheduleStream  = "MESHD_SCHEDULED"
+	DefaultScheduleSubject = "meshd.scheduled"
 	DefaultMaxDeliver      = 5
 	DefaultAckWait         = 30 * time.Second
 	DefaultHandlerTimeout  = 10 * time.Second
@@ -58,6 +61,15 @@ type Config struct {
 	// DLQSubjects is the dead-letter subject prefix; a dead letter of
 	// service S and type T is stored on DLQSubjects + "." + S + "." + T.
 	DLQSubjects string
+	// RedriveSubjects is the prefix of the per-service redelivery subjects
+	// (stored in the event stream): a redriven dead letter of service S and
+	// type T is published on RedriveSubjects + "." + S + "." + T, which only
+	// S's consumer of T also filters on, so no other subscriber sees it
+	// again.
+	RedriveSubjects string
+	// ScheduleStream holds delayed events until they are due;
+	// ScheduleSubject is its subject prefix.
+	ScheduleStream, ScheduleSubject string
 	// MaxDeliver is how many times an event is handed to a service before
 	// it is dead-lettered.
 	MaxDeliver int
@@ -77,6 +89,11 @@ type Config struct {
 	// MaxAge bounds how long events are kept in the event stream; zero
 	// keeps them until removed by other limits (none by default).
 	MaxAge time.Duration
+	// MaxBytes bounds the size of the event stream; the oldest events are
+	// removed first. Zero means unlimited.
+	MaxBytes int64
+	// Hooks observe publishes, deliveries and dead letters (all optional).
+	Hooks Hooks
 }
 
 // withDefaults returns c with zero fields set to the defaults.
@@ -92,6 +109,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DLQSubjects == "" {
 		c.DLQSubjects = DefaultDLQSubjects
+	}
+	if c.RedriveSubjects == "" {
+		c.RedriveSubjects = DefaultRedriveSubjects
+	}
+	if c.ScheduleStream == "" {
+		c.ScheduleStream = DefaultScheduleStream
+	}
+	if c.ScheduleSubject == "" {
+		c.ScheduleSubject = DefaultScheduleSubject
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = DefaultMaxDeliver
@@ -134,19 +160,22 @@ func (c Config) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("Concurrency %d < 1", c.Concurrency))
 	}
-	if c.DuplicateWindow < 0 || c.MaxAge < 0 {
-		errs = append(errs, errors.New("DuplicateWindow and MaxAge must not be negative"))
+	if c.DuplicateWindow < 0 || c.MaxAge < 0 || c.MaxBytes < 0 {
+		errs = append(errs, errors.New("DuplicateWindow, MaxAge and MaxBytes must not be negative"))
 	}
-	for _, p := range []string{c.Subjects, c.DLQSubjects} {
+	prefixes := []string{c.Subjects, c.DLQSubjects, c.RedriveSubjects, c.ScheduleSubject}
+	for i, p := range prefixes {
 		if !ValidType(p) {
 			errs = append(errs, fmt.Errorf("subject prefix %q is not dot-separated plain tokens", p))
 		}
+		for _, q := range prefixes[:i] {
+			if p == q || strings.HasPrefix(p+".", q+".") || strings.HasPrefix(q+".", p+".") {
+				errs = append(errs, fmt.Errorf("subject prefixes %q and %q overlap", q, p))
+			}
+		}
 	}
-	if c.Subjects == c.DLQSubjects || strings.HasPrefix(c.Subjects+".", c.DLQSubjects+".") || strings.HasPrefix(c.DLQSubjects+".", c.Subjects+".") {
-		errs = append(errs, fmt.Errorf("subject prefixes %q and %q overlap", c.Subjects, c.DLQSubjects))
-	}
-	if c.Stream == c.DLQStream {
-		errs = append(errs, fmt.Errorf("Stream and DLQStream are both %q", c.Stream))
+	if c.Stream == c.DLQStream || c.Stream == c.ScheduleStream || c.DLQStream == c.ScheduleStream {
+		errs = append(errs, fmt.Errorf("Stream, DLQStream and ScheduleStream must differ"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bus: invalid config: %w", err)
@@ -164,6 +193,8 @@ type Bus struct {
 	mu     sync.Mutex
 	closed bool
 	subs   map[*Subscription]struct{}
+
+	sched *scheduler
 }
 
 // New creates or updates the event and dead-letter streams and returns a
@@ -179,11 +210,12 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "meshd events",
-		Subjects:    []string{cfg.Subjects + ".>"},
+		Subjects:    []string{cfg.Subjects + ".>", cfg.RedriveSubjects + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
+		MaxBytes:    maxBytes(cfg.MaxBytes),
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.Stream, err)
 	}
@@ -197,7 +229,13 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.DLQStream, err)
 	}
-	return &Bus{js: js, cfg: cfg, log: log, subs: map[*Subscription]struct{}{}}, nil
+	b := &Bus{js: js, cfg: cfg, log: log, subs: map[*Subscription]struct{}{}}
+	sched, err := b.startScheduler(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.sched = sched
+	return b, nil
 }
 
 // Publish stores ev in the event stream and returns once JetStream has
@@ -217,7 +255,16 @@ func (b *Bus) Publish(ctx context.Context, ev Event) error {
 	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
 		return fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err)
 	}
+	b.cfg.Hooks.published(ev.Type)
 	return nil
+}
+
+// maxBytes maps the Config convention (0 = unlimited) to JetStream's (-1).
+func maxBytes(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func (b *Bus) isClosed() bool {
@@ -237,6 +284,9 @@ func (b *Bus) Close(ctx context.Context) error {
 		subs = append(subs, s)
 	}
 	b.mu.Unlock()
+	if b.sched != nil {
+		b.sched.stop()
+	}
 
 	done := make(chan struct{})
 	go func() {

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,6 +28,7 @@ type Subscription struct {
 	service string
 	typ     string
 	h       Handler
+	max     int // attempts before dead-lettering
 	cons    jetstream.Consumer
 	it      jetstream.MessagesContext
 
@@ -56,6 +58,21 @@ func ConsumerName(service, typ string) string {
 // starts at the oldest stored event. ctx bounds the setup only; the
 // subscription runs until Stop or Bus.Close.
 func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler) (*Subscription, error) {
+	return b.SubscribeWith(ctx, service, typ, h, SubscribeOptions{})
+}
+
+// SubscribeOptions tune one subscription.
+type SubscribeOptions struct {
+	// MaxDeliver overrides Config.MaxDeliver for this subscription when
+	// positive.
+	MaxDeliver int
+}
+
+// SubscribeWith is Subscribe with per-subscription options.
+func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler, opt SubscribeOptions) (*Subscription, error) {
+	if opt.MaxDeliver < 0 {
+		return nil, fmt.Errorf("bus: MaxDeliver %d < 0", opt.MaxDeliver)
+	}
 	if !ValidService(service) {
 		return nil, fmt.Errorf("bus: invalid service name %q", service)
 	}
@@ -70,16 +87,19 @@ func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler) (*S
 	}
 	name := ConsumerName(service, typ)
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   fmt.Sprintf("meshd: %s receives %s", service, typ),
-		FilterSubject: b.cfg.Subjects + "." + typ,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       b.cfg.AckWait,
+		Durable:     name,
+		Description: fmt.Sprintf("meshd: %s receives %s", service, typ),
+		// The shared subject of the type, plus this service's own redrive
+		// subject for it (see Redrive).
+		FilterSubjects: []string{b.cfg.Subjects + "." + typ, b.redriveSubject(service, typ)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        b.cfg.AckWait,
 		// Attempts are counted here, not by the server: a server-side cap
 		// would strand an event whose dead-lettering failed. See handle.
 		MaxDeliver:    -1,
 		MaxAckPending: max(1000, 2*b.cfg.Concurrency),
+		Metadata:      map[string]string{metaService: service, metaType: typ},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: consumer %s: %w", name, err)
@@ -91,6 +111,7 @@ func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler) (*S
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Subscription{
 		b: b, service: service, typ: typ, h: h, cons: cons, it: it,
+		max: cmp.Or(opt.MaxDeliver, b.cfg.MaxDeliver),
 		ctx: hctx, cancel: cancel,
 		sem:      make(chan struct{}, b.cfg.Concurrency),
 		stopping: make(chan struct{}),
@@ -171,14 +192,17 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 		s.deadLetter(msg, ev, "undecodable event: "+err.Error(), attempt)
 		return
 	}
-	if attempt > cfg.MaxDeliver {
+	if attempt > s.max {
 		// Only reached when an earlier dead-lettering failed or a node
 		// stopped mid-handler on the last attempt.
-		s.deadLetter(msg, ev, fmt.Sprintf("delivered %d times, more than MaxDeliver %d", attempt, cfg.MaxDeliver), attempt)
+		s.deadLetter(msg, ev, fmt.Sprintf("delivered %d times, more than MaxDeliver %d", attempt, s.max), attempt)
 		return
 	}
-	if err := s.run(ev); err != nil {
-		if attempt < cfg.MaxDeliver {
+	start := time.Now()
+	err = s.run(ev)
+	cfg.Hooks.delivered(s.service, s.typ, attempt, err, time.Since(start))
+	if err != nil {
+		if attempt < s.max {
 			delay := backoff(cfg.Backoff, attempt)
 			log.Warn("bus: handler failed, will retry", "error", err, "retry_in", delay)
 			if nerr := msg.NakWithDelay(delay); nerr != nil {
@@ -238,7 +262,7 @@ func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, at
 	h.Set(hdrDLQAttempts, strconv.Itoa(attempt))
 	h.Set(hdrDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
 	h.Set(hdrDLQSeq, strconv.FormatUint(seq, 10))
-	subj := cfg.DLQSubjects + "." + s.service + "." + strings.TrimPrefix(msg.Subject(), cfg.Subjects+".")
+	subj := cfg.DLQSubjects + "." + s.service + "." + s.typ
 	// One dead letter per (service, stored event), whatever the retries.
 	id := s.service + "/" + strconv.FormatUint(seq, 10)
 
@@ -253,6 +277,7 @@ func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, at
 		}
 		return
 	}
+	cfg.Hooks.deadLettered(s.service, s.typ)
 	if err := msg.TermWithReason("meshd: dead-lettered"); err != nil {
 		// The dead letter is stored; a redelivery dead-letters again under
 		// the same Nats-Msg-Id, which the DLQ stream deduplicates.

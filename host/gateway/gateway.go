@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,23 @@ type Config struct {
 	MaxBodyBytes int64 `toml:"max_body_bytes" json:"max_body_bytes"`
 	// RequestTimeout is the deadline of one invocation. Default 10s.
 	RequestTimeout time.Duration `toml:"request_timeout" json:"request_timeout"`
+	// Observe, when set, is called exactly once per request, after the
+	// response is written (or abandoned because the client went away).
+	// It must be safe for concurrent use and should not block.
+	Observe func(Observation) `toml:"-" json:"-"`
+}
+
+// Observation describes one served request.
+type Observation struct {
+	// Service and Route ("POST /orders") are empty when no route matched.
+	Service, Route string
+	Method         string
+	// Status is the status written; 0 when nothing was written (the
+	// client went away first).
+	Status   int
+	Duration time.Duration
+	// Consumer is the authenticated consumer, empty when anonymous.
+	Consumer string
 }
 
 // Defaults of Config.
@@ -73,6 +91,10 @@ type Gateway struct {
 	inv    Invoker
 	log    *slog.Logger
 	router atomic.Pointer[router]
+
+	mu       sync.Mutex // serialises SetRoutes, SetPolicies and Close
+	routes   []Route    // the current route table, as last set
+	policies *policySet // the current policies, compiled
 }
 
 // New returns a Gateway with an empty route table: every request gets a
@@ -87,8 +109,8 @@ func New(cfg Config, inv Invoker, log *slog.Logger) *Gateway {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, inv: inv, log: log}
-	rt, err := g.build(nil)
+	g := &Gateway{cfg: cfg, inv: inv, log: log, policies: &policySet{}}
+	rt, err := g.build(nil, g.policies)
 	if err != nil {
 		panic(err) // cannot happen: the empty table is valid
 	}
@@ -105,6 +127,9 @@ type router struct {
 // routeHandler serves one declared route.
 type routeHandler struct {
 	g       *Gateway
+	policy  *compiledPolicy // nil: open, no rate limit
+	timeout time.Duration   // of one invocation
+	maxBody int64           // request body cap
 	service string
 	pattern string   // "METHOD /path" as declared
 	route   []byte   // pattern, shared read-only by every request
@@ -126,10 +151,13 @@ var allowedMethods = []string{
 // method and path (wildcard names aside), or patterns net/http finds in
 // conflict.
 func (g *Gateway) SetRoutes(routes []Route) error {
-	rt, err := g.build(routes)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rt, err := g.build(routes, g.policies)
 	if err != nil {
 		return err
 	}
+	g.routes = slices.Clone(routes)
 	g.router.Store(rt)
 	return nil
 }
@@ -149,7 +177,7 @@ func compareRoutes(a, b Route) int {
 	return strings.Compare(a.Service, b.Service)
 }
 
-func (g *Gateway) build(routes []Route) (*router, error) {
+func (g *Gateway) build(routes []Route, ps *policySet) (*router, error) {
 	routes = slices.Clone(routes)
 	slices.SortFunc(routes, compareRoutes)
 	rt := &router{mux: http.NewServeMux(), routes: routes}
@@ -171,16 +199,7 @@ func (g *Gateway) build(routes []Route) (*router, error) {
 			}
 			continue
 		}
-		h := &routeHandler{
-			g:       g,
-			service: r.Service,
-			pattern: r.Pattern(),
-			route:   []byte(r.Pattern()),
-			params:  paramNames(r.Path),
-		}
-		for _, p := range h.params {
-			h.paramKeys = append(h.paramKeys, []byte(p))
-		}
+		h := g.newRouteHandler(r, r.Path, ps)
 		if err := register(rt.mux, h.pattern, h); err != nil {
 			errs = append(errs, describeConflict(r, err, byPattern))
 			continue
@@ -190,6 +209,9 @@ func (g *Gateway) build(routes []Route) (*router, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if err := g.mount(rt, routes, ps); err != nil {
+		return nil, err
 	}
 	// Everything no route matches lands here: 405 when another method of the
 	// same path is routed, else 404. Registering the catch-all also keeps
@@ -311,6 +333,28 @@ func normalisePath(path string) string {
 
 // ServeHTTP assigns the request id, then routes the request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.Observe == nil {
+		g.serve(w, r)
+		return
+	}
+	ow := getObserver(w)
+	start := time.Now()
+	defer func() {
+		o := Observation{
+			Service:  ow.service,
+			Route:    ow.route,
+			Method:   r.Method,
+			Status:   ow.status,
+			Duration: time.Since(start),
+			Consumer: ow.consumer,
+		}
+		putObserver(ow)
+		g.cfg.Observe(o)
+	}()
+	g.serve(ow, r)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header()[headerRequestID] = []string{requestID(r)}
 	defer func() {
 		if p := recover(); p != nil {

@@ -30,12 +30,13 @@ const (
 
 // exchange holds the per-request buffers, reused through a sync.Pool.
 type exchange struct {
-	arena   []byte // method, path, query, params, headers, ids
-	body    []byte
-	params  []abi.Pair
-	headers []abi.Pair
-	req     abi.Request
-	resp    abi.Response
+	arena    []byte // method, path, query, params, headers, ids
+	body     []byte
+	consumer []byte
+	params   []abi.Pair
+	headers  []abi.Pair
+	req      abi.Request
+	resp     abi.Response
 }
 
 var exchanges = sync.Pool{New: func() any { return new(exchange) }}
@@ -89,10 +90,18 @@ func (x *exchange) reserve(n int) {
 // ServeHTTP handles a request matched to h's route.
 func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := h.g
+	noteRoute(w, h.service, h.pattern)
+	var consumer string
+	if h.policy != nil {
+		var ok bool
+		if consumer, ok = h.policy.admit(w, r, h); !ok {
+			return
+		}
+	}
 	x := getExchange()
 	defer putExchange(x)
 
-	status, title, detail, ct, err := g.readBody(x, w, r)
+	status, title, detail, ct, err := g.readBody(x, w, r, h.maxBody)
 	if err != nil {
 		if r.Context().Err() != nil {
 			g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: client went away while sending the body",
@@ -104,8 +113,12 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.buildRequest(x, r, w.Header()[headerRequestID][0], ct)
+	if consumer != "" {
+		x.consumer = append(x.consumer[:0], consumer...)
+		x.req.Consumer = x.consumer
+	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
 	err = g.inv.InvokeHTTP(ctx, h.service, &x.req, &x.resp)
 	cancel()
 	if err != nil {
@@ -113,6 +126,12 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.writeResponse(w, r, &x.resp)
+}
+
+// refuse logs a refused request and answers it with a problem.
+func (h *routeHandler) refuse(w http.ResponseWriter, r *http.Request, status int, title, detail string, err error) {
+	h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, status, err)...)
+	problem(w, r, status, title, detail, nil)
 }
 
 func (h *routeHandler) attrs(w http.ResponseWriter, status int, err error) []slog.Attr {
@@ -142,7 +161,7 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		status, title = http.StatusGatewayTimeout, "service timed out"
-		detail = fmt.Sprintf("service %s did not answer within %s", h.service, h.g.cfg.RequestTimeout)
+		detail = fmt.Sprintf("service %s did not answer within %s", h.service, h.timeout)
 	case errors.Is(err, ErrBusy):
 		status, title = http.StatusServiceUnavailable, "service busy"
 		detail = fmt.Sprintf("service %s is at capacity; retry later", h.service)
@@ -166,9 +185,8 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // and the content-type rules. ct is the content type to hand to the
 // service: "application/json" when the body was sniffed as JSON under a
 // missing or form-encoded type, else "" (keep the client's).
-func (g *Gateway) readBody(x *exchange, w http.ResponseWriter, r *http.Request) (status int, title, detail, ct string, err error) {
+func (g *Gateway) readBody(x *exchange, w http.ResponseWriter, r *http.Request, limit int64) (status int, title, detail, ct string, err error) {
 	x.body = x.body[:0]
-	limit := g.cfg.MaxBodyBytes
 	if r.ContentLength > limit {
 		return http.StatusRequestEntityTooLarge, "payload too large",
 			fmt.Sprintf("the request body is %d bytes; the limit is %d", r.ContentLength, limit), "",

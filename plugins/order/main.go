@@ -2,8 +2,12 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o order.wasm ./plugins/order
 //
-// It serves POST /orders and GET /orders/{id}, publishes ORDER_CREATED when
-// an order is created and marks the order PAID on PAYMENT_COMPLETED.
+// It takes orders (POST /orders) and runs the order side of the checkout
+// saga: PAYMENT_COMPLETED pays an order, PAYMENT_FAILED or its own delayed
+// ORDER_PAYMENT_TIMEOUT cancels it, and a payment that arrives for a
+// cancelled order is sent back (REFUND_REQUESTED). Queries (GET
+// /orders/{id}, GET /users/{user_id}/orders) are served from a read model
+// projected from its events.
 package main
 
 import (
@@ -14,8 +18,8 @@ import (
 )
 
 func init() {
-	guest.Declare("order", "1.0.0")
-	guest.Publishes(eventOrderCreated)
+	guest.Declare("order", "1.1.0")
+	guest.Publishes(eventOrderCreated, eventPaymentTimeout, eventOrderPaid, eventOrderCancelled, eventRefundRequested)
 	guest.Handle("POST /orders", func(w *guest.ResponseWriter, r *guest.Request) {
 		if err := createOrder(svc, w, r.Body); err != nil {
 			w.Fail(err)
@@ -26,9 +30,19 @@ func init() {
 			w.Fail(err)
 		}
 	})
-	guest.Subscribe(eventPaymentCompleted, func(e *guest.Event) error {
-		return paymentCompleted(svc, e.Data)
+	guest.Handle("GET /users/{user_id}/orders", func(w *guest.ResponseWriter, r *guest.Request) {
+		if err := listUserOrders(svc, w, r.PathValue("user_id"), r.QueryValue("limit"), r.QueryValue("cursor")); err != nil {
+			w.Fail(err)
+		}
 	})
+	// Command side.
+	guest.Subscribe(eventPaymentCompleted, func(e *guest.Event) error { return paymentCompleted(svc, e.Data) })
+	guest.Subscribe(eventPaymentFailed, func(e *guest.Event) error { return paymentFailed(svc, e.Data) })
+	guest.Subscribe(eventPaymentTimeout, func(e *guest.Event) error { return paymentTimedOut(svc, e.Data) })
+	// Read model.
+	guest.Subscribe(eventOrderCreated, func(e *guest.Event) error { return projectCreated(svc, e.Data) })
+	guest.Subscribe(eventOrderPaid, func(e *guest.Event) error { return projectPaid(svc, e.Data) })
+	guest.Subscribe(eventOrderCancelled, func(e *guest.Event) error { return projectCancelled(svc, e.Data) })
 }
 
 // main is not called for a reactor module's calls; registration is in init.
@@ -39,6 +53,8 @@ type env interface {
 	KVGet(key string) ([]byte, error) // guest.ErrNotFound when absent
 	KVSet(key string, value []byte) error
 	Publish(eventType string, data []byte) error
+	PublishDelayed(eventType string, data []byte, delay time.Duration) error
+	Config(key string) (string, error) // guest.ErrNotFound when absent
 	Log(level guest.Level, msg string)
 	Now() time.Time
 	NewID() string
@@ -52,9 +68,13 @@ type guestEnv struct{}
 func (guestEnv) KVGet(key string) ([]byte, error)      { return guest.KVGet(key) }
 func (guestEnv) KVSet(key string, value []byte) error  { return guest.KVSet(key, value) }
 func (guestEnv) Publish(typ string, data []byte) error { return guest.Publish(typ, data) }
-func (guestEnv) Log(level guest.Level, msg string)     { guest.Log(level, msg) }
-func (guestEnv) Now() time.Time                        { return time.Now() }
-func (guestEnv) NewID() string                         { return newUUID() }
+func (guestEnv) PublishDelayed(typ string, data []byte, d time.Duration) error {
+	return guest.PublishDelayed(typ, data, d)
+}
+func (guestEnv) Config(key string) (string, error) { return guest.Config(key) }
+func (guestEnv) Log(level guest.Level, msg string) { guest.Log(level, msg) }
+func (guestEnv) Now() time.Time                    { return time.Now() }
+func (guestEnv) NewID() string                     { return newUUID() }
 
 // newUUID returns a random (version 4) UUID.
 func newUUID() string {

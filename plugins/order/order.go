@@ -5,7 +5,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -15,8 +14,13 @@ const (
 	eventOrderCreated     = "ORDER_CREATED"
 	eventPaymentCompleted = "PAYMENT_COMPLETED"
 
-	statusCreated = "CREATED"
-	statusPaid    = "PAID"
+	statusCreated   = "CREATED"
+	statusPaid      = "PAID"
+	statusCancelled = "CANCELLED"
+
+	// timeFormat is RFC 3339 with fixed-width nanoseconds, so timestamps
+	// sort as strings (the per-user index relies on it).
+	timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 	maxItems = 1000 // items per order
 	maxIDLen = 128  // longer ids cannot be ours
@@ -30,14 +34,16 @@ type item struct {
 
 // order is an order as stored and served.
 type order struct {
-	ID        string
-	UserID    string
-	Items     []item
-	Total     int64
-	Status    string
-	CreatedAt string
-	PaymentID string // set when PAID
-	PaidAt    string // set when PAID
+	ID          string
+	UserID      string
+	Items       []item
+	Total       int64
+	Status      string
+	CreatedAt   string
+	PaymentID   string // set when PAID
+	PaidAt      string // set when PAID
+	Reason      string // set when CANCELLED
+	CancelledAt string // set when CANCELLED
 }
 
 // responder is the part of *guest.ResponseWriter the handlers use.
@@ -115,6 +121,8 @@ func parseCreate(body []byte) (userID string, items []item, problems []string, e
 		problems = append([]string{"user_id is required"}, problems...)
 	} else if strings.TrimSpace(userID) == "" {
 		problems = append([]string{"user_id must not be blank"}, problems...)
+	} else if len(userID) > maxIDLen {
+		problems = append([]string{"user_id is longer than " + strconv.Itoa(maxIDLen) + " bytes"}, problems...)
 	}
 	if !seenItems {
 		problems = append(problems, "items: at least one item is required")
@@ -203,6 +211,12 @@ func appendOrder(w *jsonx.Writer, o *order) {
 	if o.PaidAt != "" {
 		w.StringField("paid_at", o.PaidAt)
 	}
+	if o.Reason != "" {
+		w.StringField("reason", o.Reason)
+	}
+	if o.CancelledAt != "" {
+		w.StringField("cancelled_at", o.CancelledAt)
+	}
 	w.ObjectEnd()
 }
 
@@ -242,6 +256,10 @@ func parseOrder(b []byte) (order, error) {
 			o.PaymentID = r.String()
 		case "paid_at":
 			o.PaidAt = r.String()
+		case "reason":
+			o.Reason = r.String()
+		case "cancelled_at":
+			o.CancelledAt = r.String()
 		default:
 			r.Skip()
 		}
@@ -274,7 +292,7 @@ func createOrder(e env, w responder, body []byte) error {
 		Items:     items,
 		Total:     total,
 		Status:    statusCreated,
-		CreatedAt: e.Now().UTC().Format(time.RFC3339),
+		CreatedAt: e.Now().UTC().Format(timeFormat),
 	}
 	var jw jsonx.Writer
 	appendOrder(&jw, &o)
@@ -284,6 +302,9 @@ func createOrder(e env, w responder, body []byte) error {
 	}
 	if err := e.Publish(eventOrderCreated, data); err != nil {
 		return errors.New("publishing " + eventOrderCreated + ": " + err.Error())
+	}
+	if err := e.PublishDelayed(eventPaymentTimeout, orderIDEvent(o.ID), paymentTimeout(e)); err != nil {
+		return errors.New("scheduling " + eventPaymentTimeout + ": " + err.Error())
 	}
 	w.SetHeader("location", "/orders/"+o.ID)
 	w.JSON(201, data)
@@ -296,7 +317,12 @@ func getOrder(e env, w responder, id string) error {
 		w.Problem(404, "order not found", "no order with id "+strconv.Quote(id))
 		return nil
 	}
-	data, err := e.KVGet(orderKey(id))
+	data, err := e.KVGet(viewKey(id))
+	if errors.Is(err, guest.ErrNotFound) || (err == nil && !isComplete(data)) {
+		// The projection has not caught up with the command yet: answer
+		// from the command side so a client reads its own write.
+		data, err = e.KVGet(orderKey(id))
+	}
 	if errors.Is(err, guest.ErrNotFound) {
 		w.Problem(404, "order not found", "no order with id "+strconv.Quote(id))
 		return nil
@@ -305,60 +331,5 @@ func getOrder(e env, w responder, id string) error {
 		return errors.New("reading order: " + err.Error())
 	}
 	w.JSON(200, data)
-	return nil
-}
-
-// paymentCompleted marks an order PAID. It is idempotent: a redelivered
-// event for an order already paid by the same payment changes nothing.
-func paymentCompleted(e env, data []byte) error {
-	var orderID, paymentID string
-	var r jsonx.Reader
-	r.Reset(data)
-	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
-		switch string(key) {
-		case "order_id":
-			orderID = r.String()
-		case "payment_id":
-			paymentID = r.String()
-		default:
-			r.Skip()
-		}
-	}
-	if err := r.Finish(); err != nil {
-		return errors.New(eventPaymentCompleted + ": invalid data: " + err.Error())
-	}
-	if orderID == "" || paymentID == "" {
-		return errors.New(eventPaymentCompleted + ": invalid data: order_id and payment_id are required")
-	}
-	if len(orderID) > maxIDLen {
-		e.Log(guest.LevelWarn, eventPaymentCompleted+" for an invalid order id; ignored")
-		return nil
-	}
-	stored, err := e.KVGet(orderKey(orderID))
-	if errors.Is(err, guest.ErrNotFound) {
-		e.Log(guest.LevelWarn, eventPaymentCompleted+" for unknown order "+orderID+"; ignored")
-		return nil
-	}
-	if err != nil {
-		return errors.New("reading order " + orderID + ": " + err.Error())
-	}
-	o, err := parseOrder(stored)
-	if err != nil {
-		return errors.New("stored order " + orderID + " is corrupt: " + err.Error())
-	}
-	if o.Status == statusPaid {
-		if o.PaymentID != paymentID {
-			e.Log(guest.LevelWarn, "order "+orderID+" already paid by "+o.PaymentID+"; payment "+paymentID+" ignored")
-		}
-		return nil
-	}
-	o.Status = statusPaid
-	o.PaymentID = paymentID
-	o.PaidAt = e.Now().UTC().Format(time.RFC3339)
-	var jw jsonx.Writer
-	appendOrder(&jw, &o)
-	if err := e.KVSet(orderKey(orderID), jw.Bytes()); err != nil {
-		return errors.New("storing order " + orderID + ": " + err.Error())
-	}
 	return nil
 }

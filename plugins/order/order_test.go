@@ -13,6 +13,7 @@ import (
 
 // fakeEnv is an in-memory host.
 type fakeEnv struct {
+	config    map[string]string
 	kv        map[string][]byte
 	published []string
 	logs      []string
@@ -277,4 +278,19 @@ func BenchmarkCreateOrder(b *testing.B) {
 			b.Fatal(err, w.errs)
 		}
 	}
+}
+
+func (f *fakeEnv) Config(key string) (string, error) {
+	if v, ok := f.config[key]; ok {
+		return v, nil
+	}
+	return "", guest.ErrNotFound
+}
+
+func (f *fakeEnv) PublishDelayed(typ string, data []byte, d time.Duration) error {
+	if f.failPub != nil {
+		return f.failPub
+	}
+	f.published = append(f.published, typ+" after "+d.String()+" "+string(data))
+	return nil
 }

@@ -14,18 +14,28 @@ const (
 	eventPaymentCompleted = "PAYMENT_COMPLETED"
 
 	statusCompleted = "COMPLETED"
+	statusDeclined  = "DECLINED"
+	statusRefunded  = "REFUNDED"
+
+	eventPaymentFailed   = "PAYMENT_FAILED"
+	eventPaymentRefunded = "PAYMENT_REFUNDED"
+	eventRefundRequested = "REFUND_REQUESTED"
+
+	defaultLimit = 5000000
 
 	maxIDLen = 128 // longer ids cannot be ours
 )
 
 // payment is a payment as stored and served.
 type payment struct {
-	ID        string
-	OrderID   string
-	UserID    string
-	Amount    int64
-	Status    string
-	CreatedAt string
+	ID         string
+	OrderID    string
+	UserID     string
+	Amount     int64
+	Status     string
+	CreatedAt  string
+	Reason     string // why it was declined or refunded
+	RefundedAt string
 }
 
 // responder is the part of *guest.ResponseWriter the handlers use.
@@ -49,6 +59,12 @@ func appendPayment(w *jsonx.Writer, p *payment) {
 	w.IntField("amount", p.Amount)
 	w.StringField("status", p.Status)
 	w.StringField("created_at", p.CreatedAt)
+	if p.Reason != "" {
+		w.StringField("reason", p.Reason)
+	}
+	if p.RefundedAt != "" {
+		w.StringField("refunded_at", p.RefundedAt)
+	}
 	w.ObjectEnd()
 }
 
@@ -70,6 +86,10 @@ func parsePayment(b []byte) (payment, error) {
 			p.Status = r.String()
 		case "created_at":
 			p.CreatedAt = r.String()
+		case "reason":
+			p.Reason = r.String()
+		case "refunded_at":
+			p.RefundedAt = r.String()
 		default:
 			r.Skip()
 		}
@@ -124,25 +144,36 @@ func parseOrderCreated(data []byte) (orderID, userID string, total int64, err er
 	return orderID, userID, total, nil
 }
 
-// orderCreated pays an order. It is idempotent: for an order already paid
-// it publishes the same PAYMENT_COMPLETED again, which the order service
-// ignores when it has seen it; nothing is stored twice.
+// limit is the [config] limit of the service, or the default.
+func limit(e env) int64 {
+	v, err := e.Config("limit")
+	if err != nil {
+		return defaultLimit
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		e.Log(guest.LevelWarn, "config limit "+strconv.Quote(v)+" is not a non-negative integer; using 5000000")
+		return defaultLimit
+	}
+	return n
+}
+
+// orderCreated pays an order, or declines it when its total is over the
+// limit. It is idempotent: for an order it has already decided it
+// publishes the same outcome again (a redelivery after a crash between
+// store and publish); nothing is stored twice.
 func orderCreated(e env, data []byte) error {
 	orderID, userID, total, err := parseOrderCreated(data)
 	if err != nil {
 		return errors.New(eventOrderCreated + ": invalid data: " + err.Error())
 	}
 	if id, err := e.KVGet(byOrderKey(orderID)); err == nil {
-		stored, err := e.KVGet(paymentKey(string(id)))
+		p, err := load(e, string(id))
 		if err != nil {
-			return errors.New("reading payment " + string(id) + " of order " + orderID + ": " + err.Error())
+			return err
 		}
-		p, err := parsePayment(stored)
-		if err != nil {
-			return errors.New("stored payment " + string(id) + " is corrupt: " + err.Error())
-		}
-		e.Log(guest.LevelDebug, "order "+orderID+" already paid by "+p.ID+"; publishing again")
-		return publish(e, &p)
+		e.Log(guest.LevelDebug, "order "+orderID+" already handled by payment "+p.ID+"; publishing again")
+		return publishOutcome(e, &p)
 	} else if !errors.Is(err, guest.ErrNotFound) {
 		return errors.New("reading payment of order " + orderID + ": " + err.Error())
 	}
@@ -152,22 +183,118 @@ func orderCreated(e env, data []byte) error {
 		UserID:    userID,
 		Amount:    total,
 		Status:    statusCompleted,
-		CreatedAt: e.Now().UTC().Format(time.RFC3339),
+		CreatedAt: e.Now().UTC().Format(time.RFC3339Nano),
 	}
-	var w jsonx.Writer
-	appendPayment(&w, &p)
-	if err := e.KVSet(paymentKey(p.ID), w.Bytes()); err != nil {
-		return errors.New("storing payment: " + err.Error())
+	if l := limit(e); total > l {
+		p.Status = statusDeclined
+		p.Reason = "amount " + strconv.FormatInt(total, 10) + " is over the limit of " + strconv.FormatInt(l, 10)
+	}
+	if err := store(e, &p); err != nil {
+		return err
 	}
 	if err := e.KVSet(byOrderKey(orderID), []byte(p.ID)); err != nil {
 		return errors.New("storing payment: " + err.Error())
 	}
-	return publish(e, &p)
+	return publishOutcome(e, &p)
 }
 
-func publish(e env, p *payment) error {
-	if err := e.Publish(eventPaymentCompleted, completedEvent(p)); err != nil {
-		return errors.New("publishing " + eventPaymentCompleted + ": " + err.Error())
+func load(e env, id string) (payment, error) {
+	stored, err := e.KVGet(paymentKey(id))
+	if err != nil {
+		return payment{}, errors.New("reading payment " + id + ": " + err.Error())
+	}
+	p, err := parsePayment(stored)
+	if err != nil {
+		return payment{}, errors.New("stored payment " + id + " is corrupt: " + err.Error())
+	}
+	return p, nil
+}
+
+func store(e env, p *payment) error {
+	var w jsonx.Writer
+	appendPayment(&w, p)
+	if err := e.KVSet(paymentKey(p.ID), w.Bytes()); err != nil {
+		return errors.New("storing payment: " + err.Error())
+	}
+	return nil
+}
+
+// publishOutcome publishes what was decided for p's order. A refunded
+// payment publishes PAYMENT_REFUNDED again, not PAYMENT_COMPLETED.
+func publishOutcome(e env, p *payment) error {
+	switch p.Status {
+	case statusDeclined:
+		var w jsonx.Writer
+		w.ObjectStart()
+		w.StringField("order_id", p.OrderID)
+		w.StringField("payment_id", p.ID)
+		w.StringField("reason", p.Reason)
+		w.ObjectEnd()
+		return publish(e, eventPaymentFailed, w.Bytes())
+	case statusRefunded:
+		return publish(e, eventPaymentRefunded, refundedEvent(p))
+	}
+	return publish(e, eventPaymentCompleted, completedEvent(p))
+}
+
+func refundedEvent(p *payment) []byte {
+	var w jsonx.Writer
+	w.ObjectStart()
+	w.StringField("order_id", p.OrderID)
+	w.StringField("payment_id", p.ID)
+	w.IntField("amount", p.Amount)
+	w.StringField("reason", p.Reason)
+	w.ObjectEnd()
+	return w.Bytes()
+}
+
+// refundRequested refunds a completed payment (the compensation for a
+// payment that arrived after its order was cancelled): it records the
+// payment REFUNDED and publishes PAYMENT_REFUNDED. A refunded payment
+// publishes it again; any other is left alone.
+func refundRequested(e env, data []byte) error {
+	var paymentID, reason string
+	var r jsonx.Reader
+	r.Reset(data)
+	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
+		switch {
+		case string(key) == "payment_id" && r.Kind() == jsonx.String:
+			paymentID = r.String()
+		case string(key) == "reason" && r.Kind() == jsonx.String:
+			reason = r.String()
+		default:
+			r.Skip()
+		}
+	}
+	if err := r.Finish(); err != nil || paymentID == "" || len(paymentID) > maxIDLen {
+		return errors.New(eventRefundRequested + ": invalid data: payment_id is required")
+	}
+	if _, err := e.KVGet(paymentKey(paymentID)); errors.Is(err, guest.ErrNotFound) {
+		e.Log(guest.LevelWarn, eventRefundRequested+" for unknown payment "+paymentID+"; ignored")
+		return nil
+	}
+	p, err := load(e, paymentID)
+	if err != nil {
+		return err
+	}
+	switch p.Status {
+	case statusRefunded:
+		return publish(e, eventPaymentRefunded, refundedEvent(&p))
+	case statusCompleted:
+		p.Status = statusRefunded
+		p.Reason = "refund: " + reason
+		p.RefundedAt = e.Now().UTC().Format(time.RFC3339Nano)
+		if err := store(e, &p); err != nil {
+			return err
+		}
+		return publish(e, eventPaymentRefunded, refundedEvent(&p))
+	}
+	return nil
+}
+
+func publish(e env, typ string, data []byte) error {
+	if err := e.Publish(typ, data); err != nil {
+		return errors.New("publishing " + typ + ": " + err.Error())
 	}
 	return nil
 }

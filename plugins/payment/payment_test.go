@@ -12,6 +12,7 @@ import (
 )
 
 type fakeEnv struct {
+	config    map[string]string
 	kv        map[string][]byte
 	published []string
 	logs      []string
@@ -132,4 +133,11 @@ func TestNewUUID(t *testing.T) {
 	if id := newUUID(); !re.MatchString(id) {
 		t.Fatalf("bad uuid %q", id)
 	}
+}
+
+func (f *fakeEnv) Config(key string) (string, error) {
+	if v, ok := f.config[key]; ok {
+		return v, nil
+	}
+	return "", guest.ErrNotFound
 }

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildMeshd builds this command into a temporary directory.
+func buildMeshd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "meshd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func copyInto(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("%v (run `make plugins fixtures`)", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the process's output goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSIGTERMDrainsInFlightRequests runs the real binary, sends SIGTERM while
+// a request is in flight, and expects the request to complete, the process
+// to exit 0, and NATS to stop cleanly.
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildMeshd(t)
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyInto(t, plugins, map[string]string{
+		"order.wasm":   "../../build/plugins/order.wasm",
+		"order.toml":   "../../build/plugins/order.toml",
+		"payment.wasm": "../../build/plugins/payment.wasm",
+		"payment.toml": "../../build/plugins/payment.toml",
+		"chaos.wasm":   "../../daemon/testdata/guest-chaos.wasm",
+	})
+	grants := "[grants]\npublish = [\"CHAOS_EVENT\", \"CHAOS_FAIL\"]\nsubscribe = [\"CHAOS_EVENT\", \"CHAOS_FAIL\"]\nkv = true\n"
+	if err := os.WriteFile(filepath.Join(plugins, "chaos.toml"), []byte(grants), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "run", "--plugins", plugins, "--data", filepath.Join(dir, "data"),
+		"--http", "127.0.0.1:0", "--admin", "off", "--drain-timeout", "20s", "--call-timeout", "20s")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	logs := &lockedBuffer{}
+	addr := make(chan string, 1)
+	go func() {
+		serving := regexp.MustCompile(`msg="meshd serving" http=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.Write([]byte(line + "\n"))
+			if m := serving.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("meshd did not start serving; logs:\n%s", logs)
+	}
+
+	resp, err := http.Post(base+"/orders", "application/json",
+		strings.NewReader(`{"user_id":"u","items":[{"name":"pen","price":100}]}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("POST /orders before the signal: %v %v\nlogs:\n%s", err, resp, logs)
+	}
+	resp.Body.Close()
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(base + "/chaos/slow?ms=1500")
+		if err != nil {
+			slow <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		slow <- result{status: resp.StatusCode, body: string(b)}
+	}()
+	time.Sleep(300 * time.Millisecond) // let the request reach the guest
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-slow
+	if r.err != nil || r.status != 200 || !strings.Contains(r.body, `"slow":true`) {
+		t.Fatalf("in-flight request across SIGTERM: %+v\nlogs:\n%s", r, logs)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("meshd exited with %v after SIGTERM; logs:\n%s", err, logs)
+	}
+	if !strings.Contains(logs.String(), `msg=stopped`) {
+		t.Fatalf("no clean stop in the logs:\n%s", logs)
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/meshd/meshd/config"
+	"github.com/meshd/meshd/daemon"
+)
+
+// loadConfigFile applies the configuration file at path to cfg (and to the
+// flag-only settings), then parses args again so that the flags given on
+// the command line override the file.
+func loadConfigFile(path string, fs *flag.FlagSet, args []string, cfg *daemon.Config, memPages *uint, logFormat, logLevel *string) error {
+	f, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	setStr := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setStr(&cfg.PluginDir, f.Plugins)
+	setStr(&cfg.DataDir, f.Data)
+	setStr(&cfg.HTTPAddr, f.HTTP)
+	setStr(&cfg.Node, f.Node)
+	setStr(&cfg.NATSURL, f.NATSURL)
+	setStr(&cfg.NATSListen, f.NATSListen)
+	setStr(&cfg.Sync, f.Sync)
+	setStr(logFormat, f.LogFormat)
+	setStr(&cfg.AdminAddr, f.Admin)
+	setStr(&cfg.AdminToken, f.AdminToken)
+	if f.AdminPublic != nil {
+		cfg.AdminPublic = *f.AdminPublic
+	}
+	setStr(logLevel, f.LogLevel)
+	if f.CallTimeout != nil {
+		cfg.Module.CallTimeout = *f.CallTimeout
+	}
+	if f.RequestTimeout != nil {
+		cfg.RequestTimeout = *f.RequestTimeout
+	}
+	if f.DrainTimeout != nil {
+		cfg.DrainTimeout = *f.DrainTimeout
+	}
+	if f.MaxBodyBytes != nil {
+		cfg.MaxBodyBytes = *f.MaxBodyBytes
+	}
+	if f.MemoryPages != nil {
+		*memPages = uint(*f.MemoryPages)
+	}
+	if f.PoolMin != nil {
+		cfg.Module.PoolMin = *f.PoolMin
+	}
+	if f.PoolMax != nil {
+		cfg.Module.PoolMax = *f.PoolMax
+	}
+	cfg.Server = f.Server
+	cfg.Gateway = f.Policies()
+	// Flags given on the command line win over the file.
+	return fs.Parse(args)
+}

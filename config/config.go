@@ -1,0 +1,220 @@
+// Package config reads meshd's configuration file (TOML), given to
+// `meshd run --config FILE`.
+//
+// The file holds the daemon's settings (the same names as the flags of
+// meshd run, with underscores), the HTTP server's timeouts and TLS under
+// [server], and the gateway's policies: [auth.NAME] authenticators,
+// [[policy]] and [[mount]] tables (see gateway.Policies). Unknown keys are
+// errors. Load reports every problem at once, each with its key path and,
+// where it can be found, its line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/meshd/meshd/host/gateway"
+)
+
+// File is the decoded configuration file. Pointer fields are nil when the
+// file does not set them, so the caller's defaults (and flags) stand.
+type File struct {
+	Plugins        *string        `toml:"plugins"`
+	Data           *string        `toml:"data"`
+	HTTP           *string        `toml:"http"`
+	Node           *string        `toml:"node"`
+	NATSURL        *string        `toml:"nats_url"`
+	NATSListen     *string        `toml:"nats_listen"`
+	Sync           *string        `toml:"sync"`
+	CallTimeout    *time.Duration `toml:"call_timeout"`
+	RequestTimeout *time.Duration `toml:"request_timeout"`
+	DrainTimeout   *time.Duration `toml:"drain_timeout"`
+	MaxBodyBytes   *int64         `toml:"max_body_bytes"`
+	MemoryPages    *uint32        `toml:"memory_pages"`
+	PoolMin        *int           `toml:"pool_min"`
+	PoolMax        *int           `toml:"pool_max"`
+	LogFormat      *string        `toml:"log_format"`
+	LogLevel       *string        `toml:"log_level"`
+	// Admin listener (metrics, health): address ("off" disables it), the
+	// bearer token it requires, and whether a non-loopback address may go
+	// without a token.
+	Admin       *string `toml:"admin"`
+	AdminToken  *string `toml:"admin_token"`
+	AdminPublic *bool   `toml:"admin_public"`
+
+	// Server holds the HTTP server's timeouts, header cap and TLS.
+	Server gateway.ServerConfig `toml:"server"`
+
+	// Gateway policies, at the top level of the file.
+	Mount  []gateway.Mount               `toml:"mount"`
+	Auth   map[string]gateway.AuthConfig `toml:"auth"`
+	Policy []gateway.Policy              `toml:"policy"`
+}
+
+// Policies returns the gateway policies of the file.
+func (f *File) Policies() gateway.Policies {
+	return gateway.Policies{Mounts: f.Mount, Auth: f.Auth, Policy: f.Policy}
+}
+
+// Error is every problem of a configuration file.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+// Problem is one problem, at a key path ("policy[0].rate") and line (0
+// when unknown).
+type Problem struct {
+	Key  string
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.Line > 0 && p.Key != "":
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Key, p.Msg)
+	case p.Line > 0:
+		return fmt.Sprintf("line %d: %s", p.Line, p.Msg)
+	case p.Key != "":
+		return p.Key + ": " + p.Msg
+	}
+	return p.Msg
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d problem(s):", e.File, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Load reads and checks the file at path. Relative file names inside it
+// (jwks_file, cert_file, key_file) are taken relative to the working
+// directory, as flags are.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load on data read from the file named name.
+func Parse(name string, data []byte) (*File, error) {
+	var f File
+	e := &Error{File: name}
+	lines := locate(string(data))
+	md, err := toml.Decode(string(data), &f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			e.Problems = append(e.Problems, Problem{Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message})
+		} else if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
+			// Type mismatches come as plain errors: "toml: line 5 (last
+			// key "policy.rate"): incompatible types: ...".
+			n, _ := strconv.Atoi(m[1])
+			e.Problems = append(e.Problems, Problem{Key: m[3], Line: n, Msg: m[4]})
+		} else {
+			e.Problems = append(e.Problems, Problem{Msg: err.Error()})
+		}
+		return nil, e
+	}
+	for _, k := range md.Undecoded() {
+		path := keyPath(k, lines)
+		e.Problems = append(e.Problems, Problem{Key: path, Line: lines.line(path), Msg: "unknown key"})
+	}
+	var errs []error
+	errs = append(errs, f.check()...)
+	p := f.Policies()
+	if err := p.Validate(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	if err := f.Server.Validate(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	for _, err := range errs {
+		var fe *gateway.FieldError
+		if errors.As(err, &fe) {
+			key := fe.Path
+			e.Problems = append(e.Problems, Problem{Key: key, Line: lines.line(key), Msg: fe.Msg})
+			continue
+		}
+		e.Problems = append(e.Problems, Problem{Msg: err.Error()})
+	}
+	if len(e.Problems) > 0 {
+		sort.SliceStable(e.Problems, func(i, j int) bool {
+			a, b := e.Problems[i], e.Problems[j]
+			if (a.Line == 0) != (b.Line == 0) {
+				return b.Line == 0
+			}
+			return a.Line < b.Line
+		})
+		return nil, e
+	}
+	return &f, nil
+}
+
+var lineRE = regexp.MustCompile(`^toml: line (\d+)( \(last key "([^"]*)"\))?: (.*)$`)
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// check validates the daemon settings the file sets.
+func (f *File) check() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &gateway.FieldError{Path: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	for key, v := range map[string]*string{"plugins": f.Plugins, "data": f.Data, "http": f.HTTP} {
+		if v != nil && *v == "" {
+			bad(key, "must not be empty")
+		}
+	}
+	if f.Sync != nil && *f.Sync != "" && *f.Sync != "always" {
+		bad("sync", "%q is not \"\" (lazy) or \"always\"", *f.Sync)
+	}
+	for key, v := range map[string]*time.Duration{"call_timeout": f.CallTimeout, "request_timeout": f.RequestTimeout, "drain_timeout": f.DrainTimeout} {
+		if v != nil && *v <= 0 {
+			bad(key, "must be positive")
+		}
+	}
+	if f.MaxBodyBytes != nil && *f.MaxBodyBytes <= 0 {
+		bad("max_body_bytes", "must be positive")
+	}
+	if f.MemoryPages != nil && (*f.MemoryPages == 0 || *f.MemoryPages > 65536) {
+		bad("memory_pages", "must be between 1 and 65536")
+	}
+	if f.PoolMin != nil && *f.PoolMin < 0 {
+		bad("pool_min", "must not be negative")
+	}
+	if f.PoolMax != nil && *f.PoolMax <= 0 {
+		bad("pool_max", "must be positive")
+	}
+	if f.LogFormat != nil && *f.LogFormat != "text" && *f.LogFormat != "json" {
+		bad("log_format", "%q is not text or json", *f.LogFormat)
+	}
+	if f.LogLevel != nil {
+		switch *f.LogLevel {
+		case "debug", "info", "warn", "error":
+		default:
+			bad("log_level", "%q is not debug, info, warn or error", *f.LogLevel)
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errs
+}

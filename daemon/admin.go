@@ -1,0 +1,179 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshd/meshd/host/admin"
+	"github.com/meshd/meshd/host/registry"
+)
+
+// adminState is the admin listener and what /readyz reports on.
+type adminState struct {
+	server *admin.Server
+	// loaded is set once the plugin directory was scanned at start.
+	loaded atomic.Bool
+}
+
+// adminEnabled reports whether Config.AdminAddr asks for a listener.
+func (c *Config) adminEnabled() bool { return c.AdminAddr != "" && c.AdminAddr != "off" }
+
+// startAdmin opens the admin listener (a no-op when disabled). It runs
+// after the plugin directory was loaded.
+func (d *Daemon) startAdmin(ctx context.Context) error {
+	d.obs.admin.loaded.Store(true)
+	if !d.cfg.adminEnabled() {
+		return nil
+	}
+	srv, err := admin.New(admin.Config{Addr: d.cfg.AdminAddr, Token: d.cfg.AdminToken, Public: d.cfg.AdminPublic},
+		admin.Source{Registry: d.obs.metrics.Registry(), Ready: d.ready, Services: d.servicesView},
+		d.log.With(slog.String("component", "admin")))
+	if err != nil {
+		return err
+	}
+	srv.Handle("/v1/events/", d.EventsHandler()) // daemon/events.go (issue 3)
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	d.obs.admin.server = srv
+	d.log.Info("admin listening", slog.String("admin", srv.Addr()), slog.Bool("token", d.cfg.AdminToken != ""))
+	return nil
+}
+
+// closeAdmin stops the admin listener.
+func (d *Daemon) closeAdmin(ctx context.Context) error {
+	if d.obs.admin.server == nil {
+		return nil
+	}
+	return d.obs.admin.server.Close(ctx)
+}
+
+// AdminAddr is the admin listener's address (useful with port 0), empty
+// when it is off or not started.
+func (d *Daemon) AdminAddr() string {
+	if d.obs.admin.server == nil {
+		return ""
+	}
+	return d.obs.admin.server.Addr()
+}
+
+// ready is /readyz: the plugin directory was loaded, NATS is connected and
+// the daemon is not shutting down.
+func (d *Daemon) ready(context.Context) error {
+	var errs []error
+	if d.closed.Load() {
+		errs = append(errs, errors.New("shutting down"))
+	}
+	if !d.obs.admin.loaded.Load() {
+		errs = append(errs, errors.New("plugins not loaded yet"))
+	}
+	switch {
+	case d.nats == nil || d.nats.Conn() == nil:
+		errs = append(errs, errors.New("NATS not started"))
+	case d.nats.Conn().Status() != nats.CONNECTED:
+		errs = append(errs, fmt.Errorf("NATS connection is %s", d.nats.Conn().Status()))
+	}
+	if d.bus == nil {
+		errs = append(errs, errors.New("event bus not started"))
+	}
+	return errors.Join(errs...)
+}
+
+// servicesView is /v1/services: every serving service, and every service
+// whose last load failed (with the version still serving, if any).
+func (d *Daemon) servicesView() []admin.Service {
+	loadErrs := d.LoadErrors()
+	d.mu.Lock()
+	svcs := make([]*service, 0, len(d.services))
+	for _, s := range d.services {
+		svcs = append(svcs, s)
+	}
+	d.mu.Unlock()
+
+	d.obs.mu.Lock()
+	loadedAt := maps.Clone(d.obs.loadedAt)
+	d.obs.mu.Unlock()
+
+	out := make([]admin.Service, 0, len(svcs)+len(loadErrs))
+	seen := make(map[string]bool, len(svcs))
+	for _, s := range svcs {
+		seen[s.name] = true
+		st := s.mod.Stats()
+		v := admin.Service{
+			Name:          s.name,
+			Version:       s.version,
+			File:          s.file,
+			Status:        string(d.statusOf(s)),
+			Instances:     admin.Instances{Idle: st.Idle, Busy: max(st.Live-st.Idle, 0)},
+			Routes:        []string{},
+			Subscriptions: []string{},
+			Publishes:     append([]string{}, s.decl.Publishes...),
+			Grants: admin.Grants{
+				Publish:   nonNil(s.env.Grants.Publish),
+				Subscribe: nonNil(s.env.Grants.Subscribe),
+				KV:        s.env.Grants.KV,
+				Discover:  nonNil(s.env.Grants.Discover),
+			},
+			LastError: loadErrs[s.name],
+		}
+		v.LoadedAt = loadedAt[s.name]
+		for _, r := range s.decl.Routes {
+			v.Routes = append(v.Routes, r.Method+" "+r.Path)
+		}
+		for _, sub := range s.decl.Subscriptions {
+			v.Subscriptions = append(v.Subscriptions, sub.Type)
+		}
+		out = append(out, v)
+	}
+	for name, why := range loadErrs {
+		if seen[name] {
+			continue
+		}
+		out = append(out, admin.Service{Name: name, Status: "FAILED", LastError: why,
+			Routes: []string{}, Subscriptions: []string{}, Publishes: []string{},
+			Grants: admin.Grants{Publish: []string{}, Subscribe: []string{}, Discover: []string{}}})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// statusOf is the registry status of s's version on this node.
+func (d *Daemon) statusOf(s *service) registry.Status {
+	for _, in := range d.registry.Lookup(s.name) {
+		if in.Version == s.version && in.Node == d.cfg.Node {
+			return in.Status
+		}
+	}
+	if st, ok := d.registry.Status(s.name); ok {
+		return st
+	}
+	return registry.Status("UNKNOWN")
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone(s)
+}
+
+// validateAdmin reports problems of the admin fields.
+func (c *Config) validateAdmin() error {
+	if !c.adminEnabled() {
+		return nil
+	}
+	ac := admin.Config{Addr: c.AdminAddr, Token: c.AdminToken, Public: c.AdminPublic}
+	if err := ac.Validate(); err != nil {
+		return fmt.Errorf("admin: %s", strings.TrimPrefix(err.Error(), "admin: "))
+	}
+	return nil
+}

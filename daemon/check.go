@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/runtime"
+)
+
+// CheckReport is what Check found out about a module.
+type CheckReport struct {
+	Service     string          // from the file name
+	File        string          // the module file checked
+	GrantsFile  string          // the grants file used; empty when none
+	Version     string          // hash, plus the declared version if any
+	Declaration abi.Declaration // what the module declares (zero if it never got that far)
+	Exports     []string        // the ABI entry points it exports
+	// Needs lists the grants the declaration requires, as TOML lines.
+	Needs []string
+}
+
+// Check runs the validation the daemon runs before serving a module, without
+// a daemon: the service name, the grants file (configPath, or <name>.toml
+// beside the module when empty; none is fine), compile, ABI checks, warm-up
+// with the module's init, describe, the declaration against the exports and
+// grants, and the route table the declaration makes. It does not check route
+// conflicts with other services (it knows none). The report is filled as far
+// as the checks got; err says why the module is refused.
+func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (*CheckReport, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base := filepath.Base(wasmPath)
+	name := strings.TrimSuffix(base, ".wasm")
+	rep := &CheckReport{Service: name, File: wasmPath}
+	if !serviceName.MatchString(name) {
+		return rep, fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, serviceName)
+	}
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return rep, err
+	}
+	if configPath == "" {
+		configPath = filepath.Join(filepath.Dir(wasmPath), name+".toml")
+	} else if _, err := os.Stat(configPath); err != nil {
+		return rep, err
+	}
+	sf, hasFile, err := ReadServiceFile(configPath)
+	if err != nil {
+		return rep, err
+	}
+	if hasFile {
+		rep.GrantsFile = configPath
+	}
+	engine, err := runtime.NewEngine(runtime.EngineConfig{})
+	if err != nil {
+		return rep, err
+	}
+	defer engine.Close(context.WithoutCancel(ctx))
+
+	s := &service{name: name, file: base, log: log}
+	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log,
+		Discover: func(string) (abi.ServiceInfo, bool) { return abi.ServiceInfo{}, false }}
+	mc := sf.ModuleConfig(Default().Module)
+	mc.Name = name
+	mc.Logger = log
+	mc.PoolMin = 1
+	if s.mod, err = engine.Load(ctx, wasm, host.Module(s.env), mc); err != nil {
+		return rep, fmt.Errorf("%s: %w", base, err)
+	}
+	defer s.mod.Close(context.WithoutCancel(ctx))
+	rep.Version = s.mod.Hash()
+	for _, e := range []runtime.Entry{runtime.EntryDescribe, runtime.EntryHTTP, runtime.EntryEvent} {
+		if s.mod.Has(e) {
+			rep.Exports = append(rep.Exports, e.String())
+		}
+	}
+	if err = json.Unmarshal(s.mod.Declaration(), &s.decl); err != nil {
+		return rep, fmt.Errorf("%s: meshd_describe did not return a JSON declaration: %w", base, err)
+	}
+	rep.Declaration = s.decl
+	if s.decl.Version != "" {
+		rep.Version += "+" + s.decl.Version
+	}
+	rep.Needs = needs(&s.decl)
+	// checkDeclaration uses nothing of the daemon but its arguments.
+	if err = (*Daemon)(nil).checkDeclaration(s); err != nil {
+		return rep, fmt.Errorf("%s: %w", base, err)
+	}
+	routes := make([]gateway.Route, 0, len(s.decl.Routes))
+	for _, r := range s.decl.Routes {
+		routes = append(routes, gateway.Route{Service: name, Method: r.Method, Path: r.Path})
+	}
+	if err = gateway.New(gateway.Config{}, nil, nil).SetRoutes(routes); err != nil {
+		return rep, fmt.Errorf("%s: %w", base, err)
+	}
+	return rep, nil
+}
+
+// needs is the [grants] a declaration requires.
+func needs(decl *abi.Declaration) []string {
+	quote := func(list []string) string {
+		q := make([]string, len(list))
+		for i, s := range list {
+			q[i] = fmt.Sprintf("%q", s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	var out []string
+	if len(decl.Publishes) > 0 {
+		out = append(out, "publish = "+quote(decl.Publishes))
+	}
+	if len(decl.Subscriptions) > 0 {
+		types := make([]string, len(decl.Subscriptions))
+		for i, s := range decl.Subscriptions {
+			types[i] = s.Type
+		}
+		out = append(out, "subscribe = "+quote(types))
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/runtime"
+)
+
+// EventsConfig is the [events] table of a service file.
+type EventsConfig struct {
+	// MaxAttempts is how many times an event is handed to the service
+	// before it is dead-lettered; zero takes the bus default.
+	MaxAttempts int `toml:"max_attempts"`
+	// Serial runs the service's event handlers one at a time, so a handler
+	// that reads, decides and writes (a saga step, a read-model update) is
+	// never interleaved with another handler of the same service. HTTP
+	// handlers still run concurrently.
+	Serial bool `toml:"serial"`
+	// ReadModelPrefix names the keys that form the service's read model:
+	// `meshd events replay` deletes them and rebuilds them by replaying the
+	// service's subscribed events, keeping only writes under this prefix.
+	ReadModelPrefix string `toml:"read_model_prefix"`
+}
+
+// DeadLetters returns the dead letters of service, oldest first.
+func (d *Daemon) DeadLetters(ctx context.Context, service string) ([]bus.DeadLetter, error) {
+	if d.bus == nil {
+		return nil, ErrClosed
+	}
+	return d.bus.DeadLetters(ctx, service)
+}
+
+// Redrive sends service's dead letters (those with the given event ids, or
+// all) back to that service only, and returns how many.
+func (d *Daemon) Redrive(ctx context.Context, service string, ids ...string) (int, error) {
+	if d.bus == nil {
+		return 0, ErrClosed
+	}
+	return d.bus.Redrive(ctx, service, ids...)
+}
+
+// ReplayResult is what Replay did.
+type ReplayResult struct {
+	Service string `json:"service"`
+	Dropped int    `json:"dropped"` // read-model keys deleted
+	Events  int    `json:"events"`  // events replayed
+	Writes  int    `json:"writes"`  // read-model writes applied
+}
+
+// Replay rebuilds service's read model: it deletes every key under the
+// service's [events] read_model_prefix, then hands every stored event of
+// the types it subscribes to to its event handler, oldest first, one at a
+// time. Of each invocation's effects only the writes under the prefix are
+// applied; its events and other writes are dropped (they happened the
+// first time). Live deliveries keep running: the projections are
+// idempotent merges, so they converge with the replay.
+func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) {
+	res := ReplayResult{Service: name}
+	s := d.lookup(name)
+	if s == nil {
+		return res, fmt.Errorf("service %s is not loaded", name)
+	}
+	prefix := s.events.ReadModelPrefix
+	if prefix == "" {
+		return res, fmt.Errorf("service %s has no [events] read_model_prefix in its %s.toml: nothing to rebuild", name, name)
+	}
+	if s.store == nil {
+		return res, fmt.Errorf("service %s has no key-value store", name)
+	}
+	if s.events.Serial {
+		// Pause the live handlers while the keys are dropped.
+		s.serial.Lock()
+	}
+	keys, err := s.store.Keys(ctx)
+	if err == nil {
+		for _, k := range keys {
+			if !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			if err = s.store.Delete(ctx, k); err != nil {
+				break
+			}
+			res.Dropped++
+		}
+	}
+	if s.events.Serial {
+		s.serial.Unlock()
+	}
+	if err != nil {
+		return res, fmt.Errorf("dropping the read model of %s: %w", name, err)
+	}
+	types := make([]string, 0, len(s.decl.Subscriptions))
+	for _, sub := range s.decl.Subscriptions {
+		types = append(types, sub.Type)
+	}
+	res.Events, err = d.bus.Replay(ctx, types, func(ctx context.Context, ev bus.Event) error {
+		n, err := d.replayOne(ctx, s, ev, prefix)
+		res.Writes += n
+		return err
+	})
+	return res, err
+}
+
+// replayOne runs one event through s's handler and applies the writes
+// under prefix.
+func (d *Daemon) replayOne(ctx context.Context, s0 *service, ev bus.Event, prefix string) (int, error) {
+	if s0.events.Serial {
+		s0.serial.Lock()
+		defer s0.serial.Unlock()
+	}
+	cs := getCallState()
+	defer putCallState(cs)
+	e := abi.Event{
+		ID: []byte(ev.ID), Source: []byte(ev.Source), Type: []byte(ev.Type),
+		Time:            []byte(ev.Time.UTC().Format(time.RFC3339Nano)),
+		DataContentType: []byte(ev.DataContentType), TraceParent: []byte(ev.TraceParent),
+		Attempt: 1, Data: ev.Data,
+	}
+	cs.call.Input = e.Append(cs.call.Input[:0])
+	cs.inv.Log = s0.log.With(slog.String("event_id", ev.ID), slog.String("event_type", ev.Type), slog.Bool("replay", true))
+	s, err := d.invoke(ctx, s0.name, runtime.EntryEvent, cs)
+	if err != nil {
+		return 0, err
+	}
+	if cs.call.Code != abi.CodeOK {
+		return 0, fmt.Errorf("handler failed (%s): %s", cs.call.Code, truncate(cs.call.Output, 200))
+	}
+	n := 0
+	for _, w := range cs.inv.Writes {
+		if !strings.HasPrefix(w.Key, prefix) {
+			continue
+		}
+		if w.Delete {
+			err = s.store.Delete(ctx, w.Key)
+		} else {
+			err = s.store.Put(ctx, w.Key, w.Value)
+		}
+		if err != nil {
+			return n, fmt.Errorf("applying %q: %w", w.Key, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// EventsHandler is the events admin API, mounted on the admin listener
+// under /v1/events/:
+//
+//	GET  /v1/events/dlq?service=NAME            dead letters (JSON array)
+//	POST /v1/events/dlq/redrive?service=NAME[&id=EVENT_ID...]
+//	POST /v1/events/replay?service=NAME         rebuild the read model
+//	GET  /v1/events/consumers                   consumer states
+func (d *Daemon) EventsHandler() http.Handler {
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, v any, err error) {
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	mux.HandleFunc("GET /v1/events/dlq", func(w http.ResponseWriter, r *http.Request) {
+		dls, err := d.DeadLetters(r.Context(), r.URL.Query().Get("service"))
+		out := make([]deadLetterJSON, len(dls))
+		for i, dl := range dls {
+			out[i] = deadLetterJSON{ID: dl.Event.ID, Type: dl.Event.Type, Source: dl.Event.Source,
+				Service: dl.Service, Reason: dl.Reason, Attempts: dl.Attempts, FailedAt: dl.FailedAt,
+				Data: string(dl.Event.Data)}
+		}
+		reply(w, out, err)
+	})
+	mux.HandleFunc("POST /v1/events/dlq/redrive", func(w http.ResponseWriter, r *http.Request) {
+		n, err := d.Redrive(r.Context(), r.URL.Query().Get("service"), r.URL.Query()["id"]...)
+		reply(w, map[string]int{"redriven": n}, err)
+	})
+	mux.HandleFunc("POST /v1/events/replay", func(w http.ResponseWriter, r *http.Request) {
+		res, err := d.Replay(r.Context(), r.URL.Query().Get("service"))
+		reply(w, res, err)
+	})
+	mux.HandleFunc("GET /v1/events/consumers", func(w http.ResponseWriter, r *http.Request) {
+		cs, err := d.bus.Consumers(r.Context())
+		reply(w, cs, err)
+	})
+	return mux
+}
+
+type deadLetterJSON struct {
+	ID       string    `json:"id"`
+	Type     string    `json:"type"`
+	Source   string    `json:"source"`
+	Service  string    `json:"service"`
+	Reason   string    `json:"reason"`
+	Attempts int       `json:"attempts"`
+	FailedAt time.Time `json:"failed_at"`
+	Data     string    `json:"data"`
+}

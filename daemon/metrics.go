@@ -1,0 +1,196 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/metrics"
+	"github.com/meshd/meshd/runtime"
+)
+
+// observability is the daemon's metrics and admin listener. Every method
+// works on a zero value with metrics off (Config.NoMetrics): the hooks are
+// then nil and cost nothing on the request path.
+type observability struct {
+	metrics *metrics.Metrics // nil when metrics are off
+	admin   adminState       // admin.go
+
+	mu       sync.Mutex
+	versions map[string]string    // service → version last loaded, to tell loads from reloads
+	loadedAt map[string]time.Time // service → when the serving version was swapped in
+}
+
+// initObservability makes the metrics registry and wires the bus hooks
+// into d.cfg.Events; it runs in New, before the gateway and bus exist.
+func (d *Daemon) initObservability() {
+	d.obs.versions = make(map[string]string)
+	d.obs.loadedAt = make(map[string]time.Time)
+	if d.cfg.NoMetrics || os.Getenv("MESHD_TMP_NOMETRICS") != "" {
+		return
+	}
+	m := metrics.New(metrics.BuildInfo{}, metrics.Sources{
+		Services:  d.poolStats,
+		Consumers: d.consumerLag,
+	})
+	d.obs.metrics = m
+	h := &d.cfg.Events.Hooks
+	h.Published = chainPublished(h.Published, m.Published)
+	h.Delivered = chainDelivered(h.Delivered, m.Delivered)
+	h.DeadLettered = chainDeadLettered(h.DeadLettered, m.DeadLettered)
+}
+
+// Metrics is the daemon's metrics, nil when metrics are off.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.obs.metrics }
+
+// observeRequest is the gateway's Observe hook, nil when metrics are off.
+func (d *Daemon) observeRequest() func(gateway.Observation) {
+	m := d.obs.metrics
+	if m == nil {
+		return nil
+	}
+	return func(o gateway.Observation) {
+		m.Request(o.Service, o.Route, o.Method, o.Status, o.Duration)
+	}
+}
+
+// observeInvoke records one invocation of entry on service; start is when
+// the daemon asked the pool for an instance. At debug level it also logs
+// the invocation on the invocation's logger, which carries the service,
+// the request or event id and the trace id: with it one trace can be
+// followed through every service it touched.
+func (d *Daemon) observeInvoke(ctx context.Context, service string, entry runtime.Entry, start time.Time, err error, cs *callState) {
+	m := d.obs.metrics
+	log := cs.inv.Log
+	debug := log != nil && log.Enabled(ctx, slog.LevelDebug)
+	if m == nil && !debug {
+		return
+	}
+	dur := time.Since(start)
+	result := metrics.InvocationResult(err, cs.call.Code == abi.CodeOK)
+	m.Invoked(service, entryLabel(entry), result, dur)
+	if debug {
+		attrs := []slog.Attr{slog.String("entry", entryLabel(entry)), slog.String("result", result), slog.Duration("duration", dur)}
+		if err != nil {
+			attrs = append(attrs, slog.Any("error", err))
+		} else if cs.call.Code != abi.CodeOK {
+			attrs = append(attrs, slog.String("code", cs.call.Code.String()))
+		}
+		log.LogAttrs(ctx, slog.LevelDebug, "invoked", attrs...)
+	}
+}
+
+// observeKV is a service Env's KV hook: reads by the binding, writes when
+// the daemon applies them. A missing key is not an error.
+func (d *Daemon) observeKV(service string) func(op string, err error) {
+	m := d.obs.metrics
+	if m == nil {
+		return nil
+	}
+	return func(op string, err error) { m.KV(service, op, err) }
+}
+
+// observeLoad records the outcome of loading path: a failure, a first load
+// or a reload (a new version of a service that was serving).
+func (d *Daemon) observeLoad(path string, err error) {
+	name := serviceOf(path)
+	var version string
+	if err == nil {
+		if s := d.lookup(name); s != nil {
+			version = s.version
+		}
+	}
+	d.obs.mu.Lock()
+	prev, had := d.obs.versions[name]
+	reloaded := err == nil && had && version != "" && prev != version
+	if err == nil && version != "" && prev != version {
+		d.obs.versions[name] = version
+		d.obs.loadedAt[name] = time.Now()
+	}
+	d.obs.mu.Unlock()
+	d.obs.metrics.Loaded(name, err)
+	if reloaded {
+		d.obs.metrics.Reloaded(name)
+	}
+}
+
+// poolStats reads every serving module's pool (the metrics source).
+func (d *Daemon) poolStats() []metrics.ServiceStats {
+	d.mu.Lock()
+	out := make([]metrics.ServiceStats, 0, len(d.services))
+	for name, s := range d.services {
+		out = append(out, metrics.ServiceStats{Service: name, Stats: s.mod.Stats()})
+	}
+	d.mu.Unlock()
+	return out
+}
+
+// consumerLag reads the bus consumers' backlog (the metrics source).
+func (d *Daemon) consumerLag(ctx context.Context) ([]metrics.ConsumerLag, error) {
+	if d.bus == nil {
+		return nil, nil
+	}
+	infos, err := d.bus.Consumers(ctx)
+	out := make([]metrics.ConsumerLag, 0, len(infos))
+	for _, ci := range infos {
+		out = append(out, metrics.ConsumerLag{Service: ci.Service, Topic: ci.Type,
+			Pending: ci.Pending, AckPending: ci.AckPending, Redelivered: ci.Redelivered})
+	}
+	return out, err
+}
+
+func entryLabel(e runtime.Entry) string {
+	switch e {
+	case runtime.EntryHTTP:
+		return "http"
+	case runtime.EntryEvent:
+		return "event"
+	case runtime.EntryDescribe:
+		return "describe"
+	}
+	return "other"
+}
+
+// The chain helpers keep a hook already set in Config.Events (by a test or
+// an embedder) and call the metrics after it.
+
+func chainPublished(a, b func(string)) func(string) {
+	if a == nil {
+		return b
+	}
+	return func(t string) { a(t); b(t) }
+}
+
+func chainDelivered(a, b func(string, string, int, error, time.Duration)) func(string, string, int, error, time.Duration) {
+	if a == nil {
+		return b
+	}
+	return func(s, t string, n int, err error, d time.Duration) { a(s, t, n, err, d); b(s, t, n, err, d) }
+}
+
+func chainDeadLettered(a, b func(string, string)) func(string, string) {
+	if a == nil {
+		return b
+	}
+	return func(s, t string) { a(s, t); b(s, t) }
+}
+
+// traceID is the trace id of a W3C traceparent ("00-<trace id>-<parent
+// id>-<flags>"), or "" when it is not one.
+func traceID(traceparent string) string {
+	if len(traceparent) < 55 || traceparent[2] != '-' || traceparent[35] != '-' {
+		return ""
+	}
+	return traceparent[3:35]
+}
+
+// observeKV reports a write the daemon applied to s's store.
+func (s *service) observeKV(op string, err error) {
+	if s.env != nil && s.env.Observe != nil {
+		s.env.Observe(op, err)
+	}
+}

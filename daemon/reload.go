@@ -1,0 +1,237 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/meshd/meshd/host/registry"
+	"github.com/meshd/meshd/runtime"
+)
+
+// reloadState is the daemon's hot-reload machinery: the plugin-directory
+// watcher, the lock that makes loads, replacements and removals happen one
+// at a time, and the last load error of each service.
+//
+// Lock order: reloadState.mu, then Daemon.mu.
+type reloadState struct {
+	mu sync.Mutex // held for a whole load, replacement or removal
+
+	wmu     sync.Mutex // guards watcher
+	watcher *runtime.Watcher
+
+	errMu sync.Mutex
+	errs  map[string]string // service → why its last load was refused
+}
+
+// LoadErrors returns, per service, why the last attempt to load or replace
+// it was refused ("file: reason"). A service whose last load succeeded is
+// absent. The map is a copy.
+func (d *Daemon) LoadErrors() map[string]string {
+	d.reload.errMu.Lock()
+	defer d.reload.errMu.Unlock()
+	return maps.Clone(d.reload.errs)
+}
+
+// recordLoad remembers the outcome of loading path.
+func (d *Daemon) recordLoad(path string, err error) {
+	name := serviceOf(path)
+	d.reload.errMu.Lock()
+	defer d.reload.errMu.Unlock()
+	if err == nil {
+		delete(d.reload.errs, name)
+		return
+	}
+	if d.reload.errs == nil {
+		d.reload.errs = make(map[string]string)
+	}
+	d.reload.errs[name] = err.Error()
+}
+
+// serviceOf is the service a plugin-directory file belongs to: "order" for
+// order.wasm and order.toml.
+func serviceOf(path string) string {
+	base := filepath.Base(path)
+	return strings.TrimSuffix(strings.TrimSuffix(base, ".wasm"), ".toml")
+}
+
+// startWatcher starts watching the plugin directory, unless disabled.
+func (d *Daemon) startWatcher(ctx context.Context) error {
+	if d.cfg.NoWatch {
+		return nil
+	}
+	w, err := runtime.Watch(ctx, runtime.WatchConfig{
+		Dir:    d.cfg.PluginDir,
+		Quiet:  d.cfg.WatchQuiet,
+		Logger: d.log.With(slog.String("component", "watcher")),
+	}, d.onFileChange)
+	if err != nil {
+		return fmt.Errorf("daemon: watching %s: %w", d.cfg.PluginDir, err)
+	}
+	d.reload.wmu.Lock()
+	d.reload.watcher = w
+	d.reload.wmu.Unlock()
+	return nil
+}
+
+// stopWatcher stops the watcher, cancelling a load in progress, and waits
+// for it.
+func (d *Daemon) stopWatcher(ctx context.Context) error {
+	d.reload.wmu.Lock()
+	w := d.reload.watcher
+	d.reload.watcher = nil
+	d.reload.wmu.Unlock()
+	if w == nil {
+		return nil
+	}
+	return w.Close(ctx)
+}
+
+// onFileChange handles one settled change in the plugin directory.
+func (d *Daemon) onFileChange(ctx context.Context, ev runtime.WatchEvent) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	base := filepath.Base(ev.Path)
+	d.log.Info("plugin file changed", slog.String("file", base), slog.String("change", ev.Op.String()))
+	switch {
+	case strings.HasSuffix(base, ".wasm") && ev.Op == runtime.WatchRemove:
+		return d.RemoveService(ctx, serviceOf(base))
+	case strings.HasSuffix(base, ".wasm"):
+		if s := d.lookup(serviceOf(base)); s != nil && strings.HasPrefix(ev.Hash, s.mod.Hash()) {
+			d.recordLoad(ev.Path, nil) // back to the serving version: nothing refused
+			return nil
+		}
+		return d.loadLogged(ctx, ev.Path, ev.Data)
+	case strings.HasSuffix(base, ".toml"):
+		// Grants changed: reload the module with them, all or nothing.
+		wasm := strings.TrimSuffix(ev.Path, ".toml") + ".wasm"
+		data, err := os.ReadFile(wasm)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // grants for a module not dropped yet
+		}
+		if err != nil {
+			return err
+		}
+		return d.loadLogged(ctx, wasm, data)
+	}
+	return nil
+}
+
+// loadLogged loads or replaces a service from wasm and logs a refusal.
+func (d *Daemon) loadLogged(ctx context.Context, path string, wasm []byte) error {
+	d.reload.mu.Lock()
+	err := d.loadModule(ctx, path, wasm)
+	d.recordLoad(path, err)
+	d.reload.mu.Unlock()
+	if err != nil {
+		attrs := []any{slog.String("file", filepath.Base(path)), slog.String("reason", err.Error())}
+		if s := d.lookup(serviceOf(path)); s != nil {
+			attrs = append(attrs, slog.String("serving", s.version))
+		}
+		d.log.Error("module refused; the serving version (if any) keeps serving", attrs...)
+	}
+	return err
+}
+
+// Reload rescans the plugin directory (SIGHUP): every module is loaded
+// again with its current grants file, and replaces the serving version if
+// it passes every check; a service whose module file is gone is removed.
+// It returns every refusal joined.
+func (d *Daemon) Reload(ctx context.Context) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	entries, err := os.ReadDir(d.cfg.PluginDir)
+	if err != nil {
+		return fmt.Errorf("daemon: reload: %w", err)
+	}
+	present := make(map[string]bool)
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
+			continue
+		}
+		path := filepath.Join(d.cfg.PluginDir, e.Name())
+		present[serviceOf(path)] = true
+		wasm, err := os.ReadFile(path)
+		if err == nil {
+			err = d.loadLogged(ctx, path, wasm)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, name := range d.Services() {
+		if !present[name] {
+			errs = append(errs, d.RemoveService(ctx, name))
+		}
+	}
+	if w := d.currentWatcher(); w != nil {
+		_ = w.Rescan() // resync the watcher's view; what it finds unchanged it ignores
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) currentWatcher() *runtime.Watcher {
+	d.reload.wmu.Lock()
+	defer d.reload.wmu.Unlock()
+	return d.reload.watcher
+}
+
+// RemoveService takes a service out of service: its registry status becomes
+// OUT_OF_SERVICE, its subscriptions stop (events wait in the stream for a
+// future version), its routes are removed (requests get 404), in-flight
+// work finishes (up to the drain timeout), then its module is closed.
+func (d *Daemon) RemoveService(ctx context.Context, name string) error {
+	d.reload.mu.Lock()
+	defer d.reload.mu.Unlock()
+	s := d.lookup(name)
+	if s == nil {
+		return nil
+	}
+	_ = d.registry.SetStatus(name, s.version, d.cfg.Node, registry.OutOfService)
+	// Stop event delivery first, while the service still answers, so that no
+	// delivery fails (and counts an attempt) because the service is gone.
+	for _, sub := range s.subs {
+		sub.Stop()
+	}
+	s.subs = nil
+	d.mu.Lock()
+	if d.services[name] == s {
+		delete(d.services, name)
+	}
+	err := d.gateway.SetRoutes(d.routesLocked(nil))
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Error("rebuilding routes", slog.Any("error", err))
+	}
+	d.recordLoad(name, nil)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DrainTimeout)
+	defer cancel()
+	cerr := s.close(cctx)
+	d.log.Info("service removed", slog.String("service", name), slog.String("version", s.version))
+	return cerr
+}
+
+// retire drains and closes a replaced version and drops it from the
+// registry. Its subscriptions were handed over or stopped by the caller.
+func (d *Daemon) retire(ctx context.Context, old *service, by string) {
+	if old.version != by {
+		_ = d.registry.SetStatus(old.name, old.version, d.cfg.Node, registry.OutOfService)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DrainTimeout)
+	defer cancel()
+	if err := old.close(cctx); err != nil {
+		old.log.Warn("closing replaced version", slog.String("version", old.version), slog.Any("error", err))
+	}
+	if old.version != by {
+		d.registry.Deregister(old.name, old.version, d.cfg.Node)
+	}
+}

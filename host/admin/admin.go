@@ -1,0 +1,259 @@
+// Package admin is meshd's operator listener: Prometheus metrics, health
+// and readiness, and a JSON view of the loaded services.
+//
+//	GET /metrics      Prometheus exposition of meshd's own registry
+//	GET /healthz      200 while the process serves (never needs the token)
+//	GET /readyz       200 when ready, else 503 with the reason (never needs the token)
+//	GET /v1/services  every service: version, status, instances, routes, ...
+//
+// The listener binds loopback by default. A non-loopback address is refused
+// unless a bearer token is set or Config.Public forces it: metrics and the
+// services view describe the deployment and should not be open to a
+// network by accident. With a token, every path but the health probes
+// needs "Authorization: Bearer <token>" (401 otherwise).
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ErrNotLoopback is returned by New for a non-loopback address without a
+// token or Public.
+var ErrNotLoopback = errors.New("admin: refusing a non-loopback address without a token (set a token, or force it)")
+
+// Config configures the admin listener.
+type Config struct {
+	// Addr is the listen address, for example 127.0.0.1:8081.
+	Addr string
+	// Token, when set, is the bearer token every request but the health
+	// probes must carry.
+	Token string
+	// Public allows a non-loopback Addr without a token.
+	Public bool
+}
+
+// Validate reports every problem of c.
+func (c *Config) Validate() error {
+	var errs []error
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("admin: address %q: %w", c.Addr, err))
+	} else if !IsLoopback(host) && c.Token == "" && !c.Public {
+		errs = append(errs, fmt.Errorf("%w: %q", ErrNotLoopback, c.Addr))
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether a listen host binds loopback only. An empty
+// host binds every interface, so it is not loopback.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Service is one service as /v1/services shows it.
+type Service struct {
+	Name string `json:"name"`
+	// Version is the version identity: module hash, plus "+" and the
+	// declared version when the module declares one.
+	Version       string    `json:"version,omitempty"`
+	File          string    `json:"file,omitempty"`
+	Status        string    `json:"status"`
+	Instances     Instances `json:"instances"`
+	Routes        []string  `json:"routes"`
+	Subscriptions []string  `json:"subscriptions"`
+	Publishes     []string  `json:"publishes"`
+	Grants        Grants    `json:"grants"`
+	LoadedAt      time.Time `json:"loaded_at,omitzero"`
+	// LastError is the last load failure of this service, if any; the
+	// version shown (if any) is the one still serving.
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+}
+
+// Instances counts a service's instances.
+type Instances struct {
+	Idle int `json:"idle"`
+	Busy int `json:"busy"`
+}
+
+// Grants is what the operator granted a service.
+type Grants struct {
+	Publish   []string `json:"publish"`
+	Subscribe []string `json:"subscribe"`
+	KV        bool     `json:"kv"`
+	Discover  []string `json:"discover"`
+}
+
+// Source is what the admin listener reports on.
+type Source struct {
+	// Registry is served on /metrics; nil serves 404 there.
+	Registry *prometheus.Registry
+	// Ready returns nil when the daemon is ready, else the reason.
+	Ready func(ctx context.Context) error
+	// Services lists the services, sorted by name.
+	Services func() []Service
+}
+
+// Server is the admin listener.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	ln     net.Listener
+	srv    *http.Server
+	done   chan error
+	closed sync.Once
+	err    error
+}
+
+// New checks cfg and prepares the handlers; Start listens.
+func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux()}
+	if src.Registry != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(src.Registry, promhttp.HandlerOpts{
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
+			ErrorHandling:     promhttp.ContinueOnError,
+			Registry:          src.Registry, // promhttp_metric_handler_* on the same registry
+			EnableOpenMetrics: false,
+		}))
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if src.Ready != nil {
+			if err := src.Ready(r.Context()); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) {
+		var list []Service
+		if src.Services != nil {
+			list = src.Services()
+		}
+		if list == nil {
+			list = []Service{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			Services []Service `json:"services"`
+		}{list})
+	})
+	return s, nil
+}
+
+// Handle adds a handler to the admin API (for later admin endpoints); call
+// it before Start. The token check applies to it.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Handler is the admin API with the token check, for in-process use.
+func (s *Server) Handler() http.Handler { return s.authorize(s.mux) }
+
+// authorize checks the bearer token on every path but the health probes.
+func (s *Server) authorize(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			got := []byte(r.Header.Get("Authorization"))
+			if subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="meshd admin"`)
+				http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Start listens on the configured address and serves in the background
+// until Close.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.srv.Serve(ln) }()
+	if !IsLoopback(hostOf(ln.Addr().String())) && s.cfg.Token == "" {
+		s.log.Warn("admin listener is reachable from the network without a token", slog.String("addr", ln.Addr().String()))
+	}
+	return nil
+}
+
+// Addr is the listening address, empty before Start.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Close stops the listener, letting in-flight requests finish until ctx is
+// done. It is idempotent.
+func (s *Server) Close(ctx context.Context) error {
+	s.closed.Do(func() {
+		if s.srv == nil {
+			return
+		}
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+			s.err = fmt.Errorf("admin: %w", err)
+		}
+		if err := <-s.done; err != nil && !errors.Is(err, http.ErrServerClosed) && s.err == nil {
+			s.err = fmt.Errorf("admin: %w", err)
+		}
+	})
+	return s.err
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return strings.Trim(h, "[]")
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# make loadtest: POST /orders through meshd (real plugins, loopback) and
+# through a native net/http handler doing the same validation/JSON/ID work
+# (internal/nativeorder), with wrk, in the same run. Bounded: each phase
+# runs DURATION; the whole script is under `timeout` in the Makefile.
+# Results: build/loadtest.txt. Knobs: DURATION, CONNS, THREADS, PLUGINS
+# ("order" by default; "order payment" runs the saga too), POOL_MIN, POOL_MAX.
+set -euo pipefail
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-16}
+THREADS=${THREADS:-2}
+MESHD_PORT=${MESHD_PORT:-18090}
+NATIVE_PORT=${NATIVE_PORT:-18091}
+OUT=build/loadtest.txt
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_up() { # URL
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "loadtest: $1 did not come up within 30 s" >&2; exit 1
+}
+
+run_wrk() { # NAME URL
+  echo "== $1: wrk -t$THREADS -c$CONNS -d$DURATION --latency POST $2/orders" | tee -a "$OUT"
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s internal/loadtest/post.lua "$2" | tee -a "$WORK/$1.txt" | tee -a "$OUT"
+}
+
+mkdir -p build
+: > "$OUT"
+{
+  echo "meshd loadtest $(date -u +%FT%TZ) on $(nproc) CPU(s), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "go: $(go version | cut -d' ' -f3-)"
+} | tee -a "$OUT"
+
+# Only the order plugin by default: with payment loaded too, every order
+# also runs the payment saga inside meshd during the measurement.
+mkdir -p "$WORK/plugins"
+for p in ${PLUGINS:-order}; do
+  cp "build/plugins/$p.wasm" "$WORK/plugins/"
+  if [ -f "build/plugins/$p.toml" ]; then cp "build/plugins/$p.toml" "$WORK/plugins/"; fi
+done
+bin/meshd run --plugins "$WORK/plugins" --data "$WORK/data" --http "127.0.0.1:$MESHD_PORT" \
+  --admin off --log-level warn --pool-min "${POOL_MIN:-2}" --pool-max "${POOL_MAX:-8}" >"$WORK/meshd.log" 2>&1 &
+PIDS+=($!)
+wait_up "http://127.0.0.1:$MESHD_PORT/"
+curl -s -o /dev/null -X POST "http://127.0.0.1:$MESHD_PORT/orders" -H 'Content-Type: application/json' \
+  -d '{"user_id":"warm","items":[{"name":"a","price":1}]}'
+run_wrk meshd "http://127.0.0.1:$MESHD_PORT"
+kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+
+go build -o "$WORK/nativeorder" ./internal/nativeorder
+"$WORK/nativeorder" -http "127.0.0.1:$NATIVE_PORT" >"$WORK/native.log" 2>&1 &
+PIDS+=($!)
+wait_up "http://127.0.0.1:$NATIVE_PORT/"
+run_wrk native "http://127.0.0.1:$NATIVE_PORT"
+kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+
+# The same, plus the plugin's effects done natively on an embedded NATS:
+# KV write, ORDER_CREATED, delayed ORDER_PAYMENT_TIMEOUT.
+"$WORK/nativeorder" -http "127.0.0.1:$NATIVE_PORT" -data "$WORK/native-data" >"$WORK/native-nats.log" 2>&1 &
+PIDS+=($!)
+wait_up "http://127.0.0.1:$NATIVE_PORT/"
+run_wrk native-nats "http://127.0.0.1:$NATIVE_PORT"
+
+rps() { awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.txt"; }
+lat() { awk -v p="$2" '$1 == p {print $2}' "$WORK/$1.txt"; }
+non2xx() { awk '/Non-2xx/ {print $4}' "$WORK/$1.txt"; }
+m=$(rps meshd); n=$(rps native); nn=$(rps native-nats)
+{
+  echo "== summary"
+  printf '%-12s %12s %10s %10s %10s\n' "" "req/s" "p50" "p99" "non-2xx"
+  for x in meshd native native-nats; do
+    printf '%-12s %12s %10s %10s %10s\n' "$x" "$(rps $x)" "$(lat $x 50%)" "$(lat $x 99%)" "$(non2xx $x)"
+  done
+  awk -v m="$m" -v n="$n" -v nn="$nn" 'BEGIN {
+    printf "ratio meshd/native (validation, JSON, id only):        %.2f (target >= 0.8)\n", m / n
+    printf "ratio meshd/native-nats (plus KV write, two publishes): %.2f (target >= 0.8)\n", m / nn }'
+} | tee -a "$OUT"

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/meshd/meshd/guest"
+	"github.com/meshd/meshd/guest/jsonx"
+)
+
+// The order side of the checkout saga. The command side keeps "order:<id>"
+// and decides; every decision is published as an event of its own
+// (ORDER_PAID, ORDER_CANCELLED) from which the read model is projected (see
+// readmodel.go). The service runs with [events] serial = true, so the
+// read-decide-write of one handler never interleaves with another's.
+
+const (
+	eventPaymentFailed   = "PAYMENT_FAILED"
+	eventPaymentTimeout  = "ORDER_PAYMENT_TIMEOUT"
+	eventOrderPaid       = "ORDER_PAID"
+	eventOrderCancelled  = "ORDER_CANCELLED"
+	eventRefundRequested = "REFUND_REQUESTED"
+
+	reasonTimeout = "payment timeout"
+
+	defaultPaymentTimeout = 30 * time.Second
+)
+
+// paymentTimeout is the [config] payment_timeout of the service (a Go
+// duration), or the default.
+func paymentTimeout(e env) time.Duration {
+	v, err := e.Config("payment_timeout")
+	if err != nil {
+		return defaultPaymentTimeout
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.Log(guest.LevelWarn, "config payment_timeout "+strconv.Quote(v)+" is not a positive duration; using 30s")
+		return defaultPaymentTimeout
+	}
+	return d
+}
+
+func orderIDEvent(id string) []byte {
+	var w jsonx.Writer
+	w.ObjectStart()
+	w.StringField("order_id", id)
+	w.ObjectEnd()
+	return w.Bytes()
+}
+
+// fields reads the string fields of a flat JSON object.
+func fields(data []byte, names ...string) (map[string]string, error) {
+	out := make(map[string]string, len(names))
+	var r jsonx.Reader
+	r.Reset(data)
+	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
+		k := string(key)
+		want := false
+		for _, n := range names {
+			want = want || n == k
+		}
+		if want && r.Kind() == jsonx.String {
+			out[k] = r.String()
+		} else {
+			r.Skip()
+		}
+	}
+	if err := r.Finish(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadOrder reads the command-side order; ok is false (and err nil) for an
+// unknown or invalid id, which handlers log and acknowledge.
+func loadOrder(e env, typ, id string) (o order, ok bool, err error) {
+	if id == "" || len(id) > maxIDLen {
+		e.Log(guest.LevelWarn, typ+" without a valid order_id; ignored")
+		return o, false, nil
+	}
+	stored, err := e.KVGet(orderKey(id))
+	if errors.Is(err, guest.ErrNotFound) {
+		e.Log(guest.LevelWarn, typ+" for unknown order "+id+"; ignored")
+		return o, false, nil
+	}
+	if err != nil {
+		return o, false, errors.New("reading order " + id + ": " + err.Error())
+	}
+	o, err = parseOrder(stored)
+	if err != nil {
+		return o, false, errors.New("stored order " + id + " is corrupt: " + err.Error())
+	}
+	return o, true, nil
+}
+
+func storeOrder(e env, o *order) error {
+	var jw jsonx.Writer
+	appendOrder(&jw, o)
+	if err := e.KVSet(orderKey(o.ID), jw.Bytes()); err != nil {
+		return errors.New("storing order " + o.ID + ": " + err.Error())
+	}
+	return nil
+}
+
+func publish(e env, typ string, data []byte) error {
+	if err := e.Publish(typ, data); err != nil {
+		return errors.New("publishing " + typ + ": " + err.Error())
+	}
+	return nil
+}
+
+// paidEvent and cancelledEvent are the data of ORDER_PAID and
+// ORDER_CANCELLED.
+func paidEvent(o *order) []byte {
+	var w jsonx.Writer
+	w.ObjectStart()
+	w.StringField("order_id", o.ID)
+	w.StringField("payment_id", o.PaymentID)
+	w.StringField("paid_at", o.PaidAt)
+	w.ObjectEnd()
+	return w.Bytes()
+}
+
+func cancelledEvent(o *order) []byte {
+	var w jsonx.Writer
+	w.ObjectStart()
+	w.StringField("order_id", o.ID)
+	w.StringField("reason", o.Reason)
+	w.StringField("cancelled_at", o.CancelledAt)
+	w.ObjectEnd()
+	return w.Bytes()
+}
+
+// paymentCompleted marks a CREATED order PAID and publishes ORDER_PAID.
+// For an order already paid by this payment it publishes ORDER_PAID again
+// (a redelivery after a crash between store and publish). A payment for a
+// cancelled order, or a second payment, is refunded: REFUND_REQUESTED.
+func paymentCompleted(e env, data []byte) error {
+	f, err := fields(data, "order_id", "payment_id")
+	if err != nil {
+		return errors.New(eventPaymentCompleted + ": invalid data: " + err.Error())
+	}
+	if f["order_id"] == "" || f["payment_id"] == "" {
+		return errors.New(eventPaymentCompleted + ": invalid data: order_id and payment_id are required")
+	}
+	o, ok, err := loadOrder(e, eventPaymentCompleted, f["order_id"])
+	if !ok {
+		return err
+	}
+	paymentID := f["payment_id"]
+	switch {
+	case o.Status == statusCreated:
+		o.Status = statusPaid
+		o.PaymentID = paymentID
+		o.PaidAt = e.Now().UTC().Format(timeFormat)
+		if err := storeOrder(e, &o); err != nil {
+			return err
+		}
+		return publish(e, eventOrderPaid, paidEvent(&o))
+	case o.Status == statusPaid && o.PaymentID == paymentID:
+		return publish(e, eventOrderPaid, paidEvent(&o))
+	default:
+		reason := "order " + o.ID + " is " + o.Status
+		if o.Status == statusPaid {
+			reason = "order " + o.ID + " is already paid by " + o.PaymentID
+		}
+		e.Log(guest.LevelInfo, "payment "+paymentID+" arrived for "+reason+"; requesting a refund")
+		var w jsonx.Writer
+		w.ObjectStart()
+		w.StringField("order_id", o.ID)
+		w.StringField("payment_id", paymentID)
+		w.StringField("reason", reason)
+		w.ObjectEnd()
+		return publish(e, eventRefundRequested, w.Bytes())
+	}
+}
+
+// cancel cancels a CREATED order with reason and publishes
+// ORDER_CANCELLED; a cancelled order publishes it again; a paid order is
+// left alone.
+func cancel(e env, typ, id, reason string) error {
+	o, ok, err := loadOrder(e, typ, id)
+	if !ok {
+		return err
+	}
+	switch o.Status {
+	case statusCreated:
+		o.Status = statusCancelled
+		o.Reason = reason
+		o.CancelledAt = e.Now().UTC().Format(timeFormat)
+		if err := storeOrder(e, &o); err != nil {
+			return err
+		}
+		return publish(e, eventOrderCancelled, cancelledEvent(&o))
+	case statusCancelled:
+		return publish(e, eventOrderCancelled, cancelledEvent(&o))
+	}
+	return nil
+}
+
+// paymentFailed is the compensating step: the order is cancelled with the
+// payment's reason.
+func paymentFailed(e env, data []byte) error {
+	f, err := fields(data, "order_id", "reason")
+	if err != nil {
+		return errors.New(eventPaymentFailed + ": invalid data: " + err.Error())
+	}
+	reason := f["reason"]
+	if reason == "" {
+		reason = "payment failed"
+	}
+	return cancel(e, eventPaymentFailed, f["order_id"], reason)
+}
+
+// paymentTimedOut cancels an order still waiting for its payment.
+func paymentTimedOut(e env, data []byte) error {
+	f, err := fields(data, "order_id")
+	if err != nil {
+		return errors.New(eventPaymentTimeout + ": invalid data: " + err.Error())
+	}
+	o, ok, err := loadOrder(e, eventPaymentTimeout, f["order_id"])
+	if !ok || o.Status != statusCreated {
+		return err
+	}
+	return cancel(e, eventPaymentTimeout, o.ID, reasonTimeout)
+}
