@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/nats-io/nats.go"
 
@@ -23,6 +24,13 @@ type adminState struct {
 	// loaded is set once the plugin directory was scanned at start.
 	loaded atomic.Bool
 }
+
+// defaultAdminAddr is Config.AdminAddr's default. Binding it is best
+// effort: when another process (typically a second meshd on the host)
+// holds it, the daemon logs why and runs without an admin listener. An
+// address the operator chose must bind, or Start fails. (A variable for
+// tests.)
+var defaultAdminAddr = "127.0.0.1:8081"
 
 // adminEnabled reports whether Config.AdminAddr asks for a listener.
 func (c *Config) adminEnabled() bool { return c.AdminAddr != "" && c.AdminAddr != "off" }
@@ -42,6 +50,11 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	}
 	srv.Handle("/v1/events/", d.EventsHandler()) // daemon/events.go (issue 3)
 	if err := srv.Start(ctx); err != nil {
+		if d.cfg.AdminAddr == defaultAdminAddr && errors.Is(err, syscall.EADDRINUSE) {
+			d.log.Error("admin listener not started: its default address is in use; metrics, health and /v1/services are unavailable (choose one with --admin ADDR, or --admin off)",
+				slog.String("admin", d.cfg.AdminAddr), slog.Any("error", err))
+			return nil
+		}
 		return err
 	}
 	d.obs.admin.server = srv

@@ -471,3 +471,40 @@ func TestReloadIsCounted(t *testing.T) {
 		t.Errorf("/v1/services after a refused reload should show the serving version and the error:\n%s", body)
 	}
 }
+
+func TestDefaultAdminAddressInUseIsNotFatal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	saved := defaultAdminAddr
+	defaultAdminAddr = ln.Addr().String()
+	defer func() { defaultAdminAddr = saved }()
+
+	td := startDaemonWith(t, []string{"order"}, nil, func(c *Config) { c.AdminAddr = defaultAdminAddr })
+	if td.AdminAddr() != "" {
+		t.Fatalf("admin listening on %s", td.AdminAddr())
+	}
+	if !strings.Contains(td.logs.String(), "admin listener not started") {
+		t.Fatal("no log line says the admin listener did not start")
+	}
+
+	// An address the operator chose must bind.
+	defaultAdminAddr = saved
+	cfg := Default()
+	cfg.PluginDir = t.TempDir()
+	cfg.DataDir = t.TempDir()
+	cfg.CacheDir = sharedCache
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.AdminAddr = ln.Addr().String()
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Start(context.Background())
+	_ = d.Shutdown(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "admin") {
+		t.Fatalf("Start with a taken admin address: %v", err)
+	}
+}

@@ -70,7 +70,7 @@ func Default() Config {
 		RequestTimeout: 10 * time.Second,
 		MaxBodyBytes:   1 << 20,
 		DrainTimeout:   15 * time.Second,
-		AdminAddr:      "127.0.0.1:8081",
+		AdminAddr:      defaultAdminAddr,
 		Module: runtime.ModuleConfig{
 			MemoryLimitPages:    1024,
 			CallTimeout:         5 * time.Second,

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -30,7 +29,7 @@ type observability struct {
 func (d *Daemon) initObservability() {
 	d.obs.versions = make(map[string]string)
 	d.obs.loadedAt = make(map[string]time.Time)
-	if d.cfg.NoMetrics || os.Getenv("MESHD_TMP_NOMETRICS") != "" {
+	if d.cfg.NoMetrics {
 		return
 	}
 	m := metrics.New(metrics.BuildInfo{}, metrics.Sources{

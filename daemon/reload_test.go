@@ -242,7 +242,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		toServe  []time.Duration
 	)
 	time.Sleep(500 * time.Millisecond) // some steady state first
-	for n := 1; n <= 10; n++ {
+	swapCount := 10
+	if raceEnabled {
+		swapCount = 2 // one in place, one renamed: each compile takes ~20 s under -race
+	}
+	for n := 1; n <= swapCount; n++ {
 		old := td.lookup("order")
 		next := variant(orig, n)
 		written := time.Now()
@@ -285,7 +289,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	// The registry holds the last version only, UP.
 	ins := td.Registry().Lookup("order")
-	if len(ins) != 1 || !strings.HasPrefix(ins[0].Version, hash12(variant(orig, 10))) || ins[0].Status != registry.Up {
+	if len(ins) != 1 || !strings.HasPrefix(ins[0].Version, hash12(variant(orig, swapCount))) || ins[0].Status != registry.Up {
 		t.Fatalf("registry after reloads: %+v", ins)
 	}
 	if errs := td.LoadErrors(); len(errs) != 0 {
@@ -326,8 +330,8 @@ func TestReloadUnderLoad(t *testing.T) {
 		*kind = append(*kind, l.d)
 	}
 	slices.Sort(toServe)
-	t.Logf("%d requests, 0 failed, 10 swaps; file written → new version serving: median %v, max %v",
-		total.Load(), toServe[len(toServe)/2], toServe[len(toServe)-1])
+	t.Logf("%d requests, 0 failed, %d swaps; file written → new version serving: median %v, max %v",
+		total.Load(), swapCount, toServe[len(toServe)/2], toServe[len(toServe)-1])
 	t.Logf("latency p50/p99: steady %v/%v (%d requests); while compiling %v/%v (%d); at the swap %v/%v (%d)",
 		percentile(steady, 0.5), percentile(steady, 0.99), len(steady),
 		percentile(compiling, 0.5), percentile(compiling, 0.99), len(compiling),
@@ -553,8 +557,8 @@ func TestReloadSIGHUP(t *testing.T) {
 // TestStartupColdWarm measures daemon start to the first served request
 // with an empty compilation cache and with a filled one.
 func TestStartupColdWarm(t *testing.T) {
-	if testing.Short() {
-		t.Skip("long: compiles the plugins from scratch")
+	if testing.Short() || raceEnabled {
+		t.Skip("a measurement: run it without -short and -race (make bench)")
 	}
 	cache := t.TempDir()
 	for _, kind := range []string{"cold", "warm"} {

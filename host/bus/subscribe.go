@@ -186,7 +186,7 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 	}
 	ev, err := decodeEvent(msg.Headers(), msg.Data())
 	ev.Attempt = attempt
-	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt)
+	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt, "trace_id", traceID(ev.TraceParent))
 	if err != nil {
 		log.Error("bus: undecodable event, dead-lettering", "error", err)
 		s.deadLetter(msg, ev, "undecodable event: "+err.Error(), attempt)
@@ -245,7 +245,7 @@ func backoff(b []time.Duration, attempt int) time.Duration {
 // comes back, so the copy is retried: an event is never dropped.
 func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, attempt int) {
 	cfg := &s.b.cfg
-	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt)
+	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt, "trace_id", traceID(ev.TraceParent))
 	var seq uint64
 	if md, err := msg.Metadata(); err == nil {
 		seq = md.Sequence.Stream

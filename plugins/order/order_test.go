@@ -105,13 +105,14 @@ func TestCreateOrder(t *testing.T) {
 		t.Fatalf("%v: %s", err, w.body)
 	}
 	if o.ID != "id-1" || o.UserID != "user123" || len(o.Items) != 2 || o.Items[1].Name != "mouse" || o.Total != 1550000 ||
-		o.Status != "CREATED" || o.CreatedAt != "2026-01-02T03:04:05Z" {
+		o.Status != "CREATED" || o.CreatedAt != "2026-01-02T03:04:05.000000000Z" {
 		t.Fatalf("order %+v", o)
 	}
 	if string(e.kv["order:id-1"]) != string(w.body) {
 		t.Fatalf("stored %s", e.kv["order:id-1"])
 	}
-	if len(e.published) != 1 || e.published[0] != "ORDER_CREATED "+string(w.body) {
+	if len(e.published) != 2 || e.published[0] != "ORDER_CREATED "+string(w.body) ||
+		e.published[1] != `ORDER_PAYMENT_TIMEOUT after 30s {"order_id":"id-1"}` {
 		t.Fatalf("published %v", e.published)
 	}
 
@@ -221,7 +222,7 @@ func TestPaymentCompleted(t *testing.T) {
 	if err := json.Unmarshal(e.kv["order:id-1"], &o); err != nil {
 		t.Fatal(err)
 	}
-	if o.Status != "PAID" || o.PaymentID != "pay-1" || o.PaidAt != "2026-01-02T03:04:05Z" || o.Total != 1550000 || len(o.Items) != 2 {
+	if o.Status != "PAID" || o.PaymentID != "pay-1" || o.PaidAt != "2026-01-02T03:04:05.000000000Z" || o.Total != 1550000 || len(o.Items) != 2 {
 		t.Fatalf("order %+v", o)
 	}
 	before := string(e.kv["order:id-1"])

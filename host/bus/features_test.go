@@ -1,0 +1,153 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A delayed event is stored in JetStream, so it is delivered after a
+// restart of the bus and the server on the same data directory.
+func TestDelayedEventSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := startServer(t, dir)
+	b := newBus(t, ns.JetStream(), testConfig)
+	ctx := testCtx(t)
+	ev := NewEvent("src", "later", []byte(`{}`))
+	if err := b.PublishDelayed(ctx, ev, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = ns.Close()
+
+	ns2 := startServer(t, dir)
+	b2 := newBus(t, ns2.JetStream(), testConfig)
+	ch, h := collector(2)
+	sub, err := b2.Subscribe(ctx, "svc", "later", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	got := recv(t, ch)
+	if got.ID != ev.ID {
+		t.Fatalf("got %s want %s", got.ID, ev.ID)
+	}
+	if time.Since(ev.Time) < 1500*time.Millisecond {
+		t.Fatalf("delivered %s after publishing, before the delay", time.Since(ev.Time))
+	}
+}
+
+// Redrive delivers a dead letter again to its service only, not to the
+// other subscribers of the type.
+func TestRedriveIsPerService(t *testing.T) {
+	_, b := setup(t, testConfig)
+	ctx := testCtx(t)
+	var fixed atomic.Bool
+	var okCalls, otherCalls atomic.Int32
+	sub, err := b.SubscribeWith(ctx, "broken", "t.x", func(context.Context, Event) error {
+		if !fixed.Load() {
+			return errors.New("broken")
+		}
+		okCalls.Add(1)
+		return nil
+	}, SubscribeOptions{MaxDeliver: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	other, err := b.Subscribe(ctx, "other", "t.x", func(context.Context, Event) error { otherCalls.Add(1); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	ev := NewEvent("src", "t.x", nil)
+	if err := b.Publish(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	var dls []DeadLetter
+	checkFor(t, waitFor, func() error {
+		dls, err = b.DeadLetters(ctx, "broken")
+		if err != nil || len(dls) != 1 {
+			return errors.New("not dead-lettered")
+		}
+		return nil
+	})
+	if dls[0].Attempts != 2 || dls[0].Event.ID != ev.ID {
+		t.Fatalf("dead letter %+v (per-subscription MaxDeliver 2)", dls[0])
+	}
+	fixed.Store(true)
+	n, err := b.Redrive(ctx, "broken", "not-an-id")
+	if err != nil || n != 0 {
+		t.Fatalf("redrive of an unknown id: %d %v", n, err)
+	}
+	if n, err := b.Redrive(ctx, "broken"); err != nil || n != 1 {
+		t.Fatalf("redrive: %d %v", n, err)
+	}
+	checkFor(t, waitFor, func() error {
+		if okCalls.Load() != 1 {
+			return errors.New("redriven event not handled")
+		}
+		return nil
+	})
+	if dls, _ := b.DeadLetters(ctx, "broken"); len(dls) != 0 {
+		t.Fatalf("dead letter kept after redrive: %+v", dls)
+	}
+	// Everything "broken" got is settled; "other" saw the event once.
+	checkFor(t, waitFor, func() error {
+		cs, err := b.Consumers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Pending+c.AckPending != 0 {
+				return errors.New("still pending")
+			}
+		}
+		return nil
+	})
+	if otherCalls.Load() != 1 {
+		t.Fatalf("other service handled the event %d times, want 1", otherCalls.Load())
+	}
+}
+
+// Replay hands over every stored event of the types, in order, and not the
+// redriven copies.
+func TestReplay(t *testing.T) {
+	_, b := setup(t, testConfig)
+	ctx := testCtx(t)
+	var ids []string
+	for i := range 5 {
+		typ := "a"
+		if i%2 == 1 {
+			typ = "b"
+		}
+		ev := NewEvent("src", typ, nil)
+		ids = append(ids, ev.ID)
+		if err := b.Publish(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Publish(ctx, NewEvent("src", "c", nil)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	n, err := b.Replay(ctx, []string{"a", "b"}, func(_ context.Context, ev Event) error {
+		got = append(got, ev.ID)
+		return nil
+	})
+	if err != nil || n != 5 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	for i := range ids {
+		if got[i] != ids[i] {
+			t.Fatalf("replayed %v, want %v", got, ids)
+		}
+	}
+	if n, err := b.Replay(ctx, []string{"none"}, func(context.Context, Event) error { return nil }); n != 0 || err != nil {
+		t.Fatalf("empty replay: %d %v", n, err)
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func create(t *testing.T, e *fakeEnv, body string) string {
+	t.Helper()
+	var w recorder
+	if err := createOrder(e, &w, []byte(body)); err != nil || w.status != 201 {
+		t.Fatalf("create: %v %d %v", err, w.status, w.errs)
+	}
+	var o storedOrder
+	_ = json.Unmarshal(w.body, &o)
+	return o.ID
+}
+
+func status(t *testing.T, e *fakeEnv, key string) (string, string) {
+	t.Helper()
+	var o struct{ Status, Reason string }
+	if err := json.Unmarshal(e.kv[key], &o); err != nil {
+		t.Fatalf("%s: %v %s", key, err, e.kv[key])
+	}
+	return o.Status, o.Reason
+}
+
+func TestSagaCommandSide(t *testing.T) {
+	e := newFakeEnv()
+	e.config = map[string]string{"payment_timeout": "2s"}
+	a := create(t, e, validOrder)
+	if !strings.Contains(e.published[1], "after 2s") {
+		t.Fatalf("timeout not configured: %v", e.published)
+	}
+	// Declined: cancelled with the payment's reason.
+	if err := paymentFailed(e, []byte(`{"order_id":"`+a+`","reason":"over limit"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s, r := status(t, e, orderKey(a)); s != "CANCELLED" || r != "over limit" {
+		t.Fatalf("after PAYMENT_FAILED: %s %q", s, r)
+	}
+	// The timeout then changes nothing; a late payment is refunded.
+	e.published = nil
+	if err := paymentTimedOut(e, []byte(`{"order_id":"`+a+`"}`)); err != nil || len(e.published) != 0 {
+		t.Fatalf("timeout on cancelled order: %v %v", err, e.published)
+	}
+	if err := paymentCompleted(e, []byte(`{"order_id":"`+a+`","payment_id":"p1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := status(t, e, orderKey(a)); s != "CANCELLED" || len(e.published) != 1 || !strings.HasPrefix(e.published[0], "REFUND_REQUESTED ") || !strings.Contains(e.published[0], `"payment_id":"p1"`) {
+		t.Fatalf("late payment: %s %v", s, e.published)
+	}
+	// Timeout on a waiting order cancels it.
+	b := create(t, e, validOrder)
+	e.published = nil
+	if err := paymentTimedOut(e, []byte(`{"order_id":"`+b+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s, r := status(t, e, orderKey(b)); s != "CANCELLED" || r != "payment timeout" || len(e.published) != 1 || !strings.HasPrefix(e.published[0], "ORDER_CANCELLED ") {
+		t.Fatalf("timeout: %s %q %v", s, r, e.published)
+	}
+}
+
+func TestReadModelOrderIndependent(t *testing.T) {
+	src := newFakeEnv()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, create(t, src, validOrder))
+	}
+	created := func(id string) []byte { return src.kv[orderKey(id)] }
+	paid := []byte(`{"order_id":"` + ids[1] + `","payment_id":"p","paid_at":"t"}`)
+	cancelled := []byte(`{"order_id":"` + ids[2] + `","reason":"r","cancelled_at":"t"}`)
+	steps := []func(e env) error{
+		func(e env) error { return projectCreated(e, created(ids[0])) },
+		func(e env) error { return projectCreated(e, created(ids[1])) },
+		func(e env) error { return projectCreated(e, created(ids[2])) },
+		func(e env) error { return projectPaid(e, paid) },
+		func(e env) error { return projectCancelled(e, cancelled) },
+	}
+	run := func(order []int) *fakeEnv {
+		e := newFakeEnv()
+		for _, i := range order {
+			if err := steps[i](e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return e
+	}
+	a, b := run([]int{0, 1, 2, 3, 4}), run([]int{4, 3, 2, 1, 0, 3, 1})
+	if len(a.kv) != 4 || len(a.kv) != len(b.kv) {
+		t.Fatalf("keys %d vs %d", len(a.kv), len(b.kv))
+	}
+	for k, v := range a.kv {
+		if string(b.kv[k]) != string(v) {
+			t.Fatalf("%s differs:\n%s\n%s", k, v, b.kv[k])
+		}
+	}
+	if s, _ := status(t, a, viewKey(ids[1])); s != "PAID" {
+		t.Fatalf("view status %s", s)
+	}
+	// Pagination: newest first, two pages.
+	var w recorder
+	if err := listUserOrders(a, &w, "user123", "2", ""); err != nil || w.status != 200 {
+		t.Fatal(err, w.status, w.detail)
+	}
+	var page struct {
+		Orders []struct{ ID string }
+		Next   string `json:"next_cursor"`
+	}
+	_ = json.Unmarshal(w.body, &page)
+	if len(page.Orders) != 2 || page.Orders[0].ID != ids[2] || page.Orders[1].ID != ids[1] || page.Next == "" {
+		t.Fatalf("page 1: %s", w.body)
+	}
+	w = recorder{}
+	if err := listUserOrders(a, &w, "user123", "2", page.Next); err != nil {
+		t.Fatal(err)
+	}
+	page.Orders, page.Next = nil, ""
+	_ = json.Unmarshal(w.body, &page)
+	if len(page.Orders) != 1 || page.Orders[0].ID != ids[0] || page.Next != "" {
+		t.Fatalf("page 2: %s", w.body)
+	}
+	for _, q := range [][2]string{{"0", ""}, {"1001", ""}, {"x", ""}, {"", "!!"}} {
+		w = recorder{}
+		if err := listUserOrders(a, &w, "user123", q[0], q[1]); err != nil || w.status != 400 {
+			t.Fatalf("%v: %d", q, w.status)
+		}
+	}
+}
