@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshd/meshd/abi"
@@ -28,6 +29,23 @@ type EventsConfig struct {
 	// `meshd events replay` deletes them and rebuilds them by replaying the
 	// service's subscribed events, keeping only writes under this prefix.
 	ReadModelPrefix string `toml:"read_model_prefix"`
+}
+
+// serialLocks holds one mutex per (daemon, service name), shared by every
+// version of the service, so a reload does not run an old and a new
+// version's handlers at once.
+var serialLocks sync.Map
+
+type serialKey struct {
+	d    *Daemon
+	name string
+}
+
+// serialLock is the mutex held around the service's event handlers when
+// its [events] serial is set.
+func (d *Daemon) serialLock(name string) *sync.Mutex {
+	v, _ := serialLocks.LoadOrStore(serialKey{d, name}, new(sync.Mutex))
+	return v.(*sync.Mutex)
 }
 
 // DeadLetters returns the dead letters of service, oldest first.
@@ -77,7 +95,7 @@ func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) 
 	}
 	if s.events.Serial {
 		// Pause the live handlers while the keys are dropped.
-		s.serial.Lock()
+		d.serialLock(name).Lock()
 	}
 	keys, err := s.store.Keys(ctx)
 	if err == nil {
@@ -92,7 +110,7 @@ func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) 
 		}
 	}
 	if s.events.Serial {
-		s.serial.Unlock()
+		d.serialLock(name).Unlock()
 	}
 	if err != nil {
 		return res, fmt.Errorf("dropping the read model of %s: %w", name, err)
@@ -113,8 +131,9 @@ func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) 
 // under prefix.
 func (d *Daemon) replayOne(ctx context.Context, s0 *service, ev bus.Event, prefix string) (int, error) {
 	if s0.events.Serial {
-		s0.serial.Lock()
-		defer s0.serial.Unlock()
+		mu := d.serialLock(s0.name)
+		mu.Lock()
+		defer mu.Unlock()
 	}
 	cs := getCallState()
 	defer putCallState(cs)

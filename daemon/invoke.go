@@ -166,8 +166,9 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		if s0.events.Serial {
 			// One handler at a time: its reads and buffered writes do not
 			// interleave with another handler's (see EventsConfig.Serial).
-			s0.serial.Lock()
-			defer s0.serial.Unlock()
+			mu := d.serialLock(name)
+			mu.Lock()
+			defer mu.Unlock()
 		}
 		s, err := d.invoke(ctx, name, runtime.EntryEvent, cs)
 		if err != nil {

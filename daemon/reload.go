@@ -87,10 +87,16 @@ func (d *Daemon) stopWatcher(ctx context.Context) error {
 	w := d.reload.watcher
 	d.reload.watcher = nil
 	d.reload.wmu.Unlock()
-	if w == nil {
-		return nil
+	var err error
+	if w != nil {
+		err = w.Close(ctx)
 	}
-	return w.Close(ctx)
+	// Wait for a load in progress (watcher or Reload): compiling cannot be
+	// cancelled, and the engine it compiles with is closed next. Later loads
+	// see d.closed and do nothing.
+	d.reload.mu.Lock()
+	d.reload.mu.Unlock() //nolint:staticcheck // empty critical section: a barrier
+	return err
 }
 
 // onFileChange handles one settled change in the plugin directory.
@@ -127,6 +133,10 @@ func (d *Daemon) onFileChange(ctx context.Context, ev runtime.WatchEvent) error 
 // loadLogged loads or replaces a service from wasm and logs a refusal.
 func (d *Daemon) loadLogged(ctx context.Context, path string, wasm []byte) error {
 	d.reload.mu.Lock()
+	if d.closed.Load() {
+		d.reload.mu.Unlock()
+		return ErrClosed
+	}
 	err := d.loadModule(ctx, path, wasm)
 	d.recordLoad(path, err)
 	d.reload.mu.Unlock()
@@ -193,7 +203,7 @@ func (d *Daemon) RemoveService(ctx context.Context, name string) error {
 	d.reload.mu.Lock()
 	defer d.reload.mu.Unlock()
 	s := d.lookup(name)
-	if s == nil {
+	if s == nil || d.closed.Load() {
 		return nil
 	}
 	_ = d.registry.SetStatus(name, s.version, d.cfg.Node, registry.OutOfService)

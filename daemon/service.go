@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
@@ -35,7 +34,6 @@ type service struct {
 	subs    []*bus.Subscription
 	log     *slog.Logger
 	events  EventsConfig // [events] of the service file
-	serial  sync.Mutex   // held around event handlers when events.serial
 }
 
 func (s *service) close(ctx context.Context) error {
