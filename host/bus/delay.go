@@ -84,7 +84,10 @@ func (b *Bus) startScheduler(ctx context.Context) (*scheduler, error) {
 		Description:   "meshd: publishes delayed events when due",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		// A scheduled event held by a scheduler that stopped or crashed
+		// before it naked the event comes back after AckWait; keep that
+		// short, since the handling itself is only a header check.
+		AckWait:       5 * time.Second,
 		MaxDeliver:    -1,
 		MaxAckPending: 100000,
 	})
