@@ -259,7 +259,7 @@ func TestNewUUID(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	seen := map[string]bool{}
 	for range 100 {
-		id := newUUID()
+		id := guest.NewUUID()
 		if !re.MatchString(id) || seen[id] {
 			t.Fatalf("bad or repeated uuid %q", id)
 		}

@@ -9,7 +9,6 @@
 package main
 
 import (
-	"crypto/rand"
 	"time"
 
 	"github.com/meshd/meshd/guest"
@@ -56,24 +55,4 @@ func (guestEnv) Publish(typ string, data []byte) error { return guest.Publish(ty
 func (guestEnv) Config(key string) (string, error)     { return guest.Config(key) }
 func (guestEnv) Log(level guest.Level, msg string)     { guest.Log(level, msg) }
 func (guestEnv) Now() time.Time                        { return time.Now() }
-func (guestEnv) NewID() string                         { return newUUID() }
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var u [16]byte
-	rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	const hex = "0123456789abcdef"
-	var b [36]byte
-	j := 0
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		b[j], b[j+1] = hex[c>>4], hex[c&0xf]
-		j += 2
-	}
-	return string(b[:])
-}
+func (guestEnv) NewID() string                         { return guest.NewUUID() }

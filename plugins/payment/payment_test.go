@@ -130,7 +130,7 @@ func TestOrderCreatedErrors(t *testing.T) {
 
 func TestNewUUID(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	if id := newUUID(); !re.MatchString(id) {
+	if id := guest.NewUUID(); !re.MatchString(id) {
 		t.Fatalf("bad uuid %q", id)
 	}
 }
