@@ -356,6 +356,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header()[headerRequestID] = []string{requestID(r)}
+	ensureTraceParent(r)
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -363,6 +364,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			g.log.LogAttrs(r.Context(), slog.LevelError, "gateway: panic while serving a request",
 				slog.String("request_id", w.Header().Get(headerRequestID)),
+				slog.String("trace_id", traceIDOf(r)),
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.Any("panic", p))

@@ -400,7 +400,8 @@ func TestErrorMapping(t *testing.T) {
 				resp.Body = []byte("{}")
 				return tt.err
 			})
-			w := do(g, "GET", "/orders/1", "", map[string]string{"X-Request-Id": "rid-1"})
+			w := do(g, "GET", "/orders/1", "", map[string]string{"X-Request-Id": "rid-1",
+				"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
 			doc := problemDoc(t, w, tt.want)
 			if got := w.Header().Get("Retry-After"); got != tt.retryAfter {
 				t.Fatalf("Retry-After %q, want %q", got, tt.retryAfter)
@@ -411,7 +412,7 @@ func TestErrorMapping(t *testing.T) {
 			if d, _ := doc["detail"].(string); !strings.Contains(d, "orders") {
 				t.Fatalf("detail %q does not name the service", d)
 			}
-			for _, s := range []string{`"service":"orders"`, `"route":"GET /orders/{id}"`, `"request_id":"rid-1"`, fmt.Sprintf(`"status":%d`, tt.want)} {
+			for _, s := range []string{`"service":"orders"`, `"route":"GET /orders/{id}"`, `"request_id":"rid-1"`, `"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"`, fmt.Sprintf(`"status":%d`, tt.want)} {
 				if !strings.Contains(logs.String(), s) {
 					t.Fatalf("log %q lacks %s", logs.String(), s)
 				}

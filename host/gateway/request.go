@@ -105,10 +105,10 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if r.Context().Err() != nil {
 			g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: client went away while sending the body",
-				h.attrs(w, 0, err)...)
+				h.attrs(w, r, 0, err)...)
 			return
 		}
-		g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, status, err)...)
+		g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, r, status, err)...)
 		problem(w, r, status, title, detail, nil)
 		return
 	}
@@ -130,15 +130,16 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse logs a refused request and answers it with a problem.
 func (h *routeHandler) refuse(w http.ResponseWriter, r *http.Request, status int, title, detail string, err error) {
-	h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, status, err)...)
+	h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, r, status, err)...)
 	problem(w, r, status, title, detail, nil)
 }
 
-func (h *routeHandler) attrs(w http.ResponseWriter, status int, err error) []slog.Attr {
+func (h *routeHandler) attrs(w http.ResponseWriter, r *http.Request, status int, err error) []slog.Attr {
 	a := []slog.Attr{
 		slog.String("service", h.service),
 		slog.String("route", h.pattern),
 		slog.String("request_id", w.Header().Get(headerRequestID)),
+		slog.String("trace_id", traceIDOf(r)),
 	}
 	if status != 0 {
 		a = append(a, slog.Int("status", status))
@@ -152,7 +153,7 @@ func (h *routeHandler) attrs(w http.ResponseWriter, status int, err error) []slo
 // fail maps an invocation error to a problem response.
 func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(r.Context().Err(), context.Canceled) {
-		h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: client went away", h.attrs(w, 0, err)...)
+		h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: client went away", h.attrs(w, r, 0, err)...)
 		return
 	}
 	var status int
@@ -177,7 +178,7 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, title, level = http.StatusInternalServerError, "service failed", slog.LevelError
 		detail = fmt.Sprintf("service %s failed to handle the request", h.service)
 	}
-	h.g.log.LogAttrs(r.Context(), level, "gateway: invocation failed", h.attrs(w, status, err)...)
+	h.g.log.LogAttrs(r.Context(), level, "gateway: invocation failed", h.attrs(w, r, status, err)...)
 	problem(w, r, status, title, detail, map[string]any{"service": h.service})
 }
 
@@ -458,7 +459,7 @@ var jsonContentType = []string{"application/json"}
 func (h *routeHandler) writeResponse(w http.ResponseWriter, r *http.Request, resp *abi.Response) {
 	if resp.Status < 200 || resp.Status > 599 {
 		err := fmt.Errorf("service returned status %d", resp.Status)
-		h.g.log.LogAttrs(r.Context(), slog.LevelError, "gateway: invalid response", h.attrs(w, http.StatusBadGateway, err)...)
+		h.g.log.LogAttrs(r.Context(), slog.LevelError, "gateway: invalid response", h.attrs(w, r, http.StatusBadGateway, err)...)
 		problem(w, r, http.StatusBadGateway, "bad gateway",
 			fmt.Sprintf("bad gateway, service %s returned invalid status %d", h.service, resp.Status),
 			map[string]any{"service": h.service})
@@ -470,7 +471,7 @@ func (h *routeHandler) writeResponse(w http.ResponseWriter, r *http.Request, res
 		name := string(p.Key)
 		if !validHeaderName(name) || !validHeaderValue(p.Value) {
 			h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: dropped an invalid response header",
-				append(h.attrs(w, 0, nil), slog.String("header", name))...)
+				append(h.attrs(w, r, 0, nil), slog.String("header", name))...)
 			continue
 		}
 		name = http.CanonicalHeaderKey(name)
@@ -528,4 +529,23 @@ func validHeaderValue(v []byte) bool {
 		}
 	}
 	return true
+}
+
+// ensureTraceParent gives r a valid traceparent before anything is logged
+// about it: the client's when valid, else a new one. Every log line about the
+// request and every event it leads to then share one trace id.
+func ensureTraceParent(r *http.Request) {
+	if tp := r.Header[headerTraceParent]; len(tp) == 1 && validTraceParent(tp[0]) {
+		return
+	}
+	var x exchange
+	r.Header[headerTraceParent] = []string{string(x.newTraceParent())}
+}
+
+// traceIDOf is the trace id of r's traceparent ("" when it has none).
+func traceIDOf(r *http.Request) string {
+	if tp := r.Header[headerTraceParent]; len(tp) == 1 && validTraceParent(tp[0]) {
+		return tp[0][3:35]
+	}
+	return ""
 }
