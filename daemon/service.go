@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
@@ -92,6 +93,8 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log, Discover: d.discover, Config: sf.Config,
 		Observe: d.observeKV(name)}
 	s.events = sf.Events
+	began := time.Now()
+	var tKV, tModule, tSubs time.Duration
 	if s.env.Grants.KV {
 		if s.store, err = kv.Open(ctx, d.nats.JetStream(), name); err != nil {
 			return fmt.Errorf("%s: key-value store: %w", base, err)
@@ -125,9 +128,11 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 			}
 		}
 	}()
+	tKV = time.Since(began)
 	if s.mod, err = d.engine.Load(ctx, wasm, host.Module(s.env), mc); err != nil {
 		return fmt.Errorf("%s: %w", base, err)
 	}
+	tModule = time.Since(began) - tKV
 	if err = json.Unmarshal(s.mod.Declaration(), &s.decl); err != nil {
 		return fmt.Errorf("%s: meshd_describe did not return a JSON declaration: %w", base, err)
 	}
@@ -170,6 +175,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		s.subs = append(s.subs, bs)
 	}
 
+	tSubs = time.Since(began) - tKV - tModule
 	d.mu.Lock()
 	if d.services[name] != cur {
 		d.mu.Unlock()
@@ -186,7 +192,9 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Up})
 	if cur == nil {
 		log.Info("service up", slog.String("file", base), slog.String("version", s.version),
-			slog.Int("routes", len(s.decl.Routes)), slog.Int("subscriptions", len(s.decl.Subscriptions)))
+			slog.Int("routes", len(s.decl.Routes)), slog.Int("subscriptions", len(s.decl.Subscriptions)),
+			slog.Duration("took", time.Since(began)), slog.Duration("kv", tKV),
+			slog.Duration("module", tModule), slog.Duration("subscribe", tSubs))
 	} else {
 		log.Info("service replaced", slog.String("file", base), slog.String("version", s.version),
 			slog.String("replaced", cur.version),
