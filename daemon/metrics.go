@@ -64,8 +64,7 @@ func (d *Daemon) observeRequest() func(gateway.Observation) {
 // followed through every service it touched.
 func (d *Daemon) observeInvoke(ctx context.Context, service string, entry runtime.Entry, start time.Time, err error, cs *callState) {
 	m := d.obs.metrics
-	log := cs.inv.Log
-	debug := log != nil && log.Enabled(ctx, slog.LevelDebug)
+	debug := cs.inv.Base != nil && cs.inv.Base.Enabled(ctx, slog.LevelDebug)
 	if m == nil && !debug {
 		return
 	}
@@ -79,7 +78,7 @@ func (d *Daemon) observeInvoke(ctx context.Context, service string, entry runtim
 		} else if cs.call.Code != abi.CodeOK {
 			attrs = append(attrs, slog.String("code", cs.call.Code.String()))
 		}
-		log.LogAttrs(ctx, slog.LevelDebug, "invoked", attrs...)
+		cs.inv.Logger().LogAttrs(ctx, slog.LevelDebug, "invoked", attrs...)
 	}
 }
 
@@ -176,15 +175,6 @@ func chainDeadLettered(a, b func(string, string)) func(string, string) {
 		return b
 	}
 	return func(s, t string) { a(s, t); b(s, t) }
-}
-
-// traceID is the trace id of a W3C traceparent ("00-<trace id>-<parent
-// id>-<flags>"), or "" when it is not one.
-func traceID(traceparent string) string {
-	if len(traceparent) < 55 || traceparent[2] != '-' || traceparent[35] != '-' {
-		return ""
-	}
-	return traceparent[3:35]
 }
 
 // observeKV reports a write the daemon applied to s's store.

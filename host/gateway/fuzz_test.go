@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/internal/traceparent"
 )
 
 // FuzzRequestEncoding builds abi.Requests from random methods, paths,
@@ -17,7 +18,7 @@ func FuzzRequestEncoding(f *testing.F) {
 	f.Add("GET", "/orders/42", "a=1", "X-Thing", "v", "42", []byte(`{"a":1}`), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "rid")
 	f.Add("POST", "/", "", "Content-Type", "application/json", "", []byte{}, "", "")
 	f.Add("DELETE", "/é/\x00", "q=\xff", "", "\r\n", "a/b/c", []byte{0, 1, 2}, "garbage", strings.Repeat("x", 200))
-	f.Fuzz(func(t *testing.T, method, path, query, hkey, hval, param string, body []byte, traceparent, rid string) {
+	f.Fuzz(func(t *testing.T, method, path, query, hkey, hval, param string, body []byte, tp, rid string) {
 		h := &routeHandler{
 			service:   "svc",
 			pattern:   "GET /x/{id}/{rest...}",
@@ -34,7 +35,7 @@ func FuzzRequestEncoding(f *testing.F) {
 		if hkey != "" {
 			r.Header[hkey] = []string{hval, hval + "2"}
 		}
-		r.Header["Traceparent"] = []string{traceparent}
+		r.Header["Traceparent"] = []string{tp}
 		r.SetPathValue("id", param)
 		r.SetPathValue("rest", param+"/tail")
 
@@ -45,6 +46,7 @@ func FuzzRequestEncoding(f *testing.F) {
 		if !validRequestID(reqID) {
 			reqID = "generated"
 		}
+		ensureTraceParent(r)
 		h.buildRequest(x, r, reqID, "")
 
 		enc := x.req.Append(nil)
@@ -66,9 +68,9 @@ func FuzzRequestEncoding(f *testing.F) {
 		if !bytes.Equal(got.Body, body) {
 			t.Fatalf("body: decoded %q, want %q", got.Body, body)
 		}
-		if validTraceParent(traceparent) {
-			eq("traceparent", got.TraceParent, traceparent)
-		} else if !validTraceParent(string(got.TraceParent)) {
+		if traceparent.Valid(tp) {
+			eq("traceparent", got.TraceParent, tp)
+		} else if !traceparent.Valid(string(got.TraceParent)) {
 			t.Fatalf("generated traceparent %q is not valid", got.TraceParent)
 		}
 		if len(got.Params) != 2 {

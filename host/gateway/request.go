@@ -2,21 +2,20 @@ package gateway
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/google/uuid"
+
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/internal/traceparent"
 )
 
 const (
@@ -306,13 +305,11 @@ func skipRequestHeader(name string, r *http.Request) bool {
 // buildRequest fills x.req from r. ct, when set, replaces the client's
 // content type.
 func (h *routeHandler) buildRequest(x *exchange, r *http.Request, reqID, ct string) {
-	tp, tpValid := r.Header[headerTraceParent], false
-	if len(tp) == 1 && validTraceParent(tp[0]) {
-		tpValid = true
-	}
+	// serve gave r a valid traceparent (ensureTraceParent).
+	tp := r.Header.Get(headerTraceParent)
 
 	// Size the arena so that no append moves it.
-	n := len(r.Method) + len(r.URL.Path) + len(r.URL.RawQuery) + len(reqID) + traceParentLen + len(r.Host) + len("host") + len(ct) + len("content-type")
+	n := len(r.Method) + len(r.URL.Path) + len(r.URL.RawQuery) + len(reqID) + len(tp) + len(r.Host) + len("host") + len(ct) + len("content-type")
 	for _, name := range h.params {
 		n += len(r.PathValue(name))
 	}
@@ -358,11 +355,7 @@ func (h *routeHandler) buildRequest(x *exchange, r *http.Request, reqID, ct stri
 	x.req.Headers = x.headers
 	x.req.Consumer = nil
 	x.req.RequestID = x.add(reqID)
-	if tpValid {
-		x.req.TraceParent = x.add(tp[0])
-	} else {
-		x.req.TraceParent = x.newTraceParent()
-	}
+	x.req.TraceParent = x.add(tp)
 	x.req.Body = x.body
 }
 
@@ -381,70 +374,6 @@ func validRequestID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// traceParentLen is the length of a version 00 traceparent:
-// "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex.
-const traceParentLen = 55
-
-// validTraceParent reports whether s is a W3C traceparent of version 00
-// with lower-case hex fields and non-zero trace and parent ids.
-func validTraceParent(s string) bool {
-	if len(s) != traceParentLen || s[0] != '0' || s[1] != '0' || s[2] != '-' || s[35] != '-' || s[52] != '-' {
-		return false
-	}
-	return lowerHex(s[3:35], true) && lowerHex(s[36:52], true) && lowerHex(s[53:55], false)
-}
-
-// lowerHex reports whether s is lower-case hex, and, if nonZero, not all
-// zeros.
-func lowerHex(s string, nonZero bool) bool {
-	zero := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
-		default:
-			return false
-		}
-		if c != '0' {
-			zero = false
-		}
-	}
-	return !nonZero || !zero
-}
-
-// newTraceParent starts a new trace: a random trace id and parent id,
-// flags 01 (sampled), written into the arena.
-func (x *exchange) newTraceParent() []byte {
-	// Trace ids must be unique, not secret: math/rand/v2's per-thread
-	// ChaCha8 source, seeded by the runtime, is random enough and five times
-	// cheaper than crypto/rand.
-	var id [24]byte
-	for {
-		binary.LittleEndian.PutUint64(id[0:], rand.Uint64())
-		binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
-		binary.LittleEndian.PutUint64(id[16:], rand.Uint64())
-		if !allZero(id[:16]) && !allZero(id[16:]) {
-			break
-		}
-	}
-	start := len(x.arena)
-	x.arena = append(x.arena, "00-"...)
-	x.arena = hex.AppendEncode(x.arena, id[:16])
-	x.arena = append(x.arena, '-')
-	x.arena = hex.AppendEncode(x.arena, id[16:])
-	x.arena = append(x.arena, "-01"...)
-	return x.arena[start:len(x.arena):len(x.arena)]
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
 			return false
 		}
 	}
@@ -535,17 +464,13 @@ func validHeaderValue(v []byte) bool {
 // about it: the client's when valid, else a new one. Every log line about the
 // request and every event it leads to then share one trace id.
 func ensureTraceParent(r *http.Request) {
-	if tp := r.Header[headerTraceParent]; len(tp) == 1 && validTraceParent(tp[0]) {
+	if tp := r.Header[headerTraceParent]; len(tp) == 1 && traceparent.Valid(tp[0]) {
 		return
 	}
-	var x exchange
-	r.Header[headerTraceParent] = []string{string(x.newTraceParent())}
+	r.Header[headerTraceParent] = []string{traceparent.New()}
 }
 
 // traceIDOf is the trace id of r's traceparent ("" when it has none).
 func traceIDOf(r *http.Request) string {
-	if tp := r.Header[headerTraceParent]; len(tp) == 1 && validTraceParent(tp[0]) {
-		return tp[0][3:35]
-	}
-	return ""
+	return traceparent.TraceID(r.Header.Get(headerTraceParent))
 }
