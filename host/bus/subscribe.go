@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/internal/traceparent"
 )
 
 // Handler handles one delivered event. Returning nil acks it; an error (or
@@ -186,9 +189,10 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 	}
 	ev, err := decodeEvent(msg.Headers(), msg.Data())
 	ev.Attempt = attempt
-	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt, "trace_id", traceID(ev.TraceParent))
+	// Built only when a line is logged: the success path logs nothing.
+	log := func() *slog.Logger { return s.eventLog(ev, attempt) }
 	if err != nil {
-		log.Error("bus: undecodable event, dead-lettering", "error", err)
+		log().Error("bus: undecodable event, dead-lettering", "error", err)
 		s.deadLetter(msg, ev, "undecodable event: "+err.Error(), attempt)
 		return
 	}
@@ -204,21 +208,27 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 	if err != nil {
 		if attempt < s.max {
 			delay := backoff(cfg.Backoff, attempt)
-			log.Warn("bus: handler failed, will retry", "error", err, "retry_in", delay)
+			log().Warn("bus: handler failed, will retry", "error", err, "retry_in", delay)
 			if nerr := msg.NakWithDelay(delay); nerr != nil {
-				log.Error("bus: nak failed; redelivery after AckWait", "error", nerr)
+				log().Error("bus: nak failed; redelivery after AckWait", "error", nerr)
 			}
 			return
 		}
-		log.Error("bus: handler failed on last attempt, dead-lettering", "error", err)
+		log().Error("bus: handler failed on last attempt, dead-lettering", "error", err)
 		s.deadLetter(msg, ev, err.Error(), attempt)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {
-		log.Error("bus: ack failed; event will be redelivered", "error", err)
+		log().Error("bus: ack failed; event will be redelivered", "error", err)
 	}
+}
+
+// eventLog is the logger for lines about one delivery of ev.
+func (s *Subscription) eventLog(ev Event, attempt int) *slog.Logger {
+	return s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt,
+		"trace_id", traceparent.TraceID(ev.TraceParent))
 }
 
 // run calls the handler under HandlerTimeout, turning a panic into an error.
@@ -245,7 +255,7 @@ func backoff(b []time.Duration, attempt int) time.Duration {
 // comes back, so the copy is retried: an event is never dropped.
 func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, attempt int) {
 	cfg := &s.b.cfg
-	log := s.b.log.With("service", s.service, "event_id", ev.ID, "type", s.typ, "attempt", attempt, "trace_id", traceID(ev.TraceParent))
+	log := s.eventLog(ev, attempt)
 	var seq uint64
 	if md, err := msg.Metadata(); err == nil {
 		seq = md.Sequence.Stream
