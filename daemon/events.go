@@ -137,14 +137,9 @@ func (d *Daemon) replayOne(ctx context.Context, s0 *service, ev bus.Event, prefi
 	}
 	cs := getCallState()
 	defer putCallState(cs)
-	e := abi.Event{
-		ID: []byte(ev.ID), Source: []byte(ev.Source), Type: []byte(ev.Type),
-		Time:            []byte(ev.Time.UTC().Format(time.RFC3339Nano)),
-		DataContentType: []byte(ev.DataContentType), TraceParent: []byte(ev.TraceParent),
-		Attempt: 1, Data: ev.Data,
-	}
-	cs.call.Input = e.Append(cs.call.Input[:0])
-	cs.inv.Log = s0.log.With(slog.String("event_id", ev.ID), slog.String("event_type", ev.Type), slog.Bool("replay", true))
+	cs.call.Input = appendEvent(cs.call.Input[:0], ev, 1)
+	cs.inv.Base = s0.log
+	cs.inv.Attrs = append(cs.inv.Attrs, slog.String("event_id", ev.ID), slog.String("event_type", ev.Type), slog.Bool("replay", true))
 	s, err := d.invoke(ctx, s0.name, runtime.EntryEvent, cs)
 	if err != nil {
 		return 0, err

@@ -12,6 +12,7 @@ import (
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/internal/traceparent"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -51,8 +52,8 @@ func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, c
 		if s == nil {
 			return nil, fmt.Errorf("service %s is not loaded: %w", name, gateway.ErrUnavailable)
 		}
-		if cs.inv.Log == nil {
-			cs.inv.Log = s.log
+		if cs.inv.Base == nil {
+			cs.inv.Base = s.log
 		}
 		start := time.Now()
 		err := s.mod.Invoke(ctx, entry, &cs.call)
@@ -107,9 +108,8 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 	cs.call.Input = req.Append(cs.call.Input[:0])
 	cs.inv.RequestID = string(req.RequestID)
 	cs.inv.TraceParent = string(req.TraceParent)
-	if s := d.lookup(name); s != nil {
-		cs.inv.Log = s.log.With(slog.String("request_id", cs.inv.RequestID), slog.String("trace_id", traceID(cs.inv.TraceParent)))
-	}
+	cs.inv.Attrs = append(cs.inv.Attrs, slog.String("request_id", cs.inv.RequestID),
+		slog.String("trace_id", traceparent.TraceID(cs.inv.TraceParent)))
 	s, err := d.invoke(ctx, name, runtime.EntryHTTP, cs)
 	if err != nil {
 		return mapInvokeError(name, err)
@@ -124,8 +124,7 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 		return fmt.Errorf("service %s returned a malformed response: %w", name, err)
 	}
 	if err := d.apply(ctx, s, &cs.inv); err != nil {
-		s.log.Error("request effects not applied", slog.String("request_id", cs.inv.RequestID),
-			slog.String("trace_id", traceID(cs.inv.TraceParent)), slog.Any("error", err))
+		cs.inv.Logger().Error("request effects not applied", slog.Any("error", err))
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
 	}
 	return nil
@@ -153,16 +152,10 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 	return func(ctx context.Context, ev bus.Event) error {
 		cs := getCallState()
 		defer putCallState(cs)
-		e := abi.Event{
-			ID: []byte(ev.ID), Source: []byte(ev.Source), Type: []byte(ev.Type),
-			Time:            []byte(ev.Time.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")),
-			DataContentType: []byte(ev.DataContentType), TraceParent: []byte(ev.TraceParent),
-			Attempt: uint32(ev.Attempt), Data: ev.Data,
-		}
-		cs.call.Input = e.Append(cs.call.Input[:0])
+		cs.call.Input = appendEvent(cs.call.Input[:0], ev, uint32(ev.Attempt))
 		cs.inv.TraceParent = ev.TraceParent
-		cs.inv.Log = s0.log.With(slog.String("event_id", ev.ID), slog.String("event_type", ev.Type),
-			slog.String("trace_id", traceID(ev.TraceParent)))
+		cs.inv.Attrs = append(cs.inv.Attrs, slog.String("event_id", ev.ID), slog.String("event_type", ev.Type),
+			slog.String("trace_id", traceparent.TraceID(ev.TraceParent)))
 		if s0.events.Serial {
 			// One handler at a time: its reads and buffered writes do not
 			// interleave with another handler's (see EventsConfig.Serial).
@@ -182,6 +175,18 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		}
 		return nil
 	}
+}
+
+// appendEvent appends ev in the ABI's event encoding (the input of
+// meshd_event), as delivery attempt attempt.
+func appendEvent(dst []byte, ev bus.Event, attempt uint32) []byte {
+	e := abi.Event{
+		ID: []byte(ev.ID), Source: []byte(ev.Source), Type: []byte(ev.Type),
+		Time:            ev.Time.UTC().AppendFormat(nil, time.RFC3339Nano),
+		DataContentType: []byte(ev.DataContentType), TraceParent: []byte(ev.TraceParent),
+		Attempt: attempt, Data: ev.Data,
+	}
+	return e.Append(dst)
 }
 
 func truncate(b []byte, n int) string {

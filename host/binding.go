@@ -144,8 +144,8 @@ func (b *binding) log(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	l := b.env.Log
-	if inv := invocation(c); inv != nil && inv.Log != nil {
-		l = inv.Log
+	if inv := invocation(c); inv != nil && inv.Base != nil {
+		l = inv.Logger()
 	}
 	if l != nil {
 		lvl := slog.Level(max(min(level, abi.LevelError), abi.LevelDebug) * 4)

@@ -29,16 +29,28 @@ type Invocation struct {
 	TraceParent string
 	Events      []Event
 	Writes      []KVOp
-	// Log, if set, replaces the Env's logger for this invocation (so lines
-	// carry the request id).
-	Log *slog.Logger
+	// Base, if set, replaces the Env's logger for this invocation, and Attrs
+	// (request or event id, trace id) are added to it for every line about
+	// the invocation. The logger is built on first use (Logger), so an
+	// invocation that logs nothing pays nothing for it.
+	Base  *slog.Logger
+	Attrs []slog.Attr
+	log   *slog.Logger
+}
+
+// Logger is Base with Attrs, or nil when Base is nil.
+func (inv *Invocation) Logger() *slog.Logger {
+	if inv.log == nil && inv.Base != nil {
+		inv.log = slog.New(inv.Base.Handler().WithAttrs(inv.Attrs))
+	}
+	return inv.log
 }
 
 // Reset empties the invocation for reuse.
 func (inv *Invocation) Reset() {
 	clear(inv.Events)
 	clear(inv.Writes)
-	*inv = Invocation{Events: inv.Events[:0], Writes: inv.Writes[:0]}
+	*inv = Invocation{Events: inv.Events[:0], Writes: inv.Writes[:0], Attrs: inv.Attrs[:0]}
 }
 
 // pending returns the buffered state of key: found reports whether the
