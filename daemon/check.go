@@ -92,7 +92,7 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	}
 	rep.Needs = needs(&s.decl)
 	// checkDeclaration uses nothing of the daemon but its arguments.
-	if err = (*Daemon)(nil).checkDeclaration(s); err != nil {
+	if err = checkDeclaration(s); err != nil {
 		return rep, fmt.Errorf("%s: %w", base, err)
 	}
 	routes := make([]gateway.Route, 0, len(s.decl.Routes))

@@ -136,7 +136,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	if err = json.Unmarshal(s.mod.Declaration(), &s.decl); err != nil {
 		return fmt.Errorf("%s: meshd_describe did not return a JSON declaration: %w", base, err)
 	}
-	if err = d.checkDeclaration(s); err != nil {
+	if err = checkDeclaration(s); err != nil {
 		return fmt.Errorf("%s: %w", base, err)
 	}
 	if s.decl.Version != "" {
@@ -246,7 +246,7 @@ func (d *Daemon) routesLocked(extra *service) []gateway.Route {
 
 // checkDeclaration matches what the module declares against its exports
 // and its grants.
-func (d *Daemon) checkDeclaration(s *service) error {
+func checkDeclaration(s *service) error {
 	var errs []error
 	if s.decl.Name != "" && s.decl.Name != s.name {
 		errs = append(errs, fmt.Errorf("module declares name %q but its file names service %q", s.decl.Name, s.name))
