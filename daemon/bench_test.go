@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
@@ -59,7 +60,7 @@ func (n *nativeOrders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid order", 400)
 		return
 	}
-	o := nativeOrder{ID: uuid4(), UserID: in.UserID, Items: in.Items, Status: "CREATED",
+	o := nativeOrder{ID: uuid.NewString(), UserID: in.UserID, Items: in.Items, Status: "CREATED",
 		CreatedAt: time.Now().UTC().Format(time.RFC3339)}
 	for i, it := range in.Items {
 		if it.Name == "" || it.Price <= 0 {
@@ -81,14 +82,6 @@ func (n *nativeOrders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/orders/"+o.ID)
 	w.WriteHeader(201)
 	w.Write(out)
-}
-
-func uuid4() string {
-	var u [16]byte
-	rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:])
 }
 
 // BenchmarkCreateOrder compares POST /orders served by the order module
