@@ -1,8 +1,6 @@
 package guest
 
 import (
-	"unsafe"
-
 	"github.com/meshd/meshd/abi"
 )
 
@@ -29,19 +27,7 @@ func (e *Event) decode(in []byte) error {
 	if err := d.Decode(in); err != nil {
 		return err
 	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(in)))
-	end := len(in)
-	if len(d.Data) > 0 {
-		end = int(uintptr(unsafe.Pointer(unsafe.SliceData(d.Data))) - base)
-	}
-	s := string(in[:end])
-	str := func(b []byte) string {
-		if len(b) == 0 {
-			return ""
-		}
-		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
-		return s[off : off+len(b)]
-	}
+	str := cutStrings(in, d.Data)
 	e.ID = str(d.ID)
 	e.Source = str(d.Source)
 	e.Type = str(d.Type)

@@ -3,7 +3,6 @@ package guest
 import (
 	"errors"
 	"strconv"
-	"unsafe"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -155,19 +154,7 @@ func (r *Request) decode(in []byte) error {
 	if err := d.Decode(in); err != nil {
 		return err
 	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(in)))
-	end := len(in)
-	if len(d.Body) > 0 {
-		end = int(uintptr(unsafe.Pointer(unsafe.SliceData(d.Body))) - base)
-	}
-	s := string(in[:end])
-	str := func(b []byte) string {
-		if len(b) == 0 {
-			return ""
-		}
-		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
-		return s[off : off+len(b)]
-	}
+	str := cutStrings(in, d.Body)
 	r.Method = str(d.Method)
 	r.Path = str(d.Path)
 	r.Query = str(d.Query)
