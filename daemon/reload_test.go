@@ -559,26 +559,37 @@ func TestReloadSIGHUP(t *testing.T) {
 	}
 }
 
-// TestStartupColdWarm measures daemon start to the first served request
-// with an empty compilation cache and with a filled one.
-func TestStartupColdWarm(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("a measurement: run it without -short and -race (make bench)")
-	}
-	cache := t.TempDir()
+// BenchmarkStartup measures daemon start to the first served request with
+// the order and payment plugins, with an empty compilation cache (cold) and
+// with a filled one (warm).
+func BenchmarkStartup(b *testing.B) {
 	for _, kind := range []string{"cold", "warm"} {
-		start := time.Now()
-		td := startDaemonWith(t, []string{"order", "payment"}, nil, func(c *Config) { c.CacheDir = cache })
-		r := td.do(t, "POST", "/orders", "application/json", orderBody)
-		if r.status != 201 {
-			t.Fatalf("%s: POST /orders: %d %s", kind, r.status, r.body)
-		}
-		t.Logf("%s start (cache %s) to first served request: %v", kind, map[string]string{"cold": "empty", "warm": "filled"}[kind], time.Since(start))
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := td.Shutdown(ctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		b.Run(kind, func(b *testing.B) {
+			cache := b.TempDir()
+			if kind == "warm" {
+				startOnce(b, cache) // fill the cache
+			}
+			for b.Loop() {
+				if kind == "cold" {
+					cache = b.TempDir()
+				}
+				startOnce(b, cache)
+			}
+		})
 	}
+}
+
+// startOnce starts a daemon on cache, serves one POST /orders and stops it.
+func startOnce(b *testing.B, cache string) {
+	td := startDaemonWith(b, []string{"order", "payment"}, nil, func(c *Config) { c.CacheDir = cache })
+	if r := td.do(b, "POST", "/orders", "application/json", orderBody); r.status != 201 {
+		b.Fatalf("POST /orders: %d %s", r.status, r.body)
+	}
+	b.StopTimer()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := td.Shutdown(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
 }
