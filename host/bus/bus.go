@@ -238,17 +238,23 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	return b, nil
 }
 
-// Publish stores ev in the event stream and returns once JetStream has
-// acknowledged it. A zero ev.Time is set to now. Publishing an ID already
-// seen within the duplicate window succeeds without storing it again.
-func (b *Bus) Publish(ctx context.Context, ev Event) error {
+// prepare checks that the bus is open and ev is publishable, stamping a zero
+// ev.Time with now.
+func (b *Bus) prepare(ev *Event) error {
 	if b.isClosed() {
 		return ErrClosed
 	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	if err := ev.validate(); err != nil {
+	return ev.validate()
+}
+
+// Publish stores ev in the event stream and returns once JetStream has
+// acknowledged it. A zero ev.Time is set to now. Publishing an ID already
+// seen within the duplicate window succeeds without storing it again.
+func (b *Bus) Publish(ctx context.Context, ev Event) error {
+	if err := b.prepare(&ev); err != nil {
 		return err
 	}
 	msg := &nats.Msg{Subject: b.cfg.Subjects + "." + ev.Type, Header: ev.header(), Data: ev.Data}

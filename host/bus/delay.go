@@ -41,13 +41,7 @@ func (b *Bus) PublishDelayed(ctx context.Context, ev Event, delay time.Duration)
 	if delay > MaxDelay {
 		return fmt.Errorf("bus: delay %s is longer than %s", delay, MaxDelay)
 	}
-	if b.isClosed() {
-		return ErrClosed
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
-	if err := ev.validate(); err != nil {
+	if err := b.prepare(&ev); err != nil {
 		return err
 	}
 	h := ev.header()
