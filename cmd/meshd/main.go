@@ -11,9 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime/debug"
-	"sort"
+	"slices"
 )
 
 func main() {
@@ -37,11 +38,7 @@ var commands = map[string]command{
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(commands))
 	for _, n := range names {
 		fmt.Fprintf(w, "  meshd %-28s %s\n", commands[n].usage, commands[n].summary)
 	}

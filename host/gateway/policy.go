@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -140,11 +141,7 @@ func (p *Policies) Validate() error {
 			bad(path+".service", "must be set")
 		}
 	}
-	names := make([]string, 0, len(p.Auth))
-	for name := range p.Auth {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(p.Auth))
 	for _, name := range names {
 		a := p.Auth[name]
 		path := "auth." + name

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -66,11 +67,7 @@ func compilePolicies(p *Policies, old *policySet) (*policySet, error) {
 	}
 	auths := map[string]authenticator{}
 	var errs []error
-	names := make([]string, 0, len(p.Auth))
-	for name := range p.Auth {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(p.Auth))
 	for _, name := range names {
 		a := p.Auth[name]
 		switch a.Type {

@@ -2,8 +2,8 @@ package registry
 
 import (
 	"errors"
+	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,11 +145,7 @@ func (r *Registry) Pick(service string) (Instance, error) {
 func (r *Registry) Services() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.instances))
-	for n := range r.instances {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(r.instances))
 	return names
 }
 
