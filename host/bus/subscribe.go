@@ -107,7 +107,11 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 	if err != nil {
 		return nil, fmt.Errorf("bus: consumer %s: %w", name, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency))
+	// Short pulls: if a pull request is lost (seen under heavy load: the
+	// consumer sat with events pending and none in flight), the client
+	// notices the missing heartbeat after half the expiry and pulls again,
+	// so delivery stalls for seconds, not the default 15 to 30.
+	it, err := cons.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("bus: consume %s: %w", name, err)
 	}
