@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,21 +16,36 @@ import (
 // read_model_prefix), so `meshd events replay --service order` can drop and
 // rebuild it:
 //
-//	rm:order:<id>   the order as served by GET /orders/{id}
-//	rm:user:<uid>   the user's orders, one "<created_at>\t<id>" line each,
-//	                sorted ascending (created_at is fixed-width RFC 3339)
+//	rm:order:<id>     the order as served by GET /orders/{id}
+//	rm:user:<uid>     how many index pages the user has, in decimal
+//	rm:user:<uid>:<k> index page k: "<created_at>\t<id>" lines, sorted
+//	                  ascending (created_at is fixed-width RFC 3339)
 //
-// Every projection is an idempotent merge that does not depend on arrival
-// order (ORDER_PAID may be projected before ORDER_CREATED: they are
-// different consumers), so a replay ends with identical documents.
+// The pages split the user's sorted index into consecutive ranges, page 0
+// the oldest. A new order lands in the page whose range covers it, nearly
+// always the last; when it is the newest and the last page holds
+// indexPageSize entries, it starts a new page. So adding an order reads and
+// writes one page, whatever the number of orders the user has, and no value
+// outgrows NATS's payload limit.
+//
+// Every projection is an idempotent merge (ORDER_PAID may be projected
+// before ORDER_CREATED: they are different consumers). The documents do not
+// depend on arrival order, except where index pages end: orders created
+// out of order across a page boundary can fill pages differently. A replay
+// delivers in stream order, so it ends with identical documents.
 
 const (
 	defaultLimit = 20
 	maxLimit     = 1000
 )
 
-func viewKey(id string) string     { return "rm:order:" + id }
-func userKey(userID string) string { return "rm:user:" + userID }
+// indexPageSize is how many entries a full index page holds (a var so
+// tests can make pages small).
+var indexPageSize = 256
+
+func viewKey(id string) string            { return "rm:order:" + id }
+func userKey(userID string) string        { return "rm:user:" + userID }
+func pageKey(userID string, k int) string { return userKey(userID) + ":" + strconv.Itoa(k) }
 
 // isComplete reports whether a read-model document has the order's
 // creation data (it may hold only a status when ORDER_PAID or
@@ -125,21 +141,88 @@ func projectCancelled(e env, data []byte) error {
 	return storeView(e, &v)
 }
 
-// indexAdd inserts entry into the user's sorted index (once).
-func indexAdd(e env, userID, entry string) error {
+// indexPages reads how many index pages the user has.
+func indexPages(e env, userID string) (int, error) {
 	stored, err := e.KVGet(userKey(userID))
-	if err != nil && !errors.Is(err, guest.ErrNotFound) {
-		return errors.New("reading index of user: " + err.Error())
+	if errors.Is(err, guest.ErrNotFound) {
+		return 0, nil
 	}
-	lines := splitLines(string(stored))
+	if err != nil {
+		return 0, errors.New("reading index of user: " + err.Error())
+	}
+	n, err := strconv.Atoi(string(stored))
+	if err != nil || n < 1 {
+		return 0, errors.New("index of user is corrupt (rebuild the read model with meshd events replay)")
+	}
+	return n, nil
+}
+
+func readPage(e env, userID string, k int) ([]string, error) {
+	stored, err := e.KVGet(pageKey(userID, k))
+	if err != nil && !errors.Is(err, guest.ErrNotFound) {
+		return nil, errors.New("reading index page of user: " + err.Error())
+	}
+	return splitLines(string(stored)), nil
+}
+
+func writePage(e env, userID string, k int, lines []string) error {
+	if err := e.KVSet(pageKey(userID, k), []byte(strings.Join(lines, "\n"))); err != nil {
+		return errors.New("storing index page of user: " + err.Error())
+	}
+	return nil
+}
+
+// pageFor walks back from the last of n pages to the one whose range
+// covers entry (its first line is not after entry), or page 0.
+func pageFor(e env, userID string, n int, entry string) (int, []string, error) {
+	k := n - 1
+	lines, err := readPage(e, userID, k)
+	for err == nil && k > 0 && (len(lines) == 0 || entry < lines[0]) {
+		k--
+		lines, err = readPage(e, userID, k)
+	}
+	return k, lines, err
+}
+
+// indexAdd inserts entry into the user's sorted, paged index (once).
+func indexAdd(e env, userID, entry string) error {
+	n, err := indexPages(e, userID)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return newPage(e, userID, 0, entry)
+	}
+	k, lines, err := pageFor(e, userID, n, entry)
+	if err != nil {
+		return err
+	}
 	i, found := search(lines, entry)
 	if found {
 		return nil
 	}
-	lines = append(lines, "")
-	copy(lines[i+1:], lines[i:])
-	lines[i] = entry
-	if err := e.KVSet(userKey(userID), []byte(strings.Join(lines, "\n"))); err != nil {
+	if k == n-1 && i == len(lines) && len(lines) >= indexPageSize {
+		return newPage(e, userID, n, entry)
+	}
+	lines = slices.Insert(lines, i, entry)
+	return writePage(e, userID, k, lines)
+}
+
+// newPage adds page k holding entry, then counts it in the head. A page k
+// left by an attempt that stopped between the two writes is merged, not
+// overwritten.
+func newPage(e env, userID string, k int, entry string) error {
+	lines, err := readPage(e, userID, k)
+	if err != nil {
+		return err
+	}
+	if i, found := search(lines, entry); !found {
+		lines = slices.Insert(lines, i, entry)
+	}
+	if err := writePage(e, userID, k, lines); err != nil {
+		return err
+	}
+	if err := e.KVSet(userKey(userID), []byte(strconv.Itoa(k+1))); err != nil {
 		return errors.New("storing index of user: " + err.Error())
 	}
 	return nil
@@ -188,17 +271,28 @@ func listUserOrders(e env, w responder, userID, limitQ, cursorQ string) error {
 		}
 		after = string(b)
 	}
+	// Find where to start: page k, entries before end (exclusive).
+	k, end := -1, 0
 	var lines []string
 	if userID != "" && len(userID) <= maxIDLen {
-		stored, err := e.KVGet(userKey(userID))
-		if err != nil && !errors.Is(err, guest.ErrNotFound) {
-			return errors.New("reading index of user: " + err.Error())
+		n, err := indexPages(e, userID)
+		if err != nil {
+			return err
 		}
-		lines = splitLines(string(stored))
-	}
-	end := len(lines) // exclusive; newest is last
-	if after != "" {
-		end, _ = search(lines, after)
+		if n > 0 {
+			if after == "" {
+				k = n - 1
+				if lines, err = readPage(e, userID, k); err != nil {
+					return err
+				}
+			} else if k, lines, err = pageFor(e, userID, n, after); err != nil {
+				return err
+			}
+			end = len(lines)
+			if after != "" {
+				end, _ = search(lines, after)
+			}
+		}
 	}
 	var jw jsonx.Writer
 	jw.ObjectStart()
@@ -206,18 +300,30 @@ func listUserOrders(e env, w responder, userID, limitQ, cursorQ string) error {
 	jw.ArrayStart()
 	n := 0
 	last := ""
-	for i := end - 1; i >= 0 && n < limit; i-- {
-		_, id, _ := strings.Cut(lines[i], "\t")
+	for k >= 0 && n < limit {
+		if end == 0 { // this page is done: on to the older one
+			if k--; k < 0 {
+				break
+			}
+			var err error
+			if lines, err = readPage(e, userID, k); err != nil {
+				return err
+			}
+			end = len(lines)
+			continue
+		}
+		end--
+		_, id, _ := strings.Cut(lines[end], "\t")
 		doc, err := e.KVGet(viewKey(id))
 		if err != nil {
 			return errors.New("reading view of " + id + ": " + err.Error())
 		}
 		jw.Raw(doc)
 		n++
-		last = lines[i]
-		if i == 0 {
-			last = ""
-		}
+		last = lines[end]
+	}
+	if k == 0 && end == 0 || k < 0 {
+		last = "" // the oldest entry was served: no next page
 	}
 	jw.ArrayEnd()
 	if last != "" {
