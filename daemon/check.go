@@ -60,7 +60,7 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	if hasFile {
 		rep.GrantsFile = configPath
 	}
-	engine, err := runtime.NewEngine(runtime.EngineConfig{})
+	engine, err := runtime.NewEngine(runtime.EngineConfig{DebugInfo: true})
 	if err != nil {
 		return rep, err
 	}

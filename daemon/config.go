@@ -51,6 +51,9 @@ type Config struct {
 
 	// NoWatch turns off hot reload by file drop (SIGHUP/Reload still work).
 	NoWatch bool
+	// WasmDebugInfo keeps DWARF line tables so trap stack traces name
+	// source lines (slower loads; see runtime.EngineConfig.DebugInfo).
+	WasmDebugInfo bool
 	// WatchQuiet is how long a dropped file must stay unchanged before it
 	// is loaded; zero means runtime.DefaultWatchQuiet.
 	WatchQuiet time.Duration

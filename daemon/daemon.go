@@ -92,7 +92,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(d.cfg.DataDir, "cache")
 	}
-	d.engine, err = runtime.NewEngine(runtime.EngineConfig{CacheDir: cacheDir})
+	d.engine, err = runtime.NewEngine(runtime.EngineConfig{CacheDir: cacheDir, DebugInfo: d.cfg.WasmDebugInfo})
 	if err != nil {
 		return fmt.Errorf("daemon: wasm engine: %w", err)
 	}

@@ -117,6 +117,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg Mod
 	m.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).
 		WithCloseOnContextDone(true).
+		WithDebugInfoEnabled(e.debugInfo).
 		WithMemoryLimitPages(cfg.MemoryLimitPages))
 	defer func() {
 		if err != nil {
