@@ -48,7 +48,8 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv.Handle("/v1/events/", d.EventsHandler()) // daemon/events.go (issue 3)
+	srv.Handle("/v1/events/", d.EventsHandler())    // daemon/events.go (issue 3)
+	srv.Handle("GET /v1/config", d.configHandler()) // daemon/configfile.go
 	if err := srv.Start(ctx); err != nil {
 		if d.cfg.AdminAddr == defaultAdminAddr && errors.Is(err, syscall.EADDRINUSE) {
 			d.log.Error("admin listener not started: its default address is in use; metrics, health and /v1/services are unavailable (choose one with --admin ADDR, or --admin off)",

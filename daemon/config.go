@@ -51,6 +51,11 @@ type Config struct {
 
 	// NoWatch turns off hot reload by file drop (SIGHUP/Reload still work).
 	NoWatch bool
+	// ConfigFile is the TOML file the configuration came from (meshd run
+	// --config), if any. Its gateway policies are applied again, all or
+	// nothing, on Reload (SIGHUP) and when the file changes (unless
+	// NoWatch); see ReloadConfig.
+	ConfigFile string
 	// WasmDebugInfo keeps DWARF line tables so trap stack traces name
 	// source lines (slower loads; see runtime.EngineConfig.DebugInfo).
 	WasmDebugInfo bool

@@ -41,6 +41,7 @@ type Daemon struct {
 	mu       sync.Mutex // guards services and the gateway's route set
 	services map[string]*service
 	reload   reloadState   // hot reload: watcher, load lock, load errors (reload.go)
+	conf     configState   // the configuration file, reloaded (configfile.go)
 	obs      observability // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
@@ -112,6 +113,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.loadDir(ctx)
 	if err := d.startWatcher(ctx); err != nil {
+		return err
+	}
+	if err := d.startConfig(ctx); err != nil {
 		return err
 	}
 
@@ -186,6 +190,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	// Stop reacting to file drops first (cancels a load in progress).
 	_ = d.stopWatcher(ctx)
+	_ = d.stopConfigWatcher(ctx)
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.DrainTimeout)
 	defer cancel()
 	var errs []error

@@ -158,12 +158,15 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
+	var errs []error
+	if err := d.ReloadConfig(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	entries, err := os.ReadDir(d.cfg.PluginDir)
 	if err != nil {
-		return fmt.Errorf("daemon: reload: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("daemon: reload: %w", err))...)
 	}
 	present := make(map[string]bool)
-	var errs []error
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
 			continue

@@ -41,6 +41,47 @@ func copyInto(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
+// startBinary runs bin with args (a `run` command listening on a port the
+// logs name) and waits until it serves. It returns the process, the
+// gateway's base URL and the process's logs; the process is killed at the
+// end of the test if still running.
+func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	logs := &lockedBuffer{}
+	addr := make(chan string, 1)
+	go func() {
+		serving := regexp.MustCompile(`msg="meshd serving" http=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.Write([]byte(line + "\n"))
+			if m := serving.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case a := <-addr:
+		return cmd, "http://" + a, logs
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("meshd did not start serving; logs:\n%s", logs)
+	}
+	return nil, "", nil
+}
+
 // lockedBuffer is a bytes.Buffer safe for the process's output goroutine.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -83,40 +124,8 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(plugins, "chaos.toml"), []byte(grants), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "run", "--plugins", plugins, "--data", filepath.Join(dir, "data"),
+	cmd, base, logs := startBinary(t, bin, "run", "--plugins", plugins, "--data", filepath.Join(dir, "data"),
 		"--http", "127.0.0.1:0", "--admin", "off", "--drain-timeout", "20s", "--call-timeout", "20s")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-
-	logs := &lockedBuffer{}
-	addr := make(chan string, 1)
-	go func() {
-		serving := regexp.MustCompile(`msg="meshd serving" http=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			logs.Write([]byte(line + "\n"))
-			if m := serving.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case <-time.After(4 * time.Minute):
-		t.Fatalf("meshd did not start serving; logs:\n%s", logs)
-	}
 
 	resp, err := http.Post(base+"/orders", "application/json",
 		strings.NewReader(`{"user_id":"u","items":[{"name":"pen","price":100}]}`))
@@ -154,5 +163,76 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `msg=stopped`) {
 		t.Fatalf("no clean stop in the logs:\n%s", logs)
+	}
+}
+
+// TestSIGHUPReloadsConfigFile runs the real binary with --config and
+// --no-watch, edits the file's API key and sends SIGHUP: the new key is
+// taken, the old one refused; a broken file on the next SIGHUP is refused
+// and the running policies stay.
+func TestSIGHUPReloadsConfigFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildMeshd(t)
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyInto(t, plugins, map[string]string{
+		"order.wasm": "../../build/plugins/order.wasm",
+		"order.toml": "../../build/plugins/order.toml",
+	})
+	conf := filepath.Join(dir, "gateway.toml")
+	policy := func(key string) []byte {
+		return []byte("[auth.keys]\ntype = \"api_key\"\nkeys = { \"" + key + "\" = \"demo\" }\n\n[[policy]]\nroute = \"POST /orders\"\nauth = \"keys\"\n")
+	}
+	if err := os.WriteFile(conf, policy("old-key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, base, logs := startBinary(t, bin, "run", "--plugins", plugins, "--data", filepath.Join(dir, "data"),
+		"--http", "127.0.0.1:0", "--admin", "off", "--no-watch", "--config", conf)
+	post := func(key string) int {
+		req, _ := http.NewRequest("POST", base+"/orders", strings.NewReader(`{"user_id":"u","items":[{"name":"pen","price":100}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if post("old-key") != 201 || post("new-key") != 401 {
+		t.Fatalf("at start: old %d, new %d", post("old-key"), post("new-key"))
+	}
+	// hup sends SIGHUP and waits (bounded) for the log line that ends its handling.
+	hup := func(done string) {
+		t.Helper()
+		n := strings.Count(logs.String(), done)
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(60 * time.Second); strings.Count(logs.String(), done) == n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q after SIGHUP; logs:\n%s", done, logs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := os.WriteFile(conf, policy("new-key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup("configuration file applied")
+	if post("new-key") != 201 || post("old-key") != 401 {
+		t.Fatalf("after SIGHUP: new %d, old %d", post("new-key"), post("old-key"))
+	}
+	if err := os.WriteFile(conf, []byte("[[policy]]\nroute = \"POST /orders\"\nauth = \"missing\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup("configuration file refused")
+	if post("new-key") != 201 || post("") != 401 {
+		t.Fatalf("after a refused file: new %d, none %d", post("new-key"), post(""))
 	}
 }

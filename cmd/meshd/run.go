@@ -61,6 +61,7 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 		}
 	}
 	cfg.Module.MemoryLimitPages = uint32(*memPages)
+	cfg.ConfigFile = *configFile
 
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -86,9 +87,9 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 		case <-ctx.Done():
 			waiting = false
 		case <-hup:
-			log.Info("SIGHUP: reloading the plugin directory")
+			log.Info("SIGHUP: reloading the configuration file and the plugin directory")
 			if err := d.Reload(ctx); err != nil {
-				log.Error("reload: some modules were refused; their serving versions keep serving", slog.Any("error", err))
+				log.Error("reload: some of it was refused; what was serving keeps serving", slog.Any("error", err))
 			}
 		}
 	}

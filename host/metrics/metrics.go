@@ -72,6 +72,7 @@ type Metrics struct {
 
 	loads   *prometheus.CounterVec
 	reloads *prometheus.CounterVec
+	config  *prometheus.CounterVec
 
 	published       *prometheus.CounterVec
 	delivered       *prometheus.CounterVec
@@ -126,6 +127,9 @@ func New(bi BuildInfo, src Sources) *Metrics {
 	m.reloads = counter("module_reloads_total",
 		"Module versions replaced by a newer version of the same service.",
 		"service")
+	m.config = counter("config_reloads_total",
+		"Reloads of the configuration file (SIGHUP or a change of the file) by result (ok, failed); a failed reload leaves the running gateway policies serving.",
+		"result")
 	m.published = counter("events_published_total",
 		"Events published to the event stream, by topic (event type).",
 		"topic")
@@ -224,6 +228,19 @@ func (m *Metrics) Loaded(service string, err error) {
 		result = "failed"
 	}
 	m.loads.WithLabelValues(service, result).Inc()
+}
+
+// ConfigReloaded records a reload of the configuration file; err nil means
+// its policies serve.
+func (m *Metrics) ConfigReloaded(err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	m.config.WithLabelValues(result).Inc()
 }
 
 // Reloaded records that a new version of service replaced the serving one.

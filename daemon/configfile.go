@@ -1,0 +1,169 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/config"
+	"github.com/meshd/meshd/runtime"
+)
+
+// configState is the configuration file (Config.ConfigFile) as the daemon
+// last applied it, and how its last reload went.
+type configState struct {
+	mu      sync.Mutex // held for a whole reload; guards the fields
+	applied *config.File
+	at      time.Time // when applied was applied
+	err     string    // why the last reload was refused ("" when it was not)
+	watcher *runtime.Watcher
+}
+
+// ConfigStatus is what GET /v1/config on the admin listener reports.
+type ConfigStatus struct {
+	File      string    `json:"file"`
+	AppliedAt time.Time `json:"applied_at"`
+	// Error is why the last reload was refused; the policies applied at
+	// AppliedAt keep serving.
+	Error string `json:"error,omitempty"`
+}
+
+// ConfigStatus reports the configuration file's state (File is empty when
+// meshd runs without one).
+func (d *Daemon) ConfigStatus() ConfigStatus {
+	d.conf.mu.Lock()
+	defer d.conf.mu.Unlock()
+	return ConfigStatus{File: d.cfg.ConfigFile, AppliedAt: d.conf.at, Error: d.conf.err}
+}
+
+// startConfig records the configuration file as applied at start (its
+// policies are in Config.Gateway) and watches it, unless watching is off.
+func (d *Daemon) startConfig(ctx context.Context) error {
+	if d.cfg.ConfigFile == "" {
+		return nil
+	}
+	f, err := config.Load(d.cfg.ConfigFile)
+	d.conf.mu.Lock()
+	defer d.conf.mu.Unlock()
+	d.conf.at = time.Now()
+	if err != nil {
+		// Changed since the command line read it: keep what started, and
+		// say so; the next change or SIGHUP tries again.
+		d.conf.err = err.Error()
+		d.log.Error("configuration file changed during start and is refused; serving the policies read at start",
+			slog.String("file", d.cfg.ConfigFile), slog.Any("error", err))
+	} else {
+		d.conf.applied = f
+	}
+	if d.cfg.NoWatch {
+		return nil
+	}
+	name := filepath.Base(d.cfg.ConfigFile)
+	w, err := runtime.Watch(ctx, runtime.WatchConfig{
+		Dir:      filepath.Dir(d.cfg.ConfigFile),
+		Suffixes: []string{name},
+		Quiet:    d.cfg.WatchQuiet,
+		Logger:   d.log.With(slog.String("component", "watcher")),
+	}, func(ctx context.Context, ev runtime.WatchEvent) error {
+		if filepath.Base(ev.Path) != name {
+			return nil // another file ending like it
+		}
+		if ev.Op == runtime.WatchRemove {
+			d.log.Warn("configuration file removed; the running policies stay", slog.String("file", d.cfg.ConfigFile))
+			return nil
+		}
+		d.log.Info("configuration file changed", slog.String("file", d.cfg.ConfigFile))
+		return d.applyConfig(config.Parse(d.cfg.ConfigFile, ev.Data))
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: watching %s: %w", d.cfg.ConfigFile, err)
+	}
+	d.conf.watcher = w
+	return nil
+}
+
+func (d *Daemon) stopConfigWatcher(ctx context.Context) error {
+	d.conf.mu.Lock()
+	w := d.conf.watcher
+	d.conf.watcher = nil
+	d.conf.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	return w.Close(ctx)
+}
+
+// ReloadConfig reads the configuration file again and applies its gateway
+// policies (mounts, authenticators, route policies) all or nothing: a file
+// with any problem, or policies the gateway refuses, leave the running ones
+// serving, and the reason is logged, counted and shown by GET /v1/config.
+// Settings that need a restart (listen addresses, data directory, timeouts
+// of the HTTP server, ...) are not applied; a change to one is logged.
+// Reload (SIGHUP) calls it; so does a change of the file.
+func (d *Daemon) ReloadConfig(ctx context.Context) error {
+	if d.cfg.ConfigFile == "" {
+		return nil
+	}
+	return d.applyConfig(config.Load(d.cfg.ConfigFile))
+}
+
+func (d *Daemon) applyConfig(f *config.File, err error) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	d.conf.mu.Lock()
+	defer d.conf.mu.Unlock()
+	if err == nil {
+		err = d.gateway.SetPolicies(f.Policies())
+	}
+	d.obs.metrics.ConfigReloaded(err)
+	if err != nil {
+		d.conf.err = err.Error()
+		d.log.Error("configuration file refused; the running policies keep serving",
+			slog.String("file", d.cfg.ConfigFile), slog.Any("error", err))
+		return fmt.Errorf("daemon: configuration file: %w", err)
+	}
+	if keys := restartOnly(d.conf.applied, f); len(keys) > 0 {
+		d.log.Warn("configuration file: these settings take effect at the next start",
+			slog.String("file", d.cfg.ConfigFile), slog.Any("keys", keys))
+	}
+	d.conf.applied, d.conf.at, d.conf.err = f, time.Now(), ""
+	d.log.Info("configuration file applied: gateway policies replaced", slog.String("file", d.cfg.ConfigFile),
+		slog.Int("mounts", len(f.Mount)), slog.Int("authenticators", len(f.Auth)), slog.Int("policies", len(f.Policy)))
+	return nil
+}
+
+// restartOnly names the settings other than the gateway policies that
+// differ between old and new (their TOML keys).
+func restartOnly(old, new *config.File) []string {
+	if old == nil || new == nil {
+		return nil
+	}
+	var keys []string
+	ov, nv := reflect.ValueOf(old).Elem(), reflect.ValueOf(new).Elem()
+	for i := range ov.NumField() {
+		key := ov.Type().Field(i).Tag.Get("toml")
+		switch key {
+		case "mount", "auth", "policy", "-", "":
+			continue
+		}
+		if !reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// configHandler serves GET /v1/config.
+func (d *Daemon) configHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(d.ConfigStatus())
+	})
+}
