@@ -15,6 +15,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/meshd/meshd/abi"
@@ -230,6 +231,9 @@ func signature(params, results []api.ValueType) string {
 func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
+	if memoryAllocator != nil {
+		ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator)
+	}
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, m.modCfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiating: %w", err)

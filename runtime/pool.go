@@ -205,6 +205,16 @@ func (m *Module) Close(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		err = fmt.Errorf("%s: in-flight calls still running at close: %w", m.cfg.Name, ctx.Err())
+		// Every call ends by its own deadline (CallTimeout). Wait for that:
+		// closing the runtime frees the memory of running instances, which
+		// the mmap allocator unmaps.
+		select {
+		case <-drained:
+		case <-time.After(m.cfg.CallTimeout + time.Second):
+			m.log.Error("calls still running past their deadline at close; the module's runtime is left open",
+				slog.String("module", m.cfg.Name))
+			return err
+		}
 	}
 	m.bg.Wait()
 	m.closeInstances(ctx)

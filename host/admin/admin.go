@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -155,6 +156,13 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	// Go's profiler, behind the same token as everything here: CPU
+	// (/debug/pprof/profile?seconds=N), heap, goroutines, mutexes.
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) {
 		var list []Service
 		if src.Services != nil {
