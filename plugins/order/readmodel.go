@@ -26,7 +26,9 @@ import (
 // always the last; when it is the newest and the last page holds
 // indexPageSize entries, it starts a new page. So adding an order reads and
 // writes one page, whatever the number of orders the user has, and no value
-// outgrows NATS's payload limit.
+// outgrows NATS's payload limit. An index written before pages (one
+// document under rm:user:<uid>) is read as page 0 and moved there at the
+// next order.
 //
 // Every projection is an idempotent merge (ORDER_PAID may be projected
 // before ORDER_CREATED: they are different consumers). The documents do not
@@ -141,59 +143,89 @@ func projectCancelled(e env, data []byte) error {
 	return storeView(e, &v)
 }
 
-// indexPages reads how many index pages the user has.
-func indexPages(e env, userID string) (int, error) {
-	stored, err := e.KVGet(userKey(userID))
-	if errors.Is(err, guest.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, errors.New("reading index of user: " + err.Error())
-	}
-	n, err := strconv.Atoi(string(stored))
-	if err != nil || n < 1 {
-		return 0, errors.New("index of user is corrupt (rebuild the read model with meshd events replay)")
-	}
-	return n, nil
+// userIndex is a user's paged index as read from the store.
+type userIndex struct {
+	e    env
+	user string
+	n    int // pages
+	// legacy is the index as one document, as written before it had pages:
+	// it serves as page 0 and is moved there at the first write.
+	legacy []byte
 }
 
-func readPage(e env, userID string, k int) ([]string, error) {
-	stored, err := e.KVGet(pageKey(userID, k))
+// openIndex reads how many index pages the user has.
+func openIndex(e env, userID string) (*userIndex, error) {
+	x := &userIndex{e: e, user: userID}
+	stored, err := e.KVGet(userKey(userID))
+	if errors.Is(err, guest.ErrNotFound) {
+		return x, nil
+	}
+	if err != nil {
+		return nil, errors.New("reading index of user: " + err.Error())
+	}
+	if n, err := strconv.Atoi(string(stored)); err == nil && n >= 1 {
+		x.n = n
+		return x, nil
+	}
+	if !strings.Contains(string(stored), "\t") {
+		return nil, errors.New("index of user is corrupt (rebuild the read model with meshd events replay)")
+	}
+	x.n, x.legacy = 1, stored
+	return x, nil
+}
+
+func (x *userIndex) page(k int) ([]string, error) {
+	if k == 0 && x.legacy != nil {
+		return splitLines(string(x.legacy)), nil
+	}
+	stored, err := x.e.KVGet(pageKey(x.user, k))
 	if err != nil && !errors.Is(err, guest.ErrNotFound) {
 		return nil, errors.New("reading index page of user: " + err.Error())
 	}
 	return splitLines(string(stored)), nil
 }
 
-func writePage(e env, userID string, k int, lines []string) error {
-	if err := e.KVSet(pageKey(userID, k), []byte(strings.Join(lines, "\n"))); err != nil {
+func (x *userIndex) write(k int, lines []string) error {
+	if x.legacy != nil { // move the one-document index to page 0 first
+		legacy := splitLines(string(x.legacy))
+		x.legacy = nil
+		if k != 0 {
+			if err := x.write(0, legacy); err != nil {
+				return err
+			}
+		}
+		if err := x.e.KVSet(userKey(x.user), []byte("1")); err != nil {
+			return errors.New("storing index of user: " + err.Error())
+		}
+	}
+	if err := x.e.KVSet(pageKey(x.user, k), []byte(strings.Join(lines, "\n"))); err != nil {
 		return errors.New("storing index page of user: " + err.Error())
 	}
 	return nil
 }
 
-// pageFor walks back from the last of n pages to the one whose range
-// covers entry (its first line is not after entry), or page 0.
-func pageFor(e env, userID string, n int, entry string) (int, []string, error) {
-	k := n - 1
-	lines, err := readPage(e, userID, k)
+// pageFor walks back from the last page to the one whose range covers
+// entry (its first line is not after entry), or page 0.
+func (x *userIndex) pageFor(entry string) (int, []string, error) {
+	k := x.n - 1
+	lines, err := x.page(k)
 	for err == nil && k > 0 && (len(lines) == 0 || entry < lines[0]) {
 		k--
-		lines, err = readPage(e, userID, k)
+		lines, err = x.page(k)
 	}
 	return k, lines, err
 }
 
 // indexAdd inserts entry into the user's sorted, paged index (once).
 func indexAdd(e env, userID, entry string) error {
-	n, err := indexPages(e, userID)
+	x, err := openIndex(e, userID)
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return newPage(e, userID, 0, entry)
+	if x.n == 0 {
+		return x.newPage(entry)
 	}
-	k, lines, err := pageFor(e, userID, n, entry)
+	k, lines, err := x.pageFor(entry)
 	if err != nil {
 		return err
 	}
@@ -201,30 +233,31 @@ func indexAdd(e env, userID, entry string) error {
 	if found {
 		return nil
 	}
-	if k == n-1 && i == len(lines) && len(lines) >= indexPageSize {
-		return newPage(e, userID, n, entry)
+	if k == x.n-1 && i == len(lines) && len(lines) >= indexPageSize {
+		return x.newPage(entry)
 	}
-	lines = slices.Insert(lines, i, entry)
-	return writePage(e, userID, k, lines)
+	return x.write(k, slices.Insert(lines, i, entry))
 }
 
-// newPage adds page k holding entry, then counts it in the head. A page k
+// newPage adds page n holding entry, then counts it in the head. A page n
 // left by an attempt that stopped between the two writes is merged, not
 // overwritten.
-func newPage(e env, userID string, k int, entry string) error {
-	lines, err := readPage(e, userID, k)
+func (x *userIndex) newPage(entry string) error {
+	k := x.n
+	lines, err := x.page(k)
 	if err != nil {
 		return err
 	}
 	if i, found := search(lines, entry); !found {
 		lines = slices.Insert(lines, i, entry)
 	}
-	if err := writePage(e, userID, k, lines); err != nil {
+	if err := x.write(k, lines); err != nil {
 		return err
 	}
-	if err := e.KVSet(userKey(userID), []byte(strconv.Itoa(k+1))); err != nil {
+	if err := x.e.KVSet(userKey(x.user), []byte(strconv.Itoa(k+1))); err != nil {
 		return errors.New("storing index of user: " + err.Error())
 	}
+	x.n = k + 1
 	return nil
 }
 
@@ -274,18 +307,20 @@ func listUserOrders(e env, w responder, userID, limitQ, cursorQ string) error {
 	// Find where to start: page k, entries before end (exclusive).
 	k, end := -1, 0
 	var lines []string
+	var x *userIndex
 	if userID != "" && len(userID) <= maxIDLen {
-		n, err := indexPages(e, userID)
-		if err != nil {
+		var err error
+		if x, err = openIndex(e, userID); err != nil {
 			return err
 		}
-		if n > 0 {
+		if x.n > 0 {
 			if after == "" {
-				k = n - 1
-				if lines, err = readPage(e, userID, k); err != nil {
-					return err
-				}
-			} else if k, lines, err = pageFor(e, userID, n, after); err != nil {
+				k = x.n - 1
+				lines, err = x.page(k)
+			} else {
+				k, lines, err = x.pageFor(after)
+			}
+			if err != nil {
 				return err
 			}
 			end = len(lines)
@@ -306,7 +341,7 @@ func listUserOrders(e env, w responder, userID, limitQ, cursorQ string) error {
 				break
 			}
 			var err error
-			if lines, err = readPage(e, userID, k); err != nil {
+			if lines, err = x.page(k); err != nil {
 				return err
 			}
 			end = len(lines)

@@ -155,13 +155,13 @@ func TestUserIndexPages(t *testing.T) {
 		}
 	}
 	slices.Sort(want)
-	n, err := indexPages(e, user)
-	if err != nil || n < 4 {
-		t.Fatalf("pages %d %v", n, err)
+	x, err := openIndex(e, user)
+	if err != nil || x.n < 4 {
+		t.Fatalf("pages %v %v", x, err)
 	}
 	var all []string
-	for k := 0; k < n; k++ {
-		lines, _ := readPage(e, user, k)
+	for k := 0; k < x.n; k++ {
+		lines, _ := x.page(k)
 		if !slices.IsSorted(lines) || len(lines) == 0 {
 			t.Fatalf("page %d: %q", k, lines)
 		}
@@ -204,5 +204,37 @@ func TestUserIndexPages(t *testing.T) {
 	var w recorder
 	if err := listUserOrders(e, &w, "nobody", "", ""); err != nil || string(w.body) != `{"orders":[]}` {
 		t.Fatalf("empty: %v %s", err, w.body)
+	}
+}
+
+// TestUserIndexLegacy reads and extends an index written as one document
+// (before pages): it lists as before, and the first new order moves it to
+// page 0.
+func TestUserIndexLegacy(t *testing.T) {
+	defer func(n int) { indexPageSize = n }(indexPageSize)
+	indexPageSize = 2
+	e := newFakeEnv()
+	for _, id := range []string{"a", "b", "c"} {
+		e.kv[viewKey(id)] = []byte(`{"id":"` + id + `"}`)
+	}
+	e.kv[userKey("u")] = []byte("2026-01-01T00:00:01Z\ta\n2026-01-01T00:00:02Z\tb")
+	list := func() string {
+		var w recorder
+		if err := listUserOrders(e, &w, "u", "", ""); err != nil || w.status != 200 {
+			t.Fatal(err, w.status)
+		}
+		return string(w.body)
+	}
+	if got := list(); got != `{"orders":[{"id":"b"},{"id":"a"}]}` {
+		t.Fatalf("legacy list: %s", got)
+	}
+	if err := indexAdd(e, "u", "2026-01-01T00:00:03Z\tc"); err != nil {
+		t.Fatal(err)
+	}
+	if string(e.kv[userKey("u")]) != "2" || !strings.HasSuffix(string(e.kv[pageKey("u", 0)]), "\tb") || string(e.kv[pageKey("u", 1)]) != "2026-01-01T00:00:03Z\tc" {
+		t.Fatalf("after the first add: head %q, page 0 %q, page 1 %q", e.kv[userKey("u")], e.kv[pageKey("u", 0)], e.kv[pageKey("u", 1)])
+	}
+	if got := list(); got != `{"orders":[{"id":"c"},{"id":"b"},{"id":"a"}]}` {
+		t.Fatalf("migrated list: %s", got)
 	}
 }
