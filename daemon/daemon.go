@@ -40,9 +40,12 @@ type Daemon struct {
 
 	mu       sync.Mutex // guards services and the gateway's route set
 	services map[string]*service
-	reload   reloadState   // hot reload: watcher, load lock, load errors (reload.go)
-	conf     configState   // the configuration file, reloaded (configfile.go)
-	obs      observability // metrics and the admin listener (metrics.go, admin.go)
+	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
+	conf     configState // the configuration file, reloaded (configfile.go)
+
+	preparedMu sync.Mutex
+	prepared   map[string]*prepared // by path: services prepared at start (prepare.go)
+	obs        observability        // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
 	closed    atomic.Bool
@@ -170,6 +173,16 @@ func (d *Daemon) loadDir(ctx context.Context) {
 		d.log.Error("cannot read plugin directory", slog.String("dir", d.cfg.PluginDir), slog.Any("error", err))
 		return
 	}
+	var paths []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".wasm") && serviceName.MatchString(strings.TrimSuffix(e.Name(), ".wasm")) {
+			paths = append(paths, filepath.Join(d.cfg.PluginDir, e.Name()))
+		}
+	}
+	// The slow part of each load at once, then the checks and swaps one by
+	// one in name order as before.
+	d.prepareAll(ctx, paths)
+	defer d.dropPrepared()
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
 			continue

@@ -79,48 +79,30 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		return fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, serviceName)
 	}
 	cur := d.lookup(name) // stable: reload.mu is held
-	sf, hasFile, err := ReadServiceFile(filepath.Join(filepath.Dir(path), name+".toml"))
-	if err != nil {
-		return err
-	}
-	log := d.log.With(slog.String("service", name))
-	if !hasFile {
-		log.Warn("no grants file; the service may serve routes but not publish, subscribe, keep state or discover",
-			slog.String("expected", name+".toml"))
-	}
 	sum := sha256.Sum256(wasm)
-	s := &service{name: name, file: base, version: hex.EncodeToString(sum[:6]), log: log}
-	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log, Discover: d.discover, Config: sf.Config,
-		Observe: d.observeKV(name)}
-	s.events = sf.Events
-	began := time.Now()
-	var tKV, tModule, tSubs time.Duration
-	if s.env.Grants.KV {
-		if s.store, err = kv.Open(ctx, d.nats.JetStream(), name); err != nil {
-			return fmt.Errorf("%s: key-value store: %w", base, err)
-		}
-		s.env.KV = kvAdapter{s.store}
-	}
-
-	mc := sf.ModuleConfig(d.cfg.Module)
-	mc.Name = name
-	mc.Logger = log
-	mc.Stderr = &logWriter{log: log}
-	mc.Stdout = mc.Stderr
+	version := hex.EncodeToString(sum[:6])
+	log := d.log.With(slog.String("service", name))
 	// Same bytes as the serving version (a grants change): same registry
 	// entry, which must keep its status until the swap.
-	sameVersion := cur != nil && cur.mod.Hash() == s.version
+	sameVersion := cur != nil && cur.mod.Hash() == version
 	if !sameVersion {
-		d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Starting})
+		d.registry.Register(registry.Instance{Service: name, Version: version, Node: d.cfg.Node, Status: registry.Starting})
 	}
+	var s *service
 	var subs []*bus.Subscription // subscriptions this load started
 	defer func() {
 		if err != nil {
+			if !sameVersion {
+				d.registry.Deregister(name, version, d.cfg.Node)
+			}
+			if s == nil {
+				return
+			}
 			for _, sub := range subs {
 				sub.Stop()
 			}
 			s.subs = nil // the others belong to the serving version
-			if !sameVersion {
+			if !sameVersion && s.version != version {
 				d.registry.Deregister(name, s.version, d.cfg.Node)
 			}
 			if cerr := s.close(context.WithoutCancel(ctx)); cerr != nil {
@@ -128,11 +110,16 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 			}
 		}
 	}()
-	tKV = time.Since(began)
-	if s.mod, err = d.engine.Load(ctx, wasm, host.Module(s.env), mc); err != nil {
-		return fmt.Errorf("%s: %w", base, err)
+	p := d.takePrepared(path, sum)
+	if p == nil {
+		p = d.prepare(ctx, path, wasm)
 	}
-	tModule = time.Since(began) - tKV
+	if p.err != nil {
+		return p.err
+	}
+	s = p.s
+	began, tKV, tModule := p.began, p.tKV, p.tModule
+	var tSubs time.Duration
 	if err = json.Unmarshal(s.mod.Declaration(), &s.decl); err != nil {
 		return fmt.Errorf("%s: meshd_describe did not return a JSON declaration: %w", base, err)
 	}
