@@ -7,9 +7,12 @@
 // costs. With -data DIR it also does what the plugin's effects make meshd
 // do: it starts an embedded NATS server (meshd's host/natsd), writes the
 // order to a KV bucket and publishes ORDER_CREATED and a delayed
-// ORDER_PAYMENT_TIMEOUT on meshd's event bus, each acknowledged.
+// ORDER_PAYMENT_TIMEOUT on meshd's event bus, each acknowledged. With
+// -project it also consumes its ORDER_CREATED into the order plugin's read
+// model (view and paged user index), the rest of what the order service
+// does per order.
 //
-//	go run ./internal/nativeorder -http 127.0.0.1:18091 [-data DIR]
+//	go run ./internal/nativeorder -http 127.0.0.1:18091 [-data DIR [-project]]
 package main
 
 import (
@@ -29,6 +32,7 @@ import (
 func main() {
 	addr := flag.String("http", "127.0.0.1:18091", "listen address")
 	data := flag.String("data", "", "with a data directory: embedded NATS, KV write and event publishes per order")
+	project := flag.Bool("project", false, "with -data: also project ORDER_CREATED into the read model, as the order plugin does")
 	flag.Parse()
 	var fx *effects
 	if *data != "" {
@@ -48,6 +52,13 @@ func main() {
 			log.Fatal(err)
 		}
 		fx = &effects{store: store, bus: b}
+		if *project {
+			sub, err := b.Subscribe(ctx, "nativeorder", "ORDER_CREATED", projector{store: store}.handle)
+			if err != nil {
+				log.Fatal(err)
+			}
+			defer sub.Stop()
+		}
 	}
 	srv := &http.Server{Addr: *addr, Handler: Handler(fx), ReadHeaderTimeout: 5 * time.Second}
 	log.Fatal(srv.ListenAndServe())

@@ -54,3 +54,37 @@ func TestCreateOrderWithEffects(t *testing.T) {
 		t.Fatalf("stored %q, %v", got, err)
 	}
 }
+
+// TestProjector projects ORDER_CREATED events (one twice, one late) and
+// checks the view and the user's index page.
+func TestProjector(t *testing.T) {
+	ctx := context.Background()
+	ns, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir(), Name: "t"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	store, err := kv.Open(ctx, ns.JetStream(), "nativeorder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := projector{store: store}
+	for _, i := range []string{"2", "3", "1", "3"} {
+		data := `{"id":"o` + i + `","user_id":"u","items":[],"total":1,"status":"CREATED","created_at":"2026-01-01T00:00:0` + i + `Z"}`
+		if err := p.handle(ctx, bus.Event{Type: "ORDER_CREATED", Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head, _ := store.Get(ctx, "rm:user:u")
+	page, _ := store.Get(ctx, "rm:user:u:0")
+	want := "2026-01-01T00:00:01Z\to1\n2026-01-01T00:00:02Z\to2\n2026-01-01T00:00:03Z\to3"
+	if string(head) != "1" || string(page) != want {
+		t.Fatalf("head %q page %q", head, page)
+	}
+	if v, err := store.Get(ctx, "rm:order:o2"); err != nil || !strings.Contains(string(v), `"id":"o2"`) {
+		t.Fatalf("view %q %v", v, err)
+	}
+	if err := p.handle(ctx, bus.Event{Data: []byte(`{}`)}); err == nil {
+		t.Fatal("invalid data projected")
+	}
+}

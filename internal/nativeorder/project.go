@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/kv"
+)
+
+// indexPageSize is the order plugin's: a full page of the user index.
+const indexPageSize = 256
+
+// projector is the order plugin's read-model projection of ORDER_CREATED,
+// done natively on the same store layout (plugins/order/readmodel.go): the
+// order's view merged and stored, and its entry inserted into the user's
+// paged index. With -project, `make loadtest` runs it as a consumer of
+// the native service's own ORDER_CREATED, as meshd runs the plugin's.
+type projector struct{ store *kv.Store }
+
+func (p projector) handle(ctx context.Context, ev bus.Event) error {
+	var o order
+	if err := json.Unmarshal(ev.Data, &o); err != nil || o.ID == "" || o.UserID == "" {
+		return errors.New("ORDER_CREATED: invalid data")
+	}
+	viewKey := "rm:order:" + o.ID
+	if stored, err := p.store.Get(ctx, viewKey); err == nil {
+		var v order
+		if json.Unmarshal(stored, &v) == nil && v.Status != "" {
+			o.Status = v.Status // a status projected first stays
+		}
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	view, _ := json.Marshal(&o)
+	if err := p.store.Put(ctx, viewKey, view); err != nil {
+		return err
+	}
+	return p.indexAdd(ctx, o.UserID, o.CreatedAt+"\t"+o.ID)
+}
+
+func (p projector) indexAdd(ctx context.Context, user, entry string) error {
+	head := "rm:user:" + user
+	n := 0
+	if stored, err := p.store.Get(ctx, head); err == nil {
+		if n, err = strconv.Atoi(string(stored)); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	page := func(k int) ([]string, error) {
+		stored, err := p.store.Get(ctx, head+":"+strconv.Itoa(k))
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return nil, err
+		}
+		if len(stored) == 0 {
+			return nil, nil
+		}
+		return strings.Split(string(stored), "\n"), nil
+	}
+	k := max(n-1, 0)
+	lines, err := page(k)
+	for err == nil && k > 0 && (len(lines) == 0 || entry < lines[0]) {
+		k--
+		lines, err = page(k)
+	}
+	if err != nil {
+		return err
+	}
+	i, found := slices.BinarySearch(lines, entry)
+	if found {
+		return nil
+	}
+	if n == 0 || k == n-1 && i == len(lines) && len(lines) >= indexPageSize {
+		if n > 0 {
+			k, lines, i = n, nil, 0
+		}
+		if err := p.store.Put(ctx, head+":"+strconv.Itoa(k), []byte(entry)); err != nil {
+			return err
+		}
+		return p.store.Put(ctx, head, []byte(strconv.Itoa(k+1)))
+	}
+	lines = slices.Insert(lines, i, entry)
+	return p.store.Put(ctx, head+":"+strconv.Itoa(k), []byte(strings.Join(lines, "\n")))
+}
