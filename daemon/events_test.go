@@ -102,6 +102,9 @@ func TestAlwaysFailingHandlerDeadLetteredThenRedriven(t *testing.T) {
 	if r := td.adminDo(t, "GET", "/v1/events/dlq?service=flaky"); !strings.Contains(r, `"attempts":3`) {
 		t.Fatalf("admin dlq list: %s", r)
 	}
+	if r := td.adminDo(t, "GET", "/v1/events/consumers"); !strings.Contains(r, `"service":"flaky","type":"FLAKY","pending":`) || !strings.Contains(r, `"ack_pending":`) {
+		t.Fatalf("admin consumers: %s", r)
+	}
 	if r := td.do(t, "POST", "/flaky/fix", "", ""); r.status != 200 {
 		t.Fatalf("fix: %d", r.status)
 	}

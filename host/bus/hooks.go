@@ -47,15 +47,15 @@ func (h *Hooks) deadLettered(service, typ string) {
 // ConsumerInfo is the delivery state of one subscription's durable
 // consumer.
 type ConsumerInfo struct {
-	Service string
-	Type    string
+	Service string `json:"service"`
+	Type    string `json:"type"`
 	// Pending is the number of stored events not yet delivered.
-	Pending uint64
+	Pending uint64 `json:"pending"`
 	// AckPending is the number delivered and not yet acknowledged.
-	AckPending uint64
+	AckPending uint64 `json:"ack_pending"`
 	// Redelivered is the number of unacknowledged events delivered more
 	// than once.
-	Redelivered uint64
+	Redelivered uint64 `json:"redelivered"`
 }
 
 // Consumers returns the state of every subscription's durable consumer on
