@@ -28,6 +28,19 @@ func buildMeshd(t *testing.T) string {
 	return bin
 }
 
+// pluginDir makes a temporary directory with a plugins directory in it
+// holding files (name → source); it returns both.
+func pluginDir(t *testing.T, files map[string]string) (dir, plugins string) {
+	t.Helper()
+	dir = t.TempDir()
+	plugins = filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyInto(t, plugins, files)
+	return dir, plugins
+}
+
 func copyInto(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
 	for name, src := range files {
@@ -108,12 +121,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildMeshd(t)
-	dir := t.TempDir()
-	plugins := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyInto(t, plugins, map[string]string{
+	dir, plugins := pluginDir(t, map[string]string{
 		"order.wasm":   "../../build/plugins/order.wasm",
 		"order.toml":   "../../build/plugins/order.toml",
 		"payment.wasm": "../../build/plugins/payment.wasm",
@@ -175,12 +183,7 @@ func TestSIGHUPReloadsConfigFile(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildMeshd(t)
-	dir := t.TempDir()
-	plugins := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyInto(t, plugins, map[string]string{
+	dir, plugins := pluginDir(t, map[string]string{
 		"order.wasm": "../../build/plugins/order.wasm",
 		"order.toml": "../../build/plugins/order.toml",
 	})

@@ -29,15 +29,7 @@ func TestCreateOrder(t *testing.T) {
 
 func TestCreateOrderWithEffects(t *testing.T) {
 	ctx := context.Background()
-	ns, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir(), Name: "t"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	store, err := kv.Open(ctx, ns.JetStream(), "nativeorder")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, store := startStore(t)
 	b, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -59,15 +51,7 @@ func TestCreateOrderWithEffects(t *testing.T) {
 // checks the view and the user's index page.
 func TestProjector(t *testing.T) {
 	ctx := context.Background()
-	ns, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir(), Name: "t"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	store, err := kv.Open(ctx, ns.JetStream(), "nativeorder")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := startStore(t)
 	p := projector{store: store}
 	for _, i := range []string{"2", "3", "1", "3"} {
 		data := `{"id":"o` + i + `","user_id":"u","items":[],"total":1,"status":"CREATED","created_at":"2026-01-01T00:00:0` + i + `Z"}`
@@ -87,4 +71,20 @@ func TestProjector(t *testing.T) {
 	if err := p.handle(ctx, bus.Event{Data: []byte(`{}`)}); err == nil {
 		t.Fatal("invalid data projected")
 	}
+}
+
+// startStore starts an embedded NATS server (stopped at the end of the
+// test) and opens the native service's KV bucket on it.
+func startStore(t *testing.T) (*natsd.Server, *kv.Store) {
+	t.Helper()
+	ns, err := natsd.Start(context.Background(), natsd.Config{DataDir: t.TempDir(), Name: "t"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	store, err := kv.Open(context.Background(), ns.JetStream(), "nativeorder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, store
 }
