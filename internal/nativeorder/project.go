@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,8 +13,8 @@ import (
 	"github.com/meshd/meshd/host/kv"
 )
 
-// indexPageSize is the order plugin's: a full page of the user index.
-const indexPageSize = 256
+// indexPageBytes is the order plugin's: the size of a full index page.
+const indexPageBytes = 16 << 10
 
 // projector is the order plugin's read-model projection of ORDER_CREATED,
 // done natively on the same store layout (plugins/order/readmodel.go): the
@@ -63,6 +64,24 @@ func (p projector) indexAdd(ctx context.Context, user, entry string) error {
 		}
 		return strings.Split(string(stored), "\n"), nil
 	}
+	if n > 0 { // the order plugin's fast path: the newest entry goes last
+		last, err := p.store.Get(ctx, head+":"+strconv.Itoa(n-1))
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+		if tail := last[bytes.LastIndexByte(last, '\n')+1:]; len(last) > 0 && entry >= string(tail) {
+			switch {
+			case entry == string(tail):
+				return nil
+			case len(last) >= indexPageBytes:
+				if err := p.store.Put(ctx, head+":"+strconv.Itoa(n), []byte(entry)); err != nil {
+					return err
+				}
+				return p.store.Put(ctx, head, []byte(strconv.Itoa(n+1)))
+			}
+			return p.store.Put(ctx, head+":"+strconv.Itoa(n-1), append(append(last, '\n'), entry...))
+		}
+	}
 	k := max(n-1, 0)
 	lines, err := page(k)
 	for err == nil && k > 0 && (len(lines) == 0 || entry < lines[0]) {
@@ -76,7 +95,7 @@ func (p projector) indexAdd(ctx context.Context, user, entry string) error {
 	if found {
 		return nil
 	}
-	if n == 0 || k == n-1 && i == len(lines) && len(lines) >= indexPageSize {
+	if n == 0 || k == n-1 && i == len(lines) && len(strings.Join(lines, "\n")) >= indexPageBytes {
 		if n > 0 {
 			k, lines, i = n, nil, 0
 		}

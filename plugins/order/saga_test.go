@@ -136,8 +136,8 @@ func TestReadModelOrderIndependent(t *testing.T) {
 // appended case touches one page, and paging with the cursor serves every
 // order newest first exactly once.
 func TestUserIndexPages(t *testing.T) {
-	defer func(n int) { indexPageSize = n }(indexPageSize)
-	indexPageSize = 3
+	defer func(n int) { indexPageBytes = n }(indexPageBytes)
+	indexPageBytes = 3*24 + 2 // three entries of 24 bytes
 	e := newFakeEnv()
 	const user = "u1"
 	var want []string // entries, ascending
@@ -211,8 +211,8 @@ func TestUserIndexPages(t *testing.T) {
 // (before pages): it lists as before, and the first new order moves it to
 // page 0.
 func TestUserIndexLegacy(t *testing.T) {
-	defer func(n int) { indexPageSize = n }(indexPageSize)
-	indexPageSize = 2
+	defer func(n int) { indexPageBytes = n }(indexPageBytes)
+	indexPageBytes = 2*22 + 1 // two entries of 22 bytes
 	e := newFakeEnv()
 	for _, id := range []string{"a", "b", "c"} {
 		e.kv[viewKey(id)] = []byte(`{"id":"` + id + `"}`)
