@@ -35,3 +35,4 @@ require (
 	golang.org/x/time v0.16.0
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+replace github.com/tetratelabs/wazero => ./third_party/wazero
