@@ -28,7 +28,7 @@ type configState struct {
 // ConfigStatus is what GET /v1/config on the admin listener reports.
 type ConfigStatus struct {
 	File      string    `json:"file"`
-	AppliedAt time.Time `json:"applied_at"`
+	AppliedAt time.Time `json:"applied_at,omitzero"`
 	// Error is why the last reload was refused; the policies applied at
 	// AppliedAt keep serving.
 	Error string `json:"error,omitempty"`
