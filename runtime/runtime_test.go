@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -347,5 +348,41 @@ func TestPoolHammer(t *testing.T) {
 	st := m.Stats()
 	if st.Live > 3 || st.Calls != workers*calls+1 || st.Discarded != workers*6 {
 		t.Fatalf("stats = %+v; want live <= 3, %d calls, %d discarded", st, workers*calls+1, workers*6)
+	}
+}
+
+// TestLoopingGuestDoesNotHoldUpGC runs a guest that loops forever (until its
+// 30 s deadline) and asks for a garbage collection meanwhile: the
+// collection must finish while the guest is still looping. Compiled guest
+// code reaches a Go preemption point only where wazero's termination check
+// exits to Go (every 1000 loop iterations with meshd's wazero patch, see
+// third_party/wazero/MESHD-PATCH.md); without one, the stop-the-world would
+// wait for the call to end. Broken, this test hangs rather than fails (with
+// WithCloseOnContextDone off it hung until killed): the test binary's own
+// timeout cannot fire while the world is being stopped.
+func TestLoopingGuestDoesNotHoldUpGC(t *testing.T) {
+	m := load(t, runtime.ModuleConfig{CallTimeout: 30 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := m.Stats().Calls
+	looping := make(chan error, 1)
+	go func() { looping <- m.Invoke(ctx, runtime.EntryHTTP, &runtime.Call{Input: []byte("l")}) }()
+	for deadline := time.Now().Add(10 * time.Second); m.Stats().Calls == base; {
+		if time.Now().After(deadline) {
+			t.Fatal("the looping call did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // well inside the loop now
+	collected := make(chan struct{})
+	go func() { goruntime.GC(); close(collected) }()
+	select {
+	case <-collected:
+	case err := <-looping:
+		t.Fatalf("the guest call ended (%v) before a garbage collection could finish", err)
+	}
+	cancel()
+	if err := <-looping; !errors.Is(err, context.Canceled) {
+		t.Fatalf("looping call: %v, want context.Canceled", err)
 	}
 }
