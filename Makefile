@@ -13,12 +13,13 @@ ADMIN     ?= 127.0.0.1:8081
 DATA      ?= build/data
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build plugins fixtures tools run test test-short bench lint clean help FORCE
+.PHONY: all build plugins fixtures tools run run-gateway test test-short bench lint clean help FORCE
 
 all: build plugins
 
 help:
 	@echo "make run      build meshd and the demo plugins, run them (HTTP on $(HTTP))"
+	@echo "make run-gateway  the same behind examples/gateway.toml (API key, rate limit)"
 	@echo "make test     build plugins and fixtures, vet, run every test with -race"
 	@echo "make bench    run the Go benchmarks (figures in README)"
 	@echo "make build    bin/meshd;  make plugins  build/plugins/*.wasm"
@@ -57,6 +58,10 @@ fixtures: tools $(GO_GUEST_WASM)
 
 run: build plugins
 	bin/meshd run --plugins build/plugins --data $(DATA) --http $(HTTP)
+
+# The gateway demo: examples/gateway.toml's API key and rate limit on POST /orders.
+run-gateway: build plugins
+	bin/meshd run --plugins build/plugins --data $(DATA) --http $(HTTP) --config examples/gateway.toml
 
 test: plugins fixtures
 	$(GO) vet ./...
