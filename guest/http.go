@@ -3,6 +3,7 @@ package guest
 import (
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -68,34 +69,16 @@ func (r *Request) QueryValue(name string) string {
 	q := r.Query
 	for q != "" {
 		var part string
-		part, q = cut(q, '&')
-		k, v := cut(part, '=')
-		if k == name || (hasEscape(k) && unescape(k) == name) {
-			if hasEscape(v) {
+		part, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(part, "=")
+		if k == name || (strings.ContainsAny(k, "%+") && unescape(k) == name) {
+			if strings.ContainsAny(v, "%+") {
 				return unescape(v)
 			}
 			return v
 		}
 	}
 	return ""
-}
-
-func cut(s string, sep byte) (before, after string) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:]
-		}
-	}
-	return s, ""
-}
-
-func hasEscape(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' || s[i] == '+' {
-			return true
-		}
-	}
-	return false
 }
 
 // unescape decodes a query component: '+' is a space, %XX a byte. A bad
