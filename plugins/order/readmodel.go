@@ -103,43 +103,35 @@ func projectCreated(e env, data []byte) error {
 	return indexAdd(e, c.UserID, c.CreatedAt+"\t"+c.ID)
 }
 
-// rank orders statuses so a merge keeps the final one.
-func rank(s string) int {
-	switch s {
-	case statusPaid, statusCancelled:
-		return 2
-	case statusCreated:
-		return 1
-	}
-	return 0
-}
+// isFinal reports whether a status is terminal: a merge keeps it.
+func isFinal(s string) bool { return s == statusPaid || s == statusCancelled }
 
 func projectPaid(e env, data []byte) error {
-	f, err := fields(data, "order_id", "payment_id", "paid_at")
-	if err != nil || f["order_id"] == "" || len(f["order_id"]) > maxIDLen {
-		return errors.New(eventOrderPaid + ": invalid data")
-	}
-	v, err := loadView(e, f["order_id"])
-	if err != nil {
-		return err
-	}
-	if rank(v.Status) < 2 {
+	return projectFinal(e, data, eventOrderPaid, "payment_id", "paid_at", func(v *order, f map[string]string) {
 		v.Status, v.PaymentID, v.PaidAt = statusPaid, f["payment_id"], f["paid_at"]
-	}
-	return storeView(e, &v)
+	})
 }
 
 func projectCancelled(e env, data []byte) error {
-	f, err := fields(data, "order_id", "reason", "cancelled_at")
+	return projectFinal(e, data, eventOrderCancelled, "reason", "cancelled_at", func(v *order, f map[string]string) {
+		v.Status, v.Reason, v.CancelledAt = statusCancelled, f["reason"], f["cancelled_at"]
+	})
+}
+
+// projectFinal merges an event that ends an order (its order_id and two
+// more fields) into the order's view, unless the view already has a
+// final status.
+func projectFinal(e env, data []byte, typ, field1, field2 string, set func(*order, map[string]string)) error {
+	f, err := fields(data, "order_id", field1, field2)
 	if err != nil || f["order_id"] == "" || len(f["order_id"]) > maxIDLen {
-		return errors.New(eventOrderCancelled + ": invalid data")
+		return errors.New(typ + ": invalid data")
 	}
 	v, err := loadView(e, f["order_id"])
 	if err != nil {
 		return err
 	}
-	if rank(v.Status) < 2 {
-		v.Status, v.Reason, v.CancelledAt = statusCancelled, f["reason"], f["cancelled_at"]
+	if !isFinal(v.Status) {
+		set(&v, f)
 	}
 	return storeView(e, &v)
 }
@@ -256,7 +248,7 @@ func indexAdd(e env, userID, entry string) error {
 	if err != nil {
 		return err
 	}
-	i, found := search(lines, entry)
+	i, found := slices.BinarySearch(lines, entry)
 	if found {
 		return nil
 	}
@@ -275,7 +267,7 @@ func (x *userIndex) newPage(entry string) error {
 	if err != nil {
 		return err
 	}
-	if i, found := search(lines, entry); !found {
+	if i, found := slices.BinarySearch(lines, entry); !found {
 		lines = slices.Insert(lines, i, entry)
 	}
 	if err := x.write(k, lines); err != nil {
@@ -293,20 +285,6 @@ func splitLines(s string) []string {
 		return nil
 	}
 	return strings.Split(s, "\n")
-}
-
-// search finds entry in the sorted lines.
-func search(lines []string, entry string) (int, bool) {
-	lo, hi := 0, len(lines)
-	for lo < hi {
-		m := (lo + hi) / 2
-		if lines[m] < entry {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo, lo < len(lines) && lines[lo] == entry
 }
 
 // listUserOrders serves GET /users/{user_id}/orders?limit=&cursor=: the
@@ -352,7 +330,7 @@ func listUserOrders(e env, w responder, userID, limitQ, cursorQ string) error {
 			}
 			end = len(lines)
 			if after != "" {
-				end, _ = search(lines, after)
+				end, _ = slices.BinarySearch(lines, after)
 			}
 		}
 	}
