@@ -3,7 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +19,8 @@ type fakeEnv struct {
 	logs      []string
 	ids       int
 	failSet   error
-	failPub   error
+	failPub   error // Publish and PublishDelayed
+	failDelay error // PublishDelayed only
 }
 
 func newFakeEnv() *fakeEnv { return &fakeEnv{kv: map[string][]byte{}} }
@@ -49,7 +50,7 @@ func (f *fakeEnv) Log(level guest.Level, msg string) { f.logs = append(f.logs, l
 func (f *fakeEnv) Now() time.Time                    { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 func (f *fakeEnv) NewID() string {
 	f.ids++
-	return "id-" + string(rune('0'+f.ids))
+	return "id-" + strconv.Itoa(f.ids)
 }
 
 // recorder is a responder that keeps what it was told.
@@ -133,6 +134,7 @@ func TestCreateOrderHostFailures(t *testing.T) {
 	}{
 		{"kv", func(e *fakeEnv) { e.failSet = errors.New("kv down") }},
 		{"publish", func(e *fakeEnv) { e.failPub = errors.New("denied") }},
+		{"publish delayed", func(e *fakeEnv) { e.failDelay = errors.New("scheduler down") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFakeEnv()
@@ -255,18 +257,6 @@ func TestPaymentCompleted(t *testing.T) {
 	}
 }
 
-func TestNewUUID(t *testing.T) {
-	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := map[string]bool{}
-	for range 100 {
-		id := guest.NewUUID()
-		if !re.MatchString(id) || seen[id] {
-			t.Fatalf("bad or repeated uuid %q", id)
-		}
-		seen[id] = true
-	}
-}
-
 func BenchmarkCreateOrder(b *testing.B) {
 	e := newFakeEnv()
 	body := []byte(validOrder)
@@ -291,6 +281,9 @@ func (f *fakeEnv) Config(key string) (string, error) {
 func (f *fakeEnv) PublishDelayed(typ string, data []byte, d time.Duration) error {
 	if f.failPub != nil {
 		return f.failPub
+	}
+	if f.failDelay != nil {
+		return f.failDelay
 	}
 	f.published = append(f.published, typ+" after "+d.String()+" "+string(data))
 	return nil
