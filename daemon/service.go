@@ -250,7 +250,7 @@ func checkDeclaration(s *service) error {
 		}
 	}
 	for _, sub := range s.decl.Subscriptions {
-		if err := host.ValidEventType(sub.Type); err != nil {
+		if err := abi.ValidEventType(sub.Type); err != nil {
 			errs = append(errs, fmt.Errorf("subscription %q: %w", sub.Type, err))
 		}
 	}

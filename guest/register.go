@@ -146,13 +146,10 @@ func isIdent(s string) bool {
 	return true
 }
 
-// checkEventType applies the ABI's rule: non-empty, no spaces, '*' or '>'.
+// checkEventType applies the ABI's rule (abi.ValidEventType).
 func checkEventType(t string) string {
-	if t == "" {
-		return "event type is empty"
-	}
-	if strings.ContainsAny(t, " \t\r\n*>") {
-		return "event type must not contain spaces, '*' or '>'"
+	if err := abi.ValidEventType(t); err != nil {
+		return err.Error()
 	}
 	return ""
 }

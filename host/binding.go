@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -173,21 +172,6 @@ func effects(stack []uint64, c *runtime.Call, what string) *Invocation {
 	return inv
 }
 
-// ValidEventType reports why typ cannot be an event type, or nil.
-func ValidEventType(typ string) error {
-	switch {
-	case typ == "":
-		return errors.New("event type is empty")
-	case len(typ) > 255:
-		return errors.New("event type is longer than 255 bytes")
-	case strings.ContainsAny(typ, " \t\r\n*>"):
-		return errors.New("event type contains a space, '*' or '>'")
-	case strings.HasPrefix(typ, ".") || strings.HasSuffix(typ, ".") || strings.Contains(typ, ".."):
-		return errors.New("event type has an empty dot-separated token")
-	}
-	return nil
-}
-
 func (b *binding) publish(ctx context.Context, m api.Module, stack []uint64) {
 	b.publishAfter(ctx, m, stack, 0)
 }
@@ -235,7 +219,7 @@ func (b *binding) publishAfter(ctx context.Context, m api.Module, stack []uint64
 		return
 	}
 	typ := string(tp)
-	if err := ValidEventType(typ); err != nil {
+	if err := abi.ValidEventType(typ); err != nil {
 		fail(stack, c, abi.CodeInvalid, err.Error())
 		return
 	}

@@ -177,11 +177,3 @@ func TestNoKVGrantMeansDenied(t *testing.T) {
 		t.Fatalf("writes buffered without a kv grant: %+v", inv.Writes)
 	}
 }
-
-func TestEventTypes(t *testing.T) {
-	for typ, ok := range map[string]bool{"ORDER_CREATED": true, "order.created": true, "": false, "a b": false, "a.*": false, "a.>": false, ".a": false, "a..b": false} {
-		if err := host.ValidEventType(typ); (err == nil) != ok {
-			t.Errorf("ValidEventType(%q) = %v, want ok=%v", typ, err, ok)
-		}
-	}
-}

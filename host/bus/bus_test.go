@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/natsd"
 )
 
@@ -132,7 +133,7 @@ func TestPublishValidates(t *testing.T) {
 		"empty tok":  func(e *Event) { e.Type = "a..b" },
 		"lead dot":   func(e *Event) { e.Type = ".a" },
 		"newline id": func(e *Event) { e.ID = "a\r\nb" },
-		"long type":  func(e *Event) { e.Type = strings.Repeat("a", MaxTypeLen+1) },
+		"long type":  func(e *Event) { e.Type = strings.Repeat("a", abi.MaxEventTypeLen+1) },
 	} {
 		ev := good
 		mod(&ev)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+
+	"github.com/meshd/meshd/abi"
 )
 
 // Event is a CloudEvents 1.0 event as meshd carries it.
@@ -48,18 +50,9 @@ func NewEvent(source, typ string, data []byte) Event {
 	}
 }
 
-// MaxTypeLen is the longest event type accepted.
-const MaxTypeLen = 128
-
-var typeRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
-
-// ValidType reports whether typ is a valid event type: one or more tokens
-// of [A-Za-z0-9_-] separated by single dots ("order.created"), at most
-// MaxTypeLen bytes. Each token becomes a NATS subject token, so wildcards,
-// spaces and empty tokens are excluded.
-func ValidType(typ string) bool {
-	return len(typ) <= MaxTypeLen && typeRE.MatchString(typ)
-}
+// ValidType reports whether typ is a valid event type (abi.ValidEventType:
+// one rule for the guest SDK, the host and the bus).
+func ValidType(typ string) bool { return abi.ValidEventType(typ) == nil }
 
 var serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
@@ -98,7 +91,7 @@ func (ev *Event) validate() error {
 		errs = append(errs, errors.New("empty source"))
 	}
 	if !ValidType(ev.Type) {
-		errs = append(errs, fmt.Errorf("invalid type %q (want dot-separated tokens of [A-Za-z0-9_-], at most %d bytes)", ev.Type, MaxTypeLen))
+		errs = append(errs, fmt.Errorf("invalid type %q (want dot-separated tokens of [A-Za-z0-9_-], at most %d bytes)", ev.Type, abi.MaxEventTypeLen))
 	}
 	for name, v := range map[string]string{"id": ev.ID, "source": ev.Source, "datacontenttype": ev.DataContentType, "traceparent": ev.TraceParent} {
 		if strings.ContainsAny(v, "\r\n") {
