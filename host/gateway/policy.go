@@ -296,11 +296,9 @@ func (p *compiledPolicy) admit(w http.ResponseWriter, r *http.Request, h *routeH
 		return "", false
 	}
 	if p.limiter != nil {
-		key := consumer
-		if key == "" {
-			key = "ip:" + clientIP(r)
-		} else {
-			key = "c:" + key
+		key := bucketKey{id: consumer}
+		if consumer == "" {
+			key = bucketKey{anonymous: true, id: clientIP(r)}
 		}
 		if !p.limiter.allow(w, key) {
 			h.refuse(w, r, http.StatusTooManyRequests, "too many requests",

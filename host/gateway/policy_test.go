@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/meshd/meshd/abi"
 )
 
@@ -229,13 +231,13 @@ func TestLimiterEviction(t *testing.T) {
 	s.now = func() time.Time { return now }
 	w := httptest.NewRecorder()
 	for i := 0; i < 100; i++ {
-		s.allow(w, "k"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		s.allow(w, bucketKey{id: "k" + strconv.Itoa(i)})
 	}
 	if s.size() != 100 {
 		t.Fatalf("size %d, want 100", s.size())
 	}
 	now = now.Add(2 * limiterSweepEvery) // every bucket is full again
-	s.allow(w, "new")
+	s.allow(w, bucketKey{anonymous: true, id: "new"})
 	if s.size() != 1 {
 		t.Fatalf("after the sweep: %d buckets, want 1", s.size())
 	}

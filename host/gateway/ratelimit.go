@@ -13,9 +13,9 @@ import (
 
 // Bounds of a limiterStore's memory.
 const (
-	// limiterIdle is how long a key's bucket is kept without requests once
-	// it is full again (a full bucket equals a fresh one, so dropping it
-	// loses nothing).
+	// limiterSweepEvery is how often buckets that are full again are
+	// dropped (a full bucket equals a fresh one, so dropping it loses
+	// nothing).
 	limiterSweepEvery = time.Minute
 	// limiterMaxKeys caps the buckets of one policy; past it, full buckets
 	// are dropped at once, then, if still needed, arbitrary ones.
@@ -28,11 +28,11 @@ type limiterStore struct {
 	rate   float64
 	burst  int
 	limit  rate.Limit
-	policy string // RateLimit-Policy value
-	name   string // the policy's name in the RateLimit header
+	policy []string // RateLimit-Policy value, shared (capacity 1: see jsonContentType)
+	name   string   // the policy's name in the RateLimit header
 
 	mu        sync.Mutex
-	buckets   map[string]*rate.Limiter
+	buckets   map[bucketKey]*rate.Limiter
 	lastSweep time.Time
 	now       func() time.Time
 }
@@ -48,8 +48,8 @@ func newLimiterStore(name string, r float64, burst int) *limiterStore {
 		burst:   burst,
 		limit:   rate.Limit(r),
 		name:    name,
-		policy:  name + ";q=" + strconv.Itoa(burst) + ";w=" + strconv.Itoa(window),
-		buckets: make(map[string]*rate.Limiter),
+		policy:  []string{name + ";q=" + strconv.Itoa(burst) + ";w=" + strconv.Itoa(window)},
+		buckets: make(map[bucketKey]*rate.Limiter),
 		now:     time.Now,
 	}
 }
@@ -73,9 +73,16 @@ func sfString(s string) string {
 	return b.String()
 }
 
+// bucketKey names a bucket: an authenticated consumer, or a client address
+// for anonymous requests.
+type bucketKey struct {
+	anonymous bool
+	id        string // consumer name, or client address when anonymous
+}
+
 // allow takes a token from key's bucket. It sets RateLimit-Policy and
 // RateLimit on w, and Retry-After when it refuses.
-func (s *limiterStore) allow(w http.ResponseWriter, key string) bool {
+func (s *limiterStore) allow(w http.ResponseWriter, key bucketKey) bool {
 	now := s.now()
 	s.mu.Lock()
 	l := s.buckets[key]
@@ -89,7 +96,7 @@ func (s *limiterStore) allow(w http.ResponseWriter, key string) bool {
 	s.mu.Unlock()
 
 	h := w.Header()
-	h["Ratelimit-Policy"] = []string{s.policy}
+	h["Ratelimit-Policy"] = s.policy[:1:1]
 	remaining := int(math.Floor(tokens))
 	if remaining < 0 {
 		remaining = 0
