@@ -103,12 +103,10 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status, title, detail, ct, err := g.readBody(x, w, r, h.maxBody)
 	if err != nil {
 		if r.Context().Err() != nil {
-			g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: client went away while sending the body",
-				h.attrs(w, r, 0, err)...)
+			h.debug(w, r, "gateway: client went away while sending the body", 0, err)
 			return
 		}
-		g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, r, status, err)...)
-		problem(w, r, status, title, detail, nil)
+		h.refuse(w, r, status, title, detail, err)
 		return
 	}
 	h.buildRequest(x, r, w.Header()[headerRequestID][0], ct)
@@ -129,8 +127,16 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse logs a refused request and answers it with a problem.
 func (h *routeHandler) refuse(w http.ResponseWriter, r *http.Request, status int, title, detail string, err error) {
-	h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: request refused", h.attrs(w, r, status, err)...)
+	h.debug(w, r, "gateway: request refused", status, err)
 	problem(w, r, status, title, detail, nil)
+}
+
+// debug logs msg about the request at debug level; the attributes are only
+// built when that level is on (refusals are common under attack or load).
+func (h *routeHandler) debug(w http.ResponseWriter, r *http.Request, msg string, status int, err error) {
+	if h.g.log.Enabled(r.Context(), slog.LevelDebug) {
+		h.g.log.LogAttrs(r.Context(), slog.LevelDebug, msg, h.attrs(w, r, status, err)...)
+	}
 }
 
 func (h *routeHandler) attrs(w http.ResponseWriter, r *http.Request, status int, err error) []slog.Attr {
