@@ -22,7 +22,6 @@ type configState struct {
 	applied *config.File
 	at      time.Time // when applied was applied
 	err     string    // why the last reload was refused ("" when it was not)
-	watcher *runtime.Watcher
 }
 
 // ConfigStatus is what GET /v1/config on the admin listener reports.
@@ -42,61 +41,48 @@ func (d *Daemon) ConfigStatus() ConfigStatus {
 	return ConfigStatus{File: d.cfg.ConfigFile, AppliedAt: d.conf.at, Error: d.conf.err}
 }
 
-// startConfig records the configuration file as applied at start (its
-// policies are in Config.Gateway) and watches it, unless watching is off.
+// startConfig watches the configuration file (unless watching is off),
+// then reads it again and applies its policies: they may have changed
+// since the command line read it, and the watcher reports only changes
+// after it started.
 func (d *Daemon) startConfig(ctx context.Context) error {
 	if d.cfg.ConfigFile == "" {
 		return nil
+	}
+	if !d.cfg.NoWatch {
+		name := filepath.Base(d.cfg.ConfigFile)
+		_, err := d.watch(ctx, filepath.Dir(d.cfg.ConfigFile), []string{name}, func(ctx context.Context, ev runtime.WatchEvent) error {
+			if filepath.Base(ev.Path) != name {
+				return nil // another file ending like it
+			}
+			if ev.Op == runtime.WatchRemove {
+				d.log.Warn("configuration file removed; the running policies stay", slog.String("file", d.cfg.ConfigFile))
+				return nil
+			}
+			d.log.Info("configuration file changed", slog.String("file", d.cfg.ConfigFile))
+			return d.applyConfig(config.Parse(d.cfg.ConfigFile, ev.Data))
+		})
+		if err != nil {
+			return err
+		}
 	}
 	f, err := config.Load(d.cfg.ConfigFile)
 	d.conf.mu.Lock()
 	defer d.conf.mu.Unlock()
 	d.conf.at = time.Now()
+	if err == nil {
+		err = d.gateway.SetPolicies(f.Policies())
+	}
 	if err != nil {
 		// Changed since the command line read it: keep what started, and
 		// say so; the next change or SIGHUP tries again.
 		d.conf.err = err.Error()
 		d.log.Error("configuration file changed during start and is refused; serving the policies read at start",
 			slog.String("file", d.cfg.ConfigFile), slog.Any("error", err))
-	} else {
-		d.conf.applied = f
-	}
-	if d.cfg.NoWatch {
 		return nil
 	}
-	name := filepath.Base(d.cfg.ConfigFile)
-	w, err := runtime.Watch(ctx, runtime.WatchConfig{
-		Dir:      filepath.Dir(d.cfg.ConfigFile),
-		Suffixes: []string{name},
-		Quiet:    d.cfg.WatchQuiet,
-		Logger:   d.log.With(slog.String("component", "watcher")),
-	}, func(ctx context.Context, ev runtime.WatchEvent) error {
-		if filepath.Base(ev.Path) != name {
-			return nil // another file ending like it
-		}
-		if ev.Op == runtime.WatchRemove {
-			d.log.Warn("configuration file removed; the running policies stay", slog.String("file", d.cfg.ConfigFile))
-			return nil
-		}
-		d.log.Info("configuration file changed", slog.String("file", d.cfg.ConfigFile))
-		return d.applyConfig(config.Parse(d.cfg.ConfigFile, ev.Data))
-	})
-	if err != nil {
-		return fmt.Errorf("daemon: watching %s: %w", d.cfg.ConfigFile, err)
-	}
-	d.conf.watcher = w
+	d.conf.applied = f
 	return nil
-}
-
-func (d *Daemon) stopConfigWatcher(ctx context.Context) error {
-	d.conf.mu.Lock()
-	w := d.conf.watcher
-	d.conf.watcher = nil
-	d.conf.mu.Unlock()
-	if w == nil {
-		return nil
-	}
-	return w.Close(ctx)
 }
 
 // ReloadConfig reads the configuration file again and applies its gateway

@@ -41,6 +41,7 @@ type Daemon struct {
 	mu       sync.Mutex // guards services and the gateway's route set
 	services map[string]*service
 	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
+	serial   sync.Map    // service name → *sync.Mutex of its serial event handlers (events.go)
 	conf     configState // the configuration file, reloaded (configfile.go)
 
 	preparedMu sync.Mutex
@@ -114,13 +115,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
-	d.loadDir(ctx)
+	// Watch first, so a file that changes while the directory loads is
+	// reported (a change to the bytes just loaded is a no-op).
 	if err := d.startWatcher(ctx); err != nil {
 		return err
 	}
 	if err := d.startConfig(ctx); err != nil {
 		return err
 	}
+	d.loadDir(ctx)
 
 	d.listener, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
@@ -188,8 +191,10 @@ func (d *Daemon) loadDir(ctx context.Context) {
 			continue
 		}
 		path := filepath.Join(d.cfg.PluginDir, e.Name())
-		if err := d.LoadFile(ctx, path); err != nil {
-			d.log.Error("module refused", slog.String("file", e.Name()), slog.String("reason", err.Error()))
+		if wasm := d.preparedBytes(path); wasm != nil {
+			_ = d.loadLogged(ctx, path, wasm) // logs a refusal
+		} else {
+			_ = d.LoadFile(ctx, path)
 		}
 	}
 }
@@ -202,8 +207,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	// Stop reacting to file drops first (cancels a load in progress).
-	_ = d.stopWatcher(ctx)
-	_ = d.stopConfigWatcher(ctx)
+	_ = d.stopWatchers(ctx)
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.DrainTimeout)
 	defer cancel()
 	var errs []error

@@ -31,20 +31,15 @@ type EventsConfig struct {
 	ReadModelPrefix string `toml:"read_model_prefix"`
 }
 
-// serialLocks holds one mutex per (daemon, service name), shared by every
+// serialLock is the mutex held around the service's event handlers when
+// its [events] serial is set: one per service name, shared by every
 // version of the service, so a reload does not run an old and a new
 // version's handlers at once.
-var serialLocks sync.Map
-
-type serialKey struct {
-	d    *Daemon
-	name string
-}
-
-// serialLock is the mutex held around the service's event handlers when
-// its [events] serial is set.
 func (d *Daemon) serialLock(name string) *sync.Mutex {
-	v, _ := serialLocks.LoadOrStore(serialKey{d, name}, new(sync.Mutex))
+	if v, ok := d.serial.Load(name); ok {
+		return v.(*sync.Mutex)
+	}
+	v, _ := d.serial.LoadOrStore(name, new(sync.Mutex))
 	return v.(*sync.Mutex)
 }
 

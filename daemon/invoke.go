@@ -149,6 +149,7 @@ func mapInvokeError(name string, err error) error {
 // redeliver the event later and, after the last attempt, dead-letter it.
 func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 	name := s0.name
+	serial := d.serialLock(name)
 	return func(ctx context.Context, ev bus.Event) error {
 		cs := getCallState()
 		defer putCallState(cs)
@@ -159,9 +160,8 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		if s0.events.Serial {
 			// One handler at a time: its reads and buffered writes do not
 			// interleave with another handler's (see EventsConfig.Serial).
-			mu := d.serialLock(name)
-			mu.Lock()
-			defer mu.Unlock()
+			serial.Lock()
+			defer serial.Unlock()
 		}
 		s, err := d.invoke(ctx, name, runtime.EntryEvent, cs)
 		if err != nil {

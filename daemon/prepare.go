@@ -22,6 +22,7 @@ import (
 // takes time (opening the KV bucket, compiling or reading the compiled
 // module from the cache, warming an instance) and touches nothing shared.
 type prepared struct {
+	wasm    []byte
 	hash    [sha256.Size]byte
 	s       *service // nil when err is set
 	err     error
@@ -30,10 +31,10 @@ type prepared struct {
 	tModule time.Duration
 }
 
-// prepare builds path's service from wasm. On failure nothing of it is
-// left open.
-func (d *Daemon) prepare(ctx context.Context, path string, wasm []byte) *prepared {
-	p := &prepared{hash: sha256.Sum256(wasm), began: time.Now()}
+// prepare builds path's service from wasm, whose sha256 is hash. On
+// failure nothing of it is left open.
+func (d *Daemon) prepare(ctx context.Context, path string, wasm []byte, hash [sha256.Size]byte) *prepared {
+	p := &prepared{wasm: wasm, hash: hash, began: time.Now()}
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, ".wasm")
 	sf, hasFile, err := ReadServiceFile(filepath.Join(filepath.Dir(path), name+".toml"))
@@ -91,7 +92,7 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 			if err != nil {
 				return // loadModule reads it again and says why
 			}
-			results[i] = d.prepare(ctx, path, wasm)
+			results[i] = d.prepare(ctx, path, wasm, sha256.Sum256(wasm))
 		})
 	}
 	wg.Wait()
@@ -105,6 +106,17 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 			d.prepared[paths[i]] = p
 		}
 	}
+}
+
+// preparedBytes returns the bytes prepareAll read for path, if any, so
+// that loadDir does not read the file again.
+func (d *Daemon) preparedBytes(path string) []byte {
+	d.preparedMu.Lock()
+	defer d.preparedMu.Unlock()
+	if p := d.prepared[path]; p != nil {
+		return p.wasm
+	}
+	return nil
 }
 
 // takePrepared returns the service prepared for path from the same bytes,

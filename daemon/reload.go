@@ -23,8 +23,9 @@ import (
 type reloadState struct {
 	mu sync.Mutex // held for a whole load, replacement or removal
 
-	wmu     sync.Mutex // guards watcher
-	watcher *runtime.Watcher
+	wmu      sync.Mutex       // guards watcher and watchers
+	watcher  *runtime.Watcher // of the plugin directory (Reload rescans it)
+	watchers []*runtime.Watcher
 
 	errMu sync.Mutex
 	errs  map[string]string // service → why its last load was refused
@@ -61,18 +62,32 @@ func serviceOf(path string) string {
 	return strings.TrimSuffix(strings.TrimSuffix(base, ".wasm"), ".toml")
 }
 
+// watch starts a watcher of dir's files ending in suffixes (nil: modules
+// and grants files), for stopWatchers to stop.
+func (d *Daemon) watch(ctx context.Context, dir string, suffixes []string, fn runtime.WatchFunc) (*runtime.Watcher, error) {
+	w, err := runtime.Watch(ctx, runtime.WatchConfig{
+		Dir:      dir,
+		Suffixes: suffixes,
+		Quiet:    d.cfg.WatchQuiet,
+		Logger:   d.log.With(slog.String("component", "watcher")),
+	}, fn)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: watching %s: %w", dir, err)
+	}
+	d.reload.wmu.Lock()
+	d.reload.watchers = append(d.reload.watchers, w)
+	d.reload.wmu.Unlock()
+	return w, nil
+}
+
 // startWatcher starts watching the plugin directory, unless disabled.
 func (d *Daemon) startWatcher(ctx context.Context) error {
 	if d.cfg.NoWatch {
 		return nil
 	}
-	w, err := runtime.Watch(ctx, runtime.WatchConfig{
-		Dir:    d.cfg.PluginDir,
-		Quiet:  d.cfg.WatchQuiet,
-		Logger: d.log.With(slog.String("component", "watcher")),
-	}, d.onFileChange)
+	w, err := d.watch(ctx, d.cfg.PluginDir, nil, d.onFileChange)
 	if err != nil {
-		return fmt.Errorf("daemon: watching %s: %w", d.cfg.PluginDir, err)
+		return err
 	}
 	d.reload.wmu.Lock()
 	d.reload.watcher = w
@@ -80,17 +95,18 @@ func (d *Daemon) startWatcher(ctx context.Context) error {
 	return nil
 }
 
-// stopWatcher stops the watcher, cancelling a load in progress, and waits
-// for it.
-func (d *Daemon) stopWatcher(ctx context.Context) error {
+// stopWatchers stops every watcher, cancelling a load in progress, and
+// waits for it.
+func (d *Daemon) stopWatchers(ctx context.Context) error {
 	d.reload.wmu.Lock()
-	w := d.reload.watcher
-	d.reload.watcher = nil
+	ws := d.reload.watchers
+	d.reload.watcher, d.reload.watchers = nil, nil
 	d.reload.wmu.Unlock()
-	var err error
-	if w != nil {
-		err = w.Close(ctx)
+	var errs []error
+	for _, w := range ws {
+		errs = append(errs, w.Close(ctx))
 	}
+	err := errors.Join(errs...)
 	// Wait for a load in progress (watcher or Reload): compiling cannot be
 	// cancelled, and the engine it compiles with is closed next. Later loads
 	// see d.closed and do nothing.

@@ -55,14 +55,12 @@ var serviceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // (see loadModule). On any failure nothing of it is left running, the
 // serving version keeps serving, and the error says why.
 func (d *Daemon) LoadFile(ctx context.Context, path string) error {
-	d.reload.mu.Lock()
-	defer d.reload.mu.Unlock()
 	wasm, err := os.ReadFile(path)
-	if err == nil {
-		err = d.loadModule(ctx, path, wasm)
+	if err != nil {
+		d.recordLoad(path, err)
+		return err
 	}
-	d.recordLoad(path, err)
-	return err
+	return d.loadLogged(ctx, path, wasm)
 }
 
 // loadModule loads wasm as the module of path's service. The new version is
@@ -112,7 +110,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	}()
 	p := d.takePrepared(path, sum)
 	if p == nil {
-		p = d.prepare(ctx, path, wasm)
+		p = d.prepare(ctx, path, wasm, sum)
 	}
 	if p.err != nil {
 		return p.err
@@ -199,16 +197,6 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		}
 	}
 	return nil
-}
-
-// unload removes a service that failed after it was routed.
-func (d *Daemon) unload(name string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.services, name)
-	if err := d.gateway.SetRoutes(d.routesLocked(nil)); err != nil {
-		d.log.Error("rebuilding routes", slog.Any("error", err))
-	}
 }
 
 // routesLocked is every loaded service's routes, plus extra's.
