@@ -1,5 +1,7 @@
 package abi
 
+import "time"
+
 // Host functions added in ABI v1.1. They are optional imports: a v1 guest
 // does not import them and runs unchanged. See docs/ABI.md, "Added in v1.1".
 const (
@@ -15,3 +17,7 @@ const (
 	// (grow and retry like FnKVGet); -CodeNotFound when there is no such key.
 	FnConfigGet = "config_get"
 )
+
+// MaxDelay is the longest delay FnPublishDelayed accepts, in every layer
+// (the guest SDK, the host function, the event bus's scheduler).
+const MaxDelay = 30 * 24 * time.Hour

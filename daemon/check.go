@@ -41,8 +41,8 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	base := filepath.Base(wasmPath)
 	name := strings.TrimSuffix(base, ".wasm")
 	rep := &CheckReport{Service: name, File: wasmPath}
-	if !serviceName.MatchString(name) {
-		return rep, fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, serviceName)
+	if !abi.ValidServiceName(name) {
+		return rep, fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, abi.ServiceNamePattern)
 	}
 	wasm, err := os.ReadFile(wasmPath)
 	if err != nil {

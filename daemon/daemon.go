@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/natsd"
@@ -178,7 +179,7 @@ func (d *Daemon) loadDir(ctx context.Context) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".wasm") && serviceName.MatchString(strings.TrimSuffix(e.Name(), ".wasm")) {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".wasm") && abi.ValidServiceName(strings.TrimSuffix(e.Name(), ".wasm")) {
 			paths = append(paths, filepath.Join(d.cfg.PluginDir, e.Name()))
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -48,8 +47,6 @@ func (s *service) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-var serviceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 // LoadFile loads one module file and its grants, validates it and starts
 // serving it, replacing the serving version of the service if there is one
 // (see loadModule). On any failure nothing of it is left running, the
@@ -73,8 +70,8 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	defer func() { d.observeLoad(path, err) }() // metrics.go
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, ".wasm")
-	if !serviceName.MatchString(name) {
-		return fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, serviceName)
+	if !abi.ValidServiceName(name) {
+		return fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, abi.ServiceNamePattern)
 	}
 	cur := d.lookup(name) // stable: reload.mu is held
 	sum := sha256.Sum256(wasm)

@@ -15,9 +15,6 @@ type hostV11 interface {
 
 var cfgBuf []byte
 
-// maxDelay is the longest delay the host accepts (30 days).
-const maxDelay = 30 * 24 * time.Hour
-
 // PublishDelayed publishes an event to be delivered after delay (rounded
 // down to milliseconds, at most 30 days). Like Publish, it is sent only if
 // the current call succeeds; the delay counts from then. The schedule is
@@ -27,7 +24,7 @@ func PublishDelayed(eventType string, data []byte, delay time.Duration) error {
 	if !ok {
 		return &Error{Code: abi.CodeUnavailable, Msg: "publish_delayed needs ABI v1.1"}
 	}
-	if delay < 0 || delay > maxDelay {
+	if delay < 0 || delay > abi.MaxDelay {
 		return &Error{Code: abi.CodeInvalid, Msg: "delay must be between 0 and 30 days"}
 	}
 	if ret := h.publishDelayed(eventType, data, int32(delay/time.Millisecond)); ret < 0 {

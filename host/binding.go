@@ -179,15 +179,12 @@ func (b *binding) publish(ctx context.Context, m api.Module, stack []uint64) {
 // publishDelayed is publish with a delay in milliseconds (ABI v1.1).
 func (b *binding) publishDelayed(ctx context.Context, m api.Module, stack []uint64) {
 	ms := api.DecodeI32(stack[4])
-	if ms < 0 || int64(ms) > int64(maxDelay/time.Millisecond) {
+	if ms < 0 || int64(ms) > int64(abi.MaxDelay/time.Millisecond) {
 		fail(stack, runtime.CallFrom(ctx), abi.CodeInvalid, "delay_ms must be between 0 and 30 days")
 		return
 	}
 	b.publishAfter(ctx, m, stack, time.Duration(ms)*time.Millisecond)
 }
-
-// maxDelay matches bus.MaxDelay.
-const maxDelay = 30 * 24 * time.Hour
 
 // configGet answers config_get (ABI v1.1).
 func (b *binding) configGet(ctx context.Context, m api.Module, stack []uint64) {

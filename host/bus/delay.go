@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/abi"
 )
 
 // Delayed events.
@@ -29,8 +31,8 @@ const (
 	maxScheduleWait = time.Hour // re-check at least this often
 )
 
-// MaxDelay is the longest delay PublishDelayed accepts.
-const MaxDelay = 30 * 24 * time.Hour
+// MaxDelay is the longest delay PublishDelayed accepts (abi.MaxDelay).
+const MaxDelay = abi.MaxDelay
 
 // PublishDelayed stores ev to be published after delay (from now). It
 // returns once the schedule is stored. A delay <= 0 publishes now.

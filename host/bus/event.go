@@ -3,7 +3,6 @@ package bus
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -54,11 +53,9 @@ func NewEvent(source, typ string, data []byte) Event {
 // one rule for the guest SDK, the host and the bus).
 func ValidType(typ string) bool { return abi.ValidEventType(typ) == nil }
 
-var serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 // ValidService reports whether name is a valid subscribing service name
 // (the same rule as host/kv).
-func ValidService(name string) bool { return serviceRE.MatchString(name) }
+func ValidService(name string) bool { return abi.ValidServiceName(name) }
 
 // Header names of the CloudEvents NATS binding (binary mode) and meshd's
 // dead-letter annotations.

@@ -11,10 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/abi"
 )
 
 // ErrNotFound is returned by Get when the key is absent or was deleted.
@@ -26,10 +27,9 @@ const MaxKeyLen = 1024
 // BucketPrefix is prepended to the service name to form its bucket name.
 const BucketPrefix = "meshd_svc_"
 
-var serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
-// ValidService reports whether name is a valid service name for a bucket.
-func ValidService(name string) bool { return serviceRE.MatchString(name) }
+// ValidService reports whether name is a valid service name for a bucket
+// (abi.ValidServiceName).
+func ValidService(name string) bool { return abi.ValidServiceName(name) }
 
 // Store is one service's key-value store. It is safe for concurrent use.
 type Store struct {
@@ -41,7 +41,7 @@ type Store struct {
 // Buckets keep one revision per key (History 1).
 func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, error) {
 	if !ValidService(service) {
-		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, serviceRE)
+		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, abi.ServiceNamePattern)
 	}
 	bucket := BucketPrefix + service
 	b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
