@@ -50,6 +50,7 @@ func (inv *Invocation) Logger() *slog.Logger {
 func (inv *Invocation) Reset() {
 	clear(inv.Events)
 	clear(inv.Writes)
+	clear(inv.Attrs) // no request ids kept alive by the pool
 	*inv = Invocation{Events: inv.Events[:0], Writes: inv.Writes[:0], Attrs: inv.Attrs[:0]}
 }
 

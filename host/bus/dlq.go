@@ -27,23 +27,8 @@ type DeadLetter struct {
 
 // DeadLetters returns the dead letters of service, oldest first.
 func (b *Bus) DeadLetters(ctx context.Context, service string) ([]DeadLetter, error) {
-	if !ValidService(service) {
-		return nil, fmt.Errorf("bus: invalid service name %q", service)
-	}
-	st, err := b.js.Stream(ctx, b.cfg.DLQStream)
-	if err != nil {
-		return nil, fmt.Errorf("bus: dead letters: %w", err)
-	}
-	filter := b.cfg.DLQSubjects + "." + service + ".>"
 	var out []DeadLetter
-	for seq := uint64(1); ; {
-		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bus: dead letters of %s: %w", service, err)
-		}
+	err := b.eachDeadLetter(ctx, service, func(_ jetstream.Stream, m *jetstream.RawStreamMsg) error {
 		ev, _ := decodeEvent(m.Header, m.Data)
 		attempts, _ := strconv.Atoi(m.Header.Get(hdrDLQAttempts))
 		ev.Attempt = attempts
@@ -58,6 +43,42 @@ func (b *Bus) DeadLetters(ctx context.Context, service string) ([]DeadLetter, er
 			Attempts: attempts,
 			FailedAt: failed,
 		})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: dead letters of %s: %w", service, err)
+	}
+	return out, nil
+}
+
+// dlqSubject is the dead-letter subject of service's events of typ (">"
+// for all of them).
+func (b *Bus) dlqSubject(service, typ string) string {
+	return b.cfg.DLQSubjects + "." + service + "." + typ
+}
+
+// eachDeadLetter calls fn on service's dead letters, oldest first, until
+// fn returns an error, which it returns.
+func (b *Bus) eachDeadLetter(ctx context.Context, service string, fn func(jetstream.Stream, *jetstream.RawStreamMsg) error) error {
+	if !ValidService(service) {
+		return fmt.Errorf("invalid service name %q", service)
+	}
+	st, err := b.js.Stream(ctx, b.cfg.DLQStream)
+	if err != nil {
+		return err
+	}
+	filter := b.dlqSubject(service, ">")
+	for seq := uint64(1); ; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 		seq = m.Sequence + 1
+		if err := fn(st, m); err != nil {
+			return err
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,19 +26,19 @@ type Hooks struct {
 }
 
 func (h *Hooks) published(typ string) {
-	if h != nil && h.Published != nil {
+	if h.Published != nil {
 		h.Published(typ)
 	}
 }
 
 func (h *Hooks) delivered(service, typ string, attempt int, err error, d time.Duration) {
-	if h != nil && h.Delivered != nil {
+	if h.Delivered != nil {
 		h.Delivered(service, typ, attempt, err, d)
 	}
 }
 
 func (h *Hooks) deadLettered(service, typ string) {
-	if h != nil && h.DeadLettered != nil {
+	if h.DeadLettered != nil {
 		h.DeadLettered(service, typ)
 	}
 }
@@ -96,17 +95,8 @@ func (b *Bus) Consumers(ctx context.Context) ([]ConsumerInfo, error) {
 // consumerOwner recovers (service, type) of a consumer made by Subscribe
 // from its metadata.
 func (b *Bus) consumerOwner(ci *jetstream.ConsumerInfo) (service, typ string, ok bool) {
-	if md := ci.Config.Metadata; md != nil && md[metaService] != "" {
-		return md[metaService], md[metaType], true
-	}
-	// Consumers made before metadata was recorded: parse the description.
-	const pre = "meshd: "
-	d, found := strings.CutPrefix(ci.Config.Description, pre)
-	if !found {
-		return "", "", false
-	}
-	service, typ, ok = strings.Cut(d, " receives ")
-	return service, typ, ok
+	md := ci.Config.Metadata
+	return md[metaService], md[metaType], md[metaService] != ""
 }
 
 const (

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,30 +20,14 @@ func (b *Bus) redriveSubject(service, typ string) string {
 // from the dead-letter stream. ids selects dead letters by event id; none
 // means all of them. It returns how many were sent.
 func (b *Bus) Redrive(ctx context.Context, service string, ids ...string) (int, error) {
-	if !ValidService(service) {
-		return 0, fmt.Errorf("bus: invalid service name %q", service)
-	}
-	st, err := b.js.Stream(ctx, b.cfg.DLQStream)
-	if err != nil {
-		return 0, fmt.Errorf("bus: redrive: %w", err)
-	}
-	filter := b.cfg.DLQSubjects + "." + service + ".>"
 	n := 0
-	for seq := uint64(1); ; {
-		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("bus: redrive %s: %w", service, err)
-		}
-		seq = m.Sequence + 1
+	err := b.eachDeadLetter(ctx, service, func(st jetstream.Stream, m *jetstream.RawStreamMsg) error {
 		ev, derr := decodeEvent(m.Header, m.Data)
 		if len(ids) > 0 && !slices.Contains(ids, ev.ID) {
-			continue
+			return nil
 		}
 		if derr != nil {
-			return n, fmt.Errorf("bus: dead letter %d of %s is undecodable, not redriven: %w", m.Sequence, service, derr)
+			return fmt.Errorf("dead letter %d is undecodable, not redriven: %w", m.Sequence, derr)
 		}
 		h := nats.Header{}
 		for k, v := range m.Header {
@@ -59,11 +42,16 @@ func (b *Bus) Redrive(ctx context.Context, service string, ids ...string) (int, 
 		// new dead letter of the same event is not dropped.
 		msgID := "redrive/" + service + "/" + strconv.FormatUint(m.Sequence, 10)
 		if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
-			return n, fmt.Errorf("bus: redrive %s %s: %w", service, ev.ID, err)
+			return fmt.Errorf("%s: %w", ev.ID, err)
 		}
 		if err := st.DeleteMsg(ctx, m.Sequence); err != nil {
-			return n, fmt.Errorf("bus: redrive %s: removing dead letter %d: %w", service, m.Sequence, err)
+			return fmt.Errorf("removing dead letter %d: %w", m.Sequence, err)
 		}
 		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("bus: redrive %s: %w", service, err)
 	}
+	return n, nil
 }

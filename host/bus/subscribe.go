@@ -276,7 +276,7 @@ func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, at
 	h.Set(hdrDLQAttempts, strconv.Itoa(attempt))
 	h.Set(hdrDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
 	h.Set(hdrDLQSeq, strconv.FormatUint(seq, 10))
-	subj := cfg.DLQSubjects + "." + s.service + "." + s.typ
+	subj := s.b.dlqSubject(s.service, s.typ)
 	// One dead letter per (service, stored event), whatever the retries.
 	id := s.service + "/" + strconv.FormatUint(seq, 10)
 
