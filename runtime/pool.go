@@ -186,8 +186,11 @@ func (m *Module) refiller() {
 	}
 }
 
-// Close stops new calls, waits for in-flight calls until ctx is done, then
-// closes every instance and the module's runtime. Close is idempotent.
+// Close stops new calls, waits for in-flight calls until ctx is done (and,
+// past that, up to CallTimeout more, since every call ends by its deadline;
+// calls still running then leave the runtime open rather than have their
+// memory unmapped), then closes every instance and the module's runtime.
+// Close is idempotent.
 func (m *Module) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {

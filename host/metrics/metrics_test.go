@@ -137,6 +137,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.Invoked("a", "http", ResultOK, time.Second)
 	m.Loaded("a", nil)
 	m.Reloaded("a")
+	m.ConfigReloaded(nil)
 	m.Published("T")
 	m.Delivered("a", "T", 1, nil, time.Second)
 	m.DeadLettered("a", "T")
