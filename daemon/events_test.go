@@ -36,13 +36,15 @@ func startFlaky(t *testing.T) *testDaemon {
 }
 
 // waitUntil polls f every 20 ms for at most d.
+// waitUntil is eventually for a condition with a fixed description.
 func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(d); !f(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", d, what)
+	eventually(t, d, func() string {
+		if f() {
+			return ""
 		}
-	}
+		return what
+	})
 }
 
 func (td *testDaemon) flakyCount(t *testing.T, id string) float64 {

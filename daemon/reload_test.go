@@ -28,16 +28,9 @@ import (
 // fastWatch makes the watcher settle quickly in tests.
 func fastWatch(c *Config) { c.WatchQuiet = 50 * time.Millisecond }
 
-// variant is wasm with a custom section (id 0) named "v<n>" appended: a
+// variant is wasm with a custom section holding "v<n>" appended: a
 // different file hash, the same behaviour.
-func variant(wasm []byte, n int) []byte {
-	name := fmt.Sprintf("v%d", n)
-	payload := append([]byte{byte(len(name))}, name...)
-	payload = append(payload, bytes.Repeat([]byte("x"), 16)...)
-	out := slices.Clone(wasm)
-	out = append(out, 0, byte(len(payload)))
-	return append(out, payload...)
-}
+func variant(wasm []byte, n int) []byte { return withCustomSection(wasm, fmt.Sprintf("v%d", n)) }
 
 func hash12(b []byte) string {
 	sum := sha256.Sum256(b)
