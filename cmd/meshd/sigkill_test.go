@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,57 +20,20 @@ func TestSIGKILLLosesNoOrder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs meshd twice; skipped with -short")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "meshd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	plugins := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"order.wasm", "order.toml", "payment.wasm", "payment.toml"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "build", "plugins", f))
-		if err != nil {
-			t.Fatalf("%v: run `make plugins` first", err)
-		}
-		if err := os.WriteFile(filepath.Join(plugins, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := buildMeshd(t)
+	dir, plugins := pluginDir(t, map[string]string{
+		"order.wasm":   "../../build/plugins/order.wasm",
+		"order.toml":   "../../build/plugins/order.toml",
+		"payment.wasm": "../../build/plugins/payment.wasm",
+		"payment.toml": "../../build/plugins/payment.toml",
+	})
 	data := filepath.Join(dir, "data")
 	client := &http.Client{Timeout: 10 * time.Second}
-
+	var logs []*lockedBuffer // of each run
 	start := func() (*exec.Cmd, string) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		cmd := exec.Command(bin, "run", "--plugins", plugins, "--data", data, "--http", addr, "--admin", "off", "--no-watch")
-		logf, err := os.OpenFile(filepath.Join(dir, "meshd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
-		base := "http://" + addr
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if resp, err := client.Get(base + "/orders/none"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 404 {
-					return cmd, base
-				}
-			}
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(filepath.Join(dir, "meshd.log"))
-				t.Fatalf("meshd did not serve within 60s:\n%s", b)
-			}
-		}
+		cmd, base, l := startBinary(t, bin, "run", "--plugins", plugins, "--data", data, "--http", "127.0.0.1:0", "--admin", "off", "--no-watch")
+		logs = append(logs, l)
+		return cmd, base
 	}
 
 	cmd, base := start()
@@ -133,7 +94,11 @@ func TestSIGKILLLosesNoOrder(t *testing.T) {
 				settled++
 			}
 		}
-		b, _ := os.ReadFile(filepath.Join(dir, "meshd.log"))
+		var all strings.Builder
+		for _, l := range logs {
+			all.WriteString(l.String())
+		}
+		b := all.String()
 		t.Fatalf("after restart %d orders listed, %d as the rules say; want all %d\n%s", len(list.Orders), settled, len(want), b[max(0, len(b)-4000):])
 	}
 	seen := map[string]bool{}
