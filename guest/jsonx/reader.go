@@ -201,18 +201,7 @@ func (r *Reader) ObjectNext() (key []byte, ok bool) {
 		return nil, false
 	}
 	if r.expect {
-		if r.peek() != '{' {
-			r.unexpected("'{'")
-			return nil, false
-		}
-		r.pos++
-		if !r.push('{') {
-			return nil, false
-		}
-		if r.peek() == '}' {
-			r.pos++
-			r.stack = r.stack[:len(r.stack)-1]
-			r.expect = false
+		if !r.enter('{', '}') {
 			return nil, false
 		}
 		return r.member()
@@ -227,12 +216,37 @@ func (r *Reader) ObjectNext() (key []byte, ok bool) {
 		r.ws()
 		return r.member()
 	case '}':
-		r.pos++
-		r.stack = r.stack[:len(r.stack)-1]
+		r.leave()
 		return nil, false
 	}
 	r.unexpected("',' or '}' after object member")
 	return nil, false
+}
+
+// enter consumes the open bracket of a container where a value is
+// expected. It reports whether the container has a first item; an empty
+// container is consumed whole, and an error also reports false.
+func (r *Reader) enter(open, close byte) bool {
+	if r.peek() != open {
+		r.unexpected("'" + string(open) + "'")
+		return false
+	}
+	r.pos++
+	if !r.push(open) {
+		return false
+	}
+	if r.peek() == close {
+		r.leave()
+		r.expect = false
+		return false
+	}
+	return true
+}
+
+// leave consumes the close bracket of the innermost container.
+func (r *Reader) leave() {
+	r.pos++
+	r.stack = r.stack[:len(r.stack)-1]
 }
 
 func (r *Reader) member() ([]byte, bool) {
@@ -262,21 +276,7 @@ func (r *Reader) ArrayNext() bool {
 		return false
 	}
 	if r.expect {
-		if r.peek() != '[' {
-			r.unexpected("'['")
-			return false
-		}
-		r.pos++
-		if !r.push('[') {
-			return false
-		}
-		if r.peek() == ']' {
-			r.pos++
-			r.stack = r.stack[:len(r.stack)-1]
-			r.expect = false
-			return false
-		}
-		return true
+		return r.enter('[', ']')
 	}
 	if len(r.stack) == 0 || r.stack[len(r.stack)-1] != '[' {
 		r.failAt("ArrayNext called outside an array")
@@ -288,8 +288,7 @@ func (r *Reader) ArrayNext() bool {
 		r.expect = true
 		return true
 	case ']':
-		r.pos++
-		r.stack = r.stack[:len(r.stack)-1]
+		r.leave()
 		return false
 	}
 	r.unexpected("',' or ']' after array element")
@@ -445,19 +444,29 @@ func (r *Reader) number() []byte {
 	return d[start:i]
 }
 
+// numberValue reads the number expected at the Reader's position and
+// returns where it starts and its text, or a nil text on error.
+func (r *Reader) numberValue() (start int, b []byte) {
+	if !r.value() {
+		return 0, nil
+	}
+	start = r.pos
+	if c := r.peek(); c != '-' && (c < '0' || c > '9') {
+		r.unexpected("a number")
+		return 0, nil
+	}
+	b = r.number()
+	if r.err != nil {
+		return 0, nil
+	}
+	return start, b
+}
+
 // Int reads an integer that fits in an int64. A number with a fraction or
 // an exponent, or one out of range, is an error.
 func (r *Reader) Int() int64 {
-	if !r.value() {
-		return 0
-	}
-	start := r.pos
-	if c := r.peek(); c != '-' && (c < '0' || c > '9') {
-		r.unexpected("a number")
-		return 0
-	}
-	b := r.number()
-	if r.err != nil {
+	start, b := r.numberValue()
+	if b == nil {
 		return 0
 	}
 	v, err := ParseInt(b)
@@ -469,16 +478,8 @@ func (r *Reader) Int() int64 {
 
 // Float reads a number as a float64.
 func (r *Reader) Float() float64 {
-	if !r.value() {
-		return 0
-	}
-	start := r.pos
-	if c := r.peek(); c != '-' && (c < '0' || c > '9') {
-		r.unexpected("a number")
-		return 0
-	}
-	b := r.number()
-	if r.err != nil {
+	start, b := r.numberValue()
+	if b == nil {
 		return 0
 	}
 	v, err := strconv.ParseFloat(unsafeString(b), 64)
