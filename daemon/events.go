@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/runtime"
 )
@@ -142,22 +144,12 @@ func (d *Daemon) replayOne(ctx context.Context, s0 *service, ev bus.Event, prefi
 	if cs.call.Code != abi.CodeOK {
 		return 0, fmt.Errorf("handler failed (%s): %s", cs.call.Code, truncate(cs.call.Output, 200))
 	}
-	n := 0
-	for _, w := range cs.inv.Writes {
-		if !strings.HasPrefix(w.Key, prefix) {
-			continue
-		}
-		if w.Delete {
-			err = s.store.Delete(ctx, w.Key)
-		} else {
-			err = s.store.Put(ctx, w.Key, w.Value)
-		}
-		if err != nil {
-			return n, fmt.Errorf("applying %q: %w", w.Key, err)
-		}
-		n++
+	// Only the read model's writes; the handler's events are not published again.
+	writes := slices.DeleteFunc(cs.inv.Writes, func(w host.KVOp) bool { return !strings.HasPrefix(w.Key, prefix) })
+	if err := applyWrites(ctx, s, writes); err != nil {
+		return 0, err
 	}
-	return n, nil
+	return len(writes), nil
 }
 
 // EventsHandler is the events admin API, mounted on the admin listener

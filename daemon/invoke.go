@@ -68,18 +68,8 @@ func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, c
 // apply applies an invocation's buffered effects: key writes in order, then
 // events. It is called only after the invocation succeeded.
 func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) error {
-	for _, w := range inv.Writes {
-		var err error
-		if w.Delete {
-			err = s.store.Delete(ctx, w.Key)
-			s.observeKV("delete", err)
-		} else {
-			err = s.store.Put(ctx, w.Key, w.Value)
-			s.observeKV("put", err)
-		}
-		if err != nil {
-			return fmt.Errorf("applying kv write %q: %w", w.Key, err)
-		}
+	if err := applyWrites(ctx, s, inv.Writes); err != nil {
+		return err
 	}
 	for _, e := range inv.Events {
 		ev := bus.NewEvent(s.name, e.Type, e.Data)
@@ -92,6 +82,24 @@ func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) er
 		}
 		if err := d.bus.Publish(ctx, ev); err != nil {
 			return fmt.Errorf("publishing %s: %w", e.Type, err)
+		}
+	}
+	return nil
+}
+
+// applyWrites applies key writes in order to s's store.
+func applyWrites(ctx context.Context, s *service, writes []host.KVOp) error {
+	for _, w := range writes {
+		var err error
+		if w.Delete {
+			err = s.store.Delete(ctx, w.Key)
+			s.observeKV("delete", err)
+		} else {
+			err = s.store.Put(ctx, w.Key, w.Value)
+			s.observeKV("put", err)
+		}
+		if err != nil {
+			return fmt.Errorf("applying kv write %q: %w", w.Key, err)
 		}
 	}
 	return nil
