@@ -38,17 +38,19 @@ build/plugins/%.wasm: FORCE
 	$(WASM_ENV) $(GO) build -buildmode=c-shared -o $@ ./plugins/$*
 	@if [ -f plugins/$*/$*.toml ]; then cp plugins/$*/$*.toml build/plugins/$*.toml; fi
 
+# Installs Debian packages (as root, or with sudo); the package names follow.
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq
+
 # wat2wasm comes from Debian's wabt; install it when missing (CI runs as root).
 tools:
 	@command -v wat2wasm >/dev/null 2>&1 || { \
 	  echo "installing wabt (wat2wasm)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wabt >/dev/null; }
+	  $(APT_INSTALL) wabt >/dev/null; }
 	@# promtool and the prometheus server, for the metrics tests (they skip without them).
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
 	  echo "installing prometheus (promtool, prometheus)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null || \
+	  $(APT_INSTALL) prometheus >/dev/null || \
 	  echo "could not install prometheus: the metrics tests that need it will skip"; }
 
 $(GO_GUEST_WASM): FORCE
@@ -81,8 +83,7 @@ bench: plugins fixtures
 loadtest: build plugins
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "installing wrk"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	  $(APT_INSTALL) wrk >/dev/null; }
 	timeout 300 internal/loadtest/run.sh
 
 lint:
