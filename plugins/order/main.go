@@ -11,9 +11,8 @@
 package main
 
 import (
-	"time"
-
 	"github.com/meshd/meshd/guest"
+	"github.com/meshd/meshd/plugins/internal/svcenv"
 )
 
 func init() {
@@ -47,30 +46,8 @@ func init() {
 // main is not called for a reactor module's calls; registration is in init.
 func main() {}
 
-// env is what the service needs from the host; tests substitute a fake.
-type env interface {
-	KVGet(key string) ([]byte, error) // guest.ErrNotFound when absent
-	KVSet(key string, value []byte) error
-	Publish(eventType string, data []byte) error
-	PublishDelayed(eventType string, data []byte, delay time.Duration) error
-	Config(key string) (string, error) // guest.ErrNotFound when absent
-	Log(level guest.Level, msg string)
-	Now() time.Time
-	NewID() string
-}
+// env is what the service needs from the host; tests substitute a fake
+// (svcenvtest).
+type env = svcenv.Env
 
-var svc env = guestEnv{}
-
-// guestEnv is env on the real host functions.
-type guestEnv struct{}
-
-func (guestEnv) KVGet(key string) ([]byte, error)      { return guest.KVGet(key) }
-func (guestEnv) KVSet(key string, value []byte) error  { return guest.KVSet(key, value) }
-func (guestEnv) Publish(typ string, data []byte) error { return guest.Publish(typ, data) }
-func (guestEnv) PublishDelayed(typ string, data []byte, d time.Duration) error {
-	return guest.PublishDelayed(typ, data, d)
-}
-func (guestEnv) Config(key string) (string, error) { return guest.Config(key) }
-func (guestEnv) Log(level guest.Level, msg string) { guest.Log(level, msg) }
-func (guestEnv) Now() time.Time                    { return time.Now() }
-func (guestEnv) NewID() string                     { return guest.NewUUID() }
+var svc env = svcenv.Host{}

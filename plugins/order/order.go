@@ -300,8 +300,8 @@ func createOrder(e env, w responder, body []byte) error {
 	if err := e.KVSet(orderKey(o.ID), data); err != nil {
 		return errors.New("storing order: " + err.Error())
 	}
-	if err := e.Publish(eventOrderCreated, data); err != nil {
-		return errors.New("publishing " + eventOrderCreated + ": " + err.Error())
+	if err := publish(e, eventOrderCreated, data); err != nil {
+		return err
 	}
 	if err := e.PublishDelayed(eventPaymentTimeout, orderIDEvent(o.ID), paymentTimeout(e)); err != nil {
 		return errors.New("scheduling " + eventPaymentTimeout + ": " + err.Error())

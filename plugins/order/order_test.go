@@ -3,78 +3,11 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/meshd/meshd/guest"
+	"github.com/meshd/meshd/plugins/internal/svcenv/svcenvtest"
 )
-
-// fakeEnv is an in-memory host.
-type fakeEnv struct {
-	config    map[string]string
-	kv        map[string][]byte
-	published []string
-	logs      []string
-	ids       int
-	failSet   error
-	failPub   error // Publish and PublishDelayed
-	failDelay error // PublishDelayed only
-}
-
-func newFakeEnv() *fakeEnv { return &fakeEnv{kv: map[string][]byte{}} }
-
-func (f *fakeEnv) KVGet(key string) ([]byte, error) {
-	v, ok := f.kv[key]
-	if !ok {
-		return nil, guest.ErrNotFound
-	}
-	return append([]byte(nil), v...), nil
-}
-func (f *fakeEnv) KVSet(key string, value []byte) error {
-	if f.failSet != nil {
-		return f.failSet
-	}
-	f.kv[key] = append([]byte(nil), value...)
-	return nil
-}
-func (f *fakeEnv) Publish(typ string, data []byte) error {
-	if f.failPub != nil {
-		return f.failPub
-	}
-	f.published = append(f.published, typ+" "+string(data))
-	return nil
-}
-func (f *fakeEnv) Log(level guest.Level, msg string) { f.logs = append(f.logs, level.String()+" "+msg) }
-func (f *fakeEnv) Now() time.Time                    { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-func (f *fakeEnv) NewID() string {
-	f.ids++
-	return "id-" + strconv.Itoa(f.ids)
-}
-
-// recorder is a responder that keeps what it was told.
-type recorder struct {
-	status  int
-	headers map[string]string
-	body    []byte
-	title   string
-	detail  string
-	errs    []string
-}
-
-func (r *recorder) SetHeader(name, value string) {
-	if r.headers == nil {
-		r.headers = map[string]string{}
-	}
-	r.headers[name] = value
-}
-func (r *recorder) JSON(status int, body []byte) {
-	r.status, r.body = status, append([]byte(nil), body...)
-}
-func (r *recorder) Problem(status int, title, detail string, errs ...string) {
-	r.status, r.title, r.detail, r.errs = status, title, detail, errs
-}
 
 const validOrder = `{"user_id":"user123","items":[{"name":"laptop","price":1500000},{"name":"mouse","price":50000}]}`
 
@@ -93,55 +26,55 @@ type storedOrder struct {
 }
 
 func TestCreateOrder(t *testing.T) {
-	e := newFakeEnv()
-	var w recorder
+	e := svcenvtest.New("id-")
+	var w svcenvtest.Recorder
 	if err := createOrder(e, &w, []byte(validOrder)); err != nil {
 		t.Fatal(err)
 	}
-	if w.status != 201 || w.headers["location"] != "/orders/id-1" {
-		t.Fatalf("status %d headers %v problem %q %v", w.status, w.headers, w.detail, w.errs)
+	if w.Status != 201 || w.Headers["location"] != "/orders/id-1" {
+		t.Fatalf("status %d headers %v problem %q %v", w.Status, w.Headers, w.Detail, w.Errs)
 	}
 	var o storedOrder
-	if err := json.Unmarshal(w.body, &o); err != nil {
-		t.Fatalf("%v: %s", err, w.body)
+	if err := json.Unmarshal(w.Body, &o); err != nil {
+		t.Fatalf("%v: %s", err, w.Body)
 	}
 	if o.ID != "id-1" || o.UserID != "user123" || len(o.Items) != 2 || o.Items[1].Name != "mouse" || o.Total != 1550000 ||
 		o.Status != "CREATED" || o.CreatedAt != "2026-01-02T03:04:05.000000000Z" {
 		t.Fatalf("order %+v", o)
 	}
-	if string(e.kv["order:id-1"]) != string(w.body) {
-		t.Fatalf("stored %s", e.kv["order:id-1"])
+	if string(e.KV["order:id-1"]) != string(w.Body) {
+		t.Fatalf("stored %s", e.KV["order:id-1"])
 	}
-	if len(e.published) != 2 || e.published[0] != "ORDER_CREATED "+string(w.body) ||
-		e.published[1] != `ORDER_PAYMENT_TIMEOUT after 30s {"order_id":"id-1"}` {
-		t.Fatalf("published %v", e.published)
+	if len(e.Published) != 2 || e.Published[0] != "ORDER_CREATED "+string(w.Body) ||
+		e.Published[1] != `ORDER_PAYMENT_TIMEOUT after 30s {"order_id":"id-1"}` {
+		t.Fatalf("published %v", e.Published)
 	}
 
-	var g recorder
-	if err := getOrder(e, &g, "id-1"); err != nil || g.status != 200 || string(g.body) != string(w.body) {
-		t.Fatalf("get: %v %d %s", err, g.status, g.body)
+	var g svcenvtest.Recorder
+	if err := getOrder(e, &g, "id-1"); err != nil || g.Status != 200 || string(g.Body) != string(w.Body) {
+		t.Fatalf("get: %v %d %s", err, g.Status, g.Body)
 	}
-	g = recorder{}
-	if err := getOrder(e, &g, "nope"); err != nil || g.status != 404 || g.title != "order not found" || !strings.Contains(g.detail, `"nope"`) {
-		t.Fatalf("get unknown: %v %d %q", err, g.status, g.detail)
+	g = svcenvtest.Recorder{}
+	if err := getOrder(e, &g, "nope"); err != nil || g.Status != 404 || g.Title != "order not found" || !strings.Contains(g.Detail, `"nope"`) {
+		t.Fatalf("get unknown: %v %d %q", err, g.Status, g.Detail)
 	}
 }
 
 func TestCreateOrderHostFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		set  func(*fakeEnv)
+		set  func(*svcenvtest.Fake)
 	}{
-		{"kv", func(e *fakeEnv) { e.failSet = errors.New("kv down") }},
-		{"publish", func(e *fakeEnv) { e.failPub = errors.New("denied") }},
-		{"publish delayed", func(e *fakeEnv) { e.failDelay = errors.New("scheduler down") }},
+		{"kv", func(e *svcenvtest.Fake) { e.FailSet = errors.New("kv down") }},
+		{"publish", func(e *svcenvtest.Fake) { e.FailPub = errors.New("denied") }},
+		{"publish delayed", func(e *svcenvtest.Fake) { e.FailDelay = errors.New("scheduler down") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newFakeEnv()
+			e := svcenvtest.New("id-")
 			tc.set(e)
-			var w recorder
-			if err := createOrder(e, &w, []byte(validOrder)); err == nil || w.status != 0 {
-				t.Fatalf("err %v status %d", err, w.status)
+			var w svcenvtest.Recorder
+			if err := createOrder(e, &w, []byte(validOrder)); err == nil || w.Status != 0 {
+				t.Fatalf("err %v status %d", err, w.Status)
 			}
 		})
 	}
@@ -177,21 +110,21 @@ func TestCreateOrderValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var w recorder
-			if err := createOrder(newFakeEnv(), &w, []byte(tt.body)); err != nil {
+			var w svcenvtest.Recorder
+			if err := createOrder(svcenvtest.New("id-"), &w, []byte(tt.body)); err != nil {
 				t.Fatal(err)
 			}
 			if tt.errs == nil {
-				if w.status != 201 {
-					t.Fatalf("status %d: %v", w.status, w.errs)
+				if w.Status != 201 {
+					t.Fatalf("status %d: %v", w.Status, w.Errs)
 				}
 				return
 			}
-			if w.status != 400 || w.title != "invalid order" || strings.Join(w.errs, "|") != strings.Join(tt.errs, "|") {
-				t.Fatalf("status %d title %q errs\n%q\nwant\n%q", w.status, w.title, w.errs, tt.errs)
+			if w.Status != 400 || w.Title != "invalid order" || strings.Join(w.Errs, "|") != strings.Join(tt.errs, "|") {
+				t.Fatalf("status %d title %q errs\n%q\nwant\n%q", w.Status, w.Title, w.Errs, tt.errs)
 			}
-			if w.detail != strings.Join(tt.errs, "; ") {
-				t.Fatalf("detail %q", w.detail)
+			if w.Detail != strings.Join(tt.errs, "; ") {
+				t.Fatalf("detail %q", w.Detail)
 			}
 		})
 	}
@@ -199,20 +132,20 @@ func TestCreateOrderValidation(t *testing.T) {
 
 func TestCreateOrderMalformed(t *testing.T) {
 	for _, body := range []string{``, `{`, `{"user_id":"u",}`, `{"user_id":"u"} x`, `{"items":[{"price":01}]}`, `nul`} {
-		var w recorder
-		e := newFakeEnv()
+		var w svcenvtest.Recorder
+		e := svcenvtest.New("id-")
 		if err := createOrder(e, &w, []byte(body)); err != nil {
 			t.Fatal(err)
 		}
-		if w.status != 400 || !strings.Contains(w.detail, "JSON") || len(e.kv) != 0 {
-			t.Fatalf("%q: status %d detail %q", body, w.status, w.detail)
+		if w.Status != 400 || !strings.Contains(w.Detail, "JSON") || len(e.KV) != 0 {
+			t.Fatalf("%q: status %d detail %q", body, w.Status, w.Detail)
 		}
 	}
 }
 
 func TestPaymentCompleted(t *testing.T) {
-	e := newFakeEnv()
-	var w recorder
+	e := svcenvtest.New("id-")
+	var w svcenvtest.Recorder
 	if err := createOrder(e, &w, []byte(validOrder)); err != nil {
 		t.Fatal(err)
 	}
@@ -221,27 +154,27 @@ func TestPaymentCompleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var o storedOrder
-	if err := json.Unmarshal(e.kv["order:id-1"], &o); err != nil {
+	if err := json.Unmarshal(e.KV["order:id-1"], &o); err != nil {
 		t.Fatal(err)
 	}
 	if o.Status != "PAID" || o.PaymentID != "pay-1" || o.PaidAt != "2026-01-02T03:04:05.000000000Z" || o.Total != 1550000 || len(o.Items) != 2 {
 		t.Fatalf("order %+v", o)
 	}
-	before := string(e.kv["order:id-1"])
+	before := string(e.KV["order:id-1"])
 	// Redelivery changes nothing.
-	if err := paymentCompleted(e, ev); err != nil || string(e.kv["order:id-1"]) != before {
+	if err := paymentCompleted(e, ev); err != nil || string(e.KV["order:id-1"]) != before {
 		t.Fatalf("redelivery: %v", err)
 	}
 	// A second payment for a paid order is logged, not applied.
-	if err := paymentCompleted(e, []byte(`{"order_id":"id-1","payment_id":"pay-2"}`)); err != nil || string(e.kv["order:id-1"]) != before {
+	if err := paymentCompleted(e, []byte(`{"order_id":"id-1","payment_id":"pay-2"}`)); err != nil || string(e.KV["order:id-1"]) != before {
 		t.Fatalf("second payment: %v", err)
 	}
 	// An unknown order is logged and acknowledged.
 	if err := paymentCompleted(e, []byte(`{"order_id":"nope","payment_id":"p"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.logs) != 2 || !strings.Contains(e.logs[1], "unknown order nope") {
-		t.Fatalf("logs %v", e.logs)
+	if len(e.Logs) != 2 || !strings.Contains(e.Logs[1], "unknown order nope") {
+		t.Fatalf("logs %v", e.Logs)
 	}
 	// Invalid data is an error (redelivered, then dead-lettered).
 	for _, bad := range []string{`{`, `{"order_id":"x"}`, `[]`, `{"order_id":1,"payment_id":"p"}`} {
@@ -250,41 +183,23 @@ func TestPaymentCompleted(t *testing.T) {
 		}
 	}
 	// A failing store is an error.
-	e.kv["order:id-2"] = []byte(`{"id":"id-2","user_id":"u","items":[],"total":0,"status":"CREATED","created_at":"x"}`)
-	e.failSet = errors.New("kv down")
+	e.KV["order:id-2"] = []byte(`{"id":"id-2","user_id":"u","items":[],"total":0,"status":"CREATED","created_at":"x"}`)
+	e.FailSet = errors.New("kv down")
 	if err := paymentCompleted(e, []byte(`{"order_id":"id-2","payment_id":"p"}`)); err == nil {
 		t.Fatal("store failure ignored")
 	}
 }
 
 func BenchmarkCreateOrder(b *testing.B) {
-	e := newFakeEnv()
+	e := svcenvtest.New("id-")
 	body := []byte(validOrder)
-	var w recorder
+	var w svcenvtest.Recorder
 	b.ReportAllocs()
 	for b.Loop() {
-		e.ids = 0
-		e.published = e.published[:0]
-		if err := createOrder(e, &w, body); err != nil || w.status != 201 {
-			b.Fatal(err, w.errs)
+		e.ResetIDs()
+		e.Published = e.Published[:0]
+		if err := createOrder(e, &w, body); err != nil || w.Status != 201 {
+			b.Fatal(err, w.Errs)
 		}
 	}
-}
-
-func (f *fakeEnv) Config(key string) (string, error) {
-	if v, ok := f.config[key]; ok {
-		return v, nil
-	}
-	return "", guest.ErrNotFound
-}
-
-func (f *fakeEnv) PublishDelayed(typ string, data []byte, d time.Duration) error {
-	if f.failPub != nil {
-		return f.failPub
-	}
-	if f.failDelay != nil {
-		return f.failDelay
-	}
-	f.published = append(f.published, typ+" after "+d.String()+" "+string(data))
-	return nil
 }

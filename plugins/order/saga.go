@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
+	"github.com/meshd/meshd/plugins/internal/svcenv"
 )
 
 // The order side of the checkout saga. The command side keeps "order:<id>"
@@ -104,12 +105,7 @@ func storeOrder(e env, o *order) error {
 	return nil
 }
 
-func publish(e env, typ string, data []byte) error {
-	if err := e.Publish(typ, data); err != nil {
-		return errors.New("publishing " + typ + ": " + err.Error())
-	}
-	return nil
-}
+func publish(e env, typ string, data []byte) error { return svcenv.Publish(e, typ, data) }
 
 // paidEvent and cancelledEvent are the data of ORDER_PAID and
 // ORDER_CANCELLED.

@@ -6,34 +6,36 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshd/meshd/plugins/internal/svcenv/svcenvtest"
 )
 
-func create(t *testing.T, e *fakeEnv, body string) string {
+func create(t *testing.T, e *svcenvtest.Fake, body string) string {
 	t.Helper()
-	var w recorder
-	if err := createOrder(e, &w, []byte(body)); err != nil || w.status != 201 {
-		t.Fatalf("create: %v %d %v", err, w.status, w.errs)
+	var w svcenvtest.Recorder
+	if err := createOrder(e, &w, []byte(body)); err != nil || w.Status != 201 {
+		t.Fatalf("create: %v %d %v", err, w.Status, w.Errs)
 	}
 	var o storedOrder
-	_ = json.Unmarshal(w.body, &o)
+	_ = json.Unmarshal(w.Body, &o)
 	return o.ID
 }
 
-func status(t *testing.T, e *fakeEnv, key string) (string, string) {
+func status(t *testing.T, e *svcenvtest.Fake, key string) (string, string) {
 	t.Helper()
 	var o struct{ Status, Reason string }
-	if err := json.Unmarshal(e.kv[key], &o); err != nil {
-		t.Fatalf("%s: %v %s", key, err, e.kv[key])
+	if err := json.Unmarshal(e.KV[key], &o); err != nil {
+		t.Fatalf("%s: %v %s", key, err, e.KV[key])
 	}
 	return o.Status, o.Reason
 }
 
 func TestSagaCommandSide(t *testing.T) {
-	e := newFakeEnv()
-	e.config = map[string]string{"payment_timeout": "2s"}
+	e := svcenvtest.New("id-")
+	e.Settings = map[string]string{"payment_timeout": "2s"}
 	a := create(t, e, validOrder)
-	if !strings.Contains(e.published[1], "after 2s") {
-		t.Fatalf("timeout not configured: %v", e.published)
+	if !strings.Contains(e.Published[1], "after 2s") {
+		t.Fatalf("timeout not configured: %v", e.Published)
 	}
 	// Declined: cancelled with the payment's reason.
 	if err := paymentFailed(e, []byte(`{"order_id":"`+a+`","reason":"over limit"}`)); err != nil {
@@ -43,34 +45,34 @@ func TestSagaCommandSide(t *testing.T) {
 		t.Fatalf("after PAYMENT_FAILED: %s %q", s, r)
 	}
 	// The timeout then changes nothing; a late payment is refunded.
-	e.published = nil
-	if err := paymentTimedOut(e, []byte(`{"order_id":"`+a+`"}`)); err != nil || len(e.published) != 0 {
-		t.Fatalf("timeout on cancelled order: %v %v", err, e.published)
+	e.Published = nil
+	if err := paymentTimedOut(e, []byte(`{"order_id":"`+a+`"}`)); err != nil || len(e.Published) != 0 {
+		t.Fatalf("timeout on cancelled order: %v %v", err, e.Published)
 	}
 	if err := paymentCompleted(e, []byte(`{"order_id":"`+a+`","payment_id":"p1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := status(t, e, orderKey(a)); s != "CANCELLED" || len(e.published) != 1 || !strings.HasPrefix(e.published[0], "REFUND_REQUESTED ") || !strings.Contains(e.published[0], `"payment_id":"p1"`) {
-		t.Fatalf("late payment: %s %v", s, e.published)
+	if s, _ := status(t, e, orderKey(a)); s != "CANCELLED" || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], "REFUND_REQUESTED ") || !strings.Contains(e.Published[0], `"payment_id":"p1"`) {
+		t.Fatalf("late payment: %s %v", s, e.Published)
 	}
 	// Timeout on a waiting order cancels it.
 	b := create(t, e, validOrder)
-	e.published = nil
+	e.Published = nil
 	if err := paymentTimedOut(e, []byte(`{"order_id":"`+b+`"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if s, r := status(t, e, orderKey(b)); s != "CANCELLED" || r != "payment timeout" || len(e.published) != 1 || !strings.HasPrefix(e.published[0], "ORDER_CANCELLED ") {
-		t.Fatalf("timeout: %s %q %v", s, r, e.published)
+	if s, r := status(t, e, orderKey(b)); s != "CANCELLED" || r != "payment timeout" || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], "ORDER_CANCELLED ") {
+		t.Fatalf("timeout: %s %q %v", s, r, e.Published)
 	}
 }
 
 func TestReadModelOrderIndependent(t *testing.T) {
-	src := newFakeEnv()
+	src := svcenvtest.New("id-")
 	var ids []string
 	for i := 0; i < 3; i++ {
 		ids = append(ids, create(t, src, validOrder))
 	}
-	created := func(id string) []byte { return src.kv[orderKey(id)] }
+	created := func(id string) []byte { return src.KV[orderKey(id)] }
 	paid := []byte(`{"order_id":"` + ids[1] + `","payment_id":"p","paid_at":"t"}`)
 	cancelled := []byte(`{"order_id":"` + ids[2] + `","reason":"r","cancelled_at":"t"}`)
 	steps := []func(e env) error{
@@ -80,8 +82,8 @@ func TestReadModelOrderIndependent(t *testing.T) {
 		func(e env) error { return projectPaid(e, paid) },
 		func(e env) error { return projectCancelled(e, cancelled) },
 	}
-	run := func(order []int) *fakeEnv {
-		e := newFakeEnv()
+	run := func(order []int) *svcenvtest.Fake {
+		e := svcenvtest.New("id-")
 		for _, i := range order {
 			if err := steps[i](e); err != nil {
 				t.Fatal(err)
@@ -90,43 +92,43 @@ func TestReadModelOrderIndependent(t *testing.T) {
 		return e
 	}
 	a, b := run([]int{0, 1, 2, 3, 4}), run([]int{4, 3, 2, 1, 0, 3, 1})
-	if len(a.kv) != 5 || len(a.kv) != len(b.kv) { // 3 views, index head, one index page
-		t.Fatalf("keys %d vs %d", len(a.kv), len(b.kv))
+	if len(a.KV) != 5 || len(a.KV) != len(b.KV) { // 3 views, index head, one index page
+		t.Fatalf("keys %d vs %d", len(a.KV), len(b.KV))
 	}
-	for k, v := range a.kv {
-		if string(b.kv[k]) != string(v) {
-			t.Fatalf("%s differs:\n%s\n%s", k, v, b.kv[k])
+	for k, v := range a.KV {
+		if string(b.KV[k]) != string(v) {
+			t.Fatalf("%s differs:\n%s\n%s", k, v, b.KV[k])
 		}
 	}
 	if s, _ := status(t, a, viewKey(ids[1])); s != "PAID" {
 		t.Fatalf("view status %s", s)
 	}
 	// Pagination: newest first, two pages.
-	var w recorder
-	if err := listUserOrders(a, &w, "user123", "2", ""); err != nil || w.status != 200 {
-		t.Fatal(err, w.status, w.detail)
+	var w svcenvtest.Recorder
+	if err := listUserOrders(a, &w, "user123", "2", ""); err != nil || w.Status != 200 {
+		t.Fatal(err, w.Status, w.Detail)
 	}
 	var page struct {
 		Orders []struct{ ID string }
 		Next   string `json:"next_cursor"`
 	}
-	_ = json.Unmarshal(w.body, &page)
+	_ = json.Unmarshal(w.Body, &page)
 	if len(page.Orders) != 2 || page.Orders[0].ID != ids[2] || page.Orders[1].ID != ids[1] || page.Next == "" {
-		t.Fatalf("page 1: %s", w.body)
+		t.Fatalf("page 1: %s", w.Body)
 	}
-	w = recorder{}
+	w = svcenvtest.Recorder{}
 	if err := listUserOrders(a, &w, "user123", "2", page.Next); err != nil {
 		t.Fatal(err)
 	}
 	page.Orders, page.Next = nil, ""
-	_ = json.Unmarshal(w.body, &page)
+	_ = json.Unmarshal(w.Body, &page)
 	if len(page.Orders) != 1 || page.Orders[0].ID != ids[0] || page.Next != "" {
-		t.Fatalf("page 2: %s", w.body)
+		t.Fatalf("page 2: %s", w.Body)
 	}
 	for _, q := range [][2]string{{"0", ""}, {"1001", ""}, {"x", ""}, {"", "!!"}} {
-		w = recorder{}
-		if err := listUserOrders(a, &w, "user123", q[0], q[1]); err != nil || w.status != 400 {
-			t.Fatalf("%v: %d", q, w.status)
+		w = svcenvtest.Recorder{}
+		if err := listUserOrders(a, &w, "user123", q[0], q[1]); err != nil || w.Status != 400 {
+			t.Fatalf("%v: %d", q, w.Status)
 		}
 	}
 }
@@ -138,7 +140,7 @@ func TestReadModelOrderIndependent(t *testing.T) {
 func TestUserIndexPages(t *testing.T) {
 	defer func(n int) { indexPageBytes = n }(indexPageBytes)
 	indexPageBytes = 3*24 + 2 // three entries of 24 bytes
-	e := newFakeEnv()
+	e := svcenvtest.New("id-")
 	const user = "u1"
 	var want []string // entries, ascending
 	// Mostly ascending (as orders arrive), some late (8 into a full last
@@ -146,7 +148,7 @@ func TestUserIndexPages(t *testing.T) {
 	for _, i := range []int{1, 2, 3, 4, 5, 6, 7, 9, 10, 8, 0, 11, 5, 12, 13, 2, 14} {
 		id := fmt.Sprintf("o%02d", i)
 		entry := fmt.Sprintf("2026-01-02T03:04:%02dZ\t%s", i, id)
-		e.kv[viewKey(id)] = []byte(`{"id":"` + id + `"}`)
+		e.KV[viewKey(id)] = []byte(`{"id":"` + id + `"}`)
 		if err := indexAdd(e, user, entry); err != nil {
 			t.Fatal(err)
 		}
@@ -174,15 +176,15 @@ func TestUserIndexPages(t *testing.T) {
 	var got []string
 	cursor := ""
 	for range 10 {
-		var w recorder
-		if err := listUserOrders(e, &w, user, "4", cursor); err != nil || w.status != 200 {
-			t.Fatal(err, w.status, w.detail)
+		var w svcenvtest.Recorder
+		if err := listUserOrders(e, &w, user, "4", cursor); err != nil || w.Status != 200 {
+			t.Fatal(err, w.Status, w.Detail)
 		}
 		var page struct {
 			Orders []struct{ ID string }
 			Next   string `json:"next_cursor"`
 		}
-		if err := json.Unmarshal(w.body, &page); err != nil {
+		if err := json.Unmarshal(w.Body, &page); err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range page.Orders {
@@ -201,9 +203,9 @@ func TestUserIndexPages(t *testing.T) {
 		t.Fatalf("listed %v, want %v", got, wantIDs)
 	}
 	// A user without orders: an empty list, no cursor.
-	var w recorder
-	if err := listUserOrders(e, &w, "nobody", "", ""); err != nil || string(w.body) != `{"orders":[]}` {
-		t.Fatalf("empty: %v %s", err, w.body)
+	var w svcenvtest.Recorder
+	if err := listUserOrders(e, &w, "nobody", "", ""); err != nil || string(w.Body) != `{"orders":[]}` {
+		t.Fatalf("empty: %v %s", err, w.Body)
 	}
 }
 
@@ -213,17 +215,17 @@ func TestUserIndexPages(t *testing.T) {
 func TestUserIndexLegacy(t *testing.T) {
 	defer func(n int) { indexPageBytes = n }(indexPageBytes)
 	indexPageBytes = 2*22 + 1 // two entries of 22 bytes
-	e := newFakeEnv()
+	e := svcenvtest.New("id-")
 	for _, id := range []string{"a", "b", "c"} {
-		e.kv[viewKey(id)] = []byte(`{"id":"` + id + `"}`)
+		e.KV[viewKey(id)] = []byte(`{"id":"` + id + `"}`)
 	}
-	e.kv[userKey("u")] = []byte("2026-01-01T00:00:01Z\ta\n2026-01-01T00:00:02Z\tb")
+	e.KV[userKey("u")] = []byte("2026-01-01T00:00:01Z\ta\n2026-01-01T00:00:02Z\tb")
 	list := func() string {
-		var w recorder
-		if err := listUserOrders(e, &w, "u", "", ""); err != nil || w.status != 200 {
-			t.Fatal(err, w.status)
+		var w svcenvtest.Recorder
+		if err := listUserOrders(e, &w, "u", "", ""); err != nil || w.Status != 200 {
+			t.Fatal(err, w.Status)
 		}
-		return string(w.body)
+		return string(w.Body)
 	}
 	if got := list(); got != `{"orders":[{"id":"b"},{"id":"a"}]}` {
 		t.Fatalf("legacy list: %s", got)
@@ -231,8 +233,8 @@ func TestUserIndexLegacy(t *testing.T) {
 	if err := indexAdd(e, "u", "2026-01-01T00:00:03Z\tc"); err != nil {
 		t.Fatal(err)
 	}
-	if string(e.kv[userKey("u")]) != "2" || !strings.HasSuffix(string(e.kv[pageKey("u", 0)]), "\tb") || string(e.kv[pageKey("u", 1)]) != "2026-01-01T00:00:03Z\tc" {
-		t.Fatalf("after the first add: head %q, page 0 %q, page 1 %q", e.kv[userKey("u")], e.kv[pageKey("u", 0)], e.kv[pageKey("u", 1)])
+	if string(e.KV[userKey("u")]) != "2" || !strings.HasSuffix(string(e.KV[pageKey("u", 0)]), "\tb") || string(e.KV[pageKey("u", 1)]) != "2026-01-01T00:00:03Z\tc" {
+		t.Fatalf("after the first add: head %q, page 0 %q, page 1 %q", e.KV[userKey("u")], e.KV[pageKey("u", 0)], e.KV[pageKey("u", 1)])
 	}
 	if got := list(); got != `{"orders":[{"id":"c"},{"id":"b"},{"id":"a"}]}` {
 		t.Fatalf("migrated list: %s", got)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
+	"github.com/meshd/meshd/plugins/internal/svcenv"
 )
 
 const (
@@ -292,12 +293,7 @@ func refundRequested(e env, data []byte) error {
 	return nil
 }
 
-func publish(e env, typ string, data []byte) error {
-	if err := e.Publish(typ, data); err != nil {
-		return errors.New("publishing " + typ + ": " + err.Error())
-	}
-	return nil
-}
+func publish(e env, typ string, data []byte) error { return svcenv.Publish(e, typ, data) }
 
 // getPayment serves GET /payments/{id}.
 func getPayment(e env, w responder, id string) error {

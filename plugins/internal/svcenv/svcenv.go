@@ -1,0 +1,47 @@
+// Package svcenv is what the demo plugins (order, payment) need from the
+// host, as an interface their logic takes so that tests can substitute a
+// fake (svcenvtest), and its implementation on the guest SDK.
+package svcenv
+
+import (
+	"errors"
+	"time"
+
+	"github.com/meshd/meshd/guest"
+)
+
+// Env is what a service needs from the host.
+type Env interface {
+	KVGet(key string) ([]byte, error) // guest.ErrNotFound when absent
+	KVSet(key string, value []byte) error
+	Publish(eventType string, data []byte) error
+	PublishDelayed(eventType string, data []byte, delay time.Duration) error
+	Config(key string) (string, error) // guest.ErrNotFound when absent
+	Log(level guest.Level, msg string)
+	Now() time.Time
+	NewID() string
+}
+
+// Host is Env on the real host functions.
+type Host struct{}
+
+func (Host) KVGet(key string) ([]byte, error)      { return guest.KVGet(key) }
+func (Host) KVSet(key string, value []byte) error  { return guest.KVSet(key, value) }
+func (Host) Publish(typ string, data []byte) error { return guest.Publish(typ, data) }
+func (Host) PublishDelayed(typ string, data []byte, d time.Duration) error {
+	return guest.PublishDelayed(typ, data, d)
+}
+func (Host) Config(key string) (string, error) { return guest.Config(key) }
+func (Host) Log(level guest.Level, msg string) { guest.Log(level, msg) }
+func (Host) Now() time.Time                    { return time.Now() }
+func (Host) NewID() string                     { return guest.NewUUID() }
+
+// Publish publishes an event, saying which one in its error.
+func Publish(e interface {
+	Publish(eventType string, data []byte) error
+}, typ string, data []byte) error {
+	if err := e.Publish(typ, data); err != nil {
+		return errors.New("publishing " + typ + ": " + err.Error())
+	}
+	return nil
+}
