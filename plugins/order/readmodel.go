@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
+	"github.com/meshd/meshd/plugins/internal/svcenv"
 )
 
 // The read model (CQRS query side), projected only from the order
@@ -122,7 +123,7 @@ func projectCancelled(e env, data []byte) error {
 // more fields) into the order's view, unless the view already has a
 // final status.
 func projectFinal(e env, data []byte, typ, field1, field2 string, set func(*order, map[string]string)) error {
-	f, err := fields(data, "order_id", field1, field2)
+	f, err := svcenv.Fields(data, "order_id", field1, field2)
 	if err != nil || f["order_id"] == "" || len(f["order_id"]) > maxIDLen {
 		return errors.New(typ + ": invalid data")
 	}

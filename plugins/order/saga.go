@@ -51,29 +51,6 @@ func orderIDEvent(id string) []byte {
 	return w.Bytes()
 }
 
-// fields reads the string fields of a flat JSON object.
-func fields(data []byte, names ...string) (map[string]string, error) {
-	out := make(map[string]string, len(names))
-	var r jsonx.Reader
-	r.Reset(data)
-	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
-		k := string(key)
-		want := false
-		for _, n := range names {
-			want = want || n == k
-		}
-		if want && r.Kind() == jsonx.String {
-			out[k] = r.String()
-		} else {
-			r.Skip()
-		}
-	}
-	if err := r.Finish(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // loadOrder reads the command-side order; ok is false (and err nil) for an
 // unknown or invalid id, which handlers log and acknowledge.
 func loadOrder(e env, typ, id string) (o order, ok bool, err error) {
@@ -134,7 +111,7 @@ func cancelledEvent(o *order) []byte {
 // (a redelivery after a crash between store and publish). A payment for a
 // cancelled order, or a second payment, is refunded: REFUND_REQUESTED.
 func paymentCompleted(e env, data []byte) error {
-	f, err := fields(data, "order_id", "payment_id")
+	f, err := svcenv.Fields(data, "order_id", "payment_id")
 	if err != nil {
 		return errors.New(eventPaymentCompleted + ": invalid data: " + err.Error())
 	}
@@ -199,7 +176,7 @@ func cancel(e env, typ, id, reason string) error {
 // paymentFailed is the compensating step: the order is cancelled with the
 // payment's reason.
 func paymentFailed(e env, data []byte) error {
-	f, err := fields(data, "order_id", "reason")
+	f, err := svcenv.Fields(data, "order_id", "reason")
 	if err != nil {
 		return errors.New(eventPaymentFailed + ": invalid data: " + err.Error())
 	}
@@ -212,7 +189,7 @@ func paymentFailed(e env, data []byte) error {
 
 // paymentTimedOut cancels an order still waiting for its payment.
 func paymentTimedOut(e env, data []byte) error {
-	f, err := fields(data, "order_id")
+	f, err := svcenv.Fields(data, "order_id")
 	if err != nil {
 		return errors.New(eventPaymentTimeout + ": invalid data: " + err.Error())
 	}

@@ -254,20 +254,9 @@ func refundedEvent(p *payment) []byte {
 // payment REFUNDED and publishes PAYMENT_REFUNDED. A refunded payment
 // publishes it again; any other is left alone.
 func refundRequested(e env, data []byte) error {
-	var paymentID, reason string
-	var r jsonx.Reader
-	r.Reset(data)
-	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
-		switch {
-		case string(key) == "payment_id" && r.Kind() == jsonx.String:
-			paymentID = r.String()
-		case string(key) == "reason" && r.Kind() == jsonx.String:
-			reason = r.String()
-		default:
-			r.Skip()
-		}
-	}
-	if err := r.Finish(); err != nil || paymentID == "" || len(paymentID) > maxIDLen {
+	f, err := svcenv.Fields(data, "payment_id", "reason")
+	paymentID, reason := f["payment_id"], f["reason"]
+	if err != nil || paymentID == "" || len(paymentID) > maxIDLen {
 		return errors.New(eventRefundRequested + ": invalid data: payment_id is required")
 	}
 	if _, err := e.KVGet(paymentKey(paymentID)); errors.Is(err, guest.ErrNotFound) {

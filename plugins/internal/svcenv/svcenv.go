@@ -5,9 +5,11 @@ package svcenv
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/meshd/meshd/guest"
+	"github.com/meshd/meshd/guest/jsonx"
 )
 
 // Env is what a service needs from the host.
@@ -44,4 +46,23 @@ func Publish(e interface {
 		return errors.New("publishing " + typ + ": " + err.Error())
 	}
 	return nil
+}
+
+// Fields reads the named string fields of a flat JSON object (events'
+// data); a field that is absent or not a string is left out.
+func Fields(data []byte, names ...string) (map[string]string, error) {
+	out := make(map[string]string, len(names))
+	var r jsonx.Reader
+	r.Reset(data)
+	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
+		if k := string(key); slices.Contains(names, k) && r.Kind() == jsonx.String {
+			out[k] = r.String()
+		} else {
+			r.Skip()
+		}
+	}
+	if err := r.Finish(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
