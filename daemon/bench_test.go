@@ -2,93 +2,22 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/internal/nativeorder"
 )
 
 const benchOrder = `{"user_id":"user123","items":[{"name":"laptop","price":1500000},{"name":"mouse","price":50000}]}`
 
-// nativeOrders is the baseline for BenchmarkCreateOrder: POST /orders written
-// as an ordinary Go net/http handler with encoding/json, doing the same work
-// as plugins/order (validate, total, id, store in the service's NATS KV
-// bucket, publish ORDER_CREATED on the same bus) in the same process.
-type nativeOrders struct {
-	store *kv.Store
-	bus   *bus.Bus
-}
-
-type nativeItem struct {
-	Name  string `json:"name"`
-	Price int64  `json:"price"`
-}
-
-type nativeOrder struct {
-	ID        string       `json:"id"`
-	UserID    string       `json:"user_id"`
-	Items     []nativeItem `json:"items"`
-	Total     int64        `json:"total"`
-	Status    string       `json:"status"`
-	CreatedAt string       `json:"created_at"`
-}
-
-func (n *nativeOrders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
-	var in struct {
-		UserID string       `json:"user_id"`
-		Items  []nativeItem `json:"items"`
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		http.Error(w, "body is not valid JSON", 400)
-		return
-	}
-	if in.UserID == "" || len(in.Items) == 0 {
-		http.Error(w, "invalid order", 400)
-		return
-	}
-	o := nativeOrder{ID: uuid.NewString(), UserID: in.UserID, Items: in.Items, Status: "CREATED",
-		CreatedAt: time.Now().UTC().Format(time.RFC3339)}
-	for i, it := range in.Items {
-		if it.Name == "" || it.Price <= 0 {
-			http.Error(w, fmt.Sprintf("items[%d] is invalid", i), 400)
-			return
-		}
-		o.Total += it.Price
-	}
-	out, _ := json.Marshal(o)
-	if err := n.store.Put(r.Context(), "order:"+o.ID, out); err != nil {
-		http.Error(w, err.Error(), 503)
-		return
-	}
-	if err := n.bus.Publish(r.Context(), bus.NewEvent("order", "ORDER_CREATED", out)); err != nil {
-		http.Error(w, err.Error(), 503)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Location", "/orders/"+o.ID)
-	w.WriteHeader(201)
-	w.Write(out)
-}
-
 // BenchmarkCreateOrder compares POST /orders served by the order module
 // through meshd's gateway (ABI encode, pooled Wasm instance, jsonx in the
-// guest, buffered KV write and event applied on NATS) with the native
-// handler above, both in process (httptest, no TCP), on the same embedded
-// NATS server. The payment module is not loaded, so no saga work competes.
+// guest, buffered KV write and events applied on NATS) with
+// internal/nativeorder's handler doing the same work and effects, both in
+// process (httptest, no TCP), on the same embedded NATS server. The payment module is not loaded, so no saga work competes.
 func BenchmarkCreateOrder(b *testing.B) {
 	td := startDaemonWith(b, []string{"order"}, nil, nil)
 	store, err := kv.Open(context.Background(), td.nats.JetStream(), "native")
@@ -109,7 +38,7 @@ func BenchmarkCreateOrder(b *testing.B) {
 			}
 		})
 	}
-	b.Run("native", func(b *testing.B) { run(b, &nativeOrders{store: store, bus: td.Bus()}) })
+	b.Run("native", func(b *testing.B) { run(b, nativeorder.Handler(&nativeorder.Effects{Store: store, Bus: td.Bus()})) })
 	b.Run("wasm", func(b *testing.B) { run(b, td.Handler()) })
 }
 

@@ -60,7 +60,7 @@ curl -s -o /dev/null -X POST "http://127.0.0.1:$MESHD_PORT/orders" -H 'Content-T
 run_wrk meshd "http://127.0.0.1:$MESHD_PORT"
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 
-go build -o "$WORK/nativeorder" ./internal/nativeorder
+go build -o "$WORK/nativeorder" ./internal/nativeorder/cmd/nativeorder
 "$WORK/nativeorder" -http "127.0.0.1:$NATIVE_PORT" >"$WORK/native.log" 2>&1 &
 PIDS+=($!)
 wait_up "http://127.0.0.1:$NATIVE_PORT/"

@@ -1,4 +1,4 @@
-package main
+package nativeorder
 
 import (
 	"encoding/json"
@@ -47,7 +47,7 @@ func problem(w http.ResponseWriter, status int, detail string, problems []string
 	json.NewEncoder(w).Encode(problemDoc{Type: "about:blank", Title: "invalid order", Status: status, Detail: detail, Problems: problems})
 }
 
-func createOrder(w http.ResponseWriter, r *http.Request, fx *effects) {
+func createOrder(w http.ResponseWriter, r *http.Request, fx *Effects) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		problem(w, http.StatusRequestEntityTooLarge, err.Error(), nil)

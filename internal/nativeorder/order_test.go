@@ -1,4 +1,4 @@
-package main
+package nativeorder
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func TestCreateOrderWithEffects(t *testing.T) {
 	}
 	defer b.Close(ctx)
 	w := httptest.NewRecorder()
-	Handler(&effects{store: store, bus: b}).ServeHTTP(w, httptest.NewRequest("POST", "/orders", strings.NewReader(`{"user_id":"u1","items":[{"name":"a","price":2}]}`)))
+	Handler(&Effects{Store: store, Bus: b}).ServeHTTP(w, httptest.NewRequest("POST", "/orders", strings.NewReader(`{"user_id":"u1","items":[{"name":"a","price":2}]}`)))
 	var o order
 	if w.Code != 201 || json.Unmarshal(w.Body.Bytes(), &o) != nil {
 		t.Fatalf("%d %s", w.Code, w.Body)
@@ -52,10 +52,10 @@ func TestCreateOrderWithEffects(t *testing.T) {
 func TestProjector(t *testing.T) {
 	ctx := context.Background()
 	_, store := startStore(t)
-	p := projector{store: store}
+	p := Projector{Store: store}
 	for _, i := range []string{"2", "3", "1", "3"} {
 		data := `{"id":"o` + i + `","user_id":"u","items":[],"total":1,"status":"CREATED","created_at":"2026-01-01T00:00:0` + i + `Z"}`
-		if err := p.handle(ctx, bus.Event{Type: "ORDER_CREATED", Data: []byte(data)}); err != nil {
+		if err := p.Handle(ctx, bus.Event{Type: "ORDER_CREATED", Data: []byte(data)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func TestProjector(t *testing.T) {
 	if v, err := store.Get(ctx, "rm:order:o2"); err != nil || !strings.Contains(string(v), `"id":"o2"`) {
 		t.Fatalf("view %q %v", v, err)
 	}
-	if err := p.handle(ctx, bus.Event{Data: []byte(`{}`)}); err == nil {
+	if err := p.Handle(ctx, bus.Event{Data: []byte(`{}`)}); err == nil {
 		t.Fatal("invalid data projected")
 	}
 }

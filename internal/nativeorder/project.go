@@ -1,4 +1,4 @@
-package main
+package nativeorder
 
 import (
 	"bytes"
@@ -16,20 +16,20 @@ import (
 // indexPageBytes is the order plugin's: the size of a full index page.
 const indexPageBytes = 16 << 10
 
-// projector is the order plugin's read-model projection of ORDER_CREATED,
+// Projector is the order plugin's read-model projection of ORDER_CREATED,
 // done natively on the same store layout (plugins/order/readmodel.go): the
 // order's view merged and stored, and its entry inserted into the user's
 // paged index. With -project, `make loadtest` runs it as a consumer of
 // the native service's own ORDER_CREATED, as meshd runs the plugin's.
-type projector struct{ store *kv.Store }
+type Projector struct{ Store *kv.Store }
 
-func (p projector) handle(ctx context.Context, ev bus.Event) error {
+func (p Projector) Handle(ctx context.Context, ev bus.Event) error {
 	var o order
 	if err := json.Unmarshal(ev.Data, &o); err != nil || o.ID == "" || o.UserID == "" {
 		return errors.New("ORDER_CREATED: invalid data")
 	}
 	viewKey := "rm:order:" + o.ID
-	if stored, err := p.store.Get(ctx, viewKey); err == nil {
+	if stored, err := p.Store.Get(ctx, viewKey); err == nil {
 		var v order
 		if json.Unmarshal(stored, &v) == nil && v.Status != "" {
 			o.Status = v.Status // a status projected first stays
@@ -38,16 +38,16 @@ func (p projector) handle(ctx context.Context, ev bus.Event) error {
 		return err
 	}
 	view, _ := json.Marshal(&o)
-	if err := p.store.Put(ctx, viewKey, view); err != nil {
+	if err := p.Store.Put(ctx, viewKey, view); err != nil {
 		return err
 	}
 	return p.indexAdd(ctx, o.UserID, o.CreatedAt+"\t"+o.ID)
 }
 
-func (p projector) indexAdd(ctx context.Context, user, entry string) error {
+func (p Projector) indexAdd(ctx context.Context, user, entry string) error {
 	head := "rm:user:" + user
 	n := 0
-	if stored, err := p.store.Get(ctx, head); err == nil {
+	if stored, err := p.Store.Get(ctx, head); err == nil {
 		if n, err = strconv.Atoi(string(stored)); err != nil {
 			return err
 		}
@@ -55,7 +55,7 @@ func (p projector) indexAdd(ctx context.Context, user, entry string) error {
 		return err
 	}
 	page := func(k int) ([]string, error) {
-		stored, err := p.store.Get(ctx, head+":"+strconv.Itoa(k))
+		stored, err := p.Store.Get(ctx, head+":"+strconv.Itoa(k))
 		if err != nil && !errors.Is(err, kv.ErrNotFound) {
 			return nil, err
 		}
@@ -65,7 +65,7 @@ func (p projector) indexAdd(ctx context.Context, user, entry string) error {
 		return strings.Split(string(stored), "\n"), nil
 	}
 	if n > 0 { // the order plugin's fast path: the newest entry goes last
-		last, err := p.store.Get(ctx, head+":"+strconv.Itoa(n-1))
+		last, err := p.Store.Get(ctx, head+":"+strconv.Itoa(n-1))
 		if err != nil && !errors.Is(err, kv.ErrNotFound) {
 			return err
 		}
@@ -74,12 +74,12 @@ func (p projector) indexAdd(ctx context.Context, user, entry string) error {
 			case entry == string(tail):
 				return nil
 			case len(last) >= indexPageBytes:
-				if err := p.store.Put(ctx, head+":"+strconv.Itoa(n), []byte(entry)); err != nil {
+				if err := p.Store.Put(ctx, head+":"+strconv.Itoa(n), []byte(entry)); err != nil {
 					return err
 				}
-				return p.store.Put(ctx, head, []byte(strconv.Itoa(n+1)))
+				return p.Store.Put(ctx, head, []byte(strconv.Itoa(n+1)))
 			}
-			return p.store.Put(ctx, head+":"+strconv.Itoa(n-1), append(append(last, '\n'), entry...))
+			return p.Store.Put(ctx, head+":"+strconv.Itoa(n-1), append(append(last, '\n'), entry...))
 		}
 	}
 	k := max(n-1, 0)
@@ -99,11 +99,11 @@ func (p projector) indexAdd(ctx context.Context, user, entry string) error {
 		if n > 0 {
 			k, lines, i = n, nil, 0
 		}
-		if err := p.store.Put(ctx, head+":"+strconv.Itoa(k), []byte(entry)); err != nil {
+		if err := p.Store.Put(ctx, head+":"+strconv.Itoa(k), []byte(entry)); err != nil {
 			return err
 		}
-		return p.store.Put(ctx, head, []byte(strconv.Itoa(k+1)))
+		return p.Store.Put(ctx, head, []byte(strconv.Itoa(k+1)))
 	}
 	lines = slices.Insert(lines, i, entry)
-	return p.store.Put(ctx, head+":"+strconv.Itoa(k), []byte(strings.Join(lines, "\n")))
+	return p.Store.Put(ctx, head+":"+strconv.Itoa(k), []byte(strings.Join(lines, "\n")))
 }

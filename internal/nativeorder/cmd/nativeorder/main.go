@@ -1,7 +1,6 @@
 // Command nativeorder is the native baseline of `make loadtest`: a plain
 // net/http server answering POST /orders with the work the order plugin
-// does — JSON decoding and validation of the order, the total, a new id,
-// the order encoded as JSON, 201 with a Location.
+// does (package nativeorder).
 //
 // By default it stops there (no effects), the floor of what a Go service
 // costs. With -data DIR it also does what the plugin's effects make meshd
@@ -12,7 +11,7 @@
 // model (view and paged user index), the rest of what the order service
 // does per order.
 //
-//	go run ./internal/nativeorder -http 127.0.0.1:18091 [-data DIR [-project]]
+//	go run ./internal/nativeorder/cmd/nativeorder -http 127.0.0.1:18091 [-data DIR [-project]]
 package main
 
 import (
@@ -27,6 +26,7 @@ import (
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/internal/nativeorder"
 )
 
 func main() {
@@ -34,7 +34,7 @@ func main() {
 	data := flag.String("data", "", "with a data directory: embedded NATS, KV write and event publishes per order")
 	project := flag.Bool("project", false, "with -data: also project ORDER_CREATED into the read model, as the order plugin does")
 	flag.Parse()
-	var fx *effects
+	var fx *nativeorder.Effects
 	if *data != "" {
 		ctx := context.Background()
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -51,38 +51,15 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fx = &effects{store: store, bus: b}
+		fx = &nativeorder.Effects{Store: store, Bus: b}
 		if *project {
-			sub, err := b.Subscribe(ctx, "nativeorder", "ORDER_CREATED", projector{store: store}.handle)
+			sub, err := b.Subscribe(ctx, "nativeorder", "ORDER_CREATED", nativeorder.Projector{Store: store}.Handle)
 			if err != nil {
 				log.Fatal(err)
 			}
 			defer sub.Stop()
 		}
 	}
-	srv := &http.Server{Addr: *addr, Handler: Handler(fx), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: *addr, Handler: nativeorder.Handler(fx), ReadHeaderTimeout: 5 * time.Second}
 	log.Fatal(srv.ListenAndServe())
-}
-
-// effects are the plugin's KV write and events, done natively.
-type effects struct {
-	store *kv.Store
-	bus   *bus.Bus
-}
-
-func (fx *effects) apply(ctx context.Context, id string, data []byte) error {
-	if err := fx.store.Put(ctx, "order:"+id, data); err != nil {
-		return err
-	}
-	if err := fx.bus.Publish(ctx, bus.NewEvent("nativeorder", "ORDER_CREATED", data)); err != nil {
-		return err
-	}
-	return fx.bus.PublishDelayed(ctx, bus.NewEvent("nativeorder", "ORDER_PAYMENT_TIMEOUT", []byte(`{"order_id":"`+id+`"}`)), 15*time.Minute)
-}
-
-// Handler serves POST /orders; fx may be nil (no effects).
-func Handler(fx *effects) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) { createOrder(w, r, fx) })
-	return mux
 }
