@@ -158,6 +158,12 @@ func cancel(e env, typ, id, reason string) error {
 	if !ok {
 		return err
 	}
+	return cancelOrder(e, o, reason)
+}
+
+// cancelOrder cancels a CREATED order and publishes ORDER_CANCELLED; a
+// cancelled one publishes it again (a redelivery); a paid one is left alone.
+func cancelOrder(e env, o order, reason string) error {
 	switch o.Status {
 	case statusCreated:
 		o.Status = statusCancelled
@@ -197,5 +203,5 @@ func paymentTimedOut(e env, data []byte) error {
 	if !ok || o.Status != statusCreated {
 		return err
 	}
-	return cancel(e, eventPaymentTimeout, o.ID, reasonTimeout)
+	return cancelOrder(e, o, reasonTimeout)
 }

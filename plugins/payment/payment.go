@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -199,10 +200,11 @@ func orderCreated(e env, data []byte) error {
 	return publishOutcome(e, &p)
 }
 
+// load reads a payment; the error of an absent one wraps guest.ErrNotFound.
 func load(e env, id string) (payment, error) {
 	stored, err := e.KVGet(paymentKey(id))
 	if err != nil {
-		return payment{}, errors.New("reading payment " + id + ": " + err.Error())
+		return payment{}, fmt.Errorf("reading payment %s: %w", id, err)
 	}
 	p, err := parsePayment(stored)
 	if err != nil {
@@ -259,11 +261,11 @@ func refundRequested(e env, data []byte) error {
 	if err != nil || paymentID == "" || len(paymentID) > maxIDLen {
 		return errors.New(eventRefundRequested + ": invalid data: payment_id is required")
 	}
-	if _, err := e.KVGet(paymentKey(paymentID)); errors.Is(err, guest.ErrNotFound) {
+	p, err := load(e, paymentID)
+	if errors.Is(err, guest.ErrNotFound) {
 		e.Log(guest.LevelWarn, eventRefundRequested+" for unknown payment "+paymentID+"; ignored")
 		return nil
 	}
-	p, err := load(e, paymentID)
 	if err != nil {
 		return err
 	}
