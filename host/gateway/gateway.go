@@ -93,7 +93,6 @@ type Gateway struct {
 	router atomic.Pointer[router]
 
 	mu       sync.Mutex // serialises SetRoutes, SetPolicies and Close
-	routes   []Route    // the current route table, as last set
 	policies *policySet // the current policies, compiled
 }
 
@@ -157,7 +156,6 @@ func (g *Gateway) SetRoutes(routes []Route) error {
 	if err != nil {
 		return err
 	}
-	g.routes = slices.Clone(routes)
 	g.router.Store(rt)
 	return nil
 }

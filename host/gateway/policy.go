@@ -165,13 +165,7 @@ func (p *Policies) Validate() error {
 				bad(path, "secret, jwks_file, jwks_url, issuer and audience belong to jwt authenticators")
 			}
 		case AuthJWT:
-			n := 0
-			for _, s := range []string{a.Secret, a.JWKSFile, a.JWKSURL} {
-				if s != "" {
-					n++
-				}
-			}
-			if n != 1 {
+			if nonEmpty(a.Secret, a.JWKSFile, a.JWKSURL) != 1 {
 				bad(path, "a jwt authenticator needs exactly one of secret, jwks_file or jwks_url")
 			}
 			if a.JWKSURL != "" && !strings.HasPrefix(a.JWKSURL, "https://") && !strings.HasPrefix(a.JWKSURL, "http://") {
@@ -198,13 +192,7 @@ func (p *Policies) Validate() error {
 	for i := range p.Policy {
 		pol := &p.Policy[i]
 		path := fmt.Sprintf("policy[%d]", i)
-		n := 0
-		for _, s := range []string{pol.Service, pol.Route, pol.Prefix} {
-			if s != "" {
-				n++
-			}
-		}
-		if n != 1 {
+		if nonEmpty(pol.Service, pol.Route, pol.Prefix) != 1 {
 			bad(path, "needs exactly one of service, route or prefix")
 		} else {
 			if pol.Route != "" {
@@ -318,4 +306,15 @@ func clientIP(r *http.Request) string {
 		addr = addr[:i]
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
+}
+
+// nonEmpty counts the non-empty strings of ss.
+func nonEmpty(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }

@@ -132,7 +132,7 @@ func (g *Gateway) SetPolicies(p Policies) error {
 	if err != nil {
 		return err
 	}
-	rt, err := g.build(g.routes, ps)
+	rt, err := g.build(g.router.Load().routes, ps)
 	if err != nil {
 		ps.close()
 		return err
