@@ -53,6 +53,10 @@ func TestCompilationCache(t *testing.T) {
 		barCompiled, err := bar.CompileModule(ctx, facWasm)
 		require.NoError(t, err)
 
+		// meshd patch: the second compile reused the compiled code, so it
+		// skipped validating the function bodies; validating them now
+		// passes and leaves the two modules equal.
+		require.NoError(t, barCompiled.(*compiledModule).module.ValidateFunctionBodies())
 		// Ensures compiled modules are the same modulo type IDs, which is unique per store.
 		require.Equal(t, compiled.(*compiledModule).module, barCompiled.(*compiledModule).module)
 		require.Equal(t, compiled.(*compiledModule).closeWithModule, barCompiled.(*compiledModule).closeWithModule)

@@ -235,7 +235,7 @@ func (r *runtime) CompileModule(ctx context.Context, binary []byte) (CompiledMod
 		r.memoryLimitPages, r.memoryCapacityFromMax, !r.dwarfDisabled, r.storeCustomSections)
 	if err != nil {
 		return nil, err
-	} else if err = internal.Validate(r.enabledFeatures); err != nil {
+	} else if err = r.validate(internal); err != nil {
 		// TODO: decoders should validate before returning, as that allows
 		// them to err with the correct position in the wasm binary.
 		return nil, err
@@ -263,6 +263,20 @@ func (r *runtime) CompileModule(ctx context.Context, binary []byte) (CompiledMod
 		return nil, err
 	}
 	return c, nil
+}
+
+// deferringEngine is an engine that validates a module's function bodies
+// itself, and only when it compiles them (meshd patch): see
+// wasm.Module.ValidateDeferringFunctionBodies.
+type deferringEngine interface {
+	ValidatesFunctionBodiesBeforeCompiling()
+}
+
+func (r *runtime) validate(m *wasm.Module) error {
+	if _, ok := r.store.Engine.(deferringEngine); ok {
+		return m.ValidateDeferringFunctionBodies(r.enabledFeatures)
+	}
+	return m.Validate(r.enabledFeatures)
 }
 
 func buildFunctionListeners(ctx context.Context, internal *wasm.Module) ([]experimentalapi.FunctionListener, error) {

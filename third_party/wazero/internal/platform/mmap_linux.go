@@ -68,5 +68,16 @@ func mmapCodeSegment(size int) ([]byte, error) {
 		}
 	}
 
-	return unix.Mmap(-1, 0, size, prot, flag)
+	// meshd patch: the caller writes every byte right away (compiled or
+	// cached code), so ask for transparent huge pages and fault the pages
+	// in at once. One page fault per 4 KiB page made reading a 12 MB
+	// cached module several times slower than copying it, on a virtual
+	// machine where a fault costs about 15 µs.
+	b, err := unix.Mmap(-1, 0, size, prot, flag)
+	if err != nil {
+		return nil, err
+	}
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	_ = unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+	return b, nil
 }

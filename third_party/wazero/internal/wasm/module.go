@@ -196,6 +196,12 @@ type Module struct {
 	// as described in https://yurydelendik.github.io/webassembly-dwarf/, though it is not specified in the Wasm
 	// specification: https://github.com/WebAssembly/debugging/issues/1
 	DWARFLines *wasmdebug.DWARFLines
+
+	// bodiesUnvalidated is set by ValidateDeferringFunctionBodies until
+	// ValidateFunctionBodies has run (meshd patch); bodyFeatures are the
+	// features the bodies are to be validated under.
+	bodiesUnvalidated bool
+	bodyFeatures      api.CoreFeatures
 }
 
 // ModuleID represents sha256 hash value uniquely assigned to Module.
@@ -279,6 +285,43 @@ func (m *Module) typeIndexOfFunction(funcIdx Index) (Index, bool) {
 }
 
 func (m *Module) Validate(enabledFeatures api.CoreFeatures) error {
+	return m.validate(enabledFeatures, true)
+}
+
+// ValidateDeferringFunctionBodies is Validate without the validation of the
+// function bodies, the costly part for a large module. An engine that
+// reuses compiled code calls ValidateFunctionBodies before it compiles, so
+// the bodies are validated whenever they are compiled and skipped when
+// compiled code for the same bytes is reused: that code exists only
+// because the same bytes passed validation under the same features when
+// they were compiled (meshd patch).
+func (m *Module) ValidateDeferringFunctionBodies(enabledFeatures api.CoreFeatures) error {
+	if err := m.validate(enabledFeatures, false); err != nil {
+		return err
+	}
+	m.bodiesUnvalidated = m.CodeSection != nil
+	m.bodyFeatures = enabledFeatures
+	return nil
+}
+
+// ValidateFunctionBodies validates the function bodies that
+// ValidateDeferringFunctionBodies left out; otherwise it does nothing.
+func (m *Module) ValidateFunctionBodies() error {
+	if !m.bodiesUnvalidated {
+		return nil
+	}
+	functions, globals, memory, tables, tags, err := m.AllDeclarations()
+	if err != nil {
+		return err
+	}
+	if err = m.validateFunctions(m.bodyFeatures, functions, globals, memory, tables, tags, MaximumFunctionIndex); err != nil {
+		return err
+	}
+	m.bodiesUnvalidated = false
+	return nil
+}
+
+func (m *Module) validate(enabledFeatures api.CoreFeatures, bodies bool) error {
 	for i := range m.TypeSection {
 		tp := &m.TypeSection[i]
 		tp.CacheNumInUint64()
@@ -317,7 +360,7 @@ func (m *Module) Validate(enabledFeatures api.CoreFeatures) error {
 		return err
 	}
 
-	if m.CodeSection != nil {
+	if m.CodeSection != nil && bodies {
 		if err = m.validateFunctions(enabledFeatures, functions, globals, memory, tables, tags, MaximumFunctionIndex); err != nil {
 			return err
 		}

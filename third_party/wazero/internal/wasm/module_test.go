@@ -1128,3 +1128,31 @@ func (m mockListener) Before(context.Context, api.Module, api.FunctionDefinition
 func (m mockListener) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {}
 
 func (m mockListener) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}
+
+// meshd patch: ValidateDeferringFunctionBodies leaves the bodies to
+// ValidateFunctionBodies, which reports what Validate would have.
+func TestModule_ValidateDeferringFunctionBodies(t *testing.T) {
+	invalid := func() *Module {
+		return &Module{
+			TypeSection:     []FunctionType{v_v},
+			FunctionSection: []Index{0},
+			// i32.const 0 leaves a value a () -> () function cannot return.
+			CodeSection: []Code{{Body: []byte{OpcodeI32Const, 0, OpcodeEnd}}},
+		}
+	}
+	want := invalid().Validate(api.CoreFeaturesV2)
+	require.Error(t, want)
+
+	m := invalid()
+	require.NoError(t, m.ValidateDeferringFunctionBodies(api.CoreFeaturesV2))
+	require.True(t, m.bodiesUnvalidated)
+	require.EqualError(t, m.ValidateFunctionBodies(), want.Error())
+	require.True(t, m.bodiesUnvalidated) // still not valid: a later compile checks again
+
+	valid := invalid()
+	valid.CodeSection[0].Body = []byte{OpcodeI32Const, 0, OpcodeDrop, OpcodeEnd}
+	require.NoError(t, valid.ValidateDeferringFunctionBodies(api.CoreFeaturesV2))
+	require.NoError(t, valid.ValidateFunctionBodies())
+	require.False(t, valid.bodiesUnvalidated)
+	require.NoError(t, valid.ValidateFunctionBodies()) // nothing left to do
+}

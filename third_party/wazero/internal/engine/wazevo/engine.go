@@ -31,8 +31,11 @@ type (
 	}
 	// engine implements wasm.Engine.
 	engine struct {
-		wazeroVersion   string
-		fileCache       filecache.Cache
+		wazeroVersion string
+		fileCache     filecache.Cache
+		// features are the enabled features, part of the file cache key:
+		// a cached module was validated under them (meshd patch).
+		features        api.CoreFeatures
 		compiledModules map[wasm.ModuleID]*compiledModuleWithCount
 		// sortedCompiledModules is a list of compiled modules sorted by the initial address of the executable.
 		sortedCompiledModules []*compiledModule
@@ -127,7 +130,7 @@ type sourceMap struct {
 var _ wasm.Engine = (*engine)(nil)
 
 // NewEngine returns the implementation of wasm.Engine.
-func NewEngine(ctx context.Context, _ api.CoreFeatures, fc filecache.Cache) wasm.Engine {
+func NewEngine(ctx context.Context, features api.CoreFeatures, fc filecache.Cache) wasm.Engine {
 	machine := newMachine()
 	be := backend.NewCompiler(ctx, machine, ssa.NewBuilder())
 	e := &engine{
@@ -137,10 +140,20 @@ func NewEngine(ctx context.Context, _ api.CoreFeatures, fc filecache.Cache) wasm
 		be:              be,
 		fileCache:       fc,
 		wazeroVersion:   version.GetWazeroVersion(),
+		features:        features,
 	}
 	e.compileSharedFunctions()
 	return e
 }
+
+// ValidatesFunctionBodiesBeforeCompiling tells the runtime that this engine
+// validates a module's function bodies (wasm.Module.ValidateFunctionBodies)
+// when, and only when, it compiles them. Compiled code comes from memory
+// or the file cache only for bytes that passed that validation under the
+// same features (the file cache key includes them), so a cache hit skips
+// it: for a Go-built module that is most of the time of a cached load
+// (meshd patch).
+func (e *engine) ValidatesFunctionBodiesBeforeCompiling() {}
 
 // CompileModule implements wasm.Engine.
 func (e *engine) CompileModule(ctx context.Context, module *wasm.Module, listeners []experimental.FunctionListener, ensureTermination bool) (err error) {
@@ -152,6 +165,12 @@ func (e *engine) CompileModule(ctx context.Context, module *wasm.Module, listene
 	if _, ok, err := e.getCompiledModule(module, listeners, ensureTermination); ok { // cache hit!
 		return nil
 	} else if err != nil {
+		return err
+	}
+
+	// Not compiled before: validate the function bodies the runtime left
+	// for us (meshd patch, see ValidatesFunctionBodiesBeforeCompiling).
+	if err := module.ValidateFunctionBodies(); err != nil {
 		return err
 	}
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/internal/testing/require"
 	"github.com/tetratelabs/wazero/internal/u32"
 	"github.com/tetratelabs/wazero/internal/u64"
@@ -322,7 +323,9 @@ func Test_fileCacheKey(t *testing.T) {
 	m := &wasm.Module{}
 	s.Sum(m.ID[:0])
 	original := m.ID
-	result := fileCacheKey(m)
+	result := fileCacheKey(m, 0)
 	require.Equal(t, original, m.ID)
 	require.NotEqual(t, original, result)
+	// meshd patch: code validated under other features is another entry.
+	require.NotEqual(t, result, fileCacheKey(m, api.CoreFeaturesV2))
 }
