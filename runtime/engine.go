@@ -46,7 +46,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
 
 // HostModule instantiates the host functions a module imports into r. It is
-// called once per Load, before the module is compiled.
+// called once, by Start, after the module is compiled.
 type HostModule func(ctx context.Context, r wazero.Runtime) error
 
 // ModuleConfig holds one module's name and limits. Zero values take the

@@ -28,6 +28,12 @@ func (mmapAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
 	if err != nil {
 		return &sliceMemory{max: max, buf: make([]byte, 0, min(capacity, max))}
 	}
+	// Transparent huge pages where the system allows them (THP "madvise"
+	// mode): a Go guest touches megabytes as its runtime starts, and one
+	// page fault per 4 KiB page was most of an instance's start on a
+	// virtual machine. The cost is memory rounded up to 2 MiB per region
+	// touched (about 11 MB more resident for the demo daemon).
+	_ = syscall.Madvise(buf, syscall.MADV_HUGEPAGE)
 	return &mmapMemory{buf: buf}
 }
 

@@ -98,9 +98,27 @@ type instance struct {
 }
 
 // Load compiles wasm into a new runtime, links host into it, checks the ABI,
-// warms cfg.PoolMin instances and calls meshd_describe. Any failure returns
-// an error wrapping ErrInvalidModule and releases everything.
-func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg ModuleConfig) (_ *Module, err error) {
+// warms cfg.PoolMin instances and calls meshd_describe: Compile, then
+// Start. Any failure returns an error wrapping ErrInvalidModule and
+// releases everything.
+func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg ModuleConfig) (*Module, error) {
+	m, err := e.Compile(ctx, wasm, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx, host); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Compile compiles wasm into a new runtime (from the compilation cache when
+// it holds the code) and checks its exports and imports against the ABI,
+// without linking or running anything: it needs nothing from the host, so
+// a daemon can compile while the rest of it starts. Start makes the Module
+// usable; Close releases one that is not started. A failure returns an
+// error wrapping ErrInvalidModule.
+func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
 	sum := sha256.Sum256(wasm)
 	m := &Module{
@@ -122,19 +140,10 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg Mod
 		WithMemoryLimitPages(cfg.MemoryLimitPages))
 	defer func() {
 		if err != nil {
-			m.closeInstances(ctx)
 			_ = m.rt.Close(ctx)
 			err = fmt.Errorf("%s: %w: %w", cfg.Name, ErrInvalidModule, err)
 		}
 	}()
-	if _, err = wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
-		return nil, fmt.Errorf("linking WASI: %w", err)
-	}
-	if host != nil {
-		if err = host(ctx, m.rt); err != nil {
-			return nil, fmt.Errorf("linking host functions: %w", err)
-		}
-	}
 	if m.compiled, err = m.rt.CompileModule(ctx, wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}
@@ -151,24 +160,46 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg Mod
 	} else {
 		m.modCfg = m.modCfg.WithStartFunctions()
 	}
-	for range cfg.PoolMin {
+	return m, nil
+}
+
+// Start links WASI and host into a compiled module's runtime, warms
+// cfg.PoolMin instances (their initialiser runs) and calls meshd_describe.
+// Call it once, after Compile. On failure the Module is closed and the
+// error wraps ErrInvalidModule.
+func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
+	defer func() {
+		if err != nil {
+			_ = m.Close(ctx)
+			err = fmt.Errorf("%s: %w: %w", m.cfg.Name, ErrInvalidModule, err)
+		}
+	}()
+	if _, err = wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		return fmt.Errorf("linking WASI: %w", err)
+	}
+	if host != nil {
+		if err = host(ctx, m.rt); err != nil {
+			return fmt.Errorf("linking host functions: %w", err)
+		}
+	}
+	for range m.cfg.PoolMin {
 		inst, ierr := m.newInstance(ctx)
 		if ierr != nil {
-			return nil, ierr
+			return ierr
 		}
 		m.idle <- inst
 	}
 	var c Call
 	if err = m.Invoke(ctx, EntryDescribe, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", abi.ExportDescribe, err)
+		return fmt.Errorf("%s: %w", abi.ExportDescribe, err)
 	}
 	if c.Code != abi.CodeOK {
-		return nil, fmt.Errorf("%s returned %s: %s", abi.ExportDescribe, c.Code, c.Output)
+		return fmt.Errorf("%s returned %s: %s", abi.ExportDescribe, c.Code, c.Output)
 	}
 	m.decl = slices.Clone(c.Output)
 	m.bg.Add(1)
 	go m.refiller()
-	return m, nil
+	return nil
 }
 
 // validate checks exports and imports against ABI v1.

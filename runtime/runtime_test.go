@@ -264,14 +264,64 @@ func TestInvalidModulesFailAtLoad(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wasm := wattest.Compile(t, "bad", tc.wat)
-			_, err := e.Load(context.Background(), wasm, testHost, runtime.ModuleConfig{Name: "bad"})
-			if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want ErrInvalidModule saying %q", err, tc.want)
+			for range 2 { // the second time as well: nothing of it was cached
+				_, err := e.Load(context.Background(), wasm, testHost, runtime.ModuleConfig{Name: "bad"})
+				if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want ErrInvalidModule saying %q", err, tc.want)
+				}
 			}
 		})
 	}
 	if _, err := e.Load(context.Background(), []byte("\x00asm garbage"), testHost, runtime.ModuleConfig{}); !errors.Is(err, runtime.ErrInvalidModule) {
 		t.Fatalf("garbage bytes: %v, want ErrInvalidModule", err)
+	}
+
+	// A function body that does not type-check (wat2wasm would refuse to
+	// write it, so its bytes are patched: "i32.const 1234567" becomes
+	// nops, leaving no result). wazero skips validating the bodies of code
+	// it finds compiled in the cache (third_party/wazero); these bytes never
+	// compiled, so they are validated each time.
+	wasm := wattest.Compile(t, "body", `(module `+good+` (func (export "meshd_describe") (result i32) i32.const 1234567))`)
+	konst := []byte{0x41, 0x87, 0xad, 0xcb, 0x00}
+	if bytes.Count(wasm, konst) != 1 {
+		t.Fatal("i32.const 1234567 not found once in the module")
+	}
+	wasm = bytes.Replace(wasm, konst, bytes.Repeat([]byte{0x01}, len(konst)), 1)
+	for range 2 {
+		if _, err := e.Load(context.Background(), wasm, testHost, runtime.ModuleConfig{Name: "body"}); !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "not a valid WebAssembly module") {
+			t.Fatalf("invalid function body: %v, want ErrInvalidModule (not a valid WebAssembly module)", err)
+		}
+	}
+}
+
+// Compile needs no host functions; Start links them and runs the module.
+func TestCompileThenStart(t *testing.T) {
+	e := newEngine(t)
+	ctx := context.Background()
+	m, err := e.Compile(ctx, guest(t), runtime.ModuleConfig{Name: "guest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(ctx); err != nil { // never started
+		t.Fatalf("close of a compiled module: %v", err)
+	}
+	m, err = e.Compile(ctx, guest(t), runtime.ModuleConfig{Name: "guest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx, nil); !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "instantiating") {
+		t.Fatalf("start without the host functions it imports: %v, want ErrInvalidModule (instantiating)", err)
+	}
+	m, err = e.Compile(ctx, guest(t), runtime.ModuleConfig{Name: "guest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx, testHost); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	if c, err := call(m, "echo me"); err != nil || string(c.Output) != "echo me" {
+		t.Fatalf("echo after Start: %v %q", err, c.Output)
 	}
 }
 
