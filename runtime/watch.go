@@ -99,7 +99,7 @@ type Watcher struct {
 // watchedFile is the watcher's view of one file, keyed by base name.
 type watchedFile struct {
 	reported  bool   // the callback has seen it (add or change)
-	hash      string // of the last reported bytes
+	hash      string // of the last reported bytes; "" for a seeded file, not read
 	pending   bool   // an event arrived; settle and maybe report
 	lastEvent time.Time
 	sampled   time.Time // when size and mtime were last seen to change
@@ -108,7 +108,9 @@ type watchedFile struct {
 }
 
 // Watch starts watching cfg.Dir. The files already there are taken as
-// reported (the caller loaded them), so only later changes are reported.
+// reported (the caller loaded them), so only later changes are reported;
+// the first event about one of them is reported even when its bytes turn
+// out unchanged, since they were not read at start.
 // Close stops the watcher.
 func Watch(ctx context.Context, cfg WatchConfig, fn WatchFunc) (*Watcher, error) {
 	if cfg.Dir == "" {
@@ -159,16 +161,15 @@ func (w *Watcher) seed() {
 		if e.IsDir() || !w.wanted(e.Name()) {
 			continue
 		}
-		path := filepath.Join(w.cfg.Dir, e.Name())
-		data, err := os.ReadFile(path)
+		fi, err := e.Info()
 		if err != nil {
 			continue
 		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			continue
-		}
-		w.files[e.Name()] = &watchedFile{reported: true, hash: hashOf(data), size: fi.Size(), mtime: fi.ModTime()}
+		// Not read nor hashed: at start that would double the reading
+		// of every module (on a fresh process most of the cost is the
+		// memory it is read into). Its first change is reported without
+		// comparing bytes; the callback knows what it loaded.
+		w.files[e.Name()] = &watchedFile{reported: true, size: fi.Size(), mtime: fi.ModTime()}
 	}
 }
 
