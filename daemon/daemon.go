@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/natsd"
@@ -47,6 +46,7 @@ type Daemon struct {
 
 	preparedMu sync.Mutex
 	prepared   map[string]*prepared // by path: services prepared at start (prepare.go)
+	compiling  sync.WaitGroup       // compileDir's compiles
 	obs        observability        // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
@@ -102,6 +102,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: wasm engine: %w", err)
 	}
+	d.compileDir(ctx) // overlaps NATS's start; loadDir finishes it
 	d.nats, err = natsd.Start(ctx, natsd.Config{
 		DataDir: d.cfg.DataDir,
 		URL:     d.cfg.NATSURL,
@@ -177,15 +178,9 @@ func (d *Daemon) loadDir(ctx context.Context) {
 		d.log.Error("cannot read plugin directory", slog.String("dir", d.cfg.PluginDir), slog.Any("error", err))
 		return
 	}
-	var paths []string
-	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".wasm") && abi.ValidServiceName(strings.TrimSuffix(e.Name(), ".wasm")) {
-			paths = append(paths, filepath.Join(d.cfg.PluginDir, e.Name()))
-		}
-	}
 	// The slow part of each load at once, then the checks and swaps one by
 	// one in name order as before.
-	d.prepareAll(ctx, paths)
+	d.prepareAll(ctx, d.pluginPaths())
 	defer d.dropPrepared()
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
@@ -238,6 +233,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if d.nats != nil {
 		errs = append(errs, d.nats.Close())
 	}
+	d.compiling.Wait() // a start that failed before loadDir
+	d.dropPrepared()
 	if d.engine != nil {
 		errs = append(errs, d.engine.Close(ctx))
 	}

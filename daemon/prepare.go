@@ -13,17 +13,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/kv"
 )
 
 // prepared is a service built from a module file and its grants file but
 // not yet checked against the others or serving: the part of a load that
-// takes time (opening the KV bucket, compiling or reading the compiled
-// module from the cache, warming an instance) and touches nothing shared.
+// takes time (compiling or reading the compiled module from the cache,
+// opening the KV bucket, warming an instance) and touches nothing shared.
+// It is built in two steps: compile, which needs neither NATS nor the bus,
+// and finish, which does.
 type prepared struct {
 	wasm    []byte
 	hash    [sha256.Size]byte
+	sf      ServiceFile
 	s       *service // nil when err is set
 	err     error
 	began   time.Time
@@ -34,6 +38,14 @@ type prepared struct {
 // prepare builds path's service from wasm, whose sha256 is hash. On
 // failure nothing of it is left open.
 func (d *Daemon) prepare(ctx context.Context, path string, wasm []byte, hash [sha256.Size]byte) *prepared {
+	p := d.compile(ctx, path, wasm, hash)
+	d.finish(ctx, p)
+	return p
+}
+
+// compile is the first step of prepare: the grants file is read and the
+// module compiled and checked against the ABI, nothing linked or run.
+func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sha256.Size]byte) *prepared {
 	p := &prepared{wasm: wasm, hash: hash, began: time.Now()}
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, ".wasm")
@@ -47,60 +59,128 @@ func (d *Daemon) prepare(ctx context.Context, path string, wasm []byte, hash [sh
 		log.Warn("no grants file; the service may serve routes but not publish, subscribe, keep state or discover",
 			slog.String("expected", name+".toml"))
 	}
-	s := &service{name: name, file: base, version: hex.EncodeToString(p.hash[:6]), log: log}
-	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log, Discover: d.discover, Config: sf.Config,
-		Observe: d.observeKV(name)}
-	s.events = sf.Events
-	if s.env.Grants.KV {
-		if s.store, err = kv.Open(ctx, d.nats.JetStream(), name); err != nil {
-			p.err = fmt.Errorf("%s: key-value store: %w", base, err)
-			return p
-		}
-		s.env.KV = kvAdapter{s.store}
-	}
-	p.tKV = time.Since(p.began)
+	s := &service{name: name, file: base, version: hex.EncodeToString(p.hash[:6]), log: log, events: sf.Events}
 	mc := sf.ModuleConfig(d.cfg.Module)
 	mc.Name = name
 	mc.Logger = log
 	mc.Stderr = &logWriter{log: log}
 	mc.Stdout = mc.Stderr
-	if s.mod, err = d.engine.Load(ctx, wasm, host.Module(s.env), mc); err != nil {
+	if s.mod, err = d.engine.Compile(ctx, wasm, mc); err != nil {
 		p.err = fmt.Errorf("%s: %w", base, err)
 		return p
 	}
-	p.tModule = time.Since(p.began) - p.tKV
-	p.s = s
+	p.sf, p.s = sf, s
+	p.tModule = time.Since(p.began)
 	return p
 }
 
-// prepareAll prepares the modules of paths at once, as many at a time as
-// there are CPUs, for loadModule to take (takePrepared); at start this
-// overlaps the compile-cache reads and instance warm-ups of the services
-// instead of doing them one after the other.
-func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
-	if len(paths) < 2 {
+// finish is the second step of prepare: the KV bucket is opened, the host
+// functions linked, an instance warmed and the module described.
+func (d *Daemon) finish(ctx context.Context, p *prepared) {
+	if p.err != nil {
 		return
 	}
-	results := make([]*prepared, len(paths))
+	s, base := p.s, p.s.file
+	began := time.Now()
+	s.env = &host.Env{Service: s.name, Grants: p.sf.HostGrants(), Log: s.log, Discover: d.discover,
+		Config: p.sf.Config, Observe: d.observeKV(s.name)}
+	if s.env.Grants.KV {
+		store, err := kv.Open(ctx, d.nats.JetStream(), s.name)
+		if err != nil {
+			_ = s.mod.Close(ctx)
+			p.s, p.err = nil, fmt.Errorf("%s: key-value store: %w", base, err)
+			return
+		}
+		s.store = store
+		s.env.KV = kvAdapter{store}
+	}
+	p.tKV = time.Since(began)
+	if err := s.mod.Start(ctx, host.Module(s.env)); err != nil { // closes the module
+		p.s, p.err = nil, fmt.Errorf("%s: %w", base, err)
+		return
+	}
+	p.tModule += time.Since(began) - p.tKV
+}
+
+// compileDir starts compiling every module of the plugin directory, as
+// many at a time as there are CPUs, and returns at once; prepareAll waits
+// for it and finishes what it compiled. Called before NATS starts, it
+// overlaps the slowest part of a start (reading each module's compiled
+// code from the cache, or compiling it) with NATS's and the bus's.
+func (d *Daemon) compileDir(ctx context.Context) {
 	sem := make(chan struct{}, max(1, goruntime.NumCPU()))
-	var wg sync.WaitGroup
-	for i, path := range paths {
-		wg.Go(func() {
+	for _, path := range d.pluginPaths() {
+		d.compiling.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			wasm, err := os.ReadFile(path)
 			if err != nil {
-				return // loadModule reads it again and says why
+				return // loadDir reads it again and says why
 			}
-			results[i] = d.prepare(ctx, path, wasm, sha256.Sum256(wasm))
+			p := d.compile(ctx, path, wasm, sha256.Sum256(wasm))
+			d.preparedMu.Lock()
+			defer d.preparedMu.Unlock()
+			if d.prepared == nil {
+				d.prepared = make(map[string]*prepared)
+			}
+			d.prepared[path] = p
+		})
+	}
+}
+
+// pluginPaths lists the module files of the plugin directory (nil when it
+// cannot be read; loadDir says why).
+func (d *Daemon) pluginPaths() []string {
+	entries, err := os.ReadDir(d.cfg.PluginDir)
+	if err != nil {
+		return nil
+	}
+	var paths []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".wasm") && abi.ValidServiceName(strings.TrimSuffix(e.Name(), ".wasm")) {
+			paths = append(paths, filepath.Join(d.cfg.PluginDir, e.Name()))
+		}
+	}
+	return paths
+}
+
+// prepareAll prepares the modules of paths at once, as many at a time as
+// there are CPUs, for loadModule to take (takePrepared): those compileDir
+// compiled are finished, the others prepared from the start. The checks
+// and swaps then run one by one.
+func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
+	d.compiling.Wait()
+	d.preparedMu.Lock()
+	compiled := d.prepared
+	d.prepared = nil
+	d.preparedMu.Unlock()
+	results := make([]*prepared, len(paths))
+	sem := make(chan struct{}, max(1, goruntime.NumCPU()))
+	var wg sync.WaitGroup
+	for i, path := range paths {
+		p := compiled[path]
+		delete(compiled, path)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if p == nil {
+				wasm, err := os.ReadFile(path)
+				if err != nil {
+					return // loadModule reads it again and says why
+				}
+				p = d.compile(ctx, path, wasm, sha256.Sum256(wasm))
+			}
+			d.finish(ctx, p)
+			results[i] = p
 		})
 	}
 	wg.Wait()
+	for _, p := range compiled { // gone from the directory since
+		p.discard()
+	}
 	d.preparedMu.Lock()
 	defer d.preparedMu.Unlock()
-	if d.prepared == nil {
-		d.prepared = make(map[string]*prepared)
-	}
+	d.prepared = make(map[string]*prepared)
 	for i, p := range results {
 		if p != nil {
 			d.prepared[paths[i]] = p

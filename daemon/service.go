@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshd/meshd/abi"
@@ -142,19 +143,35 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 			kept[cur.decl.Subscriptions[i].Type] = sub
 		}
 	}
-	for _, sub := range s.decl.Subscriptions {
+	s.subs = make([]*bus.Subscription, len(s.decl.Subscriptions))
+	var fresh []int // indexes of the types to subscribe now
+	for i, sub := range s.decl.Subscriptions {
 		if bs, ok := kept[sub.Type]; ok {
-			s.subs = append(s.subs, bs)
+			s.subs[i] = bs
 			delete(kept, sub.Type)
 			continue
 		}
-		bs, serr := d.bus.SubscribeWith(ctx, name, sub.Type, d.eventHandler(s), bus.SubscribeOptions{MaxDeliver: s.events.MaxAttempts})
-		if serr != nil {
-			err = fmt.Errorf("%s: subscribe %s: %w", base, sub.Type, serr)
-			return err
+		fresh = append(fresh, i)
+	}
+	// At once: each is a JetStream request or two (the durable consumer).
+	serrs := make([]error, len(s.decl.Subscriptions))
+	var wg sync.WaitGroup
+	for _, i := range fresh {
+		wg.Go(func() {
+			s.subs[i], serrs[i] = d.bus.SubscribeWith(ctx, name, s.decl.Subscriptions[i].Type, d.eventHandler(s),
+				bus.SubscribeOptions{MaxDeliver: s.events.MaxAttempts})
+		})
+	}
+	wg.Wait()
+	for _, i := range fresh {
+		if s.subs[i] != nil {
+			subs = append(subs, s.subs[i])
 		}
-		subs = append(subs, bs)
-		s.subs = append(s.subs, bs)
+	}
+	for _, i := range fresh {
+		if serrs[i] != nil {
+			return fmt.Errorf("%s: subscribe %s: %w", base, s.decl.Subscriptions[i].Type, serrs[i])
+		}
 	}
 
 	tSubs = time.Since(began) - tKV - tModule
