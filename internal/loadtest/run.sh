@@ -11,6 +11,7 @@ CONNS=${CONNS:-16}
 THREADS=${THREADS:-2}
 MESHD_PORT=${MESHD_PORT:-18090}
 NATIVE_PORT=${NATIVE_PORT:-18091}
+ADMIN_PORT=${ADMIN_PORT:-18092}
 OUT=build/loadtest.txt
 WORK=$(mktemp -d)
 PIDS=()
@@ -52,12 +53,16 @@ for p in ${PLUGINS:-order}; do
   if [ -f "build/plugins/$p.toml" ]; then cp "build/plugins/$p.toml" "$WORK/plugins/"; fi
 done
 bin/meshd run --plugins "$WORK/plugins" --data "$WORK/data" --http "127.0.0.1:$MESHD_PORT" \
-  --admin off --log-level warn --pool-min "${POOL_MIN:-2}" --pool-max "${POOL_MAX:-8}" >"$WORK/meshd.log" 2>&1 &
+  --admin "127.0.0.1:$ADMIN_PORT" --log-level warn --pool-min "${POOL_MIN:-2}" --pool-max "${POOL_MAX:-8}" >"$WORK/meshd.log" 2>&1 &
 PIDS+=($!)
 wait_up "http://127.0.0.1:$MESHD_PORT/"
 curl -s -o /dev/null -X POST "http://127.0.0.1:$MESHD_PORT/orders" -H 'Content-Type: application/json' \
   -d '{"user_id":"warm","items":[{"name":"a","price":1}]}'
 run_wrk meshd "http://127.0.0.1:$MESHD_PORT"
+# How far the read model kept up: ORDER_CREATED events the order service
+# projected by the end of the measured window (the rest is a backlog).
+meshd_projected=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
+  awk '/^meshd_events_delivered_total\{/ && /service="order"/ && /topic="ORDER_CREATED"/ {print $2}')
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 
 go build -o "$WORK/nativeorder" ./internal/nativeorder/cmd/nativeorder
@@ -82,10 +87,12 @@ kill -TERM "${PIDS[2]}"; wait "${PIDS[2]}" 2>/dev/null || true
 PIDS+=($!)
 wait_up "http://127.0.0.1:$NATIVE_PORT/"
 run_wrk native-cqrs "http://127.0.0.1:$NATIVE_PORT"
+native_projected=$(curl -s "http://127.0.0.1:$NATIVE_PORT/stats" | awk '/^projected/ {print $2}')
 
 rps() { awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.txt"; }
 lat() { awk -v p="$2" '$1 == p {print $2}' "$WORK/$1.txt"; }
 non2xx() { awk '/Non-2xx/ {print $4}' "$WORK/$1.txt"; }
+total() { awk '/requests in/ {print $1}' "$WORK/$1.txt"; }
 m=$(rps meshd); n=$(rps native); nn=$(rps native-nats); nc=$(rps native-cqrs)
 {
   echo "== summary"
@@ -97,4 +104,6 @@ m=$(rps meshd); n=$(rps native); nn=$(rps native-nats); nc=$(rps native-cqrs)
     printf "ratio meshd/native (validation, JSON, id only):          %.2f\n", m / n
     printf "ratio meshd/native-nats (plus KV write, two publishes):   %.2f\n", m / nn
     printf "ratio meshd/native-cqrs (plus the read-model projection): %.2f (the same work; target >= 0.8)\n", m / nc }'
+  echo "read model at the end of the window (ORDER_CREATED projected / orders accepted):"
+  echo "  meshd $meshd_projected / $(total meshd), native-cqrs $native_projected / $(total native-cqrs)"
 } | tee -a "$OUT"

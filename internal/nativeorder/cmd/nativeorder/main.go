@@ -8,8 +8,9 @@
 // order to a KV bucket and publishes ORDER_CREATED and a delayed
 // ORDER_PAYMENT_TIMEOUT on meshd's event bus, each acknowledged. With
 // -project it also consumes its ORDER_CREATED into the order plugin's read
-// model (view and paged user index), the rest of what the order service
-// does per order.
+// model (view and paged user index), one event at a time as the plugin's
+// handlers run, the rest of what the order service does per order; GET
+// /stats then says how many it projected so far.
 //
 //	go run ./internal/nativeorder/cmd/nativeorder -http 127.0.0.1:18091 [-data DIR [-project]]
 package main
@@ -17,10 +18,13 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/host/bus"
@@ -53,13 +57,36 @@ func main() {
 		}
 		fx = &nativeorder.Effects{Store: store, Bus: b}
 		if *project {
-			sub, err := b.Subscribe(ctx, "nativeorder", "ORDER_CREATED", nativeorder.Projector{Store: store}.Handle)
+			// One event at a time, as the order plugin's handlers run
+			// (`serial = true` in order.toml): the projection reads and
+			// rewrites the user's index page, and concurrent handlers
+			// would lose each other's entries.
+			proj := nativeorder.Projector{Store: store}
+			var serial sync.Mutex
+			sub, err := b.Subscribe(ctx, "nativeorder", "ORDER_CREATED", func(ctx context.Context, ev bus.Event) error {
+				serial.Lock()
+				defer serial.Unlock()
+				err := proj.Handle(ctx, ev)
+				if err == nil {
+					projected.Add(1)
+				}
+				return err
+			})
 			if err != nil {
 				log.Fatal(err)
 			}
 			defer sub.Stop()
 		}
 	}
-	srv := &http.Server{Addr: *addr, Handler: nativeorder.Handler(fx), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", nativeorder.Handler(fx))
+	// The load test reads how far the read model kept up (GET /stats).
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "projected %d\n", projected.Load())
+	})
+	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Fatal(srv.ListenAndServe())
 }
+
+// projected counts the ORDER_CREATED events projected into the read model.
+var projected atomic.Int64
