@@ -254,3 +254,24 @@ func TestPaymentTimeoutThenRefund(t *testing.T) {
 		t.Fatalf("order after late payment %v", o)
 	}
 }
+
+// With `serial = true`, handlers that read, add one and write back lose no
+// update while the bus delivers events to several handlers at once: 200
+// deliveries of one id count to exactly 200.
+func TestSerialHandlersLoseNoUpdate(t *testing.T) {
+	td := startDaemonWith(t, nil, map[string][]byte{
+		"flaky.wasm": readFile(t, fixture(t, "testdata/guest-flaky.wasm")),
+		"flaky.toml": []byte(flakyGrants + "serial = true\n"),
+	}, func(c *Config) {
+		c.Events = bus.Config{Backoff: []time.Duration{10 * time.Millisecond}, Concurrency: 8}
+	})
+	const n = 200
+	for range n {
+		publishFlaky(t, td, "same", 0)
+	}
+	waitUntil(t, 60*time.Second, "every event is counted", func() bool { return td.flakyCount(t, "same") >= n })
+	time.Sleep(200 * time.Millisecond) // a late duplicate would show
+	if got := td.flakyCount(t, "same"); got != n {
+		t.Fatalf("count = %v after %d events, want %d", got, n, n)
+	}
+}
