@@ -33,6 +33,7 @@ type prepared struct {
 	began   time.Time
 	tKV     time.Duration
 	tModule time.Duration
+	stat    os.FileInfo // compileDir's: the file as it was before it was read
 }
 
 // prepare builds path's service from wasm, whose sha256 is hash. On
@@ -113,11 +114,16 @@ func (d *Daemon) compileDir(ctx context.Context) {
 		d.compiling.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			wasm, err := os.ReadFile(path)
+			fi, err := os.Stat(path)
 			if err != nil {
 				return // loadDir reads it again and says why
 			}
+			wasm, err := os.ReadFile(path)
+			if err != nil {
+				return
+			}
 			p := d.compile(ctx, path, wasm, sha256.Sum256(wasm))
+			p.stat = fi
 			d.preparedMu.Lock()
 			defer d.preparedMu.Unlock()
 			if d.prepared == nil {
@@ -160,6 +166,13 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 	for i, path := range paths {
 		p := compiled[path]
 		delete(compiled, path)
+		// The watcher started after compileDir read the file: a change in
+		// between would never be reported, so a file that changed since is
+		// prepared again from its bytes now.
+		if p != nil && changedSince(path, p.stat) {
+			p.discard()
+			p = nil
+		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -231,4 +244,11 @@ func (p *prepared) discard() {
 	if p.s != nil {
 		_ = p.s.close(context.Background())
 	}
+}
+
+// changedSince reports whether path's size or modification time differ
+// from was (or path cannot be read).
+func changedSince(path string, was os.FileInfo) bool {
+	fi, err := os.Stat(path)
+	return err != nil || was == nil || fi.Size() != was.Size() || !fi.ModTime().Equal(was.ModTime())
 }

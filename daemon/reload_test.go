@@ -586,3 +586,37 @@ func startOnce(b *testing.B, cache string) {
 	}
 	b.StartTimer()
 }
+
+// compileDir reads the plugin directory before the watcher starts; a file
+// changed in between is prepared again from its current bytes, never
+// served as compiled (the watcher would not report that change).
+func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
+	td := startDaemonWith(t, []string{"order"}, nil, nil)
+	ctx := context.Background()
+	path := filepath.Join(td.cfg.PluginDir, "order.wasm")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.compileDir(ctx)
+	td.compiling.Wait()
+	changed := variant(orig, 1)
+	if err := os.WriteFile(path, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Second) // a different mtime even on a coarse clock
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	td.prepareAll(ctx, []string{path})
+	defer td.dropPrepared()
+	td.preparedMu.Lock()
+	p := td.prepared[path]
+	td.preparedMu.Unlock()
+	if p == nil || p.err != nil {
+		t.Fatalf("prepared = %+v", p)
+	}
+	if p.hash != sha256.Sum256(changed) {
+		t.Fatal("prepared the bytes compiled before the change, not the file's current bytes")
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,12 +74,11 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *
 	logs := &lockedBuffer{}
 	addr := make(chan string, 1)
 	go func() {
-		serving := regexp.MustCompile(`msg="meshd serving" http=(\S+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
 			logs.Write([]byte(line + "\n"))
-			if m := serving.FindStringSubmatch(line); m != nil {
+			if m := servingLine.FindStringSubmatch(line); m != nil {
 				addr <- m[1]
 			}
 		}

@@ -56,6 +56,7 @@ func BenchmarkProcessStart(b *testing.B) {
 	}
 }
 
+// servingLine is the log line saying meshd serves, with its address.
 var servingLine = regexp.MustCompile(`msg="meshd serving" http=(\S+)`)
 
 // startServeStop starts bin on plugins and data, waits for its "meshd
