@@ -60,9 +60,15 @@ func ReadServiceFile(path string) (sf ServiceFile, ok bool, err error) {
 	if err != nil {
 		return sf, false, err
 	}
+	sf, err = parseServiceFile(path, b)
+	return sf, true, err
+}
+
+// parseServiceFile parses the content b of the service file path.
+func parseServiceFile(path string, b []byte) (sf ServiceFile, err error) {
 	md, err := toml.Decode(string(b), &sf)
 	if err != nil {
-		return sf, true, fmt.Errorf("%s: %w", path, err)
+		return sf, fmt.Errorf("%s: %w", path, err)
 	}
 	var errs []error
 	if und := md.Undecoded(); len(und) > 0 {
@@ -82,7 +88,7 @@ func ReadServiceFile(path string) (sf ServiceFile, ok bool, err error) {
 	if l.CallTimeout.Duration < 0 || l.AcquireTimeout.Duration < 0 {
 		errs = append(errs, fmt.Errorf("%s: limits: durations must not be negative", path))
 	}
-	return sf, true, errors.Join(errs...)
+	return sf, errors.Join(errs...)
 }
 
 // HostGrants converts the file's grants for the host binding.

@@ -70,6 +70,7 @@ func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sh
 		p.err = fmt.Errorf("%s: %w", base, err)
 		return p
 	}
+	s.sf = sf
 	p.sf, p.s = sf, s
 	p.tModule = time.Since(p.began)
 	return p

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -133,6 +134,14 @@ func (d *Daemon) onFileChange(ctx context.Context, ev runtime.WatchEvent) error 
 		return d.loadLogged(ctx, ev.Path, ev.Data)
 	case strings.HasSuffix(base, ".toml"):
 		// Grants changed: reload the module with them, all or nothing.
+		// The same grants as the serving version's (a touch, or a file the
+		// watcher had not read yet) change nothing.
+		if s := d.lookup(serviceOf(base)); s != nil {
+			if sf, err := parseServiceFile(ev.Path, ev.Data); err == nil && reflect.DeepEqual(sf, s.sf) {
+				d.recordLoad(filepath.Join(filepath.Dir(ev.Path), s.file), nil) // nothing refused
+				return nil
+			}
+		}
 		wasm := strings.TrimSuffix(ev.Path, ".toml") + ".wasm"
 		data, err := os.ReadFile(wasm)
 		if errors.Is(err, os.ErrNotExist) {

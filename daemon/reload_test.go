@@ -402,6 +402,31 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 	}
 }
 
+// A grants file touched or rewritten with the same grants reloads nothing,
+// including the first time after start, when the watcher has not read it.
+func TestSameGrantsReloadNothing(t *testing.T) {
+	td := startDaemon(t, nil, fastWatch)
+	tomlPath := filepath.Join(td.dir, "order.toml")
+	grants, err := os.ReadFile(tomlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := td.lookup("order")
+	if err := os.WriteFile(tomlPath, append(grants, "\n# a comment\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if !strings.Contains(td.logs.String(), `msg="plugin file changed" file=order.toml`) {
+			return "the change was not seen"
+		}
+		return ""
+	})
+	time.Sleep(300 * time.Millisecond) // a reload would be under way by now
+	if td.lookup("order") != before || strings.Contains(td.logs.String(), "service replaced") {
+		t.Fatal("the same grants reloaded the service")
+	}
+}
+
 // TestReloadGrantsChange reloads a service when its grants file changes,
 // all or nothing.
 func TestReloadGrantsChange(t *testing.T) {
@@ -428,8 +453,26 @@ func TestReloadGrantsChange(t *testing.T) {
 	if r := td.do(t, "POST", "/orders", "application/json", orderBody); r.status != 201 {
 		t.Fatalf("POST /orders: %d %s", r.status, r.body)
 	}
-	// The grants back (plus a comment, so the bytes differ): reloaded, same version.
-	if err := os.WriteFile(tomlPath, append(grants, "\n# reloaded\n"...), 0o644); err != nil {
+	// The serving version's grants back (plus a comment, so the bytes
+	// differ): nothing to reload, and nothing refused any more.
+	if err := os.WriteFile(tomlPath, append(grants, "\n# back\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if e, ok := td.LoadErrors()["order"]; ok {
+			return "load error still recorded: " + e
+		}
+		return ""
+	})
+	if td.lookup("order") != before {
+		t.Fatal("the serving version's own grants reloaded it")
+	}
+	// A real change (one more service it may discover): reloaded, same version.
+	changed := bytes.Replace(grants, []byte(`discover = ["payment"]`), []byte(`discover = ["payment", "inventory"]`), 1)
+	if bytes.Equal(changed, grants) {
+		t.Fatal(`order.toml has no discover = ["payment"] line to change`)
+	}
+	if err := os.WriteFile(tomlPath, changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, func() string {

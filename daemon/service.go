@@ -35,6 +35,7 @@ type service struct {
 	subs    []*bus.Subscription
 	log     *slog.Logger
 	events  EventsConfig // [events] of the service file
+	sf      ServiceFile  // the service file it was loaded with
 }
 
 func (s *service) close(ctx context.Context) error {
