@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,5 +274,46 @@ func TestSerialHandlersLoseNoUpdate(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // a late duplicate would show
 	if got := td.flakyCount(t, "same"); got != n {
 		t.Fatalf("count = %v after %d events, want %d", got, n, n)
+	}
+}
+
+// Events that waited while a service was removed are delivered when it
+// comes back, and none fails for arriving while the returning version is
+// being swapped in (subscriptions start just before the swap): each is
+// handled at its first attempt.
+func TestEventsWaitingForAServiceFailNoAttempt(t *testing.T) {
+	var failed atomic.Int64
+	td := startDaemonWith(t, nil, map[string][]byte{
+		"flaky.wasm": readFile(t, fixture(t, "testdata/guest-flaky.wasm")),
+		"flaky.toml": []byte(flakyGrants),
+	}, func(c *Config) {
+		c.Events = bus.Config{Backoff: []time.Duration{10 * time.Millisecond}}
+		c.NoWatch = true
+		c.Events.Hooks.Delivered = func(service, _ string, _ int, err error, _ time.Duration) {
+			if service == "flaky" && err != nil {
+				failed.Add(1)
+			}
+		}
+	})
+	ctx := context.Background()
+	path := filepath.Join(td.cfg.PluginDir, "flaky.wasm")
+	if err := td.RemoveService(ctx, "flaky"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range n {
+		publishFlaky(t, td, fmt.Sprint(i), 0)
+	}
+	if err := td.LoadFile(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "every waiting event is handled", func() bool { return td.flakyCount(t, fmt.Sprint(n-1)) == 1 })
+	for i := range n {
+		if c := td.flakyCount(t, fmt.Sprint(i)); c != 1 {
+			t.Fatalf("event %d counted %v times", i, c)
+		}
+	}
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d deliveries failed while the service came back", f)
 	}
 }
