@@ -27,7 +27,6 @@ import (
 type prepared struct {
 	wasm    []byte
 	hash    [sha256.Size]byte
-	sf      ServiceFile
 	s       *service // nil when err is set
 	err     error
 	began   time.Time
@@ -71,7 +70,7 @@ func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sh
 		return p
 	}
 	s.sf = sf
-	p.sf, p.s = sf, s
+	p.s = s
 	p.tModule = time.Since(p.began)
 	return p
 }
@@ -84,8 +83,8 @@ func (d *Daemon) finish(ctx context.Context, p *prepared) {
 	}
 	s, base := p.s, p.s.file
 	began := time.Now()
-	s.env = &host.Env{Service: s.name, Grants: p.sf.HostGrants(), Log: s.log, Discover: d.discover,
-		Config: p.sf.Config, Observe: d.observeKV(s.name)}
+	s.env = &host.Env{Service: s.name, Grants: s.sf.HostGrants(), Log: s.log, Discover: d.discover,
+		Config: s.sf.Config, Observe: d.observeKV(s.name)}
 	if s.env.Grants.KV {
 		store, err := kv.Open(ctx, d.nats.JetStream(), s.name)
 		if err != nil {
