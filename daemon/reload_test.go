@@ -402,15 +402,23 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 	}
 }
 
-// A grants file touched or rewritten with the same grants reloads nothing,
-// including the first time after start, when the watcher has not read it.
-func TestSameGrantsReloadNothing(t *testing.T) {
-	td := startDaemon(t, nil, fastWatch)
-	tomlPath := filepath.Join(td.dir, "order.toml")
-	grants, err := os.ReadFile(tomlPath)
+// startWithOrderGrants starts a daemon with the demo plugins watched and
+// returns it with the path and content of order.toml.
+func startWithOrderGrants(t *testing.T) (td *testDaemon, path string, grants []byte) {
+	t.Helper()
+	td = startDaemon(t, nil, fastWatch)
+	path = filepath.Join(td.dir, "order.toml")
+	grants, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return td, path, grants
+}
+
+// A grants file touched or rewritten with the same grants reloads nothing,
+// including the first time after start, when the watcher has not read it.
+func TestSameGrantsReloadNothing(t *testing.T) {
+	td, tomlPath, grants := startWithOrderGrants(t)
 	before := td.lookup("order")
 	if err := os.WriteFile(tomlPath, append(grants, "\n# a comment\n"...), 0o644); err != nil {
 		t.Fatal(err)
@@ -430,12 +438,7 @@ func TestSameGrantsReloadNothing(t *testing.T) {
 // TestReloadGrantsChange reloads a service when its grants file changes,
 // all or nothing.
 func TestReloadGrantsChange(t *testing.T) {
-	td := startDaemon(t, nil, fastWatch)
-	tomlPath := filepath.Join(td.dir, "order.toml")
-	grants, err := os.ReadFile(tomlPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	td, tomlPath, grants := startWithOrderGrants(t)
 	before := td.lookup("order")
 	// Grants without the subscription the module declares: refused.
 	if err := os.WriteFile(tomlPath, []byte("[grants]\nkv = true\npublish = [\"*\"]\n"), 0o644); err != nil {
