@@ -117,7 +117,8 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg Mod
 // without linking or running anything: it needs nothing from the host, so
 // a daemon can compile while the rest of it starts. Start makes the Module
 // usable; Close releases one that is not started. A failure returns an
-// error wrapping ErrInvalidModule.
+// error wrapping ErrInvalidModule. The Module keeps slices of wasm (its
+// function bodies and data): do not modify wasm while it lives.
 func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
 	sum := sha256.Sum256(wasm)

@@ -121,7 +121,7 @@ func Test_decodeDataSegment(t *testing.T) {
 		tc := tt
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			var actual wasm.DataSegment
-			err := decodeDataSegment(bytes.NewReader(tc.in), tc.features, &actual)
+			err := decodeDataSegment(bytes.NewReader(tc.in), tc.in, tc.features, &actual)
 			if tc.expErr == "" {
 				require.NoError(t, err)
 				require.Equal(t, tc.exp, actual)
