@@ -212,6 +212,18 @@ func (d *Daemon) preparedBytes(path string) []byte {
 	return nil
 }
 
+// preparedHash returns the sha256 of wasm when wasm is the very slice
+// prepared for path (loadDir passes it on), sparing a second hash of it.
+func (d *Daemon) preparedHash(path string, wasm []byte) (sum [sha256.Size]byte, ok bool) {
+	d.preparedMu.Lock()
+	defer d.preparedMu.Unlock()
+	p := d.prepared[path]
+	if p == nil || len(p.wasm) == 0 || len(p.wasm) != len(wasm) || &p.wasm[0] != &wasm[0] {
+		return sum, false
+	}
+	return p.hash, true
+}
+
 // takePrepared returns the service prepared for path from the same bytes,
 // or nil. Whatever was prepared for path is no longer kept afterwards.
 func (d *Daemon) takePrepared(path string, hash [sha256.Size]byte) *prepared {

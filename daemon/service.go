@@ -76,7 +76,10 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		return fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, abi.ServiceNamePattern)
 	}
 	cur := d.lookup(name) // stable: reload.mu is held
-	sum := sha256.Sum256(wasm)
+	sum, ok := d.preparedHash(path, wasm)
+	if !ok {
+		sum = sha256.Sum256(wasm)
+	}
 	version := hex.EncodeToString(sum[:6])
 	log := d.log.With(slog.String("service", name))
 	// Same bytes as the serving version (a grants change): same registry
