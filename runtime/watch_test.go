@@ -225,3 +225,34 @@ func TestWatchRescanAndClose(t *testing.T) {
 		t.Fatal("watching a missing directory succeeded")
 	}
 }
+
+// A file present at start is not read then: its first event is reported
+// even with the same bytes (the caller compares with what it loaded), and
+// from then on the same bytes again report nothing.
+func TestWatchSeededFileReportedOnceWhenRewritten(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "seed.wasm")
+	if err := os.WriteFile(path, []byte("seed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	startWatch(t, dir, r)
+	if err := os.WriteFile(path, []byte("seed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evs := r.waitFor(t, 1, 5*time.Second)
+	if evs[0].Op != WatchChange || string(evs[0].Data) != "seed" || evs[0].Hash != hashOf([]byte("seed")) {
+		t.Fatalf("first event %+v, want a change with the bytes", evs[0])
+	}
+	if err := os.WriteFile(path, []byte("seed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "marker.wasm"), []byte("m"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evs = r.waitFor(t, 2, 5*time.Second) // the marker's add comes after the rewrite settled
+	time.Sleep(200 * time.Millisecond)
+	if evs = r.snapshot(); len(evs) != 2 || filepath.Base(evs[1].Path) != "marker.wasm" {
+		t.Fatalf("events %+v: the same bytes again were reported", evs)
+	}
+}
