@@ -46,6 +46,7 @@ type Daemon struct {
 
 	preparedMu sync.Mutex
 	prepared   map[string]*prepared // by path: services prepared at start (prepare.go)
+	compiled   map[string]*prepared // by path: compileDir's, not finished yet
 	compiling  sync.WaitGroup       // compileDir's compiles
 	obs        observability        // metrics and the admin listener (metrics.go, admin.go)
 

@@ -32,7 +32,7 @@ type prepared struct {
 	began   time.Time
 	tKV     time.Duration
 	tModule time.Duration
-	stat    os.FileInfo // compileDir's: the file as it was before it was read
+	stat    os.FileInfo // compileFile's: the file as it was before it was read
 }
 
 // prepare builds path's service from wasm, whose sha256 is hash. On
@@ -107,31 +107,43 @@ func (d *Daemon) finish(ctx context.Context, p *prepared) {
 // many at a time as there are CPUs, and returns at once; prepareAll waits
 // for it and finishes what it compiled. Called before NATS starts, it
 // overlaps the slowest part of a start (reading each module's compiled
-// code from the cache, or compiling it) with NATS's and the bus's.
+// code from the cache, or compiling it) with NATS's and the bus's. Its
+// results stay apart from d.prepared, so that a load the watcher starts
+// meanwhile never takes a module that is compiled but not finished.
 func (d *Daemon) compileDir(ctx context.Context) {
 	sem := make(chan struct{}, max(1, goruntime.NumCPU()))
 	for _, path := range d.pluginPaths() {
 		d.compiling.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			fi, err := os.Stat(path)
-			if err != nil {
+			p := d.compileFile(ctx, path)
+			if p == nil {
 				return // loadDir reads it again and says why
 			}
-			wasm, err := os.ReadFile(path)
-			if err != nil {
-				return
-			}
-			p := d.compile(ctx, path, wasm, sha256.Sum256(wasm))
-			p.stat = fi
 			d.preparedMu.Lock()
 			defer d.preparedMu.Unlock()
-			if d.prepared == nil {
-				d.prepared = make(map[string]*prepared)
+			if d.compiled == nil {
+				d.compiled = make(map[string]*prepared)
 			}
-			d.prepared[path] = p
+			d.compiled[path] = p
 		})
 	}
+}
+
+// compileFile reads path and compiles it (compile), noting the file as it
+// was before it was read; nil when it cannot be read.
+func (d *Daemon) compileFile(ctx context.Context, path string) *prepared {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	p := d.compile(ctx, path, wasm, sha256.Sum256(wasm))
+	p.stat = fi
+	return p
 }
 
 // pluginPaths lists the module files of the plugin directory (nil when it
@@ -157,8 +169,8 @@ func (d *Daemon) pluginPaths() []string {
 func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 	d.compiling.Wait()
 	d.preparedMu.Lock()
-	compiled := d.prepared
-	d.prepared = nil
+	compiled := d.compiled
+	d.compiled = nil
 	d.preparedMu.Unlock()
 	results := make([]*prepared, len(paths))
 	sem := make(chan struct{}, max(1, goruntime.NumCPU()))
@@ -177,11 +189,9 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if p == nil {
-				wasm, err := os.ReadFile(path)
-				if err != nil {
+				if p = d.compileFile(ctx, path); p == nil {
 					return // loadModule reads it again and says why
 				}
-				p = d.compile(ctx, path, wasm, sha256.Sum256(wasm))
 			}
 			d.finish(ctx, p)
 			results[i] = p
@@ -193,7 +203,9 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 	}
 	d.preparedMu.Lock()
 	defer d.preparedMu.Unlock()
-	d.prepared = make(map[string]*prepared)
+	if d.prepared == nil {
+		d.prepared = make(map[string]*prepared)
+	}
 	for i, p := range results {
 		if p != nil {
 			d.prepared[paths[i]] = p
@@ -241,13 +253,16 @@ func (d *Daemon) takePrepared(path string, hash [sha256.Size]byte) *prepared {
 	return p
 }
 
-// dropPrepared closes whatever was prepared and not taken.
+// dropPrepared closes whatever was compiled or prepared and not taken.
 func (d *Daemon) dropPrepared() {
 	d.preparedMu.Lock()
-	left := d.prepared
-	d.prepared = nil
+	left, compiled := d.prepared, d.compiled
+	d.prepared, d.compiled = nil, nil
 	d.preparedMu.Unlock()
 	for _, p := range left {
+		p.discard()
+	}
+	for _, p := range compiled {
 		p.discard()
 	}
 }

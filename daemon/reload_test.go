@@ -666,3 +666,22 @@ func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
 		t.Fatal("prepared the bytes compiled before the change, not the file's current bytes")
 	}
 }
+
+// What compileDir compiled is not finished (no host functions, no warm
+// instance): a load the watcher starts before loadDir must not take it.
+func TestCompiledAtStartIsNotTakenUnfinished(t *testing.T) {
+	td := startDaemonWith(t, []string{"order"}, nil, nil)
+	ctx := context.Background()
+	path := filepath.Join(td.cfg.PluginDir, "order.wasm")
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.compileDir(ctx)
+	td.compiling.Wait()
+	defer td.dropPrepared()
+	if p := td.takePrepared(path, sha256.Sum256(wasm)); p != nil {
+		p.discard()
+		t.Fatal("takePrepared handed out a module compileDir compiled but nothing finished")
+	}
+}
