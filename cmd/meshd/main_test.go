@@ -17,7 +17,7 @@ import (
 )
 
 // buildMeshd builds this command into a temporary directory.
-func buildMeshd(t *testing.T) string {
+func buildMeshd(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "meshd")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -27,9 +27,20 @@ func buildMeshd(t *testing.T) string {
 	return bin
 }
 
+// demoPlugins is the map of files pluginDir copies for the demo services
+// named (order, payment): each one's module and grants from build/plugins.
+func demoPlugins(services ...string) map[string]string {
+	files := make(map[string]string)
+	for _, s := range services {
+		files[s+".wasm"] = "../../build/plugins/" + s + ".wasm"
+		files[s+".toml"] = "../../build/plugins/" + s + ".toml"
+	}
+	return files
+}
+
 // pluginDir makes a temporary directory with a plugins directory in it
 // holding files (name → source); it returns both.
-func pluginDir(t *testing.T, files map[string]string) (dir, plugins string) {
+func pluginDir(t testing.TB, files map[string]string) (dir, plugins string) {
 	t.Helper()
 	dir = t.TempDir()
 	plugins = filepath.Join(dir, "plugins")
@@ -40,7 +51,7 @@ func pluginDir(t *testing.T, files map[string]string) (dir, plugins string) {
 	return dir, plugins
 }
 
-func copyInto(t *testing.T, dir string, files map[string]string) {
+func copyInto(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, src := range files {
 		b, err := os.ReadFile(src)
@@ -57,7 +68,7 @@ func copyInto(t *testing.T, dir string, files map[string]string) {
 // logs name) and waits until it serves. It returns the process, the
 // gateway's base URL and the process's logs; the process is killed at the
 // end of the test if still running.
-func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+func startBinary(t testing.TB, bin string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -119,13 +130,9 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildMeshd(t)
-	dir, plugins := pluginDir(t, map[string]string{
-		"order.wasm":   "../../build/plugins/order.wasm",
-		"order.toml":   "../../build/plugins/order.toml",
-		"payment.wasm": "../../build/plugins/payment.wasm",
-		"payment.toml": "../../build/plugins/payment.toml",
-		"chaos.wasm":   "../../daemon/testdata/guest-chaos.wasm",
-	})
+	files := demoPlugins("order", "payment")
+	files["chaos.wasm"] = "../../daemon/testdata/guest-chaos.wasm"
+	dir, plugins := pluginDir(t, files)
 	grants := "[grants]\npublish = [\"CHAOS_EVENT\", \"CHAOS_FAIL\"]\nsubscribe = [\"CHAOS_EVENT\", \"CHAOS_FAIL\"]\nkv = true\n"
 	if err := os.WriteFile(filepath.Join(plugins, "chaos.toml"), []byte(grants), 0o644); err != nil {
 		t.Fatal(err)
@@ -181,10 +188,7 @@ func TestSIGHUPReloadsConfigFile(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildMeshd(t)
-	dir, plugins := pluginDir(t, map[string]string{
-		"order.wasm": "../../build/plugins/order.wasm",
-		"order.toml": "../../build/plugins/order.toml",
-	})
+	dir, plugins := pluginDir(t, demoPlugins("order"))
 	conf := filepath.Join(dir, "gateway.toml")
 	policy := func(key string) []byte {
 		return []byte("[auth.keys]\ntype = \"api_key\"\nkeys = { \"" + key + "\" = \"demo\" }\n\n[[policy]]\nroute = \"POST /orders\"\nauth = \"keys\"\n")

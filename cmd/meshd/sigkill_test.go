@@ -21,12 +21,7 @@ func TestSIGKILLLosesNoOrder(t *testing.T) {
 		t.Skip("builds and runs meshd twice; skipped with -short")
 	}
 	bin := buildMeshd(t)
-	dir, plugins := pluginDir(t, map[string]string{
-		"order.wasm":   "../../build/plugins/order.wasm",
-		"order.toml":   "../../build/plugins/order.toml",
-		"payment.wasm": "../../build/plugins/payment.wasm",
-		"payment.toml": "../../build/plugins/payment.toml",
-	})
+	dir, plugins := pluginDir(t, demoPlugins("order", "payment"))
 	data := filepath.Join(dir, "data")
 	client := &http.Client{Timeout: 10 * time.Second}
 	var logs []*lockedBuffer // of each run
