@@ -224,33 +224,24 @@ func (d *Daemon) preparedBytes(path string) []byte {
 	return nil
 }
 
-// preparedHash returns the sha256 of wasm when wasm is the very slice
-// prepared for path (loadDir passes it on), sparing a second hash of it.
-func (d *Daemon) preparedHash(path string, wasm []byte) (sum [sha256.Size]byte, ok bool) {
-	d.preparedMu.Lock()
-	defer d.preparedMu.Unlock()
-	p := d.prepared[path]
-	if p == nil || len(p.wasm) == 0 || len(p.wasm) != len(wasm) || &p.wasm[0] != &wasm[0] {
-		return sum, false
-	}
-	return p.hash, true
-}
-
-// takePrepared returns the service prepared for path from the same bytes,
-// or nil. Whatever was prepared for path is no longer kept afterwards.
-func (d *Daemon) takePrepared(path string, hash [sha256.Size]byte) *prepared {
+// takePrepared returns the service prepared for path from the bytes wasm,
+// or nil, and the sha256 of wasm. Whatever was prepared for path is no
+// longer kept afterwards. When wasm is the very slice prepared (loadDir
+// passes it on) it is not hashed again.
+func (d *Daemon) takePrepared(path string, wasm []byte) (*prepared, [sha256.Size]byte) {
 	d.preparedMu.Lock()
 	p := d.prepared[path]
 	delete(d.prepared, path)
 	d.preparedMu.Unlock()
-	if p == nil {
-		return nil
+	if p != nil && len(wasm) > 0 && len(p.wasm) == len(wasm) && &p.wasm[0] == &wasm[0] {
+		return p, p.hash
 	}
-	if p.hash != hash { // the file changed since: prepare it again
+	sum := sha256.Sum256(wasm)
+	if p != nil && p.hash != sum { // the file changed since: prepare it again
 		p.discard()
-		return nil
+		p = nil
 	}
-	return p
+	return p, sum
 }
 
 // dropPrepared closes whatever was compiled or prepared and not taken.

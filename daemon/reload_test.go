@@ -680,7 +680,7 @@ func TestCompiledAtStartIsNotTakenUnfinished(t *testing.T) {
 	td.compileDir(ctx)
 	td.compiling.Wait()
 	defer td.dropPrepared()
-	if p := td.takePrepared(path, sha256.Sum256(wasm)); p != nil {
+	if p, _ := td.takePrepared(path, wasm); p != nil {
 		p.discard()
 		t.Fatal("takePrepared handed out a module compileDir compiled but nothing finished")
 	}

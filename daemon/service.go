@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -76,10 +75,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		return fmt.Errorf("%s: service name %q (from the file name) must match %s", base, name, abi.ServiceNamePattern)
 	}
 	cur := d.lookup(name) // stable: reload.mu is held
-	sum, ok := d.preparedHash(path, wasm)
-	if !ok {
-		sum = sha256.Sum256(wasm)
-	}
+	p, sum := d.takePrepared(path, wasm)
 	version := hex.EncodeToString(sum[:6])
 	log := d.log.With(slog.String("service", name))
 	// Same bytes as the serving version (a grants change): same registry
@@ -110,7 +106,6 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 			}
 		}
 	}()
-	p := d.takePrepared(path, sum)
 	if p == nil {
 		p = d.prepare(ctx, path, wasm, sum)
 	}
