@@ -633,19 +633,28 @@ func startOnce(b *testing.B, cache string) {
 	b.StartTimer()
 }
 
+// compiledAtStart starts a daemon with the order plugin and runs its
+// compileDir again, as a start does before NATS; it returns the daemon and
+// order.wasm's path and bytes.
+func compiledAtStart(t *testing.T) (td *testDaemon, path string, wasm []byte) {
+	t.Helper()
+	td = startDaemonWith(t, []string{"order"}, nil, nil)
+	path = filepath.Join(td.cfg.PluginDir, "order.wasm")
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.compileDir(context.Background())
+	td.compiling.Wait()
+	return td, path, wasm
+}
+
 // compileDir reads the plugin directory before the watcher starts; a file
 // changed in between is prepared again from its current bytes, never
 // served as compiled (the watcher would not report that change).
 func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
-	td := startDaemonWith(t, []string{"order"}, nil, nil)
+	td, path, orig := compiledAtStart(t)
 	ctx := context.Background()
-	path := filepath.Join(td.cfg.PluginDir, "order.wasm")
-	orig, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	td.compileDir(ctx)
-	td.compiling.Wait()
 	changed := variant(orig, 1)
 	if err := os.WriteFile(path, changed, 0o644); err != nil {
 		t.Fatal(err)
@@ -670,15 +679,7 @@ func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
 // What compileDir compiled is not finished (no host functions, no warm
 // instance): a load the watcher starts before loadDir must not take it.
 func TestCompiledAtStartIsNotTakenUnfinished(t *testing.T) {
-	td := startDaemonWith(t, []string{"order"}, nil, nil)
-	ctx := context.Background()
-	path := filepath.Join(td.cfg.PluginDir, "order.wasm")
-	wasm, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	td.compileDir(ctx)
-	td.compiling.Wait()
+	td, path, wasm := compiledAtStart(t)
 	defer td.dropPrepared()
 	if p, _ := td.takePrepared(path, wasm); p != nil {
 		p.discard()
