@@ -13,6 +13,23 @@ type ConstantExpression struct {
 	Data []byte
 }
 
+// I32Const returns the value of an expression that is a single i32.const
+// (meshd patch). That is the offset of nearly every data segment, and a
+// Go-built module has tens of thousands of segments (its linker splits data
+// at runs of zeros): validation and every instantiation evaluated each one
+// with the general evaluator, a few milliseconds per instance.
+func (e *ConstantExpression) I32Const() (int32, bool) {
+	d := e.Data
+	if len(d) < 3 || d[0] != OpcodeI32Const {
+		return 0, false
+	}
+	v, n, err := leb128.LoadInt32(d[1:])
+	if err != nil || int(n)+2 != len(d) || d[len(d)-1] != OpcodeEnd {
+		return 0, false
+	}
+	return v, true
+}
+
 func evaluateConstExpr(e *ConstantExpression, globalResolver func(globalIndex Index) (ValueType, uint64, uint64, error), funcRefResolver func(funcIndex Index) (Reference, error)) ([]uint64, ValueType, error) {
 	var stack []uint64
 	var typeStack []ValueType

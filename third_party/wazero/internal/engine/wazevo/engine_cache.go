@@ -238,14 +238,16 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 	cm = &compiledModule{functionOffsets: make([]int, functionsNum), executables: &executables{}}
 
 	var eightBytes [8]byte
-	for i := uint32(0); i < functionsNum; i++ {
-		// Read the offset of each function in the executable.
-		var offset uint64
-		if offset, err = readUint64(reader, &eightBytes); err != nil {
-			err = fmt.Errorf("compilationcache: error reading func[%d] executable offset: %v", i, err)
-			return
-		}
-		cm.functionOffsets[i] = int(offset)
+	// The offset of each function in the executable, read at once (meshd
+	// patch): eight bytes per read was a system call per function, some
+	// 2,000 for a Go-built module.
+	offsets := make([]byte, 8*int(functionsNum))
+	if _, err = io.ReadFull(reader, offsets); err != nil {
+		err = fmt.Errorf("compilationcache: error reading executable offsets of %d functions: %v", functionsNum, err)
+		return
+	}
+	for i := range cm.functionOffsets {
+		cm.functionOffsets[i] = int(binary.LittleEndian.Uint64(offsets[8*i:]))
 	}
 
 	executableLen, err := readUint64(reader, &eightBytes)

@@ -220,7 +220,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(5), // offset.
 				// Function index = 1.
 			),
-			expErr: "compilationcache: error reading func[1] executable offset: EOF",
+			expErr: "compilationcache: error reading executable offsets of 2 functions: unexpected EOF", // meshd patch: read at once
 		},
 		{
 			name: "mmapping",

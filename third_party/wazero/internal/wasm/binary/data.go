@@ -51,8 +51,9 @@ func decodeDataSegment(r *bytes.Reader, src []byte, enabledFeatures api.CoreFeat
 			}
 		}
 
-		err = decodeConstantExpression(r, enabledFeatures, &ret.OffsetExpression)
-		if err != nil {
+		if e, ok := readSharedI32Const(r, src); ok {
+			ret.OffsetExpression.Data = e
+		} else if err = decodeConstantExpression(r, enabledFeatures, &ret.OffsetExpression); err != nil {
 			return fmt.Errorf("read offset expression: %v", err)
 		}
 	case dataSegmentPrefixPassive:
@@ -74,4 +75,22 @@ func decodeDataSegment(r *bytes.Reader, src []byte, enabledFeatures api.CoreFeat
 		err = fmt.Errorf("read bytes for init: %v", err)
 	}
 	return
+}
+
+// readSharedI32Const reads a constant expression that is a single i32.const
+// as a slice of src (meshd patch): the offset of nearly every data segment,
+// tens of thousands in a Go-built module, each a small allocation when
+// decoded by decodeConstantExpression. ok is false, and nothing is read,
+// for any other expression.
+func readSharedI32Const(r *bytes.Reader, src []byte) ([]byte, bool) {
+	b := src[len(src)-r.Len():]
+	if len(b) < 3 || b[0] != wasm.OpcodeI32Const {
+		return nil, false
+	}
+	_, n, err := leb128.LoadInt32(b[1:])
+	if err != nil || len(b) < int(n)+2 || b[n+1] != wasm.OpcodeEnd {
+		return nil, false
+	}
+	e, err := readShared(r, src, int64(n)+2)
+	return e, err == nil
 }
