@@ -62,6 +62,7 @@ func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sh
 	s := &service{name: name, file: base, version: hex.EncodeToString(p.hash[:6]), log: log, events: sf.Events}
 	mc := sf.ModuleConfig(d.cfg.Module)
 	mc.Name = name
+	mc.SHA256 = p.hash
 	mc.Logger = log
 	mc.Stderr = &logWriter{log: log}
 	mc.Stdout = mc.Stderr

@@ -54,6 +54,10 @@ type HostModule func(ctx context.Context, r wazero.Runtime) error
 type ModuleConfig struct {
 	// Name names the module in errors and logs.
 	Name string
+	// SHA256 is the sha256 of the module's bytes when the caller already
+	// has it (the daemon hashes every file it reads); zero: Compile hashes
+	// them. Hash is its first 6 bytes.
+	SHA256 [32]byte
 	// MemoryLimitPages caps each instance's memory in 64 KiB pages (1024).
 	MemoryLimitPages uint32
 	// CallTimeout is each call's deadline (5s).

@@ -121,7 +121,10 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg Mod
 // function bodies and data): do not modify wasm while it lives.
 func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
-	sum := sha256.Sum256(wasm)
+	sum := cfg.SHA256
+	if sum == [sha256.Size]byte{} {
+		sum = sha256.Sum256(wasm)
+	}
 	m := &Module{
 		cfg:    cfg,
 		hash:   hex.EncodeToString(sum[:6]),

@@ -3,6 +3,8 @@ package runtime_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	goruntime "runtime"
@@ -91,8 +93,9 @@ func TestLoadDescribesAndEchoes(t *testing.T) {
 	if !m.Has(runtime.EntryHTTP) || m.Has(runtime.EntryEvent) {
 		t.Fatalf("Has(http)=%v Has(event)=%v, want true false", m.Has(runtime.EntryHTTP), m.Has(runtime.EntryEvent))
 	}
-	if len(m.Hash()) != 12 {
-		t.Fatalf("hash %q is not 12 hex digits", m.Hash())
+	sum := sha256.Sum256(guest(t))
+	if want := hex.EncodeToString(sum[:6]); m.Hash() != want {
+		t.Fatalf("hash %q, want %q (the first 12 hex digits of the sha256)", m.Hash(), want)
 	}
 	c, err := call(m, "echo me")
 	if err != nil || c.Code != abi.CodeOK || string(c.Output) != "echo me" {
@@ -322,6 +325,23 @@ func TestCompileThenStart(t *testing.T) {
 	defer m.Close(ctx)
 	if c, err := call(m, "echo me"); err != nil || string(c.Output) != "echo me" {
 		t.Fatalf("echo after Start: %v %q", err, c.Output)
+	}
+}
+
+// A caller that has already hashed the bytes passes the sum, and the
+// module's identity is taken from it, not computed again.
+func TestCompileTakesTheCallersHash(t *testing.T) {
+	e := newEngine(t)
+	ctx := context.Background()
+	var sum [32]byte
+	copy(sum[:], "given hash, not the bytes' own!!")
+	m, err := e.Compile(ctx, guest(t), runtime.ModuleConfig{Name: "guest", SHA256: sum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	if want := hex.EncodeToString(sum[:6]); m.Hash() != want {
+		t.Fatalf("hash %q, want %q from the given sum", m.Hash(), want)
 	}
 }
 
