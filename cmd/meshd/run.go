@@ -18,6 +18,7 @@ func init() {
 }
 
 func runDaemon(args []string, _, stderr io.Writer) int {
+	hugeStartHeap()
 	cfg := daemon.Default()
 	fs := flag.NewFlagSet("meshd run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
