@@ -258,7 +258,11 @@ func (r *runtime) CompileModule(ctx context.Context, binary []byte) (CompiledMod
 	if err != nil {
 		return nil, err
 	}
-	internal.AssignModuleID(binary, listeners, r.ensureTermination)
+	if digest, ok := ctx.Value(expctxkeys.ModuleDigestKey{}).([32]byte); ok { // meshd patch
+		internal.AssignModuleIDFromDigest(digest, listeners, r.ensureTermination)
+	} else {
+		internal.AssignModuleID(binary, listeners, r.ensureTermination)
+	}
 	if err = r.store.Engine.CompileModule(ctx, internal, listeners, r.ensureTermination); err != nil {
 		return nil, err
 	}

@@ -216,10 +216,18 @@ const (
 )
 
 // AssignModuleID calculates a sha256 checksum on `wasm` and other args, and set Module.ID to the result.
-// See the doc on Module.ID on what it's used for.
+// See also AssignModuleIDFromDigest.
 func (m *Module) AssignModuleID(wasm []byte, listeners []experimental.FunctionListener, withEnsureTermination bool) {
+	m.AssignModuleIDFromDigest(sha256.Sum256(wasm), listeners, withEnsureTermination)
+}
+
+// AssignModuleIDFromDigest is AssignModuleID given the sha256 of the module
+// bytes (meshd patch: upstream hashes the bytes themselves together with the
+// other args; the ID is now a hash of their digest and the other args, so a
+// caller that has the digest does not hash the bytes again).
+func (m *Module) AssignModuleIDFromDigest(digest [sha256.Size]byte, listeners []experimental.FunctionListener, withEnsureTermination bool) {
 	h := sha256.New()
-	h.Write(wasm)
+	h.Write(digest[:])
 	// Use the pre-allocated space backed by m.ID below.
 
 	// Write the existence of listeners to the checksum per function.
