@@ -45,10 +45,10 @@ type Daemon struct {
 	conf     configState // the configuration file, reloaded (configfile.go)
 
 	preparedMu sync.Mutex
-	prepared   map[string]*prepared // by path: services prepared at start (prepare.go)
-	compiled   map[string]*prepared // by path: compileDir's, not finished yet
-	compiling  sync.WaitGroup       // compileDir's compiles
-	obs        observability        // metrics and the admin listener (metrics.go, admin.go)
+	prepared   map[string]*prepared   // by path: services prepared at start (prepare.go)
+	compiled   map[string]*compileJob // by path: compileDir's, not finished yet
+	compiling  sync.WaitGroup         // compileDir's compiles
+	obs        observability          // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
 	closed    atomic.Bool

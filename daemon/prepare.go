@@ -22,8 +22,8 @@ import (
 // not yet checked against the others or serving: the part of a load that
 // takes time (compiling or reading the compiled module from the cache,
 // opening the KV bucket, warming an instance) and touches nothing shared.
-// It is built in two steps: compile, which needs neither NATS nor the bus,
-// and finish, which does.
+// It is built in steps: compile and link, which need neither NATS nor the
+// bus, and openKV, which needs NATS.
 type prepared struct {
 	wasm    []byte
 	hash    [sha256.Size]byte
@@ -76,9 +76,18 @@ func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sh
 	return p
 }
 
-// finish is the second step of prepare: the KV bucket is opened, the host
-// functions linked, an instance warmed and the module described.
+// finish is the second step of prepare: link, then openKV.
 func (d *Daemon) finish(ctx context.Context, p *prepared) {
+	d.link(ctx, p)
+	d.openKV(ctx, p)
+}
+
+// link links the host functions, warms an instance and describes the
+// module: everything after compiling that needs no NATS, so compileDir
+// does it while NATS starts. The instance's Env gets its KV store from
+// openKV, before anything can invoke it (the initialiser and describe do
+// not reach the store).
+func (d *Daemon) link(ctx context.Context, p *prepared) {
 	if p.err != nil {
 		return
 	}
@@ -86,49 +95,72 @@ func (d *Daemon) finish(ctx context.Context, p *prepared) {
 	began := time.Now()
 	s.env = &host.Env{Service: s.name, Grants: s.sf.HostGrants(), Log: s.log, Discover: d.discover,
 		Config: s.sf.Config, Observe: d.observeKV(s.name)}
-	if s.env.Grants.KV {
-		store, err := kv.Open(ctx, d.nats.JetStream(), s.name)
-		if err != nil {
-			_ = s.mod.Close(ctx)
-			p.s, p.err = nil, fmt.Errorf("%s: key-value store: %w", base, err)
-			return
-		}
-		s.store = store
-		s.env.KV = kvAdapter{store}
-	}
-	p.tKV = time.Since(began)
 	if err := s.mod.Start(ctx, host.Module(s.env)); err != nil { // closes the module
 		p.s, p.err = nil, fmt.Errorf("%s: %w", base, err)
 		return
 	}
-	p.tModule += time.Since(began) - p.tKV
+	p.tModule += time.Since(began)
 }
 
-// compileDir starts compiling every module of the plugin directory, as
-// many at a time as there are CPUs, and returns at once; prepareAll waits
-// for it and finishes what it compiled. Called before NATS starts, it
-// overlaps the slowest part of a start (reading each module's compiled
-// code from the cache, or compiling it) with NATS's and the bus's. Its
-// results stay apart from d.prepared, so that a load the watcher starts
-// meanwhile never takes a module that is compiled but not finished.
+// openKV opens the service's KV bucket, when it is granted one.
+func (d *Daemon) openKV(ctx context.Context, p *prepared) {
+	if p.err != nil || !p.s.env.Grants.KV {
+		return
+	}
+	s := p.s
+	began := time.Now()
+	store, err := kv.Open(ctx, d.nats.JetStream(), s.name)
+	if err != nil {
+		_ = s.mod.Close(ctx)
+		p.s, p.err = nil, fmt.Errorf("%s: key-value store: %w", s.file, err)
+		return
+	}
+	s.store = store
+	s.env.KV = kvAdapter{store}
+	p.tKV = time.Since(began)
+}
+
+// compileDir starts compiling and linking every module of the plugin
+// directory, as many at a time as there are CPUs, and returns at once;
+// prepareAll waits for each and opens its KV bucket. Called before NATS
+// starts, it overlaps the slowest part of a start (reading each module's
+// compiled code from the cache, or compiling it, and starting the guest's
+// runtime in its first instance) with NATS's and the bus's. Its results stay
+// apart from d.prepared, so that a load the watcher starts meanwhile never
+// takes a module that is compiled but not finished.
 func (d *Daemon) compileDir(ctx context.Context) {
 	sem := make(chan struct{}, max(1, goruntime.NumCPU()))
+	jobs := make(map[string]*compileJob)
 	for _, path := range d.pluginPaths() {
+		job := &compileJob{done: make(chan struct{})}
+		jobs[path] = job
 		d.compiling.Go(func() {
+			defer close(job.done)
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			p := d.compileFile(ctx, path)
-			if p == nil {
-				return // loadDir reads it again and says why
+			if job.p = d.compileFile(ctx, path); job.p != nil { // nil: loadDir reads it again and says why
+				d.link(ctx, job.p)
 			}
-			d.preparedMu.Lock()
-			defer d.preparedMu.Unlock()
-			if d.compiled == nil {
-				d.compiled = make(map[string]*prepared)
-			}
-			d.compiled[path] = p
 		})
 	}
+	d.preparedMu.Lock()
+	d.compiled = jobs
+	d.preparedMu.Unlock()
+}
+
+// compileJob is one of compileDir's compiles: p is set when done is closed.
+type compileJob struct {
+	done chan struct{}
+	p    *prepared
+}
+
+// wait returns the job's result once it is done; nil for no job.
+func (j *compileJob) wait() *prepared {
+	if j == nil {
+		return nil
+	}
+	<-j.done
+	return j.p
 }
 
 // compileFile reads path and compiles it (compile), noting the file as it
@@ -168,7 +200,6 @@ func (d *Daemon) pluginPaths() []string {
 // compiled are finished, the others prepared from the start. The checks
 // and swaps then run one by one.
 func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
-	d.compiling.Wait()
 	d.preparedMu.Lock()
 	compiled := d.compiled
 	d.compiled = nil
@@ -177,30 +208,36 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 	sem := make(chan struct{}, max(1, goruntime.NumCPU()))
 	var wg sync.WaitGroup
 	for i, path := range paths {
-		p := compiled[path]
+		job := compiled[path]
 		delete(compiled, path)
-		// The watcher started after compileDir read the file: a change in
-		// between would never be reported, so a file that changed since is
-		// prepared again from its bytes now.
-		if p != nil && changedSince(path, p.stat) {
-			p.discard()
-			p = nil
-		}
 		wg.Go(func() {
+			// Each module is finished as soon as its own compile is done,
+			// while the others may still compile.
+			p := job.wait()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			// The watcher started after compileDir read the file: a change
+			// in between would never be reported, so a file that changed
+			// since is prepared again from its bytes now.
+			if p != nil && changedSince(path, p.stat) {
+				p.discard()
+				p = nil
+			}
 			if p == nil {
 				if p = d.compileFile(ctx, path); p == nil {
 					return // loadModule reads it again and says why
 				}
+				d.link(ctx, p)
 			}
-			d.finish(ctx, p)
+			d.openKV(ctx, p)
 			results[i] = p
 		})
 	}
 	wg.Wait()
-	for _, p := range compiled { // gone from the directory since
-		p.discard()
+	for _, job := range compiled { // gone from the directory since
+		if p := job.wait(); p != nil {
+			p.discard()
+		}
 	}
 	d.preparedMu.Lock()
 	defer d.preparedMu.Unlock()
@@ -254,8 +291,10 @@ func (d *Daemon) dropPrepared() {
 	for _, p := range left {
 		p.discard()
 	}
-	for _, p := range compiled {
-		p.discard()
+	for _, job := range compiled { // Shutdown waited for d.compiling
+		if p := job.wait(); p != nil {
+			p.discard()
+		}
 	}
 }
 

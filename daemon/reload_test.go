@@ -676,8 +676,8 @@ func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
 	}
 }
 
-// What compileDir compiled is not finished (no host functions, no warm
-// instance): a load the watcher starts before loadDir must not take it.
+// What compileDir compiled is not finished (no KV store): a load the
+// watcher starts before loadDir must not take it.
 func TestCompiledAtStartIsNotTakenUnfinished(t *testing.T) {
 	td, path, wasm := compiledAtStart(t)
 	defer td.dropPrepared()
