@@ -76,7 +76,10 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := d.Start(ctx); err != nil {
+	restoreGC := holdGC()
+	err = d.Start(ctx)
+	restoreGC()
+	if err != nil {
 		log.Error("start failed", slog.Any("error", err))
 		return 1
 	}
