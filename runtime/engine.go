@@ -56,7 +56,8 @@ type ModuleConfig struct {
 	Name string
 	// SHA256 is the sha256 of the module's bytes when the caller already
 	// has it (the daemon hashes every file it reads); zero: Compile hashes
-	// them. Hash is its first 6 bytes.
+	// them. Hash is its first 6 bytes, and it keys the compilation cache:
+	// it must be the sha256 of exactly the bytes compiled.
 	SHA256 [32]byte
 	// MemoryLimitPages caps each instance's memory in 64 KiB pages (1024).
 	MemoryLimitPages uint32

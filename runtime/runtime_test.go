@@ -329,7 +329,9 @@ func TestCompileThenStart(t *testing.T) {
 }
 
 // A caller that has already hashed the bytes passes the sum, and the
-// module's identity is taken from it, not computed again.
+// module's identity is taken from it, not computed again. (A wrong sum, as
+// here, would also key the compilation cache wrongly; this engine's cache
+// is a temporary directory of this test.)
 func TestCompileTakesTheCallersHash(t *testing.T) {
 	e := newEngine(t)
 	ctx := context.Background()
