@@ -69,3 +69,8 @@ func executableMmapSupported() bool {
 	}
 	return true
 }
+
+// CodeFileAlign is the alignment of machine code in a compilation cache
+// file (meshd patch), so that MmapCodeFile can map it: 64 KiB, a multiple
+// of every page size Go supports.
+const CodeFileAlign = 64 << 10

@@ -39,12 +39,13 @@ func GetWazeroVersion() (ret string) {
 		}
 	}
 	if versionMissing(ret) {
-		return Default + "-meshd.1" // don't return parens
+		return Default + "-meshd.2" // don't return parens
 	}
 
 	// meshd's fork compiles loop headers differently (see MESHD-PATCH.md):
-	// its compiled code must not share a compilation cache with upstream's.
-	ret += "-meshd.1"
+	// its compiled code must not share a compilation cache with upstream's,
+	// and its cache files align the code (change 8: ".2").
+	ret += "-meshd.2"
 
 	// Cache for the subsequent calls.
 	version = ret

@@ -38,6 +38,7 @@ func TestSerializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1),              // number of functions.
 				u64.LeBytes(0),              // offset.
 				u64.LeBytes(5),              // length of code.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5},       // code.
 				crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
 				[]byte{0},                   // no source map.
@@ -56,6 +57,7 @@ func TestSerializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1),              // number of functions.
 				u64.LeBytes(0),              // offset.
 				u64.LeBytes(5),              // length of code.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5},       // code.
 				crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
 				[]byte{0},                   // no source map.
@@ -78,6 +80,7 @@ func TestSerializeCompiledModule(t *testing.T) {
 				u64.LeBytes(5), // offset.
 				// Executable.
 				u64.LeBytes(8),                       // length of code.
+				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5, 1, 2, 3},       // code.
 				crcf([]byte{1, 2, 3, 4, 5, 1, 2, 3}), // crc for the code.
 				[]byte{0},                            // no source map.
@@ -154,6 +157,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(0), // offset.
 				// Executable.
 				u64.LeBytes(5),              // size.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5},       // machine code.
 				crcf([]byte{1, 2, 3, 4, 5}), // machine code.
 				[]byte{0},                   // no source map.
@@ -179,6 +183,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(7), // offset.
 				// Executable.
 				u64.LeBytes(10),                             // size.
+				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10},       // machine code.
 				crcf([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}), // crc for machine code.
 				[]byte{0},      // no source map.
@@ -202,6 +207,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(0), // offset.
 				// Executable.
 				u64.LeBytes(5),              // size.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5},       // machine code.
 				crcf([]byte{1, 2, 3, 4, 5}), // machine code.
 				[]byte{0},                   // no source map.
@@ -235,6 +241,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(5), // offset.
 				// Executable.
 				u64.LeBytes(5), // size of the executable.
+				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
 				// Lack of machine code here.
 			),
 			expErr: "compilationcache: error reading executable (len=5): EOF",
@@ -249,6 +256,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(0), // offset.
 				// Executable.
 				u64.LeBytes(5),        // size.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5}, // machine code.
 				[]byte{1, 2, 3, 4},    // crc for machine code.
 			),
@@ -269,6 +277,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(0), // offset.
 				// Executable.
 				u64.LeBytes(5),        // size.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5}, // machine code.
 			),
 			expCompiledModule: &compiledModule{
@@ -288,6 +297,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(0), // offset.
 				// Executable.
 				u64.LeBytes(5),              // size.
+				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5},       // machine code.
 				crcf([]byte{1, 2, 3, 4, 5}), // crc for machine code.
 			),

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package platform
+
+import (
+	"errors"
+	"os"
+)
+
+// MmapCodeFile is Linux-only (meshd patch); elsewhere cached code is read
+// into a code segment.
+func MmapCodeFile(*os.File, int64, int) ([]byte, error) { return nil, errors.ErrUnsupported }
