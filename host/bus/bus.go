@@ -207,7 +207,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "meshd events",
 		Subjects:    []string{cfg.Subjects + ".>", cfg.RedriveSubjects + ".>"},
@@ -219,7 +219,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.Stream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        cfg.DLQStream,
 		Description: "meshd dead letters",
 		Subjects:    []string{cfg.DLQSubjects + ".>"},

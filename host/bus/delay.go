@@ -63,7 +63,7 @@ type scheduler struct {
 }
 
 func (b *Bus) startScheduler(ctx context.Context) (*scheduler, error) {
-	st, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := ensureStream(ctx, b.js, jetstream.StreamConfig{
 		Name:        b.cfg.ScheduleStream,
 		Description: "meshd delayed events",
 		Subjects:    []string{b.cfg.ScheduleSubject + ".>"},
@@ -75,7 +75,7 @@ func (b *Bus) startScheduler(ctx context.Context) (*scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", b.cfg.ScheduleStream, err)
 	}
-	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := ensureConsumer(ctx, b.js, b.cfg.ScheduleStream, jetstream.ConsumerConfig{
 		Durable:       schedulerName,
 		Description:   "meshd: publishes delayed events when due",
 		DeliverPolicy: jetstream.DeliverAllPolicy,

@@ -89,7 +89,7 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 		return nil, ErrClosed
 	}
 	name := ConsumerName(service, typ)
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
+	cons, err := ensureConsumer(ctx, b.js, b.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:     name,
 		Description: fmt.Sprintf("meshd: %s receives %s", service, typ),
 		// The shared subject of the type, plus this service's own redrive
