@@ -18,6 +18,11 @@ func init() {
 }
 
 func runDaemon(args []string, _, stderr io.Writer) int {
+	// The collector is held off for the start (holdGC), so hugeStartHeap's
+	// allocation starts no cycle and its one forced collection is the only
+	// one until the daemon serves.
+	restoreGC := holdGC()
+	defer restoreGC()
 	hugeStartHeap()
 	cfg := daemon.Default()
 	fs := flag.NewFlagSet("meshd run", flag.ContinueOnError)
@@ -76,7 +81,6 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	restoreGC := holdGC()
 	err = d.Start(ctx)
 	restoreGC()
 	if err != nil {

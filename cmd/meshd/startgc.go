@@ -1,13 +1,17 @@
 package main
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"sync"
+)
 
 // startMemoryLimit bounds the heap while holdGC holds the collector off.
 const startMemoryLimit = 256 << 20
 
 // holdGC turns the garbage collector off until the returned function is
 // called, except past startMemoryLimit (or GOMEMLIMIT, if lower), and the
-// function restores the settings it found (GOGC included). `meshd run`
+// function restores the settings it found (GOGC included); calls after the
+// first do nothing. `meshd run`
 // holds it for its start: the heap grows from nothing to a few tens of
 // megabytes (decoded modules, compiled-code metadata, JetStream's
 // recovery), and with the default GOGC the collector ran at every
@@ -17,8 +21,8 @@ func holdGC() (restore func()) {
 	limit := debug.SetMemoryLimit(-1) // -1 reads it
 	percent := debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(min(limit, startMemoryLimit))
-	return func() {
+	return sync.OnceFunc(func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)
-	}
+	})
 }
