@@ -291,7 +291,7 @@ func (d *Daemon) dropPrepared() {
 	for _, p := range left {
 		p.discard()
 	}
-	for _, job := range compiled { // Shutdown waited for d.compiling
+	for _, job := range compiled { // wait: a compile still running finishes first
 		if p := job.wait(); p != nil {
 			p.discard()
 		}

@@ -21,8 +21,9 @@ const startHeapBytes = 32 << 20
 // touched), advise huge pages on it, and free it with a collection; the
 // runtime then hands those pages out to the allocations that follow, and
 // the first touch of each 2 MiB costs one fault. Memory not used is given
-// back by the runtime's scavenger as usual. Where huge pages are off it
-// does nothing.
+// back by the runtime's scavenger as usual. Where huge pages are off the
+// advice has no effect, and what is left is the cost of that collection
+// (a few milliseconds; runDaemon holds the collector otherwise).
 func hugeStartHeap() {
 	b := make([]byte, startHeapBytes)
 	const huge = 2 << 20
