@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
+	"github.com/meshd/meshd/plugins/internal/svcenv"
 )
 
 const (
@@ -17,10 +18,6 @@ const (
 	statusCreated   = "CREATED"
 	statusPaid      = "PAID"
 	statusCancelled = "CANCELLED"
-
-	// timeFormat is RFC 3339 with fixed-width nanoseconds, so timestamps
-	// sort as strings (the per-user index relies on it).
-	timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 	maxItems = 1000 // items per order
 	maxIDLen = 128  // longer ids cannot be ours
@@ -292,10 +289,10 @@ func createOrder(e env, w responder, body []byte) error {
 		Items:     items,
 		Total:     total,
 		Status:    statusCreated,
-		CreatedAt: e.Now().UTC().Format(timeFormat),
+		CreatedAt: svcenv.Timestamp(e.Now()), // fixed width: the per-user index sorts on it
 	}
-	var jw jsonx.Writer
-	appendOrder(&jw, &o)
+	jw := jsonx.NewWriter(make([]byte, 0, 256+64*len(items))) // one allocation for the demo order
+	appendOrder(jw, &o)
 	data := jw.Bytes()
 	if err := e.KVSet(orderKey(o.ID), data); err != nil {
 		return errors.New("storing order: " + err.Error())

@@ -127,7 +127,7 @@ func paymentCompleted(e env, data []byte) error {
 	case o.Status == statusCreated:
 		o.Status = statusPaid
 		o.PaymentID = paymentID
-		o.PaidAt = e.Now().UTC().Format(timeFormat)
+		o.PaidAt = svcenv.Timestamp(e.Now())
 		if err := storeOrder(e, &o); err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func cancelOrder(e env, o order, reason string) error {
 	case statusCreated:
 		o.Status = statusCancelled
 		o.Reason = reason
-		o.CancelledAt = e.Now().UTC().Format(timeFormat)
+		o.CancelledAt = svcenv.Timestamp(e.Now())
 		if err := storeOrder(e, &o); err != nil {
 			return err
 		}
