@@ -35,14 +35,14 @@ func TestSerializeCompiledModule(t *testing.T) {
 				magic,
 				[]byte{byte(len(testVersion))},
 				[]byte(testVersion),
-				u32.LeBytes(1),              // number of functions.
-				u64.LeBytes(0),              // offset.
-				u64.LeBytes(5),              // length of code.
+				u32.LeBytes(1),                      // number of functions.
+				u64.LeBytes(0),                      // offset.
+				u64.LeBytes(5),                      // length of code.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},       // code.
-				crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
-				[]byte{0},                   // no source map.
-				u32.LeBytes(0),              // empty catch clause table.
+				[]byte{1, 2, 3, 4, 5},               // code.
+				crcf([]byte{1, 2, 3, 4, 5}),         // crc for the code.
+				[]byte{0},                           // no source map.
+				u32.LeBytes(0),                      // empty catch clause table.
 			),
 		},
 		{
@@ -54,14 +54,14 @@ func TestSerializeCompiledModule(t *testing.T) {
 				magic,
 				[]byte{byte(len(testVersion))},
 				[]byte(testVersion),
-				u32.LeBytes(1),              // number of functions.
-				u64.LeBytes(0),              // offset.
-				u64.LeBytes(5),              // length of code.
+				u32.LeBytes(1),                      // number of functions.
+				u64.LeBytes(0),                      // offset.
+				u64.LeBytes(5),                      // length of code.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},       // code.
-				crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
-				[]byte{0},                   // no source map.
-				u32.LeBytes(0),              // empty catch clause table.
+				[]byte{1, 2, 3, 4, 5},               // code.
+				crcf([]byte{1, 2, 3, 4, 5}),         // crc for the code.
+				[]byte{0},                           // no source map.
+				u32.LeBytes(0),                      // empty catch clause table.
 			),
 		},
 		{
@@ -80,7 +80,7 @@ func TestSerializeCompiledModule(t *testing.T) {
 				u64.LeBytes(5), // offset.
 				// Executable.
 				u64.LeBytes(8),                       // length of code.
-				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
+				make([]byte, codePadding(16+8*2+8)),  // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5, 1, 2, 3},       // code.
 				crcf([]byte{1, 2, 3, 4, 5, 1, 2, 3}), // crc for the code.
 				[]byte{0},                            // no source map.
@@ -156,12 +156,12 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1), // number of functions.
 				u64.LeBytes(0), // offset.
 				// Executable.
-				u64.LeBytes(5),              // size.
+				u64.LeBytes(5),                      // size.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},       // machine code.
-				crcf([]byte{1, 2, 3, 4, 5}), // machine code.
-				[]byte{0},                   // no source map.
-				u32.LeBytes(0),              // empty catch clause table.
+				[]byte{1, 2, 3, 4, 5},               // machine code.
+				crcf([]byte{1, 2, 3, 4, 5}),         // machine code.
+				[]byte{0},                           // no source map.
+				u32.LeBytes(0),                      // empty catch clause table.
 			),
 			expCompiledModule: &compiledModule{
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
@@ -183,7 +183,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(7), // offset.
 				// Executable.
 				u64.LeBytes(10),                             // size.
-				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
+				make([]byte, codePadding(16+8*2+8)),         // meshd patch: code aligned in the file.
 				[]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10},       // machine code.
 				crcf([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}), // crc for machine code.
 				[]byte{0},      // no source map.
@@ -206,11 +206,11 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1), // number of functions.
 				u64.LeBytes(0), // offset.
 				// Executable.
-				u64.LeBytes(5),              // size.
+				u64.LeBytes(5),                      // size.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},       // machine code.
-				crcf([]byte{1, 2, 3, 4, 5}), // machine code.
-				[]byte{0},                   // no source map.
+				[]byte{1, 2, 3, 4, 5},               // machine code.
+				crcf([]byte{1, 2, 3, 4, 5}),         // machine code.
+				[]byte{0},                           // no source map.
 				// no catch clause table — old format.
 			),
 			expStaleCache: true,
@@ -240,7 +240,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				// Function index = 1.
 				u64.LeBytes(5), // offset.
 				// Executable.
-				u64.LeBytes(5), // size of the executable.
+				u64.LeBytes(5),                      // size of the executable.
 				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
 				// Lack of machine code here.
 			),
@@ -255,10 +255,10 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1), // number of functions.
 				u64.LeBytes(0), // offset.
 				// Executable.
-				u64.LeBytes(5),        // size.
+				u64.LeBytes(5),                      // size.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5}, // machine code.
-				[]byte{1, 2, 3, 4},    // crc for machine code.
+				[]byte{1, 2, 3, 4, 5},               // machine code.
+				[]byte{1, 2, 3, 4},                  // crc for machine code.
 			),
 			expCompiledModule: &compiledModule{
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
@@ -276,9 +276,9 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1), // number of functions.
 				u64.LeBytes(0), // offset.
 				// Executable.
-				u64.LeBytes(5),        // size.
+				u64.LeBytes(5),                      // size.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5}, // machine code.
+				[]byte{1, 2, 3, 4, 5},               // machine code.
 			),
 			expCompiledModule: &compiledModule{
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
@@ -296,10 +296,10 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u32.LeBytes(1), // number of functions.
 				u64.LeBytes(0), // offset.
 				// Executable.
-				u64.LeBytes(5),              // size.
+				u64.LeBytes(5),                      // size.
 				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},       // machine code.
-				crcf([]byte{1, 2, 3, 4, 5}), // crc for machine code.
+				[]byte{1, 2, 3, 4, 5},               // machine code.
+				crcf([]byte{1, 2, 3, 4, 5}),         // crc for machine code.
 			),
 			expCompiledModule: &compiledModule{
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
