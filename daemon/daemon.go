@@ -47,7 +47,6 @@ type Daemon struct {
 	preparedMu sync.Mutex
 	prepared   map[string]*prepared   // by path: services prepared at start (prepare.go)
 	compiled   map[string]*compileJob // by path: compileDir's, not finished yet
-	compiling  sync.WaitGroup         // compileDir's compiles
 	obs        observability          // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
@@ -234,8 +233,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if d.nats != nil {
 		errs = append(errs, d.nats.Close())
 	}
-	d.compiling.Wait() // a start that failed before loadDir
-	d.dropPrepared()
+	d.dropPrepared() // a start that failed before loadDir: waits for compileDir's jobs
 	if d.engine != nil {
 		errs = append(errs, d.engine.Close(ctx))
 	}

@@ -134,14 +134,12 @@ func (d *Daemon) compileDir(ctx context.Context) {
 	for _, path := range d.pluginPaths() {
 		job := &compileJob{done: make(chan struct{})}
 		jobs[path] = job
-		d.compiling.Go(func() {
+		go func() {
 			defer close(job.done)
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if job.p = d.compileFile(ctx, path); job.p != nil { // nil: loadDir reads it again and says why
-				d.link(ctx, job.p)
-			}
-		})
+			job.p = d.compileAndLink(ctx, path) // nil: loadDir reads it again and says why
+		}()
 	}
 	d.preparedMu.Lock()
 	d.compiled = jobs
@@ -176,6 +174,16 @@ func (d *Daemon) compileFile(ctx context.Context, path string) *prepared {
 	}
 	p := d.compile(ctx, path, wasm, sha256.Sum256(wasm))
 	p.stat = fi
+	return p
+}
+
+// compileAndLink is compileFile, then link: all of a prepare but the KV
+// bucket. nil when the file cannot be read.
+func (d *Daemon) compileAndLink(ctx context.Context, path string) *prepared {
+	p := d.compileFile(ctx, path)
+	if p != nil {
+		d.link(ctx, p)
+	}
 	return p
 }
 
@@ -224,10 +232,9 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 				p = nil
 			}
 			if p == nil {
-				if p = d.compileFile(ctx, path); p == nil {
+				if p = d.compileAndLink(ctx, path); p == nil {
 					return // loadModule reads it again and says why
 				}
-				d.link(ctx, p)
 			}
 			d.openKV(ctx, p)
 			results[i] = p

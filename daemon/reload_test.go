@@ -645,7 +645,12 @@ func compiledAtStart(t *testing.T) (td *testDaemon, path string, wasm []byte) {
 		t.Fatal(err)
 	}
 	td.compileDir(context.Background())
-	td.compiling.Wait()
+	td.preparedMu.Lock()
+	jobs := td.compiled
+	td.preparedMu.Unlock()
+	for _, j := range jobs {
+		j.wait()
+	}
 	return td, path, wasm
 }
 
