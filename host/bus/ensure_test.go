@@ -21,8 +21,7 @@ func watchJSWrites(t *testing.T, nc *nats.Conn) *jsWrites {
 	t.Helper()
 	w := &jsWrites{}
 	sub, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
-		if strings.Contains(m.Subject, ".CREATE.") || strings.Contains(m.Subject, ".UPDATE.") ||
-			strings.Contains(m.Subject, ".DURABLE.CREATE.") {
+		if strings.Contains(m.Subject, ".CREATE.") || strings.Contains(m.Subject, ".UPDATE.") {
 			w.mu.Lock()
 			w.subj = append(w.subj, m.Subject)
 			w.mu.Unlock()
