@@ -38,10 +38,8 @@ type Subscription struct {
 	ctx    context.Context // parent of handler contexts
 	cancel context.CancelFunc
 
-	sem      chan struct{}
 	stopping chan struct{}
-	loopDone chan struct{}
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the workers
 	stopOnce sync.Once
 }
 
@@ -120,9 +118,7 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 		b: b, service: service, typ: typ, h: h, cons: cons, it: it,
 		max: cmp.Or(opt.MaxDeliver, b.cfg.MaxDeliver),
 		ctx: hctx, cancel: cancel,
-		sem:      make(chan struct{}, b.cfg.Concurrency),
 		stopping: make(chan struct{}),
-		loopDone: make(chan struct{}),
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -133,7 +129,10 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 	}
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
-	go s.loop()
+	s.wg.Add(b.cfg.Concurrency)
+	for range b.cfg.Concurrency {
+		go s.worker()
+	}
 	return s, nil
 }
 
@@ -144,7 +143,6 @@ func (s *Subscription) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
 		s.it.Stop()
-		<-s.loopDone
 		s.wg.Wait()
 		s.cancel()
 		s.b.mu.Lock()
@@ -153,17 +151,15 @@ func (s *Subscription) Stop() {
 	})
 }
 
-func (s *Subscription) loop() {
-	defer close(s.loopDone)
+// worker handles deliveries one after another until the iterator stops.
+// Config.Concurrency workers share one iterator (Next is safe for
+// concurrent use); long-lived workers keep their grown stacks, where a
+// goroutine per event grew a fresh stack through wazero on every delivery.
+func (s *Subscription) worker() {
+	defer s.wg.Done()
 	for {
-		select {
-		case s.sem <- struct{}{}:
-		case <-s.stopping:
-			return
-		}
 		msg, err := s.it.Next()
 		if err != nil {
-			<-s.sem
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return
 			}
@@ -175,12 +171,7 @@ func (s *Subscription) loop() {
 			}
 			continue
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			s.handle(msg)
-		}()
+		s.handle(msg)
 	}
 }
 
