@@ -12,6 +12,7 @@ import (
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/internal/traceparent"
 	"github.com/meshd/meshd/runtime"
 )
@@ -66,41 +67,58 @@ func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, c
 }
 
 // apply applies an invocation's buffered effects: key writes in order, then
-// events. It is called only after the invocation succeeded.
+// events. It is called only after the invocation succeeded. Writes are sent
+// together, then events together (see kv.Store.Apply and bus.PublishAll):
+// no event is sent before every write is stored.
 func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) error {
 	if err := applyWrites(ctx, s, inv.Writes); err != nil {
 		return err
 	}
-	for _, e := range inv.Events {
+	if len(inv.Events) == 0 {
+		return nil
+	}
+	evs := make([]bus.Pending, len(inv.Events))
+	for i, e := range inv.Events {
 		ev := bus.NewEvent(s.name, e.Type, e.Data)
 		ev.TraceParent = inv.TraceParent
-		if e.Delay > 0 {
-			if err := d.bus.PublishDelayed(ctx, ev, e.Delay); err != nil {
-				return fmt.Errorf("scheduling %s: %w", e.Type, err)
-			}
-			continue
-		}
-		if err := d.bus.Publish(ctx, ev); err != nil {
-			return fmt.Errorf("publishing %s: %w", e.Type, err)
-		}
+		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
+	}
+	if err := d.bus.PublishAll(ctx, evs); err != nil {
+		return fmt.Errorf("publishing events: %w", err)
 	}
 	return nil
 }
 
 // applyWrites applies key writes in order to s's store.
 func applyWrites(ctx context.Context, s *service, writes []host.KVOp) error {
-	for _, w := range writes {
-		var err error
-		if w.Delete {
+	var err error
+	switch len(writes) {
+	case 0:
+		return nil
+	case 1:
+		if w := writes[0]; w.Delete {
 			err = s.store.Delete(ctx, w.Key)
-			s.observeKV("delete", err)
 		} else {
 			err = s.store.Put(ctx, w.Key, w.Value)
+		}
+	default:
+		ops := make([]kv.Op, len(writes))
+		for i, w := range writes {
+			ops[i] = kv.Op(w)
+		}
+		err = s.store.Apply(ctx, ops)
+	}
+	// A write of a batch that failed is counted as failed: it was not
+	// confirmed, even where the server stored it.
+	for _, w := range writes {
+		if w.Delete {
+			s.observeKV("delete", err)
+		} else {
 			s.observeKV("put", err)
 		}
-		if err != nil {
-			return fmt.Errorf("applying kv write %q: %w", w.Key, err)
-		}
+	}
+	if err != nil {
+		return fmt.Errorf("applying %d kv writes: %w", len(writes), err)
 	}
 	return nil
 }

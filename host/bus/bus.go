@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -254,15 +255,91 @@ func (b *Bus) prepare(ev *Event) error {
 // acknowledged it. A zero ev.Time is set to now. Publishing an ID already
 // seen within the duplicate window succeeds without storing it again.
 func (b *Bus) Publish(ctx context.Context, ev Event) error {
-	if err := b.prepare(&ev); err != nil {
+	msg, stream, err := b.message(&ev, 0)
+	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: b.cfg.Subjects + "." + ev.Type, Header: ev.header(), Data: ev.Data}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)); err != nil {
 		return fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err)
 	}
 	b.cfg.Hooks.published(ev.Type)
 	return nil
+}
+
+// Pending is one event of PublishAll. A positive Delay schedules it as
+// PublishDelayed does.
+type Pending struct {
+	Event Event
+	Delay time.Duration
+}
+
+// PublishAll publishes each of evs as Publish or PublishDelayed would,
+// but sends them all before waiting for the acknowledgements: one round
+// trip to the server for the lot instead of one each. Every event is
+// checked before anything is sent. It returns nil once every event is
+// stored; otherwise the errors of those that were not (the others may
+// be stored, as when a sequence of Publish calls stops at an error).
+func (b *Bus) PublishAll(ctx context.Context, evs []Pending) error {
+	if len(evs) == 1 {
+		return b.PublishDelayed(ctx, evs[0].Event, evs[0].Delay)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bus: publish: %w", err)
+	}
+	msgs := make([]*nats.Msg, len(evs))
+	streams := make([]string, len(evs))
+	for i := range evs {
+		var err error
+		if msgs[i], streams[i], err = b.message(&evs[i].Event, evs[i].Delay); err != nil {
+			return err
+		}
+	}
+	acks := make([]jetstream.PubAckFuture, len(evs))
+	var errs []error
+	for i, msg := range msgs {
+		ev := &evs[i].Event
+		f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(streams[i]))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err))
+			break // nothing after an event that was not sent
+		}
+		acks[i] = f
+	}
+	for i, f := range acks {
+		if f == nil {
+			break
+		}
+		ev := &evs[i].Event
+		select {
+		case <-f.Ok():
+			if evs[i].Delay <= 0 {
+				b.cfg.Hooks.published(ev.Type)
+			}
+		case err := <-f.Err():
+			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err))
+		case <-ctx.Done():
+			return errors.Join(append(errs, fmt.Errorf("bus: waiting for %d publishes: %w", len(evs)-i, ctx.Err()))...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// message checks ev (stamping a zero Time with now) and returns the message
+// that stores it, on the event stream or, with a positive delay, on the
+// schedule stream, and the name of that stream.
+func (b *Bus) message(ev *Event, delay time.Duration) (*nats.Msg, string, error) {
+	if delay > MaxDelay {
+		return nil, "", fmt.Errorf("bus: delay %s is longer than %s", delay, MaxDelay)
+	}
+	if err := b.prepare(ev); err != nil {
+		return nil, "", err
+	}
+	if delay <= 0 {
+		return &nats.Msg{Subject: b.cfg.Subjects + "." + ev.Type, Header: ev.header(), Data: ev.Data}, b.cfg.Stream, nil
+	}
+	h := ev.header()
+	h.Set(hdrDeliverAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
+	return &nats.Msg{Subject: b.cfg.ScheduleSubject + "." + ev.Type, Header: h, Data: ev.Data}, b.cfg.ScheduleStream, nil
 }
 
 // maxBytes maps the Config convention (0 = unlimited) to JetStream's (-1).

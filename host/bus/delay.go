@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/abi"
@@ -40,16 +39,11 @@ func (b *Bus) PublishDelayed(ctx context.Context, ev Event, delay time.Duration)
 	if delay <= 0 {
 		return b.Publish(ctx, ev)
 	}
-	if delay > MaxDelay {
-		return fmt.Errorf("bus: delay %s is longer than %s", delay, MaxDelay)
-	}
-	if err := b.prepare(&ev); err != nil {
+	msg, stream, err := b.message(&ev, delay)
+	if err != nil {
 		return err
 	}
-	h := ev.header()
-	h.Set(hdrDeliverAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
-	msg := &nats.Msg{Subject: b.cfg.ScheduleSubject + "." + ev.Type, Header: h, Data: ev.Data}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.cfg.ScheduleStream)); err != nil {
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)); err != nil {
 		return fmt.Errorf("bus: schedule %s %s: %w", ev.Type, ev.ID, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,5 +150,82 @@ func TestReplay(t *testing.T) {
 	}
 	if n, err := b.Replay(ctx, []string{"none"}, func(context.Context, Event) error { return nil }); n != 0 || err != nil {
 		t.Fatalf("empty replay: %d %v", n, err)
+	}
+}
+
+func TestPublishAll(t *testing.T) {
+	var published atomic.Int64
+	cfg := testConfig
+	cfg.Hooks.Published = func(string) { published.Add(1) }
+	_, b := setup(t, cfg)
+	ctx := testCtx(t)
+	streamMsgs := func(name string) uint64 {
+		t.Helper()
+		st, err := b.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+
+	// One bad event anywhere: an error, and nothing is sent.
+	bad := NewEvent("src", "a b", nil)
+	if err := b.PublishAll(ctx, []Pending{{Event: NewEvent("src", "all", nil)}, {Event: bad}}); err == nil {
+		t.Fatal("PublishAll with an invalid event succeeded")
+	}
+	if err := b.PublishAll(ctx, []Pending{{Event: NewEvent("src", "all", nil)}, {Event: NewEvent("src", "all", nil), Delay: MaxDelay + time.Second}}); err == nil {
+		t.Fatal("PublishAll with a delay over MaxDelay succeeded")
+	}
+	if n := streamMsgs(b.cfg.Stream); n != 0 {
+		t.Fatalf("event stream holds %d messages after refused batches", n)
+	}
+
+	ch, h := collector(4)
+	sub, err := b.Subscribe(ctx, "svc", "all", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	first, second := NewEvent("src", "all", []byte("1")), NewEvent("src", "all", []byte("2"))
+	later := NewEvent("src", "all", []byte("later"))
+	start := time.Now()
+	if err := b.PublishAll(ctx, []Pending{{Event: first}, {Event: later, Delay: 300 * time.Millisecond}, {Event: second}}); err != nil {
+		t.Fatal(err)
+	}
+	// Immediate events in the order given, the delayed one after its delay.
+	for _, want := range []Event{first, second, later} {
+		if got := recv(t, ch); got.ID != want.ID || string(got.Data) != string(want.Data) {
+			t.Fatalf("got %s %q, want %s %q", got.ID, got.Data, want.ID, want.Data)
+		}
+	}
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Fatalf("delayed event delivered after %s, before its 300ms", el)
+	}
+	// The hook counts events stored on the event stream: the two immediate
+	// ones by PublishAll, the delayed one when the scheduler publishes it.
+	checkFor(t, waitFor, func() error {
+		if n := published.Load(); n != 3 {
+			return fmt.Errorf("Published hook ran %d times, want 3", n)
+		}
+		return nil
+	})
+
+	// Publishing the same ids again stores nothing new.
+	before := streamMsgs(b.cfg.Stream)
+	if err := b.PublishAll(ctx, []Pending{{Event: first}, {Event: second}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(b.cfg.Stream); n != before {
+		t.Fatalf("republished ids stored again: %d messages, was %d", n, before)
+	}
+
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.PublishAll(done, []Pending{{Event: NewEvent("src", "all", nil)}, {Event: NewEvent("src", "all", nil)}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("PublishAll with a cancelled context: %v", err)
 	}
 }

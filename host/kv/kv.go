@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/abi"
@@ -35,6 +36,8 @@ func ValidService(name string) bool { return abi.ValidServiceName(name) }
 type Store struct {
 	service string
 	kv      jetstream.KeyValue
+	js      jetstream.JetStream
+	subject string // "$KV.<bucket>.": a key's subject is this plus the escaped key
 }
 
 // Open creates (or updates) the bucket of service and returns its Store.
@@ -53,7 +56,7 @@ func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
 	}
-	return &Store{service: service, kv: b}, nil
+	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + "."}, nil
 }
 
 // Service returns the name of the service the Store belongs to.
@@ -104,6 +107,74 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("kv: delete %s/%q: %w", s.service, key, err)
 	}
 	return nil
+}
+
+// Op is one write of Apply: Value stored under Key, or Key deleted.
+type Op struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// Apply makes the writes ops, in order, as Put and Delete would, but sends
+// them all before waiting for the acknowledgements: one round trip to the
+// server for the lot instead of one each. The bucket's stream stores them
+// in the order given, so a later write of a key wins. Every key and value
+// is checked before anything is sent; an error after that (a write the
+// server refused or did not acknowledge in time) can leave some of ops
+// stored and others not, which is also what a sequence of Put calls
+// stopped by an error leaves.
+func (s *Store) Apply(ctx context.Context, ops []Op) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kv: %s: %w", s.service, err)
+	}
+	maxPayload := s.js.Conn().MaxPayload()
+	for _, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return err
+		}
+		if int64(len(op.Value)) > maxPayload {
+			return fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the server's %d: %w",
+				s.service, op.Key, len(op.Value), maxPayload, nats.ErrMaxPayload)
+		}
+	}
+	acks := make([]jetstream.PubAckFuture, len(ops))
+	var errs []error
+	for i, op := range ops {
+		m := nats.NewMsg(s.subject + escapeKey(op.Key))
+		if op.Delete {
+			// What jetstream's KeyValue.Delete sends: a delete marker.
+			m.Header.Set("KV-Operation", "DEL")
+		} else {
+			m.Data = op.Value
+		}
+		f, err := s.js.PublishMsgAsync(m)
+		if err != nil {
+			errs = append(errs, s.opErr(op, err))
+			break // nothing after a write that was not sent
+		}
+		acks[i] = f
+	}
+	for i, f := range acks {
+		if f == nil {
+			break
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs = append(errs, s.opErr(ops[i], err))
+		case <-ctx.Done():
+			return errors.Join(append(errs, fmt.Errorf("kv: %s: waiting for %d writes: %w", s.service, len(ops)-i, ctx.Err()))...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) opErr(op Op, err error) error {
+	if op.Delete {
+		return fmt.Errorf("kv: delete %s/%q: %w", s.service, op.Key, err)
+	}
+	return fmt.Errorf("kv: put %s/%q: %w", s.service, op.Key, err)
 }
 
 // Keys returns every live key, decoded and sorted. An empty store returns

@@ -174,3 +174,68 @@ func TestOpenValidatesService(t *testing.T) {
 		}
 	}
 }
+
+func TestApply(t *testing.T) {
+	ns := newJS(t)
+	ctx := ctxT(t)
+	st, err := Open(ctx, ns.JetStream(), "orders")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := st.Put(ctx, "gone", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// In order: the later write of a key wins, a delete removes, a delete
+	// of an absent key is fine, and keys are escaped as Put escapes them.
+	err = st.Apply(ctx, []Op{
+		{Key: "a.b", Value: []byte("1")},
+		{Key: "gone", Delete: true},
+		{Key: "a.b", Value: []byte("2")},
+		{Key: "never", Delete: true},
+		{Key: "order/1", Value: []byte("o")},
+		{Key: "empty", Value: nil},
+	})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	want := map[string]string{"a.b": "2", "order/1": "o", "empty": ""}
+	for k, v := range want {
+		got, err := st.Get(ctx, k)
+		if err != nil || string(got) != v {
+			t.Errorf("Get(%q) = %q, %v; want %q", k, got, err, v)
+		}
+	}
+	for _, k := range []string{"gone", "never"} {
+		if _, err := st.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%q): %v, want ErrNotFound", k, err)
+		}
+	}
+	if keys, err := st.Keys(ctx); err != nil || !slices.Equal(keys, []string{"a.b", "empty", "order/1"}) {
+		t.Fatalf("Keys = %v, %v", keys, err)
+	}
+
+	// A bad key or an oversized value anywhere: nothing is sent.
+	max := ns.JetStream().Conn().MaxPayload()
+	for name, ops := range map[string][]Op{
+		"empty key": {{Key: "x", Value: []byte("new")}, {Key: "", Value: []byte("v")}},
+		"long key":  {{Key: "x", Value: []byte("new")}, {Key: strings.Repeat("k", MaxKeyLen+1), Value: []byte("v")}},
+		"too large": {{Key: "x", Value: []byte("new")}, {Key: "big", Value: make([]byte, max+1)}},
+	} {
+		if err := st.Apply(ctx, ops); err == nil {
+			t.Errorf("%s: Apply succeeded", name)
+		}
+		if _, err := st.Get(ctx, "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: the write before the bad one was stored (%v)", name, err)
+		}
+	}
+
+	// An ended context is an error, and nothing is sent.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := st.Apply(done, []Op{{Key: "late", Value: []byte("v")}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply with a cancelled context: %v", err)
+	}
+	if _, err := st.Get(ctx, "late"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("write sent with an ended context (%v)", err)
+	}
+}
