@@ -245,18 +245,57 @@ func indexAdd(e env, userID, entry string) error {
 		}
 		return x.writeRaw(x.n-1, append(append(last, '\n'), entry...))
 	}
-	k, lines, err := x.pageFor(entry)
-	if err != nil {
-		return err
+	// An order older than the last page's newest (orders created at once
+	// reach the stream in any order): into the page whose range covers it,
+	// found from the pages' first lines, at its place found from the end.
+	k, page := x.n-1, last
+	for k > 0 && (len(page) == 0 || entry < firstLine(page)) {
+		k--
+		if page, err = x.raw(k); err != nil {
+			return err
+		}
 	}
-	i, found := slices.BinarySearch(lines, entry)
+	page, found := insertLine(page, entry)
 	if found {
 		return nil
 	}
-	if k == x.n-1 && i == len(lines) && len(strings.Join(lines, "\n")) >= indexPageBytes {
-		return x.newPage(entry)
+	return x.writeRaw(k, page)
+}
+
+// firstLine returns the first line of a page.
+func firstLine(page []byte) string {
+	if i := bytes.IndexByte(page, '\n'); i >= 0 {
+		return string(page[:i])
 	}
-	return x.write(k, slices.Insert(lines, i, entry))
+	return string(page)
+}
+
+// insertLine returns page (sorted lines, '\n'-separated) with entry inserted
+// in order, or page and true when it holds entry already. It walks back
+// from the last line, where a new entry nearly always belongs, without
+// splitting the page.
+func insertLine(page []byte, entry string) ([]byte, bool) {
+	end := len(page) // end of the line looked at
+	for end > 0 {
+		start := bytes.LastIndexByte(page[:end], '\n') + 1
+		line := page[start:end]
+		switch {
+		case string(line) == entry:
+			return page, true
+		case string(line) < entry: // entry goes after this line
+			return splice(page, end, "\n"+entry), false
+		case start == 0: // entry is the first line
+			return splice(page, 0, entry+"\n"), false
+		}
+		end = start - 1
+	}
+	return []byte(entry), false // an empty page
+}
+
+// splice returns a new page with s inserted at byte offset at.
+func splice(page []byte, at int, s string) []byte {
+	out := make([]byte, 0, len(page)+len(s))
+	return append(append(append(out, page[:at]...), s...), page[at:]...)
 }
 
 // newPage adds page n holding entry, then counts it in the head. A page n

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -238,5 +239,86 @@ func TestUserIndexLegacy(t *testing.T) {
 	}
 	if got := list(); got != `{"orders":[{"id":"c"},{"id":"b"},{"id":"a"}]}` {
 		t.Fatalf("migrated list: %s", got)
+	}
+}
+
+func TestInsertLine(t *testing.T) {
+	for _, c := range []struct {
+		page, entry, want string
+		found             bool
+	}{
+		{"", "b", "b", false},
+		{"b", "a", "a\nb", false},
+		{"b", "c", "b\nc", false},
+		{"b", "b", "b", true},
+		{"a\nc\ne", "d", "a\nc\nd\ne", false},
+		{"a\nc\ne", "b", "a\nb\nc\ne", false},
+		{"a\nc\ne", "0", "0\na\nc\ne", false},
+		{"a\nc\ne", "f", "a\nc\ne\nf", false},
+		{"a\nc\ne", "a", "a\nc\ne", true},
+		{"a\nc\ne", "c", "a\nc\ne", true},
+		{"a\nc\ne", "e", "a\nc\ne", true},
+		{"ab\nabc", "abb", "ab\nabb\nabc", false}, // a prefix sorts first
+	} {
+		page := []byte(c.page)
+		got, found := insertLine(page, c.entry)
+		if string(got) != c.want || found != c.found {
+			t.Errorf("insertLine(%q, %q) = %q, %v; want %q, %v", c.page, c.entry, got, found, c.want, c.found)
+		}
+		if string(page) != c.page {
+			t.Errorf("insertLine(%q, %q) changed its input to %q", c.page, c.entry, page)
+		}
+	}
+}
+
+// TestUserIndexAnyOrder adds entries in a random order, with repeats, to
+// small pages: the pages hold every entry once, sorted, whatever the order.
+func TestUserIndexAnyOrder(t *testing.T) {
+	defer func(n int) { indexPageBytes = n }(indexPageBytes)
+	indexPageBytes = 5*24 + 4 // five entries of 24 bytes
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 20 {
+		e := svcenvtest.New("id-")
+		var want []string
+		var adds []string
+		for i := range 60 {
+			entry := fmt.Sprintf("2026-01-02T03:%02d:%02dZ\to%02d", i/60, i%60, i%100)
+			want = append(want, entry)
+			adds = append(adds, entry)
+			if rng.IntN(4) == 0 {
+				adds = append(adds, entry) // a redelivery
+			}
+		}
+		// Mostly ascending with local disorder, as concurrent creations
+		// reach the stream; every few rounds fully shuffled.
+		if round%4 == 3 {
+			rng.Shuffle(len(adds), func(i, j int) { adds[i], adds[j] = adds[j], adds[i] })
+		} else {
+			for i := range adds {
+				if j := i + rng.IntN(4); j < len(adds) {
+					adds[i], adds[j] = adds[j], adds[i]
+				}
+			}
+		}
+		for _, entry := range adds {
+			if err := indexAdd(e, "u", entry); err != nil {
+				t.Fatal(err)
+			}
+		}
+		x, err := openIndex(e, "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for k := 0; k < x.n; k++ {
+			lines, _ := x.page(k)
+			if len(lines) == 0 {
+				t.Fatalf("round %d: page %d of %d is empty", round, k, x.n)
+			}
+			all = append(all, lines...)
+		}
+		if !slices.Equal(all, want) {
+			t.Fatalf("round %d: index\n%q\nwant\n%q", round, all, want)
+		}
 	}
 }
