@@ -22,16 +22,26 @@ import (
 type Effects struct {
 	Store *kv.Store
 	Bus   *bus.Bus
+	// Pipeline sends the two events together once the write is stored
+	// (bus.PublishAll), as meshd applies a plugin's buffered effects;
+	// without it they are published one after the other, as ordinary
+	// code does.
+	Pipeline bool
 }
 
 func (fx *Effects) apply(ctx context.Context, id string, data []byte) error {
 	if err := fx.Store.Put(ctx, "order:"+id, data); err != nil {
 		return err
 	}
-	if err := fx.Bus.Publish(ctx, bus.NewEvent("nativeorder", "ORDER_CREATED", data)); err != nil {
+	created := bus.NewEvent("nativeorder", "ORDER_CREATED", data)
+	timeout := bus.NewEvent("nativeorder", "ORDER_PAYMENT_TIMEOUT", []byte(`{"order_id":"`+id+`"}`))
+	if fx.Pipeline {
+		return fx.Bus.PublishAll(ctx, []bus.Pending{{Event: created}, {Event: timeout, Delay: 15 * time.Minute}})
+	}
+	if err := fx.Bus.Publish(ctx, created); err != nil {
 		return err
 	}
-	return fx.Bus.PublishDelayed(ctx, bus.NewEvent("nativeorder", "ORDER_PAYMENT_TIMEOUT", []byte(`{"order_id":"`+id+`"}`)), 15*time.Minute)
+	return fx.Bus.PublishDelayed(ctx, timeout, 15*time.Minute)
 }
 
 // Handler serves POST /orders; fx may be nil (no effects).

@@ -3,6 +3,7 @@ package nativeorder
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -28,22 +29,36 @@ func TestCreateOrder(t *testing.T) {
 }
 
 func TestCreateOrderWithEffects(t *testing.T) {
-	ctx := context.Background()
-	ns, store := startStore(t)
-	b, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
-	w := httptest.NewRecorder()
-	Handler(&Effects{Store: store, Bus: b}).ServeHTTP(w, httptest.NewRequest("POST", "/orders", strings.NewReader(`{"user_id":"u1","items":[{"name":"a","price":2}]}`)))
-	var o order
-	if w.Code != 201 || json.Unmarshal(w.Body.Bytes(), &o) != nil {
-		t.Fatalf("%d %s", w.Code, w.Body)
-	}
-	got, err := store.Get(ctx, "order:"+o.ID)
-	if err != nil || !strings.Contains(string(got), o.ID) {
-		t.Fatalf("stored %q, %v", got, err)
+	for _, pipeline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipeline=%v", pipeline), func(t *testing.T) {
+			ctx := context.Background()
+			ns, store := startStore(t)
+			b, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close(ctx)
+			w := httptest.NewRecorder()
+			Handler(&Effects{Store: store, Bus: b, Pipeline: pipeline}).ServeHTTP(w, httptest.NewRequest("POST", "/orders", strings.NewReader(`{"user_id":"u1","items":[{"name":"a","price":2}]}`)))
+			var o order
+			if w.Code != 201 || json.Unmarshal(w.Body.Bytes(), &o) != nil {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			got, err := store.Get(ctx, "order:"+o.ID)
+			if err != nil || !strings.Contains(string(got), o.ID) {
+				t.Fatalf("stored %q, %v", got, err)
+			}
+			// ORDER_CREATED on the event stream, the timeout on the schedule.
+			for _, name := range []string{bus.DefaultStream, bus.DefaultScheduleStream} {
+				st, err := ns.JetStream().Stream(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info, err := st.Info(ctx); err != nil || info.State.Msgs != 1 {
+					t.Fatalf("stream %s: %v, %v; want 1 message", name, info, err)
+				}
+			}
+		})
 	}
 }
 

@@ -10,9 +10,11 @@
 // -project it also consumes its ORDER_CREATED into the order plugin's read
 // model (view and paged user index), one event at a time as the plugin's
 // handlers run, the rest of what the order service does per order; GET
-// /stats then says how many it projected so far.
+// /stats then says how many it projected so far. With -pipeline the two
+// events are sent together once the order is stored, as meshd applies a
+// plugin's effects, instead of one after the other.
 //
-//	go run ./internal/nativeorder/cmd/nativeorder -http 127.0.0.1:18091 [-data DIR [-project]]
+//	go run ./internal/nativeorder/cmd/nativeorder -http 127.0.0.1:18091 [-data DIR [-project] [-pipeline]]
 package main
 
 import (
@@ -37,6 +39,7 @@ func main() {
 	addr := flag.String("http", "127.0.0.1:18091", "listen address")
 	data := flag.String("data", "", "with a data directory: embedded NATS, KV write and event publishes per order")
 	project := flag.Bool("project", false, "with -data: also project ORDER_CREATED into the read model, as the order plugin does")
+	pipeline := flag.Bool("pipeline", false, "with -data: send the two events together once the order is stored, as meshd applies a plugin's effects")
 	flag.Parse()
 	var fx *nativeorder.Effects
 	if *data != "" {
@@ -55,7 +58,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fx = &nativeorder.Effects{Store: store, Bus: b}
+		fx = &nativeorder.Effects{Store: store, Bus: b, Pipeline: *pipeline}
 		if *project {
 			// One event at a time, as the order plugin's handlers run
 			// (`serial = true` in order.toml): the projection reads and
