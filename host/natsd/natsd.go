@@ -112,7 +112,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("natsd: in-process connect: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := newJetStream(nc)
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -152,7 +152,7 @@ func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server
 	if err != nil {
 		return nil, fmt.Errorf("natsd: connect %s: %w", cfg.URL, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := newJetStream(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("natsd: jetstream: %w", err)
@@ -215,3 +215,15 @@ func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(
 
 // Interface guards
 var _ server.Logger = (*logAdapter)(nil)
+
+// asyncAckTimeout bounds how long an asynchronous publish (kv.Store.Apply,
+// bus.PublishAll) waits for its acknowledgement inside the client: the
+// callers stop waiting at their own deadline, and this drops the pending
+// record of an acknowledgement that never comes (the server restarted,
+// the connection was lost) instead of keeping it for the life of the
+// process.
+const asyncAckTimeout = 30 * time.Second
+
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
+}
