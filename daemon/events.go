@@ -31,18 +31,72 @@ type EventsConfig struct {
 	// `meshd events replay` deletes them and rebuilds them by replaying the
 	// service's subscribed events, keeping only writes under this prefix.
 	ReadModelPrefix string `toml:"read_model_prefix"`
+	// ReadModelTypes names the event types whose handlers keep the read
+	// model. Their writes must all fall under ReadModelPrefix, and no other
+	// handler may write there (a call that breaks either rule fails); so
+	// with Serial they run one at a time under a lock of their own, beside
+	// the service's other handlers rather than after them.
+	ReadModelTypes []string `toml:"read_model_types"`
+}
+
+// readModelType reports whether typ is one of c's read-model types.
+func (c *EventsConfig) readModelType(typ string) bool { return slices.Contains(c.ReadModelTypes, typ) }
+
+// checkWrites enforces ReadModelTypes on the writes of a handler of typ.
+func (c *EventsConfig) checkWrites(typ string, writes []host.KVOp) error {
+	if len(c.ReadModelTypes) == 0 {
+		return nil
+	}
+	rm := c.readModelType(typ)
+	for _, w := range writes {
+		switch under := strings.HasPrefix(w.Key, c.ReadModelPrefix); {
+		case rm && !under:
+			return fmt.Errorf("%s is a read-model type ([events] read_model_types) but its handler wrote %q, outside read_model_prefix %q", typ, w.Key, c.ReadModelPrefix)
+		case !rm && under:
+			return fmt.Errorf("the handler of %s wrote %q under read_model_prefix %q, which only read_model_types handlers may write", typ, w.Key, c.ReadModelPrefix)
+		}
+	}
+	return nil
+}
+
+// check reports the problems of an [events] table in file path.
+func (c *EventsConfig) check(path string) []error {
+	var errs []error
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("%s: events.max_attempts must not be negative", path))
+	}
+	if len(c.ReadModelTypes) > 0 && c.ReadModelPrefix == "" {
+		errs = append(errs, fmt.Errorf("%s: events.read_model_types needs events.read_model_prefix", path))
+	}
+	for _, typ := range c.ReadModelTypes {
+		if err := abi.ValidEventType(typ); err != nil {
+			errs = append(errs, fmt.Errorf("%s: events.read_model_types: %q: %w", path, typ, err))
+		}
+	}
+	return errs
 }
 
 // serialLock is the mutex held around the service's event handlers when
 // its [events] serial is set: one per service name, shared by every
 // version of the service, so a reload does not run an old and a new
-// version's handlers at once.
+// version's handlers at once. The handlers of its read_model_types have
+// their own (readModelLock).
 func (d *Daemon) serialLock(name string) *sync.Mutex {
 	if v, ok := d.serial.Load(name); ok {
 		return v.(*sync.Mutex)
 	}
 	v, _ := d.serial.LoadOrStore(name, new(sync.Mutex))
 	return v.(*sync.Mutex)
+}
+
+// readModelLock is the lock that guards the read model of service name
+// under c: the read-model handlers' own when c has read_model_types (only
+// they write there), otherwise the service's serialLock.
+func (d *Daemon) readModelLock(name string, c *EventsConfig) *sync.Mutex {
+	if len(c.ReadModelTypes) == 0 {
+		return d.serialLock(name)
+	}
+	return d.serialLock(name + "/read-model") // "/" is not in service names
 }
 
 // DeadLetters returns the dead letters of service, oldest first.
@@ -90,9 +144,11 @@ func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) 
 	if s.store == nil {
 		return res, fmt.Errorf("service %s has no key-value store", name)
 	}
+	rmLock := d.readModelLock(name, &s.events)
 	if s.events.Serial {
-		// Pause the live handlers while the keys are dropped.
-		d.serialLock(name).Lock()
+		// Pause the live handlers that write the read model while its keys
+		// are dropped.
+		rmLock.Lock()
 	}
 	keys, err := s.store.Keys(ctx)
 	if err == nil {
@@ -107,7 +163,7 @@ func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) 
 		}
 	}
 	if s.events.Serial {
-		d.serialLock(name).Unlock()
+		rmLock.Unlock()
 	}
 	if err != nil {
 		return res, fmt.Errorf("dropping the read model of %s: %w", name, err)
@@ -128,7 +184,7 @@ func (d *Daemon) Replay(ctx context.Context, name string) (ReplayResult, error) 
 // under prefix.
 func (d *Daemon) replayOne(ctx context.Context, s0 *service, ev bus.Event, prefix string) (int, error) {
 	if s0.events.Serial {
-		mu := d.serialLock(s0.name)
+		mu := d.readModelLock(s0.name, &s0.events)
 		mu.Lock()
 		defer mu.Unlock()
 	}

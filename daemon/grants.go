@@ -88,6 +88,7 @@ func parseServiceFile(path string, b []byte) (sf ServiceFile, err error) {
 	if l.CallTimeout.Duration < 0 || l.AcquireTimeout.Duration < 0 {
 		errs = append(errs, fmt.Errorf("%s: limits: durations must not be negative", path))
 	}
+	errs = append(errs, sf.Events.check(path)...)
 	return sf, errors.Join(errs...)
 }
 

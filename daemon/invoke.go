@@ -173,21 +173,31 @@ func mapInvokeError(name string, err error) error {
 
 // eventHandler delivers events to the service. An error makes the bus
 // redeliver the event later and, after the last attempt, dead-letter it.
+// A subscription handed over at a reload keeps this handler, so the
+// [events] settings are read from the version serving at each delivery.
 func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 	name := s0.name
-	serial := d.serialLock(name)
 	return func(ctx context.Context, ev bus.Event) error {
+		cfg := &s0.events
+		if cur := d.lookup(name); cur != nil {
+			cfg = &cur.events
+		}
 		cs := getCallState()
 		defer putCallState(cs)
 		cs.call.Input = appendEvent(cs.call.Input[:0], ev, uint32(ev.Attempt))
 		cs.inv.TraceParent = ev.TraceParent
 		cs.inv.Attrs = append(cs.inv.Attrs, slog.String("event_id", ev.ID), slog.String("event_type", ev.Type),
 			slog.String("trace_id", traceparent.TraceID(ev.TraceParent)))
-		if s0.events.Serial {
+		if cfg.Serial {
 			// One handler at a time: its reads and buffered writes do not
-			// interleave with another handler's (see EventsConfig.Serial).
-			serial.Lock()
-			defer serial.Unlock()
+			// interleave with another handler's (see EventsConfig.Serial),
+			// the read model's apart (EventsConfig.ReadModelTypes).
+			mu := d.serialLock(name)
+			if cfg.readModelType(ev.Type) {
+				mu = d.readModelLock(name, cfg)
+			}
+			mu.Lock()
+			defer mu.Unlock()
 		}
 		s, err := d.invoke(ctx, name, runtime.EntryEvent, cs)
 		if err != nil {
@@ -195,6 +205,9 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		}
 		if cs.call.Code != abi.CodeOK {
 			return fmt.Errorf("service %s: handler for %s failed (%s): %s", name, ev.Type, cs.call.Code, truncate(cs.call.Output, 200))
+		}
+		if err := s.events.checkWrites(ev.Type, cs.inv.Writes); err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
 		}
 		if err := d.apply(ctx, s, &cs.inv); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)

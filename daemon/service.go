@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -257,6 +258,11 @@ func checkDeclaration(s *service) error {
 	}
 	if err := s.env.Grants.CheckDeclaration(&s.decl); err != nil {
 		errs = append(errs, err)
+	}
+	for _, typ := range s.events.ReadModelTypes {
+		if !slices.ContainsFunc(s.decl.Subscriptions, func(sub abi.Subscription) bool { return sub.Type == typ }) {
+			errs = append(errs, fmt.Errorf("events.read_model_types lists %s, which the module does not subscribe to", typ))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/bus"
+)
+
+func TestEventsConfigChecks(t *testing.T) {
+	for file, want := range map[string]string{
+		"[events]\nread_model_types = [\"A\"]\n":                                                      "events.read_model_types needs events.read_model_prefix",
+		"[events]\nread_model_prefix = \"rm:\"\nread_model_types = [\"a b\"]\n":                       `events.read_model_types: "a b"`,
+		"[events]\nmax_attempts = -1\n":                                                               "events.max_attempts must not be negative",
+		"[events]\nserial = true\nread_model_prefix = \"rm:\"\nread_model_types = [\"A\", \"B.c\"]\n": "",
+	} {
+		_, err := parseServiceFile("svc.toml", []byte(file))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", file, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: error %v, want one containing %q", file, err, want)
+		}
+	}
+}
+
+func TestCheckWrites(t *testing.T) {
+	c := EventsConfig{ReadModelPrefix: "rm:", ReadModelTypes: []string{"CREATED"}}
+	w := func(keys ...string) []host.KVOp {
+		ops := make([]host.KVOp, len(keys))
+		for i, k := range keys {
+			ops[i] = host.KVOp{Key: k}
+		}
+		return ops
+	}
+	for _, tc := range []struct {
+		typ    string
+		writes []host.KVOp
+		want   string
+	}{
+		{"CREATED", w("rm:order:1", "rm:user:u"), ""},
+		{"CREATED", w("rm:order:1", "order:1"), `wrote "order:1", outside read_model_prefix`},
+		{"PAID", w("order:1"), ""},
+		{"PAID", w("order:1", "rm:order:1"), `wrote "rm:order:1" under read_model_prefix`},
+		{"PAID", nil, ""},
+	} {
+		err := c.checkWrites(tc.typ, tc.writes)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s %v: %v, want %q", tc.typ, tc.writes, err, tc.want)
+		}
+	}
+	// Without read_model_types nothing is checked.
+	if err := (&EventsConfig{ReadModelPrefix: "rm:"}).checkWrites("PAID", w("rm:x", "y")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The read-model handlers run one at a time among themselves (a lock of
+// their own), they may write only under the prefix, and a type the module
+// does not subscribe to is refused at load.
+func TestReadModelTypes(t *testing.T) {
+	const rmFlaky = flakyGrants + "serial = true\nread_model_prefix = \"count:\"\nread_model_types = [\"FLAKY\"]\n"
+	td := startDaemonWith(t, nil, map[string][]byte{
+		"flaky.wasm": readFile(t, fixture(t, "testdata/guest-flaky.wasm")),
+		"flaky.toml": []byte(rmFlaky),
+	}, func(c *Config) {
+		c.Events = bus.Config{Backoff: []time.Duration{10 * time.Millisecond}, Concurrency: 8}
+		c.NoWatch = true
+	})
+	ctx := context.Background()
+	// Read-modify-write of one key by 200 events handled 8 at a time: the
+	// read-model lock still serialises them, so none is lost.
+	const n = 200
+	for range n {
+		publishFlaky(t, td, "same", 0)
+	}
+	waitUntil(t, 60*time.Second, "every event is counted", func() bool { return td.flakyCount(t, "same") >= n })
+	time.Sleep(200 * time.Millisecond) // a late duplicate would show
+	if got := td.flakyCount(t, "same"); got != n {
+		t.Fatalf("count = %v after %d events, want %d", got, n, n)
+	}
+
+	// A read-model handler writing outside the prefix fails every attempt.
+	toml := filepath.Join(td.cfg.PluginDir, "flaky.toml")
+	writeFile(t, toml, flakyGrants+"read_model_prefix = \"rm:\"\nread_model_types = [\"FLAKY\"]\n")
+	if err := td.LoadFile(ctx, filepath.Join(td.cfg.PluginDir, "flaky.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	publishFlaky(t, td, "outside", 0)
+	var dls []bus.DeadLetter
+	waitUntil(t, 20*time.Second, "dead-lettered", func() bool {
+		var err error
+		dls, err = td.DeadLetters(ctx, "flaky")
+		return err == nil && len(dls) == 1
+	})
+	if dl := dls[0]; dl.Attempts != 3 || !strings.Contains(dl.Reason, `wrote "count:outside", outside read_model_prefix "rm:"`) {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if c := td.flakyCount(t, "outside"); c != 0 {
+		t.Fatalf("count = %v: a refused handler's writes were applied", c)
+	}
+
+	// A type the module does not subscribe to: the version is refused and
+	// the one serving stays.
+	writeFile(t, toml, flakyGrants+"read_model_prefix = \"count:\"\nread_model_types = [\"NOPE\"]\n")
+	err := td.LoadFile(ctx, filepath.Join(td.cfg.PluginDir, "flaky.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "events.read_model_types lists NOPE, which the module does not subscribe to") {
+		t.Fatalf("load with an unsubscribed read-model type: %v", err)
+	}
+	if c := td.flakyCount(t, "same"); c != n {
+		t.Fatalf("after the refused load: count = %v", c)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
