@@ -66,7 +66,7 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	}
 	defer engine.Close(context.WithoutCancel(ctx))
 
-	s := &service{name: name, file: base, log: log}
+	s := &service{name: name, file: base, log: log, events: sf.Events}
 	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log,
 		Discover: func(string) (abi.ServiceInfo, bool) { return abi.ServiceInfo{}, false }}
 	mc := sf.ModuleConfig(Default().Module)
