@@ -76,14 +76,7 @@ func TestReadModelTypes(t *testing.T) {
 	// Read-modify-write of one key by 200 events handled 8 at a time: the
 	// read-model lock still serialises them, so none is lost.
 	const n = 200
-	for range n {
-		publishFlaky(t, td, "same", 0)
-	}
-	waitUntil(t, 60*time.Second, "every event is counted", func() bool { return td.flakyCount(t, "same") >= n })
-	time.Sleep(200 * time.Millisecond) // a late duplicate would show
-	if got := td.flakyCount(t, "same"); got != n {
-		t.Fatalf("count = %v after %d events, want %d", got, n, n)
-	}
+	countSame(t, td, n)
 
 	// A read-model handler writing outside the prefix fails every attempt.
 	toml := filepath.Join(td.cfg.PluginDir, "flaky.toml")
