@@ -228,4 +228,15 @@ func TestPublishAll(t *testing.T) {
 	if err := b.PublishAll(done, []Pending{{Event: NewEvent("src", "all", nil)}, {Event: NewEvent("src", "all", nil)}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("PublishAll with a cancelled context: %v", err)
 	}
+
+	// An event the server does not store (its stream is gone) is an error,
+	// even when the others of the batch were stored.
+	if err := b.js.DeleteStream(ctx, b.cfg.ScheduleStream); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	if err := b.PublishAll(short, []Pending{{Event: NewEvent("src", "all", nil)}, {Event: NewEvent("src", "all", nil), Delay: time.Minute}}); err == nil {
+		t.Fatal("PublishAll with its schedule stream deleted succeeded")
+	}
 }

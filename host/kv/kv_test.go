@@ -238,4 +238,15 @@ func TestApply(t *testing.T) {
 	if _, err := st.Get(ctx, "late"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("write sent with an ended context (%v)", err)
 	}
+
+	// A write the server does not store (the bucket's stream is gone) is an
+	// error, not a silent success.
+	if err := ns.JetStream().DeleteStream(ctx, "KV_"+BucketPrefix+"orders"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	if err := st.Apply(short, []Op{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}}); err == nil {
+		t.Fatal("Apply to a deleted bucket succeeded")
+	}
 }
