@@ -91,23 +91,14 @@ func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) er
 
 // applyWrites applies key writes in order to s's store.
 func applyWrites(ctx context.Context, s *service, writes []host.KVOp) error {
-	var err error
-	switch len(writes) {
-	case 0:
+	if len(writes) == 0 {
 		return nil
-	case 1:
-		if w := writes[0]; w.Delete {
-			err = s.store.Delete(ctx, w.Key)
-		} else {
-			err = s.store.Put(ctx, w.Key, w.Value)
-		}
-	default:
-		ops := make([]kv.Op, len(writes))
-		for i, w := range writes {
-			ops[i] = kv.Op(w)
-		}
-		err = s.store.Apply(ctx, ops)
 	}
+	ops := make([]kv.Op, len(writes))
+	for i, w := range writes {
+		ops[i] = kv.Op(w)
+	}
+	err := s.store.Apply(ctx, ops)
 	// A write of a batch that failed is counted as failed: it was not
 	// confirmed, even where the server stored it.
 	for _, w := range writes {

@@ -25,6 +25,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/host/internal/jsasync"
 )
 
 // Defaults used for zero Config fields.
@@ -283,42 +285,24 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Pending) error {
 	if len(evs) == 1 {
 		return b.PublishDelayed(ctx, evs[0].Event, evs[0].Delay)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bus: publish: %w", err)
-	}
 	msgs := make([]*nats.Msg, len(evs))
-	streams := make([]string, len(evs))
+	opts := make([][]jetstream.PublishOpt, len(evs))
 	for i := range evs {
-		var err error
-		if msgs[i], streams[i], err = b.message(&evs[i].Event, evs[i].Delay); err != nil {
+		ev := &evs[i].Event
+		msg, stream, err := b.message(ev, evs[i].Delay)
+		if err != nil {
 			return err
 		}
+		msgs[i], opts[i] = msg, []jetstream.PublishOpt{jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)}
 	}
-	acks := make([]jetstream.PubAckFuture, len(evs))
 	var errs []error
-	for i, msg := range msgs {
+	for i, err := range jsasync.Publish(ctx, b.js, msgs, opts) {
 		ev := &evs[i].Event
-		f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(streams[i]))
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err))
-			break // nothing after an event that was not sent
-		}
-		acks[i] = f
-	}
-	for i, f := range acks {
-		if f == nil {
-			break
-		}
-		ev := &evs[i].Event
-		select {
-		case <-f.Ok():
-			if evs[i].Delay <= 0 {
-				b.cfg.Hooks.published(ev.Type)
-			}
-		case err := <-f.Err():
-			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err))
-		case <-ctx.Done():
-			return errors.Join(append(errs, fmt.Errorf("bus: waiting for %d publishes: %w", len(evs)-i, ctx.Err()))...)
+		case evs[i].Delay <= 0:
+			b.cfg.Hooks.published(ev.Type)
 		}
 	}
 	return errors.Join(errs...)

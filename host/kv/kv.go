@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/internal/jsasync"
 )
 
 // ErrNotFound is returned by Get when the key is absent or was deleted.
@@ -118,18 +119,23 @@ type Op struct {
 
 // Apply makes the writes ops, in order, as Put and Delete would, but sends
 // them all before waiting for the acknowledgements: one round trip to the
-// server for the lot instead of one each. The bucket's stream stores them
-// in the order given, so a later write of a key wins. Every key and value
-// is checked before anything is sent; an error after that (a write the
-// server refused or did not acknowledge in time) can leave some of ops
-// stored and others not, which is also what a sequence of Put calls
-// stopped by an error leaves.
+// server for the lot instead of one each (a single write is a plain Put or
+// Delete). The bucket's stream stores them in the order given, so a later
+// write of a key wins. Every key and value is checked before anything is
+// sent; an error after that (a write the server refused or did not
+// acknowledge in time) can leave some of ops stored and others not, which
+// is also what a sequence of Put calls stopped by an error leaves.
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("kv: %s: %w", s.service, err)
+	if len(ops) == 1 {
+		op := ops[0]
+		if op.Delete {
+			return s.Delete(ctx, op.Key)
+		}
+		return s.Put(ctx, op.Key, op.Value)
 	}
 	maxPayload := s.js.Conn().MaxPayload()
-	for _, op := range ops {
+	msgs := make([]*nats.Msg, len(ops))
+	for i, op := range ops {
 		if err := checkKey(op.Key); err != nil {
 			return err
 		}
@@ -137,34 +143,18 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 			return fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the server's %d: %w",
 				s.service, op.Key, len(op.Value), maxPayload, nats.ErrMaxPayload)
 		}
-	}
-	acks := make([]jetstream.PubAckFuture, len(ops))
-	var errs []error
-	for i, op := range ops {
-		m := nats.NewMsg(s.subject + escapeKey(op.Key))
+		msgs[i] = nats.NewMsg(s.subject + escapeKey(op.Key))
 		if op.Delete {
 			// What jetstream's KeyValue.Delete sends: a delete marker.
-			m.Header.Set("KV-Operation", "DEL")
+			msgs[i].Header.Set("KV-Operation", "DEL")
 		} else {
-			m.Data = op.Value
+			msgs[i].Data = op.Value
 		}
-		f, err := s.js.PublishMsgAsync(m)
-		if err != nil {
-			errs = append(errs, s.opErr(op, err))
-			break // nothing after a write that was not sent
-		}
-		acks[i] = f
 	}
-	for i, f := range acks {
-		if f == nil {
-			break
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	var errs []error
+	for i, err := range jsasync.Publish(ctx, s.js, msgs, nil) {
+		if err != nil {
 			errs = append(errs, s.opErr(ops[i], err))
-		case <-ctx.Done():
-			return errors.Join(append(errs, fmt.Errorf("kv: %s: waiting for %d writes: %w", s.service, len(ops)-i, ctx.Err()))...)
 		}
 	}
 	return errors.Join(errs...)
