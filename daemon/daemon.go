@@ -41,7 +41,7 @@ type Daemon struct {
 	mu       sync.Mutex // guards services and the gateway's route set
 	services map[string]*service
 	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
-	serial   sync.Map    // service name → *sync.Mutex of its serial event handlers (events.go)
+	serial   sync.Map    // service name → *serialLocks of its serial event handlers (events.go)
 	conf     configState // the configuration file, reloaded (configfile.go)
 
 	preparedMu sync.Mutex

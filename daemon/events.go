@@ -76,27 +76,39 @@ func (c *EventsConfig) check(path string) []error {
 	return errs
 }
 
-// serialLock is the mutex held around the service's event handlers when
-// its [events] serial is set: one per service name, shared by every
-// version of the service, so a reload does not run an old and a new
-// version's handlers at once. The handlers of its read_model_types have
-// their own (readModelLock).
-func (d *Daemon) serialLock(name string) *sync.Mutex {
+// serialLocks are the mutexes held around the service's event handlers
+// when its [events] serial is set: one set per service name, shared by
+// every version of the service, so a reload does not run an old and a new
+// version's handlers at once. The handlers of its read_model_types hold
+// readModel, the others service.
+type serialLocks struct{ service, readModel sync.Mutex }
+
+func (d *Daemon) serialLocks(name string) *serialLocks {
 	if v, ok := d.serial.Load(name); ok {
-		return v.(*sync.Mutex)
+		return v.(*serialLocks)
 	}
-	v, _ := d.serial.LoadOrStore(name, new(sync.Mutex))
-	return v.(*sync.Mutex)
+	v, _ := d.serial.LoadOrStore(name, new(serialLocks))
+	return v.(*serialLocks)
+}
+
+// serialLock is the lock a handler of typ holds under c.
+func (d *Daemon) serialLock(name string, c *EventsConfig, typ string) *sync.Mutex {
+	l := d.serialLocks(name)
+	if c.readModelType(typ) {
+		return &l.readModel
+	}
+	return &l.service
 }
 
 // readModelLock is the lock that guards the read model of service name
 // under c: the read-model handlers' own when c has read_model_types (only
-// they write there), otherwise the service's serialLock.
+// they write there), otherwise the service's.
 func (d *Daemon) readModelLock(name string, c *EventsConfig) *sync.Mutex {
+	l := d.serialLocks(name)
 	if len(c.ReadModelTypes) == 0 {
-		return d.serialLock(name)
+		return &l.service
 	}
-	return d.serialLock(name + "/read-model") // "/" is not in service names
+	return &l.readModel
 }
 
 // DeadLetters returns the dead letters of service, oldest first.

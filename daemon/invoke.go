@@ -183,10 +183,7 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 			// One handler at a time: its reads and buffered writes do not
 			// interleave with another handler's (see EventsConfig.Serial),
 			// the read model's apart (EventsConfig.ReadModelTypes).
-			mu := d.serialLock(name)
-			if cfg.readModelType(ev.Type) {
-				mu = d.readModelLock(name, cfg)
-			}
+			mu := d.serialLock(name, cfg, ev.Type)
 			mu.Lock()
 			defer mu.Unlock()
 		}
