@@ -229,25 +229,19 @@ func indexAdd(e env, userID, entry string) error {
 	if x.n == 0 {
 		return x.newPage(entry)
 	}
-	// Nearly every order is the user's newest: it goes at the end of the
-	// last page, decided from that page's last line without splitting the
-	// page (in a Go guest every loop iteration over a 16 KiB page costs).
 	last, err := x.raw(x.n - 1)
 	if err != nil {
 		return err
 	}
-	if tail := last[bytes.LastIndexByte(last, '\n')+1:]; len(last) > 0 && entry >= string(tail) {
-		switch {
-		case entry == string(tail):
-			return nil
-		case len(last) >= indexPageBytes:
-			return x.newPage(entry)
-		}
-		return x.writeRaw(x.n-1, append(append(last, '\n'), entry...))
+	// The user's newest order after a full last page starts a new one.
+	if tail := last[bytes.LastIndexByte(last, '\n')+1:]; len(last) >= indexPageBytes && entry > string(tail) {
+		return x.newPage(entry)
 	}
-	// An order older than the last page's newest (orders created at once
-	// reach the stream in any order): into the page whose range covers it,
-	// found from the pages' first lines, at its place found from the end.
+	// Otherwise into the page whose range covers it (nearly always the
+	// last: orders created at once reach the stream in any order, but
+	// close together), found from the pages' first lines, at its place
+	// found from the end without splitting the page (in a Go guest every
+	// loop iteration over a 16 KiB page costs).
 	k, page := x.n-1, last
 	for k > 0 && (len(page) == 0 || entry < firstLine(page)) {
 		k--
