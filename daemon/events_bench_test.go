@@ -1,23 +1,33 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/internal/nativeorder"
 )
 
 // BenchmarkSagaThroughput is the whole saga from POST /orders to the order
 // read as PAID in the read model (ORDER_PAID projected), 8 concurrent
-// clients as fast as they go, with lazy and always fsync. It also reports
-// the latency from creation to payment of the orders (their created_at to
-// paid_at), which at this load is mostly queueing.
+// clients as fast as they go, with lazy and always fsync; native-… is the
+// same saga written as ordinary Go (internal/nativeorder) on the same
+// embedded NATS, bus and KV, the baseline. It also reports the latency
+// from creation to payment of the orders (their created_at to paid_at),
+// which at this load is mostly queueing.
 func BenchmarkSagaThroughput(b *testing.B) {
 	for _, sync := range []string{"", "always"} {
-		b.Run(syncName(sync), func(b *testing.B) { benchSaga(b, sync, 0) })
+		b.Run(syncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 0) })
+		b.Run("native-"+syncName(sync), func(b *testing.B) { benchSaga(b, nativeSaga(b, sync), 0) })
 	}
 }
 
@@ -26,20 +36,20 @@ func BenchmarkSagaThroughput(b *testing.B) {
 // a queue.
 func BenchmarkSagaLatency(b *testing.B) {
 	for _, sync := range []string{"", "always"} {
-		b.Run(syncName(sync), func(b *testing.B) { benchSaga(b, sync, 200) })
+		b.Run(syncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 200) })
+		b.Run("native-"+syncName(sync), func(b *testing.B) { benchSaga(b, nativeSaga(b, sync), 200) })
 	}
 }
 
-func syncName(mode string) string {
-	if mode == "" {
-		return "sync=lazy"
-	}
-	return "sync=" + mode
+// sagaTarget is a running order service a saga benchmark drives: meshd
+// with the demo plugins, or the native saga.
+type sagaTarget struct {
+	base string        // its HTTP address
+	paid *atomic.Int64 // ORDER_PAID projections so far
+	view func(id string) []byte
 }
 
-// benchSaga creates b.N orders with 8 clients, at most rate a second when
-// rate > 0, and waits until every one is PAID in the read model.
-func benchSaga(b *testing.B, syncMode string, rate int) {
+func meshdSaga(b *testing.B, syncMode string) sagaTarget {
 	var paid atomic.Int64
 	td := startDaemonWith(b, []string{"order", "payment"}, nil, func(c *Config) {
 		c.Sync = syncMode
@@ -49,6 +59,70 @@ func benchSaga(b *testing.B, syncMode string, rate int) {
 			}
 		}
 	})
+	return sagaTarget{base: td.base, paid: &paid, view: func(id string) []byte {
+		return td.do(b, "GET", "/orders/"+id, "", "").body
+	}}
+}
+
+// nativeSaga starts the native saga: POST /orders with its effects
+// (nativeorder.Handler) on an HTTP server, and the payment and order
+// handlers (nativeorder.Saga) on the bus, with the payment plugin's
+// default limit.
+func nativeSaga(b *testing.B, syncMode string) sagaTarget {
+	ctx := context.Background()
+	ns, err := natsd.Start(ctx, natsd.Config{DataDir: b.TempDir(), Name: "native", Sync: syncMode == "always"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	orders, err := kv.Open(ctx, ns.JetStream(), "order")
+	if err != nil {
+		b.Fatal(err)
+	}
+	payments, err := kv.Open(ctx, ns.JetStream(), "payment")
+	if err != nil {
+		b.Fatal(err)
+	}
+	eb, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { eb.Close(ctx) })
+	var paid atomic.Int64
+	saga := &nativeorder.Saga{Orders: orders, Payments: payments, Bus: eb, Limit: 5_000_000,
+		Projected: func(typ string) {
+			if typ == "ORDER_PAID" {
+				paid.Add(1)
+			}
+		}}
+	stop, err := saga.Start(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(stop)
+	srv := httptest.NewServer(nativeorder.Handler(&nativeorder.Effects{Store: orders, Bus: eb}))
+	b.Cleanup(srv.Close)
+	return sagaTarget{base: srv.URL, paid: &paid, view: func(id string) []byte {
+		v, err := saga.View(ctx, id)
+		if err != nil {
+			b.Fatalf("view of %s: %v", id, err)
+		}
+		return v
+	}}
+}
+
+func syncName(mode string) string {
+	if mode == "" {
+		return "sync=lazy"
+	}
+	return "sync=" + mode
+}
+
+// benchSaga creates b.N orders on t with 8 clients, at most rate a second
+// when rate > 0, and waits until every one is PAID in the read model.
+func benchSaga(b *testing.B, t sagaTarget, rate int) {
+	td := &testDaemon{base: t.base}
+	paid := t.paid
 	ids := make([]string, b.N)
 	b.ResetTimer()
 	start := time.Now()
@@ -95,9 +169,9 @@ func benchSaga(b *testing.B, syncMode string, rate int) {
 			CreatedAt time.Time `json:"created_at"`
 			PaidAt    time.Time `json:"paid_at"`
 		}
-		r := td.do(b, "GET", "/orders/"+id, "", "")
-		if err := json.Unmarshal(r.body, &o); err != nil || o.Status != "PAID" {
-			b.Fatalf("order %s: %s %v", id, r.body, err)
+		v := t.view(id)
+		if err := json.Unmarshal(v, &o); err != nil || o.Status != "PAID" {
+			b.Fatalf("order %s: %s %v", id, v, err)
 		}
 		lat = append(lat, o.PaidAt.Sub(o.CreatedAt))
 	}

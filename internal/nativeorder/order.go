@@ -31,6 +31,11 @@ type order struct {
 	Total     int64  `json:"total"`
 	Status    string `json:"status"`
 	CreatedAt string `json:"created_at"`
+	// Set by the saga (saga.go).
+	PaymentID   string `json:"payment_id,omitempty"`
+	PaidAt      string `json:"paid_at,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	CancelledAt string `json:"cancelled_at,omitempty"`
 }
 
 type problemDoc struct {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
@@ -102,4 +103,58 @@ func startStore(t *testing.T) (*natsd.Server, *kv.Store) {
 		t.Fatal(err)
 	}
 	return ns, store
+}
+
+// TestSaga takes one order under the limit to PAID and one over it to
+// CANCELLED through the native saga, and checks both views.
+func TestSaga(t *testing.T) {
+	ctx := context.Background()
+	ns, orders := startStore(t)
+	payments, err := kv.Open(ctx, ns.JetStream(), "nativepayment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	saga := &Saga{Orders: orders, Payments: payments, Bus: b, Limit: 1000}
+	stop, err := saga.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	h := Handler(&Effects{Store: orders, Bus: b})
+	want := map[string]string{}
+	for _, price := range []int{999, 1001} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/orders", strings.NewReader(fmt.Sprintf(`{"user_id":"u1","items":[{"name":"a","price":%d}]}`, price))))
+		var o order
+		if w.Code != 201 || json.Unmarshal(w.Body.Bytes(), &o) != nil {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+		want[o.ID] = map[int]string{999: "PAID", 1001: "CANCELLED"}[price]
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for id, status := range want {
+		for {
+			var v order
+			stored, err := saga.View(ctx, id)
+			if err == nil && json.Unmarshal(stored, &v) == nil && v.Status == status && v.UserID == "u1" {
+				if status == "PAID" && (v.PaymentID == "" || v.PaidAt == "") || status == "CANCELLED" && !strings.Contains(v.Reason, "over the limit") {
+					t.Fatalf("view %s", stored)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("order %s: view %s (%v), want %s", id, stored, err, status)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	page, err := orders.Get(ctx, "rm:user:u1:0")
+	if err != nil || strings.Count(string(page), "\n") != 1 {
+		t.Fatalf("index page %q %v", page, err)
+	}
 }

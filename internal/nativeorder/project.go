@@ -29,15 +29,21 @@ func (p Projector) Handle(ctx context.Context, ev bus.Event) error {
 		return errors.New("ORDER_CREATED: invalid data")
 	}
 	viewKey := "rm:order:" + o.ID
+	v := o
 	if stored, err := p.Store.Get(ctx, viewKey); err == nil {
-		var v order
-		if json.Unmarshal(stored, &v) == nil && v.Status != "" {
-			o.Status = v.Status // a status projected first stays
+		// A final status projected first stays, with its fields; the
+		// creation fields come from the event.
+		if err := json.Unmarshal(stored, &v); err != nil {
+			return err
+		}
+		v.UserID, v.Items, v.Total, v.CreatedAt = o.UserID, o.Items, o.Total, o.CreatedAt
+		if v.Status == "" {
+			v.Status = o.Status
 		}
 	} else if !errors.Is(err, kv.ErrNotFound) {
 		return err
 	}
-	view, _ := json.Marshal(&o)
+	view, _ := json.Marshal(&v)
 	if err := p.Store.Put(ctx, viewKey, view); err != nil {
 		return err
 	}
