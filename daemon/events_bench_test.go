@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +126,7 @@ func benchSaga(b *testing.B, t sagaTarget, rate int) {
 	paid := t.paid
 	ids := make([]string, b.N)
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var next atomic.Int64
@@ -159,8 +161,12 @@ func benchSaga(b *testing.B, t sagaTarget, rate int) {
 		time.Sleep(time.Millisecond)
 	}
 	el := time.Since(start)
+	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "orders/s")
+	// The whole process's CPU (user and system) per order: the service
+	// and the benchmark's HTTP clients, the same for both targets.
+	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/order")
 	// Creation to payment, from each order as the read model serves it.
 	lat := make([]time.Duration, 0, b.N)
 	for _, id := range ids {
@@ -180,4 +186,13 @@ func benchSaga(b *testing.B, t sagaTarget, rate int) {
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(0, "ns/op") // the time per op is the orders/s above
+}
+
+// processCPU is the user and system CPU time the process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
