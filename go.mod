@@ -10,6 +10,8 @@ require (
 	github.com/tetratelabs/wazero v1.12.0
 )
 
+require github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
+
 require (
 	github.com/MicahParks/jwkset v0.11.4 // indirect
 	github.com/MicahParks/keyfunc/v3 v3.9.1
@@ -35,4 +37,5 @@ require (
 	golang.org/x/time v0.16.0
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
 replace github.com/tetratelabs/wazero => ./third_party/wazero

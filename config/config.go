@@ -40,6 +40,7 @@ type File struct {
 	MemoryPages    *uint32        `toml:"memory_pages"`
 	PoolMin        *int           `toml:"pool_min"`
 	PoolMax        *int           `toml:"pool_max"`
+	KVCacheBytes   *int64         `toml:"kv_cache_bytes"`
 	LogFormat      *string        `toml:"log_format"`
 	LogLevel       *string        `toml:"log_level"`
 	// Admin listener (metrics, health): address ("off" disables it), the
@@ -204,6 +205,9 @@ func (f *File) check() []error {
 	}
 	if f.PoolMax != nil && *f.PoolMax <= 0 {
 		bad("pool_max", "must be positive")
+	}
+	if f.KVCacheBytes != nil && *f.KVCacheBytes < 0 {
+		bad("kv_cache_bytes", "must not be negative")
 	}
 	if f.LogFormat != nil && *f.LogFormat != "text" && *f.LogFormat != "json" {
 		bad("log_format", "%q is not text or json", *f.LogFormat)

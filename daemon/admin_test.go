@@ -179,6 +179,17 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if got := delta("meshd_kv_operations_total", `service="order"`, `op="put"`); got < 6 { // created, then PAID
 		t.Errorf("order kv puts changed by %v, want at least 6", got)
 	}
+	// The reads of the view by GET /orders/{id} are in the order service's
+	// cache once its projections wrote it: the last GET of each order.
+	if got := delta("meshd_kv_cache_hits_total", `service="order"`); got < 3 {
+		t.Errorf("order kv cache hits changed by %v, want at least 3", got)
+	}
+	if l, h := delta("meshd_kv_cache_lookups_total", `service="order"`), delta("meshd_kv_cache_hits_total", `service="order"`); l < h || l < float64(gets) {
+		t.Errorf("order kv cache lookups changed by %v (hits %v, GETs %d)", l, h, gets)
+	}
+	if got := sum(a, "meshd_kv_cache_bytes", `service="order"`); got <= 0 {
+		t.Errorf("order kv cache holds %v bytes", got)
+	}
 	if got := sum(a, "meshd_kv_errors_total"); got != 0 {
 		t.Errorf("kv errors: %v", got)
 	}
@@ -219,6 +230,34 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	cmd.Stdin = strings.NewReader(after)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestKVCacheOnlyAsSoleWriter: a service's reads are cached only when meshd
+// is its store's only writer — not with a client port on the embedded NATS
+// server (other nodes or tools could write), nor with the cache turned off.
+func TestKVCacheOnlyAsSoleWriter(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		tweak func(*Config)
+		want  bool
+	}{
+		{"default", nil, true},
+		{"nats-listen", func(c *Config) { c.NATSListen = "127.0.0.1:0" }, false},
+		{"kv-cache=0", func(c *Config) { c.KVCacheBytes = 0 }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			td := startDaemonWith(t, []string{"order"}, nil, c.tweak)
+			r := td.do(t, "POST", "/orders", "application/json", orderBody)
+			if r.status != 201 {
+				t.Fatalf("POST: %d %s", r.status, r.body)
+			}
+			_, m := adminGet(t, td, "/metrics", "")
+			_, has := samples(t, m)[`meshd_kv_cache_lookups_total{service="order"}`]
+			if has != c.want {
+				t.Fatalf("order has a kv cache: %v, want %v", has, c.want)
+			}
+		})
 	}
 }
 

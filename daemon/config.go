@@ -26,6 +26,11 @@ type Config struct {
 	NATSURL    string // external NATS; empty = embedded server
 	NATSListen string // embedded server's client listener; empty = in-process only
 	Sync       string // JetStream fsync: "" (lazy, the default) or "always"
+	// KVCacheBytes is how much of each service's key-value store is kept
+	// in memory for reads (kv.Cache); 0 turns it off. It is used only with
+	// the embedded server and no client listener, where meshd is the
+	// stores' only writer.
+	KVCacheBytes int64
 
 	// Module holds the default limits for every service; a service's
 	// <name>.toml may override them.
@@ -64,6 +69,10 @@ type Config struct {
 	WatchQuiet time.Duration
 }
 
+// DefaultKVCacheBytes is the default Config.KVCacheBytes: 16 MiB per
+// service.
+const DefaultKVCacheBytes = 16 << 20
+
 // Default returns the documented defaults.
 func Default() Config {
 	host, _ := os.Hostname()
@@ -79,6 +88,7 @@ func Default() Config {
 		MaxBodyBytes:   1 << 20,
 		DrainTimeout:   15 * time.Second,
 		AdminAddr:      defaultAdminAddr,
+		KVCacheBytes:   DefaultKVCacheBytes,
 		Module: runtime.ModuleConfig{
 			MemoryLimitPages:    1024,
 			CallTimeout:         5 * time.Second,
@@ -128,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max-body", "must be positive")
+	}
+	if c.KVCacheBytes < 0 {
+		bad("kv-cache", "must not be negative")
 	}
 	if err := c.validateAdmin(); err != nil {
 		errs = append(errs, err)

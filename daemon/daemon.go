@@ -42,6 +42,7 @@ type Daemon struct {
 	services map[string]*service
 	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
 	serial   sync.Map    // service name → *serialLocks of its serial event handlers (events.go)
+	kvCaches sync.Map    // service name → *kv.Cache its stores share, every version (prepare.go)
 	conf     configState // the configuration file, reloaded (configfile.go)
 
 	preparedMu sync.Mutex

@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/metrics"
 	"github.com/meshd/meshd/runtime"
 )
@@ -121,7 +122,12 @@ func (d *Daemon) poolStats() []metrics.ServiceStats {
 	d.mu.Lock()
 	out := make([]metrics.ServiceStats, 0, len(d.services))
 	for name, s := range d.services {
-		out = append(out, metrics.ServiceStats{Service: name, Stats: s.mod.Stats()})
+		st := metrics.ServiceStats{Service: name, Stats: s.mod.Stats()}
+		if c, ok := d.kvCaches.Load(name); ok {
+			cs := c.(*kv.Cache).Stats()
+			st.KVCache = &metrics.KVCacheStats{Lookups: cs.Lookups, Hits: cs.Hits, Bytes: cs.Bytes}
+		}
+		out = append(out, st)
 	}
 	d.mu.Unlock()
 	return out

@@ -109,7 +109,7 @@ func (d *Daemon) openKV(ctx context.Context, p *prepared) {
 	}
 	s := p.s
 	began := time.Now()
-	store, err := kv.Open(ctx, d.nats.JetStream(), s.name)
+	store, err := kv.OpenWith(ctx, d.nats.JetStream(), s.name, kv.Options{Cache: d.kvCache(s.name)})
 	if err != nil {
 		_ = s.mod.Close(ctx)
 		p.s, p.err = nil, fmt.Errorf("%s: key-value store: %w", s.file, err)
@@ -118,6 +118,19 @@ func (d *Daemon) openKV(ctx context.Context, p *prepared) {
 	s.store = store
 	s.env.KV = kvAdapter{store}
 	p.tKV = time.Since(began)
+}
+
+// kvCache returns the cache the stores of service share across its
+// versions (a store is opened per load, and an old version may still write
+// while a new one serves), or nil when there is none: when it is turned
+// off, or when NATS is reachable by others (an external server, or the
+// embedded one with a client port), who could write the store behind it.
+func (d *Daemon) kvCache(service string) *kv.Cache {
+	if d.cfg.KVCacheBytes <= 0 || d.cfg.NATSURL != "" || d.cfg.NATSListen != "" {
+		return nil
+	}
+	c, _ := d.kvCaches.LoadOrStore(service, kv.NewCache(int(d.cfg.KVCacheBytes)))
+	return c.(*kv.Cache)
 }
 
 // compileDir starts compiling and linking every module of the plugin

@@ -44,6 +44,7 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	memPages := fs.Uint("memory-pages", uint(cfg.Module.MemoryLimitPages), "memory cap per instance in 64 KiB pages")
 	fs.IntVar(&cfg.Module.PoolMin, "pool-min", cfg.Module.PoolMin, "warm instances per service")
 	fs.IntVar(&cfg.Module.PoolMax, "pool-max", cfg.Module.PoolMax, "instances per service at most")
+	fs.Int64Var(&cfg.KVCacheBytes, "kv-cache", cfg.KVCacheBytes, "bytes of each service's key-value store kept in memory for reads (0: none); only with the embedded NATS server and no --nats-listen")
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin listener (metrics, health, services); "" or "off" disables it`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("MESHD_ADMIN_TOKEN"), "bearer token the admin listener requires (default $MESHD_ADMIN_TOKEN)")
 	fs.BoolVar(&cfg.AdminPublic, "admin-public", false, "allow a non-loopback --admin address without a token")

@@ -55,6 +55,9 @@ func loadConfigFile(path string, fs *flag.FlagSet, args []string, cfg *daemon.Co
 	if f.PoolMax != nil {
 		cfg.Module.PoolMax = *f.PoolMax
 	}
+	if f.KVCacheBytes != nil {
+		cfg.KVCacheBytes = *f.KVCacheBytes
+	}
 	cfg.Server = f.Server
 	cfg.Gateway = f.Policies()
 	// Flags given on the command line win over the file.

@@ -296,11 +296,11 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Pending) error {
 		msgs[i], opts[i] = msg, []jetstream.PublishOpt{jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)}
 	}
 	var errs []error
-	for i, err := range jsasync.Publish(ctx, b.js, msgs, opts) {
+	for i, r := range jsasync.Publish(ctx, b.js, msgs, opts) {
 		ev := &evs[i].Event
 		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err))
+		case r.Err != nil:
+			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, r.Err))
 		case evs[i].Delay <= 0:
 			b.cfg.Hooks.published(ev.Type)
 		}

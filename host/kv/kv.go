@@ -8,6 +8,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,11 +40,25 @@ type Store struct {
 	kv      jetstream.KeyValue
 	js      jetstream.JetStream
 	subject string // "$KV.<bucket>.": a key's subject is this plus the escaped key
+	cache   *Cache // nil: every Get asks the server
+}
+
+// Options tune OpenWith.
+type Options struct {
+	// Cache, when set, serves Gets of keys this process wrote or read
+	// before. Only correct when every write to the bucket goes through
+	// Stores sharing this Cache (see Cache).
+	Cache *Cache
 }
 
 // Open creates (or updates) the bucket of service and returns its Store.
 // Buckets keep one revision per key (History 1).
 func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, error) {
+	return OpenWith(ctx, js, service, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, js jetstream.JetStream, service string, opts Options) (*Store, error) {
 	if !ValidService(service) {
 		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, abi.ServiceNamePattern)
 	}
@@ -57,7 +72,7 @@ func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
 	}
-	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + "."}, nil
+	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + ".", cache: opts.Cache}, nil
 }
 
 // Service returns the name of the service the Store belongs to.
@@ -78,12 +93,23 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
+	if s.cache != nil {
+		if v, deleted, ok := s.cache.get(key); ok {
+			if deleted {
+				return nil, ErrNotFound
+			}
+			return bytes.Clone(v), nil // the caller may change it
+		}
+	}
 	e, err := s.kv.Get(ctx, escapeKey(key))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kv: get %s/%q: %w", s.service, key, err)
+	}
+	if s.cache != nil {
+		s.cache.fill(key, bytes.Clone(e.Value()), e.Revision())
 	}
 	return e.Value(), nil
 }
@@ -93,7 +119,9 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if _, err := s.kv.Put(ctx, escapeKey(key), value); err != nil {
+	rev, err := s.kv.Put(ctx, escapeKey(key), value)
+	s.wrote(Op{Key: key, Value: value}, rev, err)
+	if err != nil {
 		return fmt.Errorf("kv: put %s/%q: %w", s.service, key, err)
 	}
 	return nil
@@ -104,7 +132,15 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := s.kv.Delete(ctx, escapeKey(key)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	// The delete marker KeyValue.Delete publishes, sent here to learn its
+	// revision for the cache.
+	ack, err := s.js.PublishMsg(ctx, s.message(Op{Key: key, Delete: true}))
+	var rev uint64
+	if err == nil {
+		rev = ack.Sequence
+	}
+	s.wrote(Op{Key: key, Delete: true}, rev, err)
+	if err != nil {
 		return fmt.Errorf("kv: delete %s/%q: %w", s.service, key, err)
 	}
 	return nil
@@ -143,21 +179,44 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 			return fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the server's %d: %w",
 				s.service, op.Key, len(op.Value), maxPayload, nats.ErrMaxPayload)
 		}
-		msgs[i] = nats.NewMsg(s.subject + escapeKey(op.Key))
-		if op.Delete {
-			// What jetstream's KeyValue.Delete sends: a delete marker.
-			msgs[i].Header.Set("KV-Operation", "DEL")
-		} else {
-			msgs[i].Data = op.Value
-		}
+		msgs[i] = s.message(op)
 	}
 	var errs []error
-	for i, err := range jsasync.Publish(ctx, s.js, msgs, nil) {
-		if err != nil {
-			errs = append(errs, s.opErr(ops[i], err))
+	for i, r := range jsasync.Publish(ctx, s.js, msgs, nil) {
+		s.wrote(ops[i], r.Seq, r.Err)
+		if r.Err != nil {
+			errs = append(errs, s.opErr(ops[i], r.Err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// message is the message that stores op in the bucket, as KeyValue.Put and
+// KeyValue.Delete (a delete marker) publish it.
+func (s *Store) message(op Op) *nats.Msg {
+	m := nats.NewMsg(s.subject + escapeKey(op.Key))
+	if op.Delete {
+		m.Header.Set("KV-Operation", "DEL")
+	} else {
+		m.Data = op.Value
+	}
+	return m
+}
+
+// wrote tells the cache what became of a write: stored at rev, or, when
+// err is not nil, unknown (the server may still store it).
+func (s *Store) wrote(op Op, rev uint64, err error) {
+	switch {
+	case s.cache == nil:
+	case err != nil && !errors.Is(err, jsasync.ErrNotSent):
+		s.cache.forget(op.Key)
+	case err == nil:
+		var v []byte
+		if !op.Delete {
+			v = bytes.Clone(op.Value) // the caller may reuse it
+		}
+		s.cache.wrote(op.Key, v, op.Delete, rev)
+	}
 }
 
 func (s *Store) opErr(op Op, err error) error {

@@ -39,11 +39,21 @@ var (
 	instancesRecycledDesc = desc("instances_recycled_total",
 		"Instances retired after serving their share of calls.",
 		"service")
+	kvCacheLookupsDesc = desc("kv_cache_lookups_total",
+		"Key-value reads of a service that looked in its in-memory cache.",
+		"service")
+	kvCacheHitsDesc = desc("kv_cache_hits_total",
+		"Key-value reads of a service answered from its in-memory cache, without a round trip to JetStream.",
+		"service")
+	kvCacheBytesDesc = desc("kv_cache_bytes",
+		"Bytes of a service's keys and values held in its in-memory cache (approximate).",
+		"service")
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{instancesDesc, instanceMemoryDesc, poolWaitsDesc, poolRejectionsDesc,
-		instancesCreatedDesc, instancesDiscardedDesc, instancesRecycledDesc} {
+		instancesCreatedDesc, instancesDiscardedDesc, instancesRecycledDesc,
+		kvCacheLookupsDesc, kvCacheHitsDesc, kvCacheBytesDesc} {
 		ch <- d
 	}
 }
@@ -60,6 +70,11 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(instancesCreatedDesc, prometheus.CounterValue, float64(st.Created), s.Service)
 		ch <- prometheus.MustNewConstMetric(instancesDiscardedDesc, prometheus.CounterValue, float64(st.Discarded), s.Service)
 		ch <- prometheus.MustNewConstMetric(instancesRecycledDesc, prometheus.CounterValue, float64(st.Recycled), s.Service)
+		if c := s.KVCache; c != nil {
+			ch <- prometheus.MustNewConstMetric(kvCacheLookupsDesc, prometheus.CounterValue, float64(c.Lookups), s.Service)
+			ch <- prometheus.MustNewConstMetric(kvCacheHitsDesc, prometheus.CounterValue, float64(c.Hits), s.Service)
+			ch <- prometheus.MustNewConstMetric(kvCacheBytesDesc, prometheus.GaugeValue, float64(c.Bytes), s.Service)
+		}
 	}
 }
 

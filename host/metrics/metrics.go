@@ -38,10 +38,18 @@ var (
 	invocationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}
 )
 
-// ServiceStats is one loaded service's pool, read at scrape time.
+// ServiceStats is one loaded service's pool, and its key-value cache when
+// it has one, read at scrape time.
 type ServiceStats struct {
 	Service string
 	Stats   runtime.Stats
+	KVCache *KVCacheStats // nil: no cache
+}
+
+// KVCacheStats are a service's key-value cache counters (kv.CacheStats).
+type KVCacheStats struct {
+	Lookups, Hits uint64
+	Bytes         int
 }
 
 // ConsumerLag is one durable consumer's backlog, read at scrape time.

@@ -15,17 +15,24 @@ import (
 // earlier one of its batch could not be.
 var ErrNotSent = errors.New("not sent: an earlier message of the batch could not be")
 
+// Result is what became of one message: its stream sequence once stored,
+// or why not.
+type Result struct {
+	Seq uint64
+	Err error
+}
+
 // Publish sends msgs in order (msgs[i] with opts[i], when opts is not nil)
 // and waits for every acknowledgement. It returns one result per message:
-// nil once it is stored, its error otherwise. Nothing is sent when ctx has
+// its sequence once it is stored, its error otherwise. Nothing is sent when ctx has
 // ended; a message that cannot be sent stops the batch there (those after
 // it get ErrNotSent); when ctx ends while waiting, the messages not yet
 // acknowledged get ctx's error, though the server may still store them.
-func Publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, opts [][]jetstream.PublishOpt) []error {
-	errs := make([]error, len(msgs))
+func Publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, opts [][]jetstream.PublishOpt) []Result {
+	res := make([]Result, len(msgs))
 	if err := ctx.Err(); err != nil {
-		fill(errs, err)
-		return errs
+		fill(res, err)
+		return res
 	}
 	acks := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for i, m := range msgs {
@@ -35,27 +42,28 @@ func Publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, opts
 		}
 		f, err := js.PublishMsgAsync(m, o...)
 		if err != nil {
-			errs[i] = err
-			fill(errs[i+1:], ErrNotSent)
+			res[i].Err = err
+			fill(res[i+1:], ErrNotSent)
 			break
 		}
 		acks = append(acks, f)
 	}
 	for i, f := range acks {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			res[i].Seq = ack.Sequence
 		case err := <-f.Err():
-			errs[i] = err
+			res[i].Err = err
 		case <-ctx.Done():
-			fill(errs[i:len(acks)], ctx.Err())
-			return errs
+			fill(res[i:len(acks)], ctx.Err())
+			return res
 		}
 	}
-	return errs
+	return res
 }
 
-func fill(errs []error, err error) {
-	for i := range errs {
-		errs[i] = err
+func fill(res []Result, err error) {
+	for i := range res {
+		res[i].Err = err
 	}
 }
