@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -37,6 +40,14 @@ type EventsConfig struct {
 	// with Serial they run one at a time under a lock of their own, beside
 	// the service's other handlers rather than after them.
 	ReadModelTypes []string `toml:"read_model_types"`
+	// SerialKeys narrows Serial by event type to a field of the event's
+	// data (a top-level JSON string): handlers of events whose keys differ
+	// may run at once, those of one key run one at a time, and an event
+	// with no key (a type not listed, or data without the field) runs
+	// alone. A service lists a type when its handler touches only state
+	// of that key (an order's, a user's); the read-model handlers keep
+	// their own set of locks apart from the others, as with Serial.
+	SerialKeys map[string]string `toml:"serial_keys"`
 }
 
 // readModelType reports whether typ is one of c's read-model types.
@@ -73,15 +84,90 @@ func (c *EventsConfig) check(path string) []error {
 			errs = append(errs, fmt.Errorf("%s: events.read_model_types: %q: %w", path, typ, err))
 		}
 	}
+	if len(c.SerialKeys) > 0 && !c.Serial {
+		errs = append(errs, fmt.Errorf("%s: events.serial_keys needs events.serial = true", path))
+	}
+	for _, typ := range slices.Sorted(maps.Keys(c.SerialKeys)) {
+		if err := abi.ValidEventType(typ); err != nil {
+			errs = append(errs, fmt.Errorf("%s: events.serial_keys: %q: %w", path, typ, err))
+		}
+		if c.SerialKeys[typ] == "" {
+			errs = append(errs, fmt.Errorf("%s: events.serial_keys: %s names no field", path, typ))
+		}
+	}
 	return errs
 }
 
-// serialLocks are the mutexes held around the service's event handlers
+// serialLocks are the locks held around the service's event handlers
 // when its [events] serial is set: one set per service name, shared by
 // every version of the service, so a reload does not run an old and a new
 // version's handlers at once. The handlers of its read_model_types hold
 // readModel, the others service.
-type serialLocks struct{ service, readModel sync.Mutex }
+type serialLocks struct{ service, readModel serialGroup }
+
+// serialStripes is how many keys' handlers of one group can run at once
+// (keys hashing to one stripe wait for each other).
+const serialStripes = 64
+
+// serialGroup runs handlers one at a time, or, for those with a key
+// (EventsConfig.SerialKeys), one at a time per key: a keyed handler holds
+// all shared and its key's stripe; a handler with no key, and a replay,
+// hold all alone.
+type serialGroup struct {
+	all     sync.RWMutex
+	stripes [serialStripes]sync.Mutex
+}
+
+// Lock and Unlock hold the whole group: nothing else of it runs.
+func (g *serialGroup) Lock()   { g.all.Lock() }
+func (g *serialGroup) Unlock() { g.all.Unlock() }
+
+var serialSeed = maphash.MakeSeed()
+
+// lockKey holds the group for a handler of key and returns its release.
+func (g *serialGroup) lockKey(key string) (unlock func()) {
+	g.all.RLock()
+	m := &g.stripes[maphash.String(serialSeed, key)%serialStripes]
+	m.Lock()
+	return func() {
+		m.Unlock()
+		g.all.RUnlock()
+	}
+}
+
+// serialKey returns the key an event of typ with data runs under, if c
+// gives its type one and the data has it.
+func (c *EventsConfig) serialKey(typ string, data []byte) (string, bool) {
+	field, ok := c.SerialKeys[typ]
+	if !ok {
+		return "", false
+	}
+	return topString(data, field)
+}
+
+// topString returns the top-level string field of a JSON object.
+func topString(data []byte, field string) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if t == field {
+			t, err := dec.Token()
+			v, ok := t.(string)
+			return v, ok && err == nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
 
 func (d *Daemon) serialLocks(name string) *serialLocks {
 	if v, ok := d.serial.Load(name); ok {
@@ -91,8 +177,8 @@ func (d *Daemon) serialLocks(name string) *serialLocks {
 	return v.(*serialLocks)
 }
 
-// serialLock is the lock a handler of typ holds under c.
-func (d *Daemon) serialLock(name string, c *EventsConfig, typ string) *sync.Mutex {
+// serialLock is the lock group a handler of typ holds under c.
+func (d *Daemon) serialLock(name string, c *EventsConfig, typ string) *serialGroup {
 	l := d.serialLocks(name)
 	if c.readModelType(typ) {
 		return &l.readModel
@@ -103,7 +189,7 @@ func (d *Daemon) serialLock(name string, c *EventsConfig, typ string) *sync.Mute
 // readModelLock is the lock that guards the read model of service name
 // under c: the read-model handlers' own when c has read_model_types (only
 // they write there), otherwise the service's.
-func (d *Daemon) readModelLock(name string, c *EventsConfig) *sync.Mutex {
+func (d *Daemon) readModelLock(name string, c *EventsConfig) *serialGroup {
 	l := d.serialLocks(name)
 	if len(c.ReadModelTypes) == 0 {
 		return &l.service

@@ -180,12 +180,17 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		cs.inv.Attrs = append(cs.inv.Attrs, slog.String("event_id", ev.ID), slog.String("event_type", ev.Type),
 			slog.String("trace_id", traceparent.TraceID(ev.TraceParent)))
 		if cfg.Serial {
-			// One handler at a time: its reads and buffered writes do not
-			// interleave with another handler's (see EventsConfig.Serial),
-			// the read model's apart (EventsConfig.ReadModelTypes).
-			mu := d.serialLock(name, cfg, ev.Type)
-			mu.Lock()
-			defer mu.Unlock()
+			// One handler at a time (per key, with SerialKeys): its reads
+			// and buffered writes do not interleave with another handler's
+			// (see EventsConfig.Serial), the read model's apart
+			// (EventsConfig.ReadModelTypes).
+			g := d.serialLock(name, cfg, ev.Type)
+			if key, ok := cfg.serialKey(ev.Type, ev.Data); ok {
+				defer g.lockKey(key)()
+			} else {
+				g.Lock()
+				defer g.Unlock()
+			}
 		}
 		s, err := d.invoke(ctx, name, runtime.EntryEvent, cs)
 		if err != nil {

@@ -345,11 +345,11 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paymentWasm, err := os.ReadFile(filepath.Join(td.dir, "payment.wasm"))
+	conformanceWasm, err := os.ReadFile(filepath.Join(td.dir, "conformance.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := map[string][]byte{"order": orderWasm, "payment": paymentWasm}
+	good := map[string][]byte{"order": orderWasm, "conformance": conformanceWasm}
 	cases := []struct {
 		name, service string
 		content       []byte
@@ -358,7 +358,10 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 		{"corrupt", "order", []byte("\x00asm\x01\x00\x00\x00garbage"), "not a valid WebAssembly module"},
 		{"truncated", "order", orderWasm[:len(orderWasm)/2], "not a valid WebAssembly module"},
 		{"init trap", "order", wattest.Build(t, "testdata/inittrap.wat"), "invalid module"},
-		{"route owned by another service", "payment", wattest.Build(t, "testdata/duproute.wat"), "POST /orders"},
+		// Over a service whose file has no [events] settings the module's
+		// subscriptions would have to match (payment.toml's serial_keys
+		// would refuse it first).
+		{"route owned by another service", "conformance", wattest.Build(t, "testdata/duproute.wat"), "POST /orders"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -259,9 +260,17 @@ func checkDeclaration(s *service) error {
 	if err := s.env.Grants.CheckDeclaration(&s.decl); err != nil {
 		errs = append(errs, err)
 	}
+	subscribed := func(typ string) bool {
+		return slices.ContainsFunc(s.decl.Subscriptions, func(sub abi.Subscription) bool { return sub.Type == typ })
+	}
 	for _, typ := range s.events.ReadModelTypes {
-		if !slices.ContainsFunc(s.decl.Subscriptions, func(sub abi.Subscription) bool { return sub.Type == typ }) {
+		if !subscribed(typ) {
 			errs = append(errs, fmt.Errorf("events.read_model_types lists %s, which the module does not subscribe to", typ))
+		}
+	}
+	for _, typ := range slices.Sorted(maps.Keys(s.events.SerialKeys)) {
+		if !subscribed(typ) {
+			errs = append(errs, fmt.Errorf("events.serial_keys lists %s, which the module does not subscribe to", typ))
 		}
 	}
 	return errors.Join(errs...)

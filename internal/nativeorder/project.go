@@ -21,12 +21,20 @@ const indexPageBytes = 16 << 10
 // order's view merged and stored, and its entry inserted into the user's
 // paged index. With -project, `make loadtest` runs it as a consumer of
 // the native service's own ORDER_CREATED, as meshd runs the plugin's.
-type Projector struct{ Store *kv.Store }
+type Projector struct {
+	Store *kv.Store
+	// Lock, when set, is held around the projection of an order with its
+	// user's id (the Saga's lock per user).
+	Lock func(user string) (unlock func())
+}
 
 func (p Projector) Handle(ctx context.Context, ev bus.Event) error {
 	var o order
 	if err := json.Unmarshal(ev.Data, &o); err != nil || o.ID == "" || o.UserID == "" {
 		return errors.New("ORDER_CREATED: invalid data")
+	}
+	if p.Lock != nil {
+		defer p.Lock(o.UserID)()
 	}
 	viewKey := "rm:order:" + o.ID
 	v := o

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -20,9 +21,9 @@ import (
 // handler (pay, or decline over Limit), the order service's
 // PAYMENT_COMPLETED, PAYMENT_FAILED and ORDER_PAYMENT_TIMEOUT handlers,
 // and its projections of ORDER_CREATED, ORDER_PAID and ORDER_CANCELLED
-// into the read model. The handlers run one at a time under the locks
-// the plugins' [events] settings give them: one for payment, one for the
-// order service's command side, one for its projections. With the POST
+// into the read model. The handlers run one at a time per key under the
+// locks the plugins' [events] settings give them: payment's per order, the
+// order service's command side per order, its projections per user. With the POST
 // of Handler (whose Effects publish ORDER_CREATED) it is the whole saga
 // a meshd order takes, written as an ordinary Go service would write it
 // (encoding/json, one acknowledged KV operation after another), as the
@@ -37,7 +38,19 @@ type Saga struct {
 	// with the event's type.
 	Projected func(typ string)
 
-	payment, command, readModel sync.Mutex
+	payment, command, readModel stripes
+}
+
+// stripes lock per key, as meshd's serial_keys do (keys hashing to one
+// stripe wait for each other).
+type stripes [64]sync.Mutex
+
+var stripeSeed = maphash.MakeSeed()
+
+func (l *stripes) lock(key string) (unlock func()) {
+	m := &l[maphash.String(stripeSeed, key)%uint64(len(l))]
+	m.Lock()
+	return m.Unlock
 }
 
 // Start subscribes the saga's handlers; stop ends the subscriptions.
@@ -50,23 +63,21 @@ func (s *Saga) Start(ctx context.Context) (stop func(), err error) {
 	}
 	for _, h := range []struct {
 		service, typ string
-		lock         *sync.Mutex
+		projection   bool
 		fn           func(context.Context, []byte) error
 	}{
-		{"payment", "ORDER_CREATED", &s.payment, s.pay},
-		{"order", "PAYMENT_COMPLETED", &s.command, s.paymentCompleted},
-		{"order", "PAYMENT_FAILED", &s.command, s.paymentFailed},
-		{"order", "ORDER_PAYMENT_TIMEOUT", &s.command, s.paymentTimedOut},
-		{"order", "ORDER_CREATED", &s.readModel, s.projectCreated},
-		{"order", "ORDER_PAID", &s.readModel, s.projectFinal},
-		{"order", "ORDER_CANCELLED", &s.readModel, s.projectFinal},
+		{"payment", "ORDER_CREATED", false, s.pay},
+		{"order", "PAYMENT_COMPLETED", false, s.paymentCompleted},
+		{"order", "PAYMENT_FAILED", false, s.paymentFailed},
+		{"order", "ORDER_PAYMENT_TIMEOUT", false, s.paymentTimedOut},
+		{"order", "ORDER_CREATED", true, s.projectCreated},
+		{"order", "ORDER_PAID", true, s.projectFinal},
+		{"order", "ORDER_CANCELLED", true, s.projectFinal},
 	} {
 		typ := h.typ
 		sub, err := s.Bus.Subscribe(ctx, h.service, typ, func(ctx context.Context, ev bus.Event) error {
-			h.lock.Lock()
-			defer h.lock.Unlock()
 			err := h.fn(ctx, ev.Data)
-			if err == nil && h.lock == &s.readModel && s.Projected != nil {
+			if err == nil && h.projection && s.Projected != nil {
 				s.Projected(typ)
 			}
 			return err
@@ -106,6 +117,7 @@ func (s *Saga) pay(ctx context.Context, data []byte) error {
 	if err := json.Unmarshal(data, &o); err != nil || o.ID == "" || o.Total <= 0 {
 		return errors.New("ORDER_CREATED: invalid data")
 	}
+	defer s.payment.lock(o.ID)()
 	var p payment
 	if id, err := s.Payments.Get(ctx, "payment-by-order:"+o.ID); err == nil {
 		stored, err := s.Payments.Get(ctx, "payment:"+string(id))
@@ -139,18 +151,22 @@ func (s *Saga) pay(ctx context.Context, data []byte) error {
 	return s.Bus.Publish(ctx, bus.NewEvent("payment", typ, ev))
 }
 
-func (s *Saga) loadOrder(ctx context.Context, data []byte) (o order, in outcome, ok bool, err error) {
+// loadOrder reads the order an event names, holding the command side's
+// lock for it until the caller calls unlock.
+func (s *Saga) loadOrder(ctx context.Context, data []byte) (o order, in outcome, ok bool, unlock func(), err error) {
+	unlock = func() {}
 	if err := json.Unmarshal(data, &in); err != nil || in.OrderID == "" {
-		return o, in, false, errors.New("invalid data: order_id is required")
+		return o, in, false, unlock, errors.New("invalid data: order_id is required")
 	}
+	unlock = s.command.lock(in.OrderID)
 	stored, err := s.Orders.Get(ctx, "order:"+in.OrderID)
 	if errors.Is(err, kv.ErrNotFound) {
-		return o, in, false, nil // unknown order: acknowledged, as the plugin does
+		return o, in, false, unlock, nil // unknown order: acknowledged, as the plugin does
 	}
 	if err != nil {
-		return o, in, false, err
+		return o, in, false, unlock, err
 	}
-	return o, in, true, json.Unmarshal(stored, &o)
+	return o, in, true, unlock, json.Unmarshal(stored, &o)
 }
 
 // decide stores o and publishes the event that ends it.
@@ -163,13 +179,14 @@ func (s *Saga) decide(ctx context.Context, o *order, typ string) error {
 }
 
 func (s *Saga) republish(ctx context.Context, o *order, typ string) error {
-	ev, _ := json.Marshal(&final{OrderID: o.ID, PaymentID: o.PaymentID, PaidAt: o.PaidAt, Reason: o.Reason, CancelledAt: o.CancelledAt})
+	ev, _ := json.Marshal(&final{OrderID: o.ID, UserID: o.UserID, PaymentID: o.PaymentID, PaidAt: o.PaidAt, Reason: o.Reason, CancelledAt: o.CancelledAt})
 	return s.Bus.Publish(ctx, bus.NewEvent("order", typ, ev))
 }
 
 // final is the data of ORDER_PAID and ORDER_CANCELLED.
 type final struct {
 	OrderID     string `json:"order_id"`
+	UserID      string `json:"user_id"`
 	PaymentID   string `json:"payment_id,omitempty"`
 	PaidAt      string `json:"paid_at,omitempty"`
 	Reason      string `json:"reason,omitempty"`
@@ -177,7 +194,8 @@ type final struct {
 }
 
 func (s *Saga) paymentCompleted(ctx context.Context, data []byte) error {
-	o, in, ok, err := s.loadOrder(ctx, data)
+	o, in, ok, unlock, err := s.loadOrder(ctx, data)
+	defer unlock()
 	if !ok || err != nil {
 		return err
 	}
@@ -192,7 +210,8 @@ func (s *Saga) paymentCompleted(ctx context.Context, data []byte) error {
 }
 
 func (s *Saga) paymentFailed(ctx context.Context, data []byte) error {
-	o, in, ok, err := s.loadOrder(ctx, data)
+	o, in, ok, unlock, err := s.loadOrder(ctx, data)
+	defer unlock()
 	if !ok || err != nil {
 		return err
 	}
@@ -200,7 +219,8 @@ func (s *Saga) paymentFailed(ctx context.Context, data []byte) error {
 }
 
 func (s *Saga) paymentTimedOut(ctx context.Context, data []byte) error {
-	o, _, ok, err := s.loadOrder(ctx, data)
+	o, _, ok, unlock, err := s.loadOrder(ctx, data)
+	defer unlock()
 	if !ok || err != nil {
 		return err
 	}
@@ -220,7 +240,7 @@ func (s *Saga) cancel(ctx context.Context, o *order, reason string) error {
 
 // projectCreated is Projector.Handle: the view and the user's index.
 func (s *Saga) projectCreated(ctx context.Context, data []byte) error {
-	return Projector{Store: s.Orders}.Handle(ctx, bus.Event{Data: data})
+	return Projector{Store: s.Orders, Lock: s.readModel.lock}.Handle(ctx, bus.Event{Data: data})
 }
 
 // projectFinal merges ORDER_PAID or ORDER_CANCELLED into the order's view
@@ -230,6 +250,7 @@ func (s *Saga) projectFinal(ctx context.Context, data []byte) error {
 	if err := json.Unmarshal(data, &f); err != nil || f.OrderID == "" {
 		return errors.New("invalid data: order_id is required")
 	}
+	defer s.readModel.lock(f.UserID)()
 	key := "rm:order:" + f.OrderID
 	v := order{ID: f.OrderID}
 	if stored, err := s.Orders.Get(ctx, key); err == nil {

@@ -85,11 +85,13 @@ func storeOrder(e env, o *order) error {
 func publish(e env, typ string, data []byte) error { return svcenv.Publish(e, typ, data) }
 
 // paidEvent and cancelledEvent are the data of ORDER_PAID and
-// ORDER_CANCELLED.
+// ORDER_CANCELLED. They carry the user: the projections run one at a time
+// per user (order.toml's serial_keys).
 func paidEvent(o *order) []byte {
 	var w jsonx.Writer
 	w.ObjectStart()
 	w.StringField("order_id", o.ID)
+	w.StringField("user_id", o.UserID)
 	w.StringField("payment_id", o.PaymentID)
 	w.StringField("paid_at", o.PaidAt)
 	w.ObjectEnd()
@@ -100,6 +102,7 @@ func cancelledEvent(o *order) []byte {
 	var w jsonx.Writer
 	w.ObjectStart()
 	w.StringField("order_id", o.ID)
+	w.StringField("user_id", o.UserID)
 	w.StringField("reason", o.Reason)
 	w.StringField("cancelled_at", o.CancelledAt)
 	w.ObjectEnd()

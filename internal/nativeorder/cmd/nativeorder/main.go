@@ -60,8 +60,9 @@ func main() {
 		}
 		fx = &nativeorder.Effects{Store: store, Bus: b, Pipeline: *pipeline}
 		if *project {
-			// One event at a time, as the order plugin's handlers run
-			// (`serial = true` in order.toml): the projection reads and
+			// One event at a time, as the order plugin's projections run
+			// for one user (`serial_keys` in order.toml; the load test's
+			// orders all have one user): the projection reads and
 			// rewrites the user's index page, and concurrent handlers
 			// would lose each other's entries.
 			proj := nativeorder.Projector{Store: store}
