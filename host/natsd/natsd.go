@@ -106,7 +106,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, err
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("meshd"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log))
 	if err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
@@ -143,8 +143,21 @@ func waitReady(ctx context.Context, ns *server.Server) error {
 	return nil
 }
 
+// asyncErrors logs what the client reports outside any call: a
+// subscription that fell behind (slow consumer: messages dropped) above
+// all.
+func asyncErrors(log *slog.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		log.Warn("nats: asynchronous error", "subject", subject, "error", err)
+	})
+}
+
 func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
-	opts := []nats.Option{nats.Name("meshd"), nats.MaxReconnects(-1)}
+	opts := []nats.Option{nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log)}
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(dl)))
 	}

@@ -2,6 +2,9 @@ package natsd
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,4 +114,56 @@ func TestBadListen(t *testing.T) {
 	if _, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "nope"}, nil); err == nil {
 		t.Fatal("bad listen address accepted")
 	}
+}
+
+// TestSlowConsumerLogged: a subscription that falls behind loses messages
+// (the client drops them); meshd's connection logs it.
+func TestSlowConsumerLogged(t *testing.T) {
+	var logs syncLog
+	s, err := Start(context.Background(), Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ch := make(chan *nats.Msg, 1) // holds one; the rest are dropped
+	sub, err := s.Conn().ChanSubscribe("slow.test", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for range 3 {
+		if err := s.Conn().Publish("slow.test", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "slow consumer") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow consumer logged; logs:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "subject=slow.test") {
+		t.Fatalf("the log does not name the subject:\n%s", logs.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
