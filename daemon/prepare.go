@@ -129,6 +129,9 @@ func (d *Daemon) kvCache(service string) *kv.Cache {
 	if d.cfg.KVCacheBytes <= 0 || d.cfg.NATSURL != "" || d.cfg.NATSListen != "" {
 		return nil
 	}
+	if c, ok := d.kvCaches.Load(service); ok {
+		return c.(*kv.Cache)
+	}
 	c, _ := d.kvCaches.LoadOrStore(service, kv.NewCache(int(d.cfg.KVCacheBytes)))
 	return c.(*kv.Cache)
 }
