@@ -185,10 +185,6 @@ func (x *userIndex) page(k int) ([]string, error) {
 	return splitLines(string(stored)), err
 }
 
-func (x *userIndex) write(k int, lines []string) error {
-	return x.writeRaw(k, []byte(strings.Join(lines, "\n")))
-}
-
 func (x *userIndex) writeRaw(k int, page []byte) error {
 	if x.legacy != nil { // move the one-document index to page 0 first
 		legacy := x.legacy
@@ -211,13 +207,24 @@ func (x *userIndex) writeRaw(k int, page []byte) error {
 // pageFor walks back from the last page to the one whose range covers
 // entry (its first line is not after entry), or page 0.
 func (x *userIndex) pageFor(entry string) (int, []string, error) {
-	k := x.n - 1
-	lines, err := x.page(k)
-	for err == nil && k > 0 && (len(lines) == 0 || entry < lines[0]) {
-		k--
-		lines, err = x.page(k)
+	last, err := x.raw(x.n - 1)
+	if err != nil {
+		return 0, nil, err
 	}
-	return k, lines, err
+	k, page, err := x.walkBack(entry, x.n-1, last)
+	return k, splitLines(string(page)), err
+}
+
+// walkBack is pageFor from page k, already read as page.
+func (x *userIndex) walkBack(entry string, k int, page []byte) (int, []byte, error) {
+	var err error
+	for k > 0 && (len(page) == 0 || entry < firstLine(page)) {
+		k--
+		if page, err = x.raw(k); err != nil {
+			return k, nil, err
+		}
+	}
+	return k, page, nil
 }
 
 // indexAdd inserts entry into the user's sorted, paged index (once).
@@ -239,15 +246,12 @@ func indexAdd(e env, userID, entry string) error {
 	}
 	// Otherwise into the page whose range covers it (nearly always the
 	// last: orders created at once reach the stream in any order, but
-	// close together), found from the pages' first lines, at its place
-	// found from the end without splitting the page (in a Go guest every
-	// loop iteration over a 16 KiB page costs).
-	k, page := x.n-1, last
-	for k > 0 && (len(page) == 0 || entry < firstLine(page)) {
-		k--
-		if page, err = x.raw(k); err != nil {
-			return err
-		}
+	// close together), at its place found from the end without splitting
+	// the page (in a Go guest every loop iteration over a 16 KiB page
+	// costs).
+	k, page, err := x.walkBack(entry, x.n-1, last)
+	if err != nil {
+		return err
 	}
 	page, found := insertLine(page, entry)
 	if found {
@@ -297,14 +301,12 @@ func splice(page []byte, at int, s string) []byte {
 // overwritten.
 func (x *userIndex) newPage(entry string) error {
 	k := x.n
-	lines, err := x.page(k)
+	page, err := x.raw(k)
 	if err != nil {
 		return err
 	}
-	if i, found := slices.BinarySearch(lines, entry); !found {
-		lines = slices.Insert(lines, i, entry)
-	}
-	if err := x.write(k, lines); err != nil {
+	page, _ = insertLine(page, entry)
+	if err := x.writeRaw(k, page); err != nil {
 		return err
 	}
 	if err := x.e.KVSet(userKey(x.user), []byte(strconv.Itoa(k+1))); err != nil {
