@@ -119,12 +119,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	rev, err := s.kv.Put(ctx, escapeKey(key), value)
-	s.wrote(Op{Key: key, Value: value}, rev, err)
-	if err != nil {
-		return fmt.Errorf("kv: put %s/%q: %w", s.service, key, err)
-	}
-	return nil
+	return s.write(ctx, Op{Key: key, Value: value})
 }
 
 // Delete removes key. Deleting an absent key is not an error.
@@ -132,16 +127,20 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	// The delete marker KeyValue.Delete publishes, sent here to learn its
-	// revision for the cache.
-	ack, err := s.js.PublishMsg(ctx, s.message(Op{Key: key, Delete: true}))
+	return s.write(ctx, Op{Key: key, Delete: true})
+}
+
+// write sends one checked op and waits for it to be stored; its revision
+// goes to the cache.
+func (s *Store) write(ctx context.Context, op Op) error {
+	ack, err := s.js.PublishMsg(ctx, s.message(op))
 	var rev uint64
 	if err == nil {
 		rev = ack.Sequence
 	}
-	s.wrote(Op{Key: key, Delete: true}, rev, err)
+	s.wrote(op, rev, err)
 	if err != nil {
-		return fmt.Errorf("kv: delete %s/%q: %w", s.service, key, err)
+		return s.opErr(op, err)
 	}
 	return nil
 }
