@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -31,24 +30,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // fixture returns the path of a built file, failing with a hint when missing.
@@ -83,7 +64,7 @@ kv = true
 type testDaemon struct {
 	*Daemon
 	base string
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	dir  string
 }
 
@@ -132,7 +113,7 @@ func startDaemonWith(t testing.TB, with []string, extra map[string][]byte, tweak
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

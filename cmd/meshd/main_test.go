@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -10,10 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/syncbuf"
 )
 
 // buildMeshd builds this command into a temporary directory.
@@ -68,7 +68,7 @@ func copyInto(t testing.TB, dir string, files map[string]string) {
 // logs name) and waits until it serves. It returns the process, the
 // gateway's base URL and the process's logs; the process is killed at the
 // end of the test if still running.
-func startBinary(t testing.TB, bin string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+func startBinary(t testing.TB, bin string, args ...string) (*exec.Cmd, string, *syncbuf.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -82,7 +82,7 @@ func startBinary(t testing.TB, bin string, args ...string) (*exec.Cmd, string, *
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -102,24 +102,6 @@ func startBinary(t testing.TB, bin string, args ...string) (*exec.Cmd, string, *
 		t.Fatalf("meshd did not start serving; logs:\n%s", logs)
 	}
 	return nil, "", nil
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's output goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestSIGTERMDrainsInFlightRequests runs the real binary, sends SIGTERM while

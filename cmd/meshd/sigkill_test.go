@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/syncbuf"
 )
 
 // TestSIGKILLLosesNoOrder kills a real meshd child process with SIGKILL
@@ -24,7 +26,7 @@ func TestSIGKILLLosesNoOrder(t *testing.T) {
 	dir, plugins := pluginDir(t, demoPlugins("order", "payment"))
 	data := filepath.Join(dir, "data")
 	client := &http.Client{Timeout: 10 * time.Second}
-	var logs []*lockedBuffer // of each run
+	var logs []*syncbuf.Buffer // of each run
 	start := func() (*exec.Cmd, string) {
 		cmd, base, l := startBinary(t, bin, "run", "--plugins", plugins, "--data", data, "--http", "127.0.0.1:0", "--admin", "off", "--no-watch")
 		logs = append(logs, l)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/nats-io/nats.go"
 )
 
@@ -119,7 +119,7 @@ func TestBadListen(t *testing.T) {
 // TestSlowConsumerLogged: a subscription that falls behind loses messages
 // (the client drops them); meshd's connection logs it.
 func TestSlowConsumerLogged(t *testing.T) {
-	var logs syncLog
+	var logs syncbuf.Buffer
 	s, err := Start(context.Background(), Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -149,21 +149,4 @@ func TestSlowConsumerLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), "subject=slow.test") {
 		t.Fatalf("the log does not name the subject:\n%s", logs.String())
 	}
-}
-
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
