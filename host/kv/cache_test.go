@@ -14,16 +14,7 @@ import (
 func openCached(t *testing.T, c *Cache) (cached, direct *Store) {
 	t.Helper()
 	ns := newJS(t)
-	ctx := ctxT(t)
-	cached, err := OpenWith(ctx, ns.JetStream(), "svc", Options{Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	direct, err = Open(ctx, ns.JetStream(), "svc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cached, direct
+	return openStore(t, ns.JetStream(), "svc", c), openStore(t, ns.JetStream(), "svc", nil)
 }
 
 // TestCacheServesWhatItWrote: after a write (Put, Delete, Apply) a Get is
@@ -148,10 +139,7 @@ func TestCacheConcurrent(t *testing.T) {
 	ctx := ctxT(t)
 	c := NewCache(4 * (entryOverhead + 8))
 	st1, direct := openCached(t, c)
-	st2, err := OpenWith(ctx, direct.js, "svc", Options{Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st2 := openStore(t, direct.js, "svc", c)
 	const keys, workers, ops = 8, 6, 300
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)

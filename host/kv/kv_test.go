@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/host/natsd"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func newJS(t *testing.T) *natsd.Server {
@@ -23,6 +24,16 @@ func newJS(t *testing.T) *natsd.Server {
 	return s
 }
 
+// openStore opens service's store on js, with cache c (nil: none).
+func openStore(t *testing.T, js jetstream.JetStream, service string, c *Cache) *Store {
+	t.Helper()
+	st, err := OpenWith(ctxT(t), js, service, Options{Cache: c})
+	if err != nil {
+		t.Fatalf("Open %s: %v", service, err)
+	}
+	return st
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -32,10 +43,7 @@ func ctxT(t *testing.T) context.Context {
 func TestStore(t *testing.T) {
 	ns := newJS(t)
 	ctx := ctxT(t)
-	st, err := Open(ctx, ns.JetStream(), "orders")
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	st := openStore(t, ns.JetStream(), "orders", nil)
 	if st.Service() != "orders" {
 		t.Fatalf("Service = %q", st.Service())
 	}
@@ -104,10 +112,7 @@ func TestStore(t *testing.T) {
 func TestBadKeys(t *testing.T) {
 	ns := newJS(t)
 	ctx := ctxT(t)
-	st, err := Open(ctx, ns.JetStream(), "svc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, ns.JetStream(), "svc", nil)
 	for _, k := range []string{"", strings.Repeat("a", MaxKeyLen+1)} {
 		if err := st.Put(ctx, k, nil); err == nil {
 			t.Errorf("Put %d-byte key succeeded", len(k))
@@ -121,14 +126,8 @@ func TestBadKeys(t *testing.T) {
 func TestIsolation(t *testing.T) {
 	ns := newJS(t)
 	ctx := ctxT(t)
-	a, err := Open(ctx, ns.JetStream(), "alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(ctx, ns.JetStream(), "beta")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := openStore(t, ns.JetStream(), "alpha", nil)
+	b := openStore(t, ns.JetStream(), "beta", nil)
 	if err := a.Put(ctx, "k", []byte("from-a")); err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +150,7 @@ func TestIsolation(t *testing.T) {
 		t.Fatalf("alpha k after beta delete = %q, %v", got, err)
 	}
 	// Reopening reaches the same data.
-	a2, err := Open(ctx, ns.JetStream(), "alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a2 := openStore(t, ns.JetStream(), "alpha", nil)
 	if got, _ := a2.Get(ctx, "k"); string(got) != "from-a" {
 		t.Fatalf("reopened alpha k = %q", got)
 	}
@@ -178,16 +174,13 @@ func TestOpenValidatesService(t *testing.T) {
 func TestApply(t *testing.T) {
 	ns := newJS(t)
 	ctx := ctxT(t)
-	st, err := Open(ctx, ns.JetStream(), "orders")
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	st := openStore(t, ns.JetStream(), "orders", nil)
 	if err := st.Put(ctx, "gone", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	// In order: the later write of a key wins, a delete removes, a delete
 	// of an absent key is fine, and keys are escaped as Put escapes them.
-	err = st.Apply(ctx, []Op{
+	err := st.Apply(ctx, []Op{
 		{Key: "a.b", Value: []byte("1")},
 		{Key: "gone", Delete: true},
 		{Key: "a.b", Value: []byte("2")},
