@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshd/meshd/host/bus"
-	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/natsd"
 	"github.com/meshd/meshd/internal/nativeorder"
 )
@@ -54,16 +52,16 @@ type sagaTarget struct {
 }
 
 func meshdSaga(b *testing.B, syncMode string) sagaTarget {
-	var paid atomic.Int64 // projections
+	var projected atomic.Int64
 	td := startDaemonWith(b, []string{"order", "payment"}, nil, func(c *Config) {
 		c.Sync = syncMode
 		c.Events.Hooks.Delivered = func(service, typ string, _ int, err error, _ time.Duration) {
 			if service == "order" && (typ == "ORDER_PAID" || typ == "ORDER_CREATED") && err == nil {
-				paid.Add(1)
+				projected.Add(1)
 			}
 		}
 	})
-	return sagaTarget{base: td.base, projected: &paid, view: func(id string) []byte {
+	return sagaTarget{base: td.base, projected: &projected, view: func(id string) []byte {
 		return td.do(b, "GET", "/orders/"+id, "", "").body
 	}}
 }
@@ -79,34 +77,25 @@ func nativeSaga(b *testing.B, syncMode string) sagaTarget {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ns.Close() })
-	orders, err := kv.Open(ctx, ns.JetStream(), "order")
+	saga, err := nativeorder.OpenSaga(ctx, ns.JetStream(), 5_000_000)
 	if err != nil {
 		b.Fatal(err)
 	}
-	payments, err := kv.Open(ctx, ns.JetStream(), "payment")
-	if err != nil {
-		b.Fatal(err)
+	b.Cleanup(func() { saga.Bus.Close(ctx) })
+	var projected atomic.Int64
+	saga.Projected = func(typ string) {
+		if typ == "ORDER_PAID" || typ == "ORDER_CREATED" {
+			projected.Add(1)
+		}
 	}
-	eb, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { eb.Close(ctx) })
-	var paid atomic.Int64 // projections
-	saga := &nativeorder.Saga{Orders: orders, Payments: payments, Bus: eb, Limit: 5_000_000,
-		Projected: func(typ string) {
-			if typ == "ORDER_PAID" || typ == "ORDER_CREATED" {
-				paid.Add(1)
-			}
-		}}
 	stop, err := saga.Start(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(stop)
-	srv := httptest.NewServer(nativeorder.Handler(&nativeorder.Effects{Store: orders, Bus: eb}))
+	srv := httptest.NewServer(nativeorder.Handler(&nativeorder.Effects{Store: saga.Orders, Bus: saga.Bus}))
 	b.Cleanup(srv.Close)
-	return sagaTarget{base: srv.URL, projected: &paid, view: func(id string) []byte {
+	return sagaTarget{base: srv.URL, projected: &projected, view: func(id string) []byte {
 		v, err := saga.View(ctx, id)
 		if err != nil {
 			b.Fatalf("view of %s: %v", id, err)

@@ -109,23 +109,19 @@ func startStore(t *testing.T) (*natsd.Server, *kv.Store) {
 // CANCELLED through the native saga, and checks both views.
 func TestSaga(t *testing.T) {
 	ctx := context.Background()
-	ns, orders := startStore(t)
-	payments, err := kv.Open(ctx, ns.JetStream(), "nativepayment")
+	ns, _ := startStore(t)
+	saga, err := OpenSaga(ctx, ns.JetStream(), 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bus.New(ctx, ns.JetStream(), bus.Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
-	saga := &Saga{Orders: orders, Payments: payments, Bus: b, Limit: 1000}
+	defer saga.Bus.Close(ctx)
+	orders := saga.Orders
 	stop, err := saga.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
-	h := Handler(&Effects{Store: orders, Bus: b})
+	h := Handler(&Effects{Store: orders, Bus: saga.Bus})
 	want := map[string]string{}
 	for _, price := range []int{999, 1001} {
 		w := httptest.NewRecorder()

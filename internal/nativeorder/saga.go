@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
@@ -51,6 +52,25 @@ func (l *stripes) lock(key string) (unlock func()) {
 	m := &l[maphash.String(stripeSeed, key)%uint64(len(l))]
 	m.Lock()
 	return m.Unlock
+}
+
+// OpenSaga opens, on js, the stores of the order and payment services
+// ("order", "payment") and an event bus, for a Saga declining totals over
+// limit. The caller closes the bus (Saga.Bus) when done.
+func OpenSaga(ctx context.Context, js jetstream.JetStream, limit int64) (*Saga, error) {
+	orders, err := kv.Open(ctx, js, "order")
+	if err != nil {
+		return nil, err
+	}
+	payments, err := kv.Open(ctx, js, "payment")
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.New(ctx, js, bus.Config{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Saga{Orders: orders, Payments: payments, Bus: b, Limit: limit}, nil
 }
 
 // Start subscribes the saga's handlers; stop ends the subscriptions.
