@@ -116,23 +116,3 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
-
-// meshd check refuses what the daemon would refuse at load.
-func TestCheckReadModelTypes(t *testing.T) {
-	wasm := fixture(t, filepath.Join("..", "build", "plugins", "order.wasm"))
-	good := readFile(t, fixture(t, filepath.Join("..", "build", "plugins", "order.toml")))
-	dir := t.TempDir()
-	toml := filepath.Join(dir, "order.toml")
-	writeFile(t, toml, string(good))
-	if _, err := Check(context.Background(), wasm, toml, nil); err != nil {
-		t.Fatalf("order.toml as shipped: %v", err)
-	}
-	bad := strings.Replace(string(good), "read_model_types = [", `read_model_types = ["NOPE", `, 1)
-	if bad == string(good) {
-		t.Fatal("order.toml has no read_model_types")
-	}
-	writeFile(t, toml, bad)
-	if _, err := Check(context.Background(), wasm, toml, nil); err == nil || !strings.Contains(err.Error(), "read_model_types lists NOPE") {
-		t.Fatalf("check with an unsubscribed read-model type: %v", err)
-	}
-}

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"hash/maphash"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -95,30 +94,32 @@ func TestSerialGroup(t *testing.T) {
 	wait(keyed, "key b after the whole group's release")
 }
 
-// TestCheckSerialKeys: meshd check (and the daemon) refuse serial_keys
-// without serial, with a type the module does not subscribe to, or with
-// no field; the shipped files pass.
-func TestCheckSerialKeys(t *testing.T) {
-	for _, svc := range []string{"order", "payment"} {
-		wasm := fixture(t, filepath.Join("..", "build", "plugins", svc+".wasm"))
-		good := string(readFile(t, fixture(t, filepath.Join("..", "build", "plugins", svc+".toml"))))
-		if !strings.Contains(good, "serial_keys = {") {
-			t.Fatalf("%s.toml has no serial_keys", svc)
+// TestCheckEventsSettings: meshd check (and the daemon) refuse an [events]
+// table naming a type the module does not subscribe to (read_model_types,
+// serial_keys), serial_keys without serial or with no field; the shipped
+// files pass.
+func TestCheckEventsSettings(t *testing.T) {
+	for _, c := range []struct{ svc, name, from, to, want string }{
+		{"order", "as shipped", "", "", ""},
+		{"payment", "as shipped", "", "", ""},
+		{"order", "unsubscribed read-model type", "read_model_types = [", `read_model_types = ["NOPE", `, "read_model_types lists NOPE"},
+		{"order", "serial_keys without serial", "serial = true", "serial = false", "serial_keys needs events.serial = true"},
+		{"payment", "serial_keys without serial", "serial = true", "serial = false", "serial_keys needs events.serial = true"},
+		{"order", "unsubscribed serial_keys type", "serial_keys = {", `serial_keys = { NOPE = "id",`, "serial_keys lists NOPE"},
+		{"payment", "unsubscribed serial_keys type", "serial_keys = {", `serial_keys = { NOPE = "id",`, "serial_keys lists NOPE"},
+		{"payment", "serial_keys with no field", "serial_keys = {", `serial_keys = { X_Y = "",`, "X_Y names no field"},
+	} {
+		wasm := fixture(t, filepath.Join("..", "build", "plugins", c.svc+".wasm"))
+		good := string(readFile(t, fixture(t, filepath.Join("..", "build", "plugins", c.svc+".toml"))))
+		file := strings.Replace(good, c.from, c.to, 1)
+		if c.from != "" && file == good {
+			t.Fatalf("%s.toml has no %q", c.svc, c.from)
 		}
-		toml := filepath.Join(t.TempDir(), svc+".toml")
-		for _, c := range []struct{ name, file, want string }{
-			{"as shipped", good, ""},
-			{"without serial", strings.Replace(good, "serial = true", "serial = false", 1), "serial_keys needs events.serial = true"},
-			{"unsubscribed type", strings.Replace(good, "serial_keys = {", `serial_keys = { NOPE = "id",`, 1), "serial_keys lists NOPE"},
-			{"no field", strings.Replace(good, "serial_keys = {", `serial_keys = { X_Y = "",`, 1), "X_Y names no field"},
-		} {
-			if err := os.WriteFile(toml, []byte(c.file), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err := Check(context.Background(), wasm, toml, nil)
-			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
-				t.Errorf("%s, %s: %v; want %q", svc, c.name, err, c.want)
-			}
+		toml := filepath.Join(t.TempDir(), c.svc+".toml")
+		writeFile(t, toml, file)
+		_, err := Check(context.Background(), wasm, toml, nil)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s, %s: %v; want %q", c.svc, c.name, err, c.want)
 		}
 	}
 }
