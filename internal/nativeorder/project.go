@@ -40,7 +40,9 @@ func (p Projector) Handle(ctx context.Context, ev bus.Event) error {
 	v := o
 	if stored, err := p.Store.Get(ctx, viewKey); err == nil {
 		// A final status projected first stays, with its fields; the
-		// creation fields come from the event.
+		// creation fields come from the event. (Decoded into a fresh
+		// order: into the copy of o it would reuse o.Items' array.)
+		v = order{}
 		if err := json.Unmarshal(stored, &v); err != nil {
 			return err
 		}
