@@ -170,11 +170,17 @@ func topString(data []byte, field string) (string, bool) {
 }
 
 func (d *Daemon) serialLocks(name string) *serialLocks {
-	if v, ok := d.serial.Load(name); ok {
-		return v.(*serialLocks)
+	return loadOrNew(&d.serial, name, func() *serialLocks { return new(serialLocks) })
+}
+
+// loadOrNew returns m's value for key, storing mk()'s first if there is
+// none (mk runs only then, bar a race).
+func loadOrNew[T any](m *sync.Map, key string, mk func() *T) *T {
+	if v, ok := m.Load(key); ok {
+		return v.(*T)
 	}
-	v, _ := d.serial.LoadOrStore(name, new(serialLocks))
-	return v.(*serialLocks)
+	v, _ := m.LoadOrStore(key, mk())
+	return v.(*T)
 }
 
 // serialLock is the lock group a handler of typ holds under c.

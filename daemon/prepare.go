@@ -129,11 +129,7 @@ func (d *Daemon) kvCache(service string) *kv.Cache {
 	if d.cfg.KVCacheBytes <= 0 || d.cfg.NATSURL != "" || d.cfg.NATSListen != "" {
 		return nil
 	}
-	if c, ok := d.kvCaches.Load(service); ok {
-		return c.(*kv.Cache)
-	}
-	c, _ := d.kvCaches.LoadOrStore(service, kv.NewCache(int(d.cfg.KVCacheBytes)))
-	return c.(*kv.Cache)
+	return loadOrNew(&d.kvCaches, service, func() *kv.Cache { return kv.NewCache(int(d.cfg.KVCacheBytes)) })
 }
 
 // compileDir starts compiling and linking every module of the plugin
