@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +103,14 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	status, title, detail, ct, err := g.readBody(x, w, r, h.maxBody)
 	if err != nil {
+		// A read past the server's read timeout cancels the request's
+		// context too, but the client is still there: tell it.
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.Header().Set("Connection", "close")
+			h.refuse(w, r, http.StatusRequestTimeout, "request timeout",
+				"the request body did not arrive within the server's read timeout", err)
+			return
+		}
 		if r.Context().Err() != nil {
 			h.debug(w, r, "gateway: client went away while sending the body", 0, err)
 			return
