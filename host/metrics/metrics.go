@@ -91,6 +91,8 @@ type Metrics struct {
 
 	kvOps    *prometheus.CounterVec
 	kvErrors *prometheus.CounterVec
+
+	guestLogDropped *prometheus.CounterVec
 }
 
 // BuildInfo labels meshd_build_info.
@@ -162,6 +164,9 @@ func New(bi BuildInfo, src Sources) *Metrics {
 	m.kvErrors = counter("kv_errors_total",
 		"Key-value operations that failed (a missing key is not a failure), by service and operation.",
 		"service", "op")
+	m.guestLogDropped = counter("guest_log_dropped_total",
+		"Guest log lines (the log host function and WASI stdout and stderr) dropped by the per-service rate limit.",
+		"service")
 
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -303,6 +308,15 @@ func (m *Metrics) KV(service, op string, err error) {
 	if err != nil {
 		m.kvErrors.WithLabelValues(service, op).Inc()
 	}
+}
+
+// GuestLogDropped records n guest log lines of service dropped by the
+// rate limit.
+func (m *Metrics) GuestLogDropped(service string, n int) {
+	if m == nil {
+		return
+	}
+	m.guestLogDropped.WithLabelValues(service).Add(float64(n))
 }
 
 // InvocationResult classifies a runtime error (nil with ok reporting the

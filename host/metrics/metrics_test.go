@@ -59,6 +59,8 @@ func TestCountersMoveByWhatHappened(t *testing.T) {
 	m.DeadLettered("payment", "ORDER_CREATED")
 	m.KV("order", "get", nil)
 	m.KV("order", "put", errors.New("down"))
+	m.GuestLogDropped("order", 2)
+	m.GuestLogDropped("order", 1)
 	m.Loaded("order", nil)
 	m.Loaded("order", errors.New("bad"))
 	m.Reloaded("order")
@@ -78,6 +80,7 @@ func TestCountersMoveByWhatHappened(t *testing.T) {
 		{"delivery failures", testutil.ToFloat64(m.deliveryErrors.WithLabelValues("payment", "ORDER_CREATED")), 1},
 		{"redelivered", testutil.ToFloat64(m.redelivered.WithLabelValues("payment", "ORDER_CREATED")), 1},
 		{"dead-lettered", testutil.ToFloat64(m.deadLettered.WithLabelValues("payment", "ORDER_CREATED")), 1},
+		{"guest log lines dropped", testutil.ToFloat64(m.guestLogDropped.WithLabelValues("order")), 3},
 		{"kv ops", testutil.ToFloat64(m.kvOps.WithLabelValues("order", "get")) + testutil.ToFloat64(m.kvOps.WithLabelValues("order", "put")), 2},
 		{"kv errors", testutil.ToFloat64(m.kvErrors.WithLabelValues("order", "put")), 1},
 		{"loads ok", testutil.ToFloat64(m.loads.WithLabelValues("order", "ok")), 1},
@@ -142,6 +145,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.Delivered("a", "T", 1, nil, time.Second)
 	m.DeadLettered("a", "T")
 	m.KV("a", "get", nil)
+	m.GuestLogDropped("a", 1)
 	if m.Registry() != nil {
 		t.Fatal("nil Metrics has a registry")
 	}
