@@ -11,6 +11,12 @@
 // services view describe the deployment and should not be open to a
 // network by accident. With a token, every path but the health probes
 // needs "Authorization: Bearer <token>" (401 otherwise).
+//
+// Every path but the health probes also answers only requests addressed to
+// the listener by one of its own names, from no other web origin, so that
+// a web page cannot drive it through the operator's browser (cross-site
+// requests, DNS rebinding); see Config.AllowedHosts. A refused request gets
+// 403 and an application/problem+json body.
 package admin
 
 import (
@@ -23,6 +29,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +52,14 @@ type Config struct {
 	Token string
 	// Public allows a non-loopback Addr without a token.
 	Public bool
+	// AllowedHosts are the Host header values the listener answers besides
+	// its own names. Its own names are: localhost, any IP address literal
+	// (what health probes and scrapers that address an IP send), and the
+	// host of Addr; any port. An entry is a name ("meshd.internal", any
+	// port) or a name and port ("meshd.internal:8081"); "*" allows every
+	// Host. A browser fooled by DNS rebinding sends the attacker's name,
+	// which none of these match.
+	AllowedHosts []string
 }
 
 // Validate reports every problem of c.
@@ -55,7 +71,38 @@ func (c *Config) Validate() error {
 	} else if !IsLoopback(host) && c.Token == "" && !c.Public {
 		errs = append(errs, fmt.Errorf("%w: %q", ErrNotLoopback, c.Addr))
 	}
+	for _, h := range c.AllowedHosts {
+		if err := checkAllowedHost(h); err != nil {
+			errs = append(errs, fmt.Errorf("admin: allowed host %q: %w", h, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// checkAllowedHost reports what is wrong with an AllowedHosts entry.
+func checkAllowedHost(h string) error {
+	if h == "*" {
+		return nil
+	}
+	if h == "" || strings.ContainsAny(h, "/@?#%\\ \t\r\n") {
+		return errors.New("want a host name, or a name and a port, without a scheme or path")
+	}
+	if _, port := splitHost(h); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	return nil
+}
+
+// splitHost splits a Host header value or an AllowedHosts entry into its
+// lower-cased name (IPv6 brackets removed) and port ("" when absent).
+func splitHost(hostport string) (name, port string) {
+	hostport = strings.ToLower(hostport)
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		return h, p
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), ""
 }
 
 // IsLoopback reports whether a listen host binds loopback only. An empty
@@ -116,6 +163,7 @@ type Source struct {
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
+	hosts  hostRule
 	mux    *http.ServeMux
 	ln     net.Listener
 	srv    *http.Server
@@ -132,7 +180,7 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), hosts: newHostRule(cfg)}
 	if src.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(src.Registry, promhttp.HandlerOpts{
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
@@ -182,11 +230,16 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 }
 
 // Handle adds a handler to the admin API (for later admin endpoints); call
-// it before Start. The token check applies to it.
+// it before Start. The Host and Origin checks and the token check apply to
+// it.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// Handler is the admin API with the token check, for in-process use.
-func (s *Server) Handler() http.Handler { return s.authorize(s.mux) }
+// Handler is the admin API with the Host, Origin and token checks, for
+// in-process use.
+func (s *Server) Handler() http.Handler { return s.checkOrigin(s.authorize(s.mux)) }
+
+// probe reports whether path is a health probe, open to any caller.
+func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
 
 // authorize checks the bearer token on every path but the health probes.
 func (s *Server) authorize(next http.Handler) http.Handler {
@@ -195,7 +248,7 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 	}
 	want := []byte("Bearer " + s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		if !probe(r.URL.Path) {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meshd admin"`)
@@ -205,6 +258,125 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hostRule is which Host header values the listener answers.
+type hostRule struct {
+	any     bool
+	listen  string              // the host of Config.Addr, lower-cased
+	allowed map[string][]string // name → ports ("" for any)
+}
+
+func newHostRule(cfg Config) hostRule {
+	hr := hostRule{allowed: make(map[string][]string, len(cfg.AllowedHosts))}
+	if h, _, err := net.SplitHostPort(cfg.Addr); err == nil {
+		hr.listen = strings.ToLower(h)
+	}
+	for _, h := range cfg.AllowedHosts {
+		if h == "*" {
+			hr.any = true
+			continue
+		}
+		name, port := splitHost(h)
+		hr.allowed[name] = append(hr.allowed[name], port)
+	}
+	return hr
+}
+
+// allows reports whether a request's Host is one of the listener's names.
+// An empty Host (HTTP/1.0 without one) is allowed: browsers always send it.
+func (hr hostRule) allows(host string) bool {
+	if hr.any || host == "" {
+		return true
+	}
+	name, port := splitHost(host)
+	if name == "localhost" || net.ParseIP(name) != nil || (name == hr.listen && name != "") {
+		return true
+	}
+	for _, p := range hr.allowed[name] {
+		if p == "" || p == port {
+			return true
+		}
+	}
+	return false
+}
+
+// sameOrigin reports whether an Origin header names the origin the request
+// was sent to: http, and the Host of the request (the admin listener serves
+// no TLS). "null" (sandboxed documents, file: pages) never matches.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return false
+	}
+	return withPort(u.Host) == withPort(host)
+}
+
+// withPort lower-cases a host and gives it port 80 when it has none.
+func withPort(host string) string {
+	name, port := splitHost(host)
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(name, port)
+}
+
+// checkOrigin refuses, on every path but the health probes, a request whose
+// Host is not one of the listener's names (DNS rebinding), and one a
+// browser sent from another web origin: an Origin header other than the
+// listener's own origin, or Sec-Fetch-Site other than same-origin or none
+// (a cross-site form POST, or a no-cors fetch, which sends no Origin).
+// Health probes stay open, as they do without a token: kubelets and load
+// balancers send what their operator configured, and the answer tells
+// nothing.
+func (s *Server) checkOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if probe(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var why string
+		switch origin, hasOrigin := r.Header["Origin"]; {
+		case !s.hosts.allows(r.Host):
+			why = fmt.Sprintf("host %q is not one of this listener's names; add it with --admin-allowed-hosts", bound(r.Host))
+		case hasOrigin && (len(origin) != 1 || !sameOrigin(origin[0], r.Host)):
+			why = fmt.Sprintf("origin %q may not use the admin listener", bound(strings.Join(origin, ", ")))
+		default:
+			switch site := r.Header.Get("Sec-Fetch-Site"); site {
+			case "", "same-origin", "none":
+			default:
+				why = fmt.Sprintf("a %s request may not use the admin listener", bound(site))
+			}
+		}
+		if why != "" {
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "admin: refused a request from outside the listener's origin",
+				slog.String("method", bound(r.Method)), slog.String("path", bound(r.URL.Path)), slog.String("reason", why))
+			writeProblem(w, http.StatusForbidden, "forbidden", why)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bound cuts a client-supplied string for a log line or an answer.
+func bound(s string) string {
+	const n = 100
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// writeProblem writes an RFC 9457 problem document.
+func writeProblem(w http.ResponseWriter, status int, title, detail string) {
+	body, _ := json.Marshal(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // Start listens on the configured address and serves in the background
