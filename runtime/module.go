@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/meshd/meshd/abi"
 )
@@ -84,6 +86,8 @@ type Module struct {
 	inflight sync.WaitGroup
 	done     chan struct{}
 	bg       sync.WaitGroup
+	bgCtx    context.Context    // the refiller's: cancelled by Close, which stops an initialiser it runs
+	bgStop   context.CancelFunc // nil until Start
 
 	calls, failures, busy, created, discarded, recycled, waits atomic.Uint64
 	memBytes                                                   atomic.Int64 // sum of instance.mem
@@ -95,6 +99,44 @@ type instance struct {
 	stack []uint64
 	calls int
 	mem   uint64 // linear memory size last seen, counted in Module.memBytes
+	// ctx is the context of the code running on the instance: the call's
+	// (Invoke sets it before and clears it after each call) or, while it is
+	// instantiated, newInstance's, under which its initialiser runs. Only
+	// the goroutine running the instance touches it: sleep runs inside its
+	// call (wazero calls host functions on the caller's goroutine), and the
+	// instance passes between goroutines through the pool's channels.
+	ctx context.Context
+}
+
+// sleep is the instance's WASI nanosleep, which wazero's poll_oneoff calls
+// for a clock subscription (a guest's sleep, or a Go guest's idle
+// scheduler). It waits ns nanoseconds, or until the context of the running
+// call is done: then it stops the guest at once, with the exit code
+// wazero's own termination check gives (deadline exceeded or cancelled),
+// rather than let a guest sleep past its deadline while it holds its
+// instance, a load or a shutdown.
+func (inst *instance) sleep(ns int64) {
+	ctx := inst.ctx
+	if ctx == nil { // not running: cannot happen; never block
+		return
+	}
+	if ctx.Err() == nil {
+		if ns <= 0 {
+			return
+		}
+		t := time.NewTimer(time.Duration(ns))
+		select {
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	code := sys.ExitCodeDeadlineExceeded
+	if errors.Is(ctx.Err(), context.Canceled) {
+		code = sys.ExitCodeContextCanceled
+	}
+	panic(sys.NewExitError(code)) // as proc_exit does: wazero returns it from the call
 }
 
 // Load compiles wasm into a new runtime, links host into it, checks the ABI,
@@ -117,10 +159,15 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, host HostModule, cfg Mod
 // without linking or running anything: it needs nothing from the host, so
 // a daemon can compile while the rest of it starts. Start makes the Module
 // usable; Close releases one that is not started. A failure returns an
-// error wrapping ErrInvalidModule. The Module keeps slices of wasm (its
-// function bodies and data): do not modify wasm while it lives.
+// error wrapping ErrInvalidModule, or ErrInvalidConfig for a limit of cfg
+// out of its range. The Module keeps slices of wasm (its function bodies
+// and data), or of a copy with its tables bounded: do not modify wasm
+// while it lives.
 func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	sum := cfg.SHA256
 	if sum == [sha256.Size]byte{} {
 		sum = sha256.Sum256(wasm)
@@ -150,8 +197,21 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	}()
 	// wazero keys its compilation cache by the bytes' sha256: it takes ours
 	// rather than hashing megabytes again (our fork, MESHD-PATCH.md).
+	// Tables get bounded first (tables.go): the bytes compiled may be a
+	// copy of wasm with a maximum given to an unbounded table. They are a
+	// function of wasm alone, so they share wasm's digest.
+	bounded, terr := limitTables(wasm, cfg.MaxTableEntries)
+	if terr != nil && !errors.Is(terr, errMalformed) {
+		return nil, terr
+	}
+	if terr == nil {
+		wasm = bounded
+	}
 	if m.compiled, err = m.rt.CompileModule(experimental.WithModuleDigest(ctx, sum), wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
+	}
+	if terr != nil { // wazero read what limitTables could not: refuse what is not checked
+		return nil, fmt.Errorf("tables: %w", terr)
 	}
 	if err = m.validate(); err != nil {
 		return nil, err
@@ -159,7 +219,8 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	m.modCfg = wazero.NewModuleConfig().
 		WithName("").
 		WithStdout(cfg.Stdout).WithStderr(cfg.Stderr).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithSysWalltime().WithSysNanotime().
+		// nanosleep: each instance's own (instance.sleep), set by newInstance
 		WithRandSource(rand.Reader)
 	if m.hasInit {
 		m.modCfg = m.modCfg.WithStartFunctions(abi.ExportInitialize)
@@ -203,6 +264,9 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 		return fmt.Errorf("%s returned %s: %s", abi.ExportDescribe, c.Code, c.Output)
 	}
 	m.decl = slices.Clone(c.Output)
+	m.mu.Lock()
+	m.bgCtx, m.bgStop = context.WithCancel(context.Background())
+	m.mu.Unlock()
 	m.bg.Add(1)
 	go m.refiller()
 	return nil
@@ -265,17 +329,23 @@ func signature(params, results []api.ValueType) string {
 
 // newInstance instantiates the module and runs its initialiser under the
 // call timeout.
-func (m *Module) newInstance(ctx context.Context) (*instance, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+func (m *Module) newInstance(parent context.Context) (*instance, error) {
+	ctx, cancel := context.WithTimeout(parent, m.cfg.CallTimeout)
 	defer cancel()
 	if memoryAllocator != nil {
 		ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator)
 	}
-	mod, err := m.rt.InstantiateModule(ctx, m.compiled, m.modCfg)
+	inst := &instance{stack: make([]uint64, 1), ctx: ctx}
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, m.modCfg.WithNanosleep(inst.sleep))
+	inst.ctx = nil
 	if err != nil {
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && m.hasInit && parent.Err() == nil {
+			return nil, fmt.Errorf("instantiating: %s stopped after %s: %w", abi.ExportInitialize, m.cfg.CallTimeout, ErrTimeout)
+		}
 		return nil, fmt.Errorf("instantiating: %w", err)
 	}
-	inst := &instance{mod: mod, stack: make([]uint64, 1)}
+	inst.mod = mod
 	for e := range numEntries {
 		if m.has[e] {
 			inst.fns[e] = mod.ExportedFunction(entryExports[e])

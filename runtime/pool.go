@@ -50,7 +50,9 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	if e.takesInput() {
 		inst.stack[0] = uint64(len(c.Input))
 	}
+	inst.ctx = cctx // for inst.sleep
 	err = inst.fns[e].CallWithStack(cctx, inst.stack)
+	inst.ctx = nil
 	cancel()
 	inst.calls++
 	switch {
@@ -169,7 +171,7 @@ func (m *Module) refiller() {
 			default:
 				goto next // every slot busy: calls create what they need
 			}
-			inst, err := m.newInstance(context.Background())
+			inst, err := m.newInstance(m.bgCtx)
 			if err != nil {
 				m.tokens <- struct{}{}
 				m.log.Warn("warming an instance failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
@@ -199,6 +201,9 @@ func (m *Module) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	close(m.done)
+	if m.bgStop != nil {
+		m.bgStop() // an instance the refiller is warming stops now
+	}
 	m.mu.Unlock()
 
 	drained := make(chan struct{})
