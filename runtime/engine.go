@@ -59,8 +59,14 @@ type ModuleConfig struct {
 	// them. Hash is its first 6 bytes, and it keys the compilation cache:
 	// it must be the sha256 of exactly the bytes compiled.
 	SHA256 [32]byte
-	// MemoryLimitPages caps each instance's memory in 64 KiB pages (1024).
+	// MemoryLimitPages caps each instance's memory in 64 KiB pages (1024;
+	// at most MaxMemoryLimitPages, the 4 GiB of a 32-bit memory).
 	MemoryLimitPages uint32
+	// MaxTableEntries caps the entries the module's tables may hold, summed
+	// over its tables (DefaultMaxTableEntries). An entry costs 8 bytes of Go
+	// heap per instance. A table without a declared maximum cannot grow past
+	// its initial size; see tables.go.
+	MaxTableEntries uint32
 	// CallTimeout is each call's deadline (5s).
 	CallTimeout time.Duration
 	// MaxInputBytes and MaxOutputBytes cap a call's input and output (1 MiB).
@@ -78,12 +84,35 @@ type ModuleConfig struct {
 	Logger *slog.Logger
 }
 
+// Bounds of ModuleConfig.
+const (
+	// MaxMemoryLimitPages is the largest MemoryLimitPages: 65536 pages of
+	// 64 KiB, the 4 GiB a 32-bit memory can address.
+	MaxMemoryLimitPages = 65536
+	// DefaultMaxTableEntries is MaxTableEntries' default: 262144 entries,
+	// 2 MiB of references per instance; a Go-built guest of 3 MB declares
+	// about 6000.
+	DefaultMaxTableEntries = 1 << 18
+)
+
+// validate reports a limit out of its range.
+func (c ModuleConfig) validate() error {
+	if c.MemoryLimitPages > MaxMemoryLimitPages {
+		return fmt.Errorf("runtime: %s: memory limit of %d pages is above the %d pages (4 GiB) a 32-bit memory can address: %w",
+			c.Name, c.MemoryLimitPages, MaxMemoryLimitPages, ErrInvalidConfig)
+	}
+	return nil
+}
+
 func (c ModuleConfig) withDefaults() ModuleConfig {
 	if c.Name == "" {
 		c.Name = "module"
 	}
 	if c.MemoryLimitPages == 0 {
 		c.MemoryLimitPages = 1024
+	}
+	if c.MaxTableEntries == 0 {
+		c.MaxTableEntries = DefaultMaxTableEntries
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 5 * time.Second

@@ -7,6 +7,8 @@ var (
 	// ErrInvalidModule: the module is not valid Wasm, breaks ABI v1, or
 	// failed to initialise. The message says which.
 	ErrInvalidModule = errors.New("invalid module")
+	// ErrInvalidConfig: a ModuleConfig limit is out of its range.
+	ErrInvalidConfig = errors.New("invalid module configuration")
 	// ErrBusy: every instance stayed busy past the acquire timeout.
 	ErrBusy = errors.New("all instances busy")
 	// ErrClosed: the module was closed (replaced or removed).
