@@ -133,7 +133,7 @@ func TestConformanceGuestSpeaksABIv1(t *testing.T) {
 	})
 	t.Run("an ungranted topic is denied", func(t *testing.T) {
 		resp, inv, err := request(t, m, "GET /wat/denied", "")
-		if err != nil || resp.Status != 403 || !strings.Contains(string(resp.Body), "not granted publishing NOT_GRANTED") {
+		if err != nil || resp.Status != 403 || !strings.Contains(string(resp.Body), `not granted publishing "NOT_GRANTED"`) {
 			t.Fatalf("err=%v status=%d body=%q", err, resp.Status, resp.Body)
 		}
 		if len(inv.Events) != 0 {

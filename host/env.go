@@ -69,8 +69,31 @@ type Env struct {
 	Discover func(name string) (info abi.ServiceInfo, ok bool)
 	// MaxKeyBytes and MaxValueBytes cap keys and values (defaults 1 KiB and 1 MiB).
 	MaxKeyBytes, MaxValueBytes int
-	// MaxEvents caps the events one invocation may publish (default 100).
-	MaxEvents int
+	// MaxEvents caps the events one invocation may publish (default 100),
+	// MaxEventBytes their types and data together (default 4 MiB).
+	MaxEvents, MaxEventBytes int
+	// MaxWrites caps the keys one invocation may write or delete (default
+	// 256), MaxWriteBytes their keys and values together (default 4 MiB).
+	// A key written twice holds one pending write, so repeating a key
+	// cannot accumulate.
+	MaxWrites, MaxWriteBytes int
+	// MaxPayload, when set, returns the largest message the NATS connection
+	// takes (nats.Conn.MaxPayload). Events and values that would not fit are
+	// refused inside the host function, where the guest sees the error,
+	// rather than when the invocation's effects are applied. Nil or a
+	// result <= 0: no such check.
+	MaxPayload func() int64
+	// MaxLogBytes caps one guest log line (default 8 KiB); a longer one is
+	// cut and marked.
+	MaxLogBytes int
+	// LogLinesPerSecond and LogBurst rate-limit the guest's log lines, per
+	// service version (defaults 100 and 1000); lines past the limit are
+	// dropped, counted with LogDropped and summed up in a line at most every
+	// LogSummaryEvery.
+	LogLinesPerSecond float64
+	LogBurst          int
+	// LogDropped, when set, is told of every guest log line dropped.
+	LogDropped func(n int)
 	// Config is the operator's configuration of the service (the [config]
 	// table of its <name>.toml), read with config_get (ABI v1.1).
 	Config map[string]string
@@ -91,10 +114,33 @@ func (e *Env) observe(op string, err error) {
 	}
 }
 
-func (e *Env) maxKey() int   { return orDefault(e.MaxKeyBytes, 1024) }
-func (e *Env) maxValue() int { return orDefault(e.MaxValueBytes, 1<<20) }
-func (e *Env) maxEvents() int {
-	return orDefault(e.MaxEvents, 100)
+// Default limits of an Env (see the fields).
+const (
+	DefaultMaxKeyBytes       = 1024
+	DefaultMaxValueBytes     = 1 << 20
+	DefaultMaxEvents         = 100
+	DefaultMaxEventBytes     = 4 << 20
+	DefaultMaxWrites         = 256
+	DefaultMaxWriteBytes     = 4 << 20
+	DefaultMaxLogBytes       = 8 << 10
+	DefaultLogLinesPerSecond = 100
+	DefaultLogBurst          = 1000
+)
+
+func (e *Env) maxKey() int        { return orDefault(e.MaxKeyBytes, DefaultMaxKeyBytes) }
+func (e *Env) maxValue() int      { return orDefault(e.MaxValueBytes, DefaultMaxValueBytes) }
+func (e *Env) maxEvents() int     { return orDefault(e.MaxEvents, DefaultMaxEvents) }
+func (e *Env) maxEventBytes() int { return orDefault(e.MaxEventBytes, DefaultMaxEventBytes) }
+func (e *Env) maxWrites() int     { return orDefault(e.MaxWrites, DefaultMaxWrites) }
+func (e *Env) maxWriteBytes() int { return orDefault(e.MaxWriteBytes, DefaultMaxWriteBytes) }
+func (e *Env) maxLog() int        { return orDefault(e.MaxLogBytes, DefaultMaxLogBytes) }
+
+// maxPayload is MaxPayload's answer, or 0 when unknown.
+func (e *Env) maxPayload() int64 {
+	if e.MaxPayload == nil {
+		return 0
+	}
+	return max(e.MaxPayload(), 0)
 }
 
 func orDefault(v, d int) int {

@@ -2,6 +2,8 @@ package host
 
 import (
 	"log/slog"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -23,7 +25,10 @@ type KVOp struct {
 
 // Invocation carries one invocation's request context and buffered effects.
 // The caller puts it in runtime.Call.Data, invokes, and on success applies
-// Events and Writes (in order); on failure it drops them.
+// Events and Writes (in order); on failure it drops them. Writes holds at
+// most one op per key: a later kv_set or kv_delete of a key replaces its
+// pending op and moves it to the end, so Writes is in the order of each
+// key's last change and applying it in order leaves what the guest wrote.
 type Invocation struct {
 	RequestID   string
 	TraceParent string
@@ -36,6 +41,9 @@ type Invocation struct {
 	Base  *slog.Logger
 	Attrs []slog.Attr
 	log   *slog.Logger
+
+	// Bytes held by the buffered effects, against the Env's caps.
+	writeBytes, eventBytes int
 }
 
 // Logger is Base with Attrs, or nil when Base is nil.
@@ -57,10 +65,50 @@ func (inv *Invocation) Reset() {
 // pending returns the buffered state of key: found reports whether the
 // invocation wrote or deleted it; deleted whether the last op was a delete.
 func (inv *Invocation) pending(key string) (val []byte, deleted, found bool) {
-	for i := len(inv.Writes) - 1; i >= 0; i-- {
-		if w := &inv.Writes[i]; w.Key == key {
-			return w.Value, w.Delete, true
-		}
+	if i := inv.pendingIndex(key); i >= 0 {
+		w := &inv.Writes[i]
+		return w.Value, w.Delete, true
 	}
 	return nil, false, false
+}
+
+// pendingIndex is the index of key's op in Writes, or -1. (A scan: Writes
+// holds at most Env.MaxWrites ops.)
+func (inv *Invocation) pendingIndex(key string) int {
+	for i := range inv.Writes {
+		if inv.Writes[i].Key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// opBytes is what a buffered op counts against Env.MaxWriteBytes.
+func opBytes(key string, value []byte) int { return len(key) + len(value) }
+
+// checkWrite reports why a write of key with a value of n bytes (0 for a
+// delete) cannot be buffered, or "" when it fits the caps: at most
+// maxWrites distinct keys and maxBytes of keys and values in all.
+func (inv *Invocation) checkWrite(key string, n, maxWrites, maxBytes int) string {
+	total := inv.writeBytes + len(key) + n
+	if i := inv.pendingIndex(key); i >= 0 {
+		total -= opBytes(inv.Writes[i].Key, inv.Writes[i].Value)
+	} else if len(inv.Writes) >= maxWrites {
+		return "more than " + strconv.Itoa(maxWrites) + " keys written in one invocation"
+	}
+	if total > maxBytes {
+		return "keys and values written in one invocation pass " + strconv.Itoa(maxBytes) + " bytes"
+	}
+	return ""
+}
+
+// bufferWrite adds op (checked with checkWrite), replacing the pending op
+// of the same key.
+func (inv *Invocation) bufferWrite(op KVOp) {
+	if i := inv.pendingIndex(op.Key); i >= 0 {
+		inv.writeBytes -= opBytes(inv.Writes[i].Key, inv.Writes[i].Value)
+		inv.Writes = slices.Delete(inv.Writes, i, i+1)
+	}
+	inv.writeBytes += opBytes(op.Key, op.Value)
+	inv.Writes = append(inv.Writes, op)
 }
