@@ -9,10 +9,12 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,6 +43,9 @@ type Store struct {
 	js      jetstream.JetStream
 	subject string // "$KV.<bucket>.": a key's subject is this plus the escaped key
 	cache   *Cache // nil: every Get asks the server
+
+	maxBatch int           // writes an Apply may send as one batch
+	slots    chan struct{} // batches of the bucket in flight, process-wide
 }
 
 // Options tune OpenWith.
@@ -49,10 +54,41 @@ type Options struct {
 	// before. Only correct when every write to the bucket goes through
 	// Stores sharing this Cache (see Cache).
 	Cache *Cache
+
+	// MaxBatch is the most writes one Apply takes (DefaultMaxBatch when
+	// 0): they go to the server as one atomic batch, and the server refuses
+	// a batch larger than its own limit (JetStream's max_batch_size).
+	MaxBatch int
+}
+
+// DefaultMaxBatch is nats-server's default limit on the messages of one
+// atomic batch (2.12 and later; the server option max_batch_size changes
+// it), so the most writes one Apply takes by default.
+const DefaultMaxBatch = 1000
+
+// MaxBatchesInFlight is how many atomic batches this process has open at
+// once on one bucket: nats-server's default limit per stream, past which it
+// refuses a batch. Applies past it wait.
+const MaxBatchesInFlight = 50
+
+// ErrTooManyWrites is the error of an Apply with more writes than one
+// atomic batch may hold.
+var ErrTooManyWrites = errors.New("kv: too many writes for one atomic batch")
+
+// batchHeaderBytes bounds the headers a write carries in a batch (batch
+// id, sequence and commit), which count toward the server's payload limit.
+const batchHeaderBytes = 128
+
+var slotsByBucket sync.Map // bucket name → chan struct{} of MaxBatchesInFlight
+
+func batchSlots(bucket string) chan struct{} {
+	c, _ := slotsByBucket.LoadOrStore(bucket, make(chan struct{}, MaxBatchesInFlight))
+	return c.(chan struct{})
 }
 
 // Open creates (or updates) the bucket of service and returns its Store.
-// Buckets keep one revision per key (History 1).
+// Buckets keep one revision per key (History 1) and take atomic batches
+// (their stream's AllowAtomicPublish), which Apply uses.
 func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, error) {
 	return OpenWith(ctx, js, service, Options{})
 }
@@ -62,7 +98,32 @@ func OpenWith(ctx context.Context, js jetstream.JetStream, service string, opts 
 	if !ValidService(service) {
 		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, abi.ServiceNamePattern)
 	}
+	if opts.MaxBatch < 0 {
+		return nil, fmt.Errorf("kv: MaxBatch %d is negative", opts.MaxBatch)
+	}
 	bucket := BucketPrefix + service
+	b, err := openBucket(ctx, js, service, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
+	}
+	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + ".", cache: opts.Cache,
+		maxBatch: cmp.Or(opts.MaxBatch, DefaultMaxBatch), slots: batchSlots(bucket)}, nil
+}
+
+// openBucket binds the bucket when it is already as wanted; otherwise it
+// creates or updates it, then turns on atomic batches, which the key-value
+// API has no setting for. A bucket left as it is is never updated, so
+// opening a store (at every load of a service) never turns atomic batches
+// off under another store of the bucket writing one.
+func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string) (jetstream.KeyValue, error) {
+	name := "KV_" + bucket // the stream behind a bucket
+	if st, err := js.Stream(ctx, name); err == nil {
+		if c := st.CachedInfo().Config; c.AllowAtomicPublish && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage {
+			return js.KeyValue(ctx, bucket)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, err
+	}
 	b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "meshd state of service " + service,
@@ -70,9 +131,19 @@ func OpenWith(ctx context.Context, js jetstream.JetStream, service string, opts 
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
+		return nil, err
 	}
-	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + ".", cache: opts.Cache}, nil
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if c := st.CachedInfo().Config; !c.AllowAtomicPublish {
+		c.AllowAtomicPublish = true
+		if _, err := js.UpdateStream(ctx, c); err != nil {
+			return nil, fmt.Errorf("allowing atomic batches: %w", err)
+		}
+	}
+	return b, nil
 }
 
 // Service returns the name of the service the Store belongs to.
@@ -152,21 +223,28 @@ type Op struct {
 	Delete bool
 }
 
-// Apply makes the writes ops, in order, as Put and Delete would, but sends
-// them all before waiting for the acknowledgements: one round trip to the
-// server for the lot instead of one each (a single write is a plain Put or
-// Delete). The bucket's stream stores them in the order given, so a later
-// write of a key wins. Every key and value is checked before anything is
-// sent; an error after that (a write the server refused or did not
-// acknowledge in time) can leave some of ops stored and others not, which
-// is also what a sequence of Put calls stopped by an error leaves.
+// Apply makes the writes ops, in order, as Put and Delete would, all or
+// none: several writes go to the server as one atomic batch, which it
+// stores whole, at consecutive revisions in the order given (so a later
+// write of a key wins), or not at all (a single write is a plain Put or
+// Delete). Every key and value is checked, and the count against the batch
+// limit (Options.MaxBatch), before anything is sent. After an error none of
+// ops is stored, except when the commit was sent and its answer was lost
+// (ctx ended, the connection broke): then the server may still have stored
+// all of them.
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
-	if len(ops) == 1 {
+	switch len(ops) {
+	case 0:
+		return nil
+	case 1:
 		op := ops[0]
 		if op.Delete {
 			return s.Delete(ctx, op.Key)
 		}
 		return s.Put(ctx, op.Key, op.Value)
+	}
+	if len(ops) > s.maxBatch {
+		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, len(ops), s.service, s.maxBatch)
 	}
 	maxPayload := s.js.Conn().MaxPayload()
 	msgs := make([]*nats.Msg, len(ops))
@@ -174,20 +252,28 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 		if err := checkKey(op.Key); err != nil {
 			return err
 		}
-		if int64(len(op.Value)) > maxPayload {
-			return fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the server's %d: %w",
-				s.service, op.Key, len(op.Value), maxPayload, nats.ErrMaxPayload)
+		if int64(len(op.Value)) > maxPayload-batchHeaderBytes {
+			return fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the server's %d less %d for batch headers: %w",
+				s.service, op.Key, len(op.Value), maxPayload, batchHeaderBytes, nats.ErrMaxPayload)
 		}
 		msgs[i] = s.message(op)
 	}
-	var errs []error
-	for i, r := range jsasync.Publish(ctx, s.js, msgs, nil) {
-		s.wrote(ops[i], r.Seq, r.Err)
-		if r.Err != nil {
-			errs = append(errs, s.opErr(ops[i], r.Err))
-		}
+	var first uint64
+	var err error
+	select {
+	case s.slots <- struct{}{}:
+		first, err = jsasync.PublishAtomic(ctx, s.js, msgs)
+		<-s.slots
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	return errors.Join(errs...)
+	for i, op := range ops {
+		s.wrote(op, first+uint64(i), err)
+	}
+	if err != nil {
+		return fmt.Errorf("kv: apply %d writes to %s: %w", len(ops), s.service, err)
+	}
+	return nil
 }
 
 // message is the message that stores op in the bucket, as KeyValue.Put and
@@ -203,7 +289,9 @@ func (s *Store) message(op Op) *nats.Msg {
 }
 
 // wrote tells the cache what became of a write: stored at rev, or, when
-// err is not nil, unknown (the server may still store it).
+// err is not nil, unknown (the server may still store it). A batch that
+// failed makes all its keys unknown, even where the error says none was
+// stored: errors are rare, and the cache stays on the safe side.
 func (s *Store) wrote(op Op, rev uint64, err error) {
 	switch {
 	case s.cache == nil:

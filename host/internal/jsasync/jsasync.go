@@ -1,11 +1,17 @@
 // Package jsasync sends a batch of JetStream publishes together and waits
-// for their acknowledgements once, instead of one round trip each. It is
-// what kv.Store.Apply and bus.PublishAll share.
+// for their acknowledgements once, instead of one round trip each (Publish,
+// what kv.Store.Apply and bus.PublishAll share), or as one atomic batch
+// that the server stores whole or not at all (PublishAtomic, what
+// kv.Store.Apply uses for several writes).
 package jsasync
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,4 +72,93 @@ func fill(res []Result, err error) {
 	for i := range res {
 		res[i].Err = err
 	}
+}
+
+// Atomic batch publish (nats-server 2.12 and later, on a stream with
+// AllowAtomicPublish): messages carrying one Nats-Batch-Id, numbered from 1
+// by Nats-Batch-Sequence, are staged by the server and stored together when
+// the last one, marked Nats-Batch-Commit: 1, arrives and every message
+// passes the stream's checks; otherwise none is stored. The server holds the
+// stream's isolation lock (one multi-message proposal when clustered) across
+// the commit, so the messages get consecutive sequences, and the commit's
+// acknowledgement carries the last one and the count.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// ErrNotCommitted wraps the error of an atomic batch that was never
+// committed (a message before the commit could not be sent): the server
+// stores none of it and drops what it staged after its batch timeout.
+var ErrNotCommitted = errors.New("atomic batch not committed, none of it is stored")
+
+// ErrInvalidBatchAck is the error of a commit answered with something that
+// is neither an acknowledgement of the whole batch nor an error.
+var ErrInvalidBatchAck = errors.New("invalid atomic batch acknowledgement")
+
+// batchAck is the answer to a batch's commit: an acknowledgement or an
+// error.
+type batchAck struct {
+	Error  *jetstream.APIError `json:"error,omitempty"`
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Batch  string              `json:"batch"`
+	Count  uint64              `json:"count"`
+}
+
+// PublishAtomic sends msgs, at least one, as one atomic batch to the stream
+// their subjects belong to and waits for the commit's acknowledgement. On
+// success the server stored every message, msgs[i] at sequence
+// first+i. It sets the batch headers on msgs (which must not carry a reply
+// subject) and takes no more messages than the server's batch size limit
+// allows (the caller checks). Nothing is sent when ctx has ended. An error
+// wrapping ErrNotCommitted means none was stored; after any other error the
+// outcome is unknown unless the server said why it refused the batch (an
+// error wrapping *jetstream.APIError). Without a deadline on ctx it waits
+// for the commit at most the JetStream context's default timeout.
+func PublishAtomic(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (first uint64, err error) {
+	if len(msgs) == 0 {
+		return 0, errors.New("jsasync: empty atomic batch")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, js.Options().DefaultTimeout)
+		defer cancel()
+	}
+	id := rand.Text() // 26 characters; the server takes up to 64
+	nc := js.Conn()
+	last := len(msgs) - 1
+	for i, m := range msgs {
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < last {
+			// No reply subject: the server answers only the commit, which
+			// fails as incomplete if any message before it was refused.
+			if err := nc.PublishMsg(m); err != nil {
+				return 0, fmt.Errorf("%w: message %d of %d: %w", ErrNotCommitted, i+1, len(msgs), err)
+			}
+		}
+	}
+	commit := msgs[last]
+	commit.Header.Set(hdrBatchCommit, "1")
+	resp, err := nc.RequestMsgWithContext(ctx, commit)
+	if err != nil {
+		return 0, fmt.Errorf("atomic batch of %d: commit: %w", len(msgs), err)
+	}
+	var ack batchAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("atomic batch of %d: %w: %w", len(msgs), ErrInvalidBatchAck, err)
+	}
+	if ack.Error != nil {
+		return 0, fmt.Errorf("atomic batch of %d refused: %w", len(msgs), ack.Error)
+	}
+	n := uint64(len(msgs))
+	if ack.Stream == "" || ack.Batch != id || ack.Count != n || ack.Seq < n {
+		return 0, fmt.Errorf("atomic batch of %d: %w: %q", len(msgs), ErrInvalidBatchAck, resp.Data)
+	}
+	return ack.Seq - n + 1, nil
 }

@@ -1,0 +1,53 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/host/internal/jsasync"
+	"github.com/meshd/meshd/host/natsd"
+	"github.com/nats-io/nats.go"
+)
+
+// BenchmarkApply: an Apply of two writes (what a payment or a read-model
+// projection makes) as one atomic batch, against the same two writes
+// pipelined one by one (how Apply sent them before batches), with and
+// without fsync on every write.
+func BenchmarkApply(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ns, err := natsd.Start(ctx, natsd.Config{DataDir: b.TempDir(), Sync: sync}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := Open(ctx, ns.JetStream(), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ops := func(i int) []Op {
+			return []Op{{Key: fmt.Sprint("payment:", i), Value: make([]byte, 200)}, {Key: fmt.Sprint("by-order:", i), Value: make([]byte, 40)}}
+		}
+		b.Run(fmt.Sprint("atomic/sync=", sync), func(b *testing.B) {
+			for i := range b.N {
+				if err := st.Apply(ctx, ops(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprint("pipelined/sync=", sync), func(b *testing.B) {
+			for i := range b.N {
+				o := ops(i)
+				msgs := []*nats.Msg{st.message(o[0]), st.message(o[1])}
+				for _, r := range jsasync.Publish(ctx, st.js, msgs, nil) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+			}
+		})
+		_ = ns.Close()
+		cancel()
+	}
+}
