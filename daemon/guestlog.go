@@ -2,8 +2,12 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"strconv"
 	"sync"
+
+	"github.com/meshd/meshd/host"
 )
 
 // maxGuestLine caps one log line of guest output.
@@ -11,12 +15,36 @@ const maxGuestLine = 8 << 10
 
 // logWriter turns a service's WASI stdout and stderr into log lines, one per
 // line of output. The Go runtime writes a crash report a few bytes at a
-// time, so output is buffered until a newline (or maxGuestLine bytes). All
-// instances of a service share one writer.
+// time, so output is buffered until a newline, at most maxGuestLine bytes of
+// it: a longer line is logged when it reaches the cap, marked as cut, and
+// the rest of it up to the newline is dropped. Lines pass the service's
+// rate limit (limit) or are dropped and counted. All instances of a service
+// share one writer.
 type logWriter struct {
-	log *slog.Logger
+	log   *slog.Logger
+	limit *host.LogLimiter // nil: no limit
+
 	mu  sync.Mutex
-	buf []byte
+	buf []byte // the current line, at most maxGuestLine bytes
+	cut bool   // the current line passed the cap and was logged
+}
+
+// newLogWriter is the WASI stdout and stderr writer of service, rate-limited
+// like the log host function (host.DefaultLogLinesPerSecond and
+// host.DefaultLogBurst, its own bucket) and counting dropped lines in
+// meshd_guest_log_dropped_total.
+func (d *Daemon) newLogWriter(service string, log *slog.Logger) *logWriter {
+	return &logWriter{log: log, limit: host.NewLogLimiter(0, 0, "guest stdio", d.guestLogDropped(service))}
+}
+
+// guestLogDropped is the metric hook of service's guest log limits, nil
+// when metrics are off.
+func (d *Daemon) guestLogDropped(service string) func(n int) {
+	m := d.obs.metrics
+	if m == nil {
+		return nil
+	}
+	return func(n int) { m.GuestLogDropped(service, n) }
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -26,26 +54,44 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.buf = append(w.buf, p...)
-			if len(w.buf) >= maxGuestLine {
-				w.flush()
-			}
+			w.add(p)
 			break
 		}
-		w.buf = append(w.buf, p[:i]...)
-		w.flush()
+		w.add(p[:i])
+		if !w.cut {
+			w.flush("")
+		}
+		w.buf, w.cut = w.buf[:0], false
 		p = p[i+1:]
 	}
 	return n, nil
 }
 
-func (w *logWriter) flush() {
+// add appends b to the current line, up to the cap; the line is logged,
+// marked, when it reaches the cap.
+func (w *logWriter) add(b []byte) {
+	if w.cut {
+		return
+	}
+	room := maxGuestLine - len(w.buf)
+	if len(b) <= room {
+		w.buf = append(w.buf, b...)
+		return
+	}
+	w.buf = append(w.buf, b[:room]...)
+	w.flush("…(line cut at " + strconv.Itoa(maxGuestLine) + " bytes)")
+	w.buf, w.cut = w.buf[:0], true
+}
+
+// flush logs the current line (with mark appended), when it is not empty
+// and the rate limit allows.
+func (w *logWriter) flush(mark string) {
 	line := bytes.TrimRight(w.buf, "\r")
-	if len(line) > maxGuestLine {
-		line = line[:maxGuestLine]
+	if len(line) == 0 {
+		return
 	}
-	if len(line) > 0 {
-		w.log.Info(string(line), slog.String("source", "guest-stdio"))
+	if w.limit != nil && !w.limit.Allow(context.Background(), w.log) {
+		return
 	}
-	w.buf = w.buf[:0]
+	w.log.Info(string(line)+mark, slog.String("source", "guest-stdio"))
 }

@@ -64,7 +64,7 @@ func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sh
 	mc.Name = name
 	mc.SHA256 = p.hash
 	mc.Logger = log
-	mc.Stderr = &logWriter{log: log}
+	mc.Stderr = d.newLogWriter(name, log)
 	mc.Stdout = mc.Stderr
 	if s.mod, err = d.engine.Compile(ctx, wasm, mc); err != nil {
 		p.err = fmt.Errorf("%s: %w", base, err)
@@ -94,7 +94,8 @@ func (d *Daemon) link(ctx context.Context, p *prepared) {
 	s, base := p.s, p.s.file
 	began := time.Now()
 	s.env = &host.Env{Service: s.name, Grants: s.sf.HostGrants(), Log: s.log, Discover: d.discover,
-		Config: s.sf.Config, Observe: d.observeKV(s.name)}
+		Config: s.sf.Config, Observe: d.observeKV(s.name), LogDropped: d.guestLogDropped(s.name),
+		MaxPayload: func() int64 { return d.nats.Conn().MaxPayload() }}
 	if err := s.mod.Start(ctx, host.Module(s.env)); err != nil { // closes the module
 		p.s, p.err = nil, fmt.Errorf("%s: %w", base, err)
 		return
