@@ -374,3 +374,50 @@ func BenchmarkEncodeOrderStd(b *testing.B) {
 		}
 	}
 }
+
+// StringUTF8 reads what String reads and tells the strings String had to
+// repair (invalid UTF-8, unpaired surrogates) from the valid ones, so that
+// two different invalid ids are refused rather than read as one.
+func TestStringUTF8(t *testing.T) {
+	for in, valid := range map[string]bool{
+		`"v"`:              true,
+		`"vé"`:             true,
+		`"v\u00e9"`:        true,
+		`"v\ufffd"`:        true, // U+FFFD itself is a valid character
+		"\"v\ufffd\"":      true,
+		`"\ud83d\ude00"`:   true, // a surrogate pair
+		"\"v\xff\"":        false,
+		"\"v\xfe\"":        false,
+		"\"v\xff\\n\"":     false, // invalid UTF-8 on the slow path
+		"\"a\xc3\"":        false,
+		"\"\xed\xa0\x80\"": false, // an encoded surrogate
+		`"\ud800"`:         false,
+		`"\udc00x"`:        false,
+		`"\ud800\u0041"`:   false,
+	} {
+		var r Reader
+		r.Reset([]byte(in))
+		s, ok := r.StringUTF8()
+		var r2 Reader
+		r2.Reset([]byte(in))
+		if want := r2.String(); s != want || ok != valid {
+			t.Errorf("StringUTF8(%q) = %q, %v; want %q, %v", in, s, ok, want, valid)
+		}
+	}
+	// Each string is judged alone.
+	var r Reader
+	r.Reset([]byte("[\"\xff\",\"ok\"]"))
+	r.ArrayNext()
+	if _, ok := r.StringUTF8(); ok {
+		t.Fatal("invalid first element read as valid")
+	}
+	r.ArrayNext()
+	if s, ok := r.StringUTF8(); !ok || s != "ok" {
+		t.Fatalf("second element = %q, %v", s, ok)
+	}
+	// A string that cannot be read is not valid.
+	r.Reset([]byte(`"unterminated`))
+	if _, ok := r.StringUTF8(); ok {
+		t.Fatal("an unterminated string read as valid")
+	}
+}

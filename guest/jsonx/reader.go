@@ -54,6 +54,9 @@ type Reader struct {
 	stack   []byte // open containers: '{' or '['
 	expect  bool   // the next thing to read is a value
 	scratch []byte // unescaped strings
+	// replaced: the last string read had invalid UTF-8 or an unpaired
+	// surrogate escape, which became U+FFFD
+	replaced bool
 }
 
 // NewReader returns a Reader over data.
@@ -540,6 +543,18 @@ func (r *Reader) String() string {
 	return string(r.StringBytes())
 }
 
+// StringUTF8 is String that also reports whether the string was valid
+// Unicode: valid is false when it held invalid UTF-8 or an unpaired
+// surrogate escape, which String replaces with U+FFFD, so that two
+// different inputs (a user "v\xff" and a user "v\xfe") read the same.
+// Read ids with it and refuse the invalid ones. A string that could not be
+// read (see Err) is not valid.
+func (r *Reader) StringUTF8() (s string, valid bool) {
+	r.replaced = false
+	b := r.StringBytes()
+	return string(b), r.err == nil && !r.replaced
+}
+
 // StringBytes reads a string and returns its unescaped value, which aliases
 // the input or the Reader's scratch buffer and is valid until the next call.
 func (r *Reader) StringBytes() []byte {
@@ -634,13 +649,13 @@ func (r *Reader) strSlow(start int) []byte {
 							rn = 0x10000 + (rn-0xD800)<<10 + rune(v2-0xDC00)
 							i += 6
 						} else {
-							rn = utf8.RuneError
+							rn, r.replaced = utf8.RuneError, true
 						}
 					} else {
-						rn = utf8.RuneError
+						rn, r.replaced = utf8.RuneError, true
 					}
 				} else if rn >= 0xDC00 && rn < 0xE000 {
-					rn = utf8.RuneError
+					rn, r.replaced = utf8.RuneError, true
 				}
 				out = utf8.AppendRune(out, rn)
 				continue
@@ -656,6 +671,7 @@ func (r *Reader) strSlow(start int) []byte {
 			rn, size := utf8.DecodeRune(d[i:])
 			if rn == utf8.RuneError && size == 1 {
 				out = append(out, "\uFFFD"...)
+				r.replaced = true
 			} else {
 				out = append(out, d[i:i+size]...)
 			}
