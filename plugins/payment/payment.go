@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -25,7 +26,13 @@ const (
 
 	defaultLimit = 5000000
 
-	maxIDLen = 128 // longer ids cannot be ours
+	maxIDLen = 128 // longer order ids cannot be ours
+
+	// paymentIDPrefix makes an order's payment id: the payment of order o
+	// is "pay-" + o, so an order has one payment at most, by construction.
+	paymentIDPrefix = "pay-"
+	// maxPaymentIDLen: longer payment ids cannot be ours.
+	maxPaymentIDLen = len(paymentIDPrefix) + maxIDLen
 )
 
 // payment is a payment as stored and served.
@@ -48,8 +55,32 @@ type responder interface {
 
 var _ responder = (*guest.ResponseWriter)(nil)
 
-func paymentKey(id string) string      { return "payment:" + id }
-func byOrderKey(orderID string) string { return "payment-by-order:" + orderID }
+// The service's keys (guest.Key escapes the ids in them):
+//
+//	payment:<id>                 a payment, as served by GET /payments/{id}
+//	payment-by-order:<order id>  the id of the order's payment, for payments
+//	                             made before their ids were derived from
+//	                             their orders' (read, no longer written)
+func paymentKey(id string) string      { return guest.Key("payment", id) }
+func byOrderKey(orderID string) string { return guest.Key("payment-by-order", orderID) }
+
+// paymentIDFor is the id of the payment of an order.
+func paymentIDFor(orderID string) string { return paymentIDPrefix + orderID }
+
+// checkID refuses an id that cannot be one of ours: empty, longer than
+// max, or not valid UTF-8 (ids are compared and stored as bytes, but JSON
+// carries them as Unicode: two invalid ids could read as one).
+func checkID(name, id string, max int) error {
+	switch {
+	case id == "":
+		return errors.New(name + " is missing")
+	case len(id) > max:
+		return errors.New(name + " is longer than " + strconv.Itoa(max) + " bytes")
+	case !utf8.ValidString(id):
+		return errors.New(name + " is not valid UTF-8")
+	}
+	return nil
+}
 
 func appendPayment(w *jsonx.Writer, p *payment) {
 	w.ObjectStart()
@@ -117,11 +148,11 @@ func completedEvent(p *payment) []byte {
 func parseOrderCreated(data []byte) (orderID, userID string, total int64, err error) {
 	var r jsonx.Reader
 	r.Reset(data)
-	seenTotal := false
+	seenTotal, idValid := false, false
 	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
 		switch string(key) {
 		case "id":
-			orderID = r.String()
+			orderID, idValid = r.StringUTF8()
 		case "user_id":
 			if r.Kind() == jsonx.String {
 				userID = r.String()
@@ -137,9 +168,12 @@ func parseOrderCreated(data []byte) (orderID, userID string, total int64, err er
 	if err := r.Finish(); err != nil {
 		return "", "", 0, err
 	}
+	if err := checkID("id", orderID, maxIDLen); err != nil {
+		return "", "", 0, err
+	}
 	switch {
-	case orderID == "" || len(orderID) > maxIDLen:
-		return "", "", 0, errors.New("id is missing or too long")
+	case !idValid:
+		return "", "", 0, errors.New("id is not valid UTF-8")
 	case !seenTotal || total <= 0:
 		return "", "", 0, errors.New("total must be a positive integer")
 	}
@@ -161,26 +195,35 @@ func limit(e env) int64 {
 }
 
 // orderCreated pays an order, or declines it when its total is over the
-// limit. It is idempotent: for an order it has already decided it
-// publishes the same outcome again (a redelivery after a crash between
-// store and publish); nothing is stored twice.
+// limit. It is idempotent by construction: the order's payment has an id
+// derived from the order's (paymentIDFor) and is one write, so a
+// redelivered ORDER_CREATED finds the payment made before and publishes
+// its outcome again (a redelivery after a crash between store and
+// publish); it can never make a second one. A payment made before ids were
+// derived is found through its payment-by-order key; one that key names
+// but that was never stored (the two writes were separate then) is made
+// now, under that id.
 func orderCreated(e env, data []byte) error {
 	orderID, userID, total, err := parseOrderCreated(data)
 	if err != nil {
 		return errors.New(eventOrderCreated + ": invalid data: " + err.Error())
 	}
-	if id, err := e.KVGet(byOrderKey(orderID)); err == nil {
-		p, err := load(e, string(id))
-		if err != nil {
-			return err
-		}
-		e.Log(guest.LevelDebug, "order "+orderID+" already handled by payment "+p.ID+"; publishing again")
-		return publishOutcome(e, &p)
-	} else if !errors.Is(err, guest.ErrNotFound) {
+	id := paymentIDFor(orderID)
+	if old, err := e.KVGet(byOrderKey(orderID)); err == nil && checkID("payment id", string(old), maxPaymentIDLen) == nil {
+		id = string(old)
+	} else if err != nil && !errors.Is(err, guest.ErrNotFound) {
 		return errors.New("reading payment of order " + orderID + ": " + err.Error())
 	}
-	p := payment{
-		ID:        e.NewID(),
+	p, err := load(e, id)
+	if err == nil {
+		e.Log(guest.LevelDebug, "order "+orderID+" already handled by payment "+p.ID+"; publishing again")
+		return publishOutcome(e, &p)
+	}
+	if !errors.Is(err, guest.ErrNotFound) {
+		return err
+	}
+	p = payment{
+		ID:        id,
 		OrderID:   orderID,
 		UserID:    userID,
 		Amount:    total,
@@ -193,9 +236,6 @@ func orderCreated(e env, data []byte) error {
 	}
 	if err := store(e, &p); err != nil {
 		return err
-	}
-	if err := e.KVSet(byOrderKey(orderID), []byte(p.ID)); err != nil {
-		return errors.New("storing payment: " + err.Error())
 	}
 	return publishOutcome(e, &p)
 }
@@ -258,8 +298,11 @@ func refundedEvent(p *payment) []byte {
 func refundRequested(e env, data []byte) error {
 	f, err := svcenv.Fields(data, "payment_id", "reason")
 	paymentID, reason := f["payment_id"], f["reason"]
-	if err != nil || paymentID == "" || len(paymentID) > maxIDLen {
-		return errors.New(eventRefundRequested + ": invalid data: payment_id is required")
+	if err != nil {
+		return errors.New(eventRefundRequested + ": invalid data: " + err.Error())
+	}
+	if err := checkID("payment_id", paymentID, maxPaymentIDLen); err != nil {
+		return errors.New(eventRefundRequested + ": invalid data: " + err.Error())
 	}
 	p, err := load(e, paymentID)
 	if errors.Is(err, guest.ErrNotFound) {
@@ -288,13 +331,17 @@ func publish(e env, typ string, data []byte) error { return svcenv.Publish(e, ty
 
 // getPayment serves GET /payments/{id}.
 func getPayment(e env, w responder, id string) error {
-	if id == "" || len(id) > maxIDLen {
-		w.Problem(404, "payment not found", "no payment with id "+strconv.Quote(id))
+	if !utf8.ValidString(id) {
+		w.Problem(400, "invalid payment id", "the payment id is not valid UTF-8")
+		return nil
+	}
+	if id == "" || len(id) > maxPaymentIDLen {
+		w.Problem(404, "payment not found", "no payment with id "+quote(id))
 		return nil
 	}
 	data, err := e.KVGet(paymentKey(id))
 	if errors.Is(err, guest.ErrNotFound) {
-		w.Problem(404, "payment not found", "no payment with id "+strconv.Quote(id))
+		w.Problem(404, "payment not found", "no payment with id "+quote(id))
 		return nil
 	}
 	if err != nil {
@@ -302,4 +349,12 @@ func getPayment(e env, w responder, id string) error {
 	}
 	w.JSON(200, data)
 	return nil
+}
+
+// quote quotes an id for a message, cut to maxPaymentIDLen bytes.
+func quote(id string) string {
+	if len(id) > maxPaymentIDLen {
+		return strconv.Quote(id[:maxPaymentIDLen]) + "..."
+	}
+	return strconv.Quote(id)
 }

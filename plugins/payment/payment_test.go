@@ -12,19 +12,19 @@ import (
 const orderCreatedData = `{"id":"ord-1","user_id":"user123","items":[{"name":"laptop","price":1500000}],"total":1500000,"status":"CREATED","created_at":"2026-01-01T00:00:00Z"}`
 
 func TestOrderCreated(t *testing.T) {
-	e := svcenvtest.New("pay-")
+	e := svcenvtest.New("random-")
 	if err := orderCreated(e, []byte(orderCreatedData)); err != nil {
 		t.Fatal(err)
 	}
-	want := `PAYMENT_COMPLETED {"order_id":"ord-1","payment_id":"pay-1","amount":1500000}`
+	want := `PAYMENT_COMPLETED {"order_id":"ord-1","payment_id":"pay-ord-1","amount":1500000}`
 	if len(e.Published) != 1 || e.Published[0] != want {
 		t.Fatalf("published %v", e.Published)
 	}
-	if string(e.KV["payment-by-order:ord-1"]) != "pay-1" {
-		t.Fatalf("index %q", e.KV["payment-by-order:ord-1"])
+	if len(e.KV) != 1 || e.IDsIssued() != 0 {
+		t.Fatalf("kv %d keys, %d ids issued; want the payment alone, its id derived", len(e.KV), e.IDsIssued())
 	}
 	var p struct{ Amount int64 }
-	stored := e.KV["payment:pay-1"]
+	stored := e.KV["payment:pay-ord-1"]
 	if err := json.Unmarshal(stored, &p); err != nil {
 		t.Fatal(err)
 	}
@@ -37,12 +37,12 @@ func TestOrderCreated(t *testing.T) {
 	if err := orderCreated(e, []byte(orderCreatedData)); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.Published) != 2 || e.Published[1] != want || e.IDsIssued() != 1 || len(e.KV) != 2 {
+	if len(e.Published) != 2 || e.Published[1] != want || e.IDsIssued() != 0 || len(e.KV) != 1 {
 		t.Fatalf("redelivery: published %v ids %d kv %d", e.Published, e.IDsIssued(), len(e.KV))
 	}
 
 	var w svcenvtest.Recorder
-	if err := getPayment(e, &w, "pay-1"); err != nil || w.Status != 200 || string(w.Body) != string(stored) {
+	if err := getPayment(e, &w, "pay-ord-1"); err != nil || w.Status != 200 || string(w.Body) != string(stored) {
 		t.Fatalf("get: %v %d %s", err, w.Status, w.Body)
 	}
 	w = svcenvtest.Recorder{}

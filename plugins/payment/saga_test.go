@@ -26,7 +26,7 @@ func TestDeclineOverLimitAndRefund(t *testing.T) {
 	if err := orderCreated(e, []byte(`{"id":"o2","user_id":"u","total":1000}`)); err != nil || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], "PAYMENT_COMPLETED ") {
 		t.Fatalf("pay: %v %v", err, e.Published)
 	}
-	pid := string(e.KV[byOrderKey("o2")])
+	pid := paymentIDFor("o2")
 	for range 2 {
 		if err := refundRequested(e, []byte(`{"order_id":"o2","payment_id":"`+pid+`","reason":"cancelled"}`)); err != nil {
 			t.Fatal(err)
