@@ -32,6 +32,11 @@ type adminState struct {
 // tests.)
 var defaultAdminAddr = "127.0.0.1:8081"
 
+// adminConfig is the admin listener's configuration.
+func (c *Config) adminConfig() admin.Config {
+	return admin.Config{Addr: c.AdminAddr, Token: c.AdminToken, Public: c.AdminPublic, AllowedHosts: c.AdminAllowedHosts}
+}
+
 // adminEnabled reports whether Config.AdminAddr asks for a listener.
 func (c *Config) adminEnabled() bool { return c.AdminAddr != "" && c.AdminAddr != "off" }
 
@@ -42,7 +47,7 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	if !d.cfg.adminEnabled() {
 		return nil
 	}
-	srv, err := admin.New(admin.Config{Addr: d.cfg.AdminAddr, Token: d.cfg.AdminToken, Public: d.cfg.AdminPublic},
+	srv, err := admin.New(d.cfg.adminConfig(),
 		admin.Source{Registry: d.obs.metrics.Registry(), Ready: d.ready, Services: d.servicesView},
 		d.log.With(slog.String("component", "admin")))
 	if err != nil {
@@ -185,7 +190,7 @@ func (c *Config) validateAdmin() error {
 	if !c.adminEnabled() {
 		return nil
 	}
-	ac := admin.Config{Addr: c.AdminAddr, Token: c.AdminToken, Public: c.AdminPublic}
+	ac := c.adminConfig()
 	if err := ac.Validate(); err != nil {
 		return fmt.Errorf("admin: %s", strings.TrimPrefix(err.Error(), "admin: "))
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	AdminAddr   string
 	AdminToken  string // bearer token the admin listener requires; empty = none
 	AdminPublic bool   // allow a non-loopback AdminAddr without a token
+	// AdminAllowedHosts are Host names the admin listener answers besides
+	// its own (admin.Config.AllowedHosts).
+	AdminAllowedHosts []string
 	// NoMetrics turns metrics off (for measuring their cost).
 	NoMetrics bool
 
