@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -52,7 +53,7 @@ type responder interface {
 
 var _ responder = (*guest.ResponseWriter)(nil)
 
-func orderKey(id string) string { return "order:" + id }
+func orderKey(id string) string { return guest.Key("order", id) }
 
 // parseCreate reads a POST /orders body. A non-nil error means the body is
 // not valid JSON; otherwise problems lists every validation failure, each
@@ -70,16 +71,17 @@ func parseCreate(body []byte) (userID string, items []item, problems []string, e
 		}
 		return "", nil, []string{"body must be a JSON object"}, nil
 	}
-	seenItems, userBad := false, false
+	seenItems, userBad, userValid := false, false, true
 	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
 		switch string(key) {
 		case "user_id":
 			switch r.Kind() {
 			case jsonx.String:
-				userID, userBad = r.String(), false
+				userID, userValid = r.StringUTF8()
+				userBad = false
 			case jsonx.Null:
 				r.Skip()
-				userID, userBad = "", false
+				userID, userBad, userValid = "", false, true
 			default:
 				r.Skip()
 				userBad = true
@@ -114,6 +116,9 @@ func parseCreate(body []byte) (userID string, items []item, problems []string, e
 	}
 	if userBad {
 		problems = append([]string{"user_id must be a string"}, problems...)
+	} else if !userValid {
+		// Read as U+FFFD, "v\xff" and "v\xfe" would be one user.
+		problems = append([]string{"user_id must be valid UTF-8 (no invalid bytes, no unpaired surrogate escapes)"}, problems...)
 	} else if userID == "" {
 		problems = append([]string{"user_id is required"}, problems...)
 	} else if strings.TrimSpace(userID) == "" {
@@ -310,6 +315,10 @@ func createOrder(e env, w responder, body []byte) error {
 
 // getOrder serves GET /orders/{id}.
 func getOrder(e env, w responder, id string) error {
+	if !utf8.ValidString(id) {
+		w.Problem(400, "invalid order id", "the order id is not valid UTF-8")
+		return nil
+	}
 	if id == "" || len(id) > maxIDLen {
 		w.Problem(404, "order not found", "no order with id "+strconv.Quote(id))
 		return nil

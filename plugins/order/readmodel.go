@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -22,6 +23,8 @@ import (
 //	rm:user:<uid>     how many index pages the user has, in decimal
 //	rm:user:<uid>:<k> index page k: "<created_at>\t<id>" lines, sorted
 //	                  ascending (created_at is fixed-width RFC 3339)
+//
+// with <id> and <uid> escaped (see viewKey).
 //
 // The pages split the user's sorted index into consecutive ranges, page 0
 // the oldest. A new order lands in the page whose range covers it, nearly
@@ -47,9 +50,15 @@ const (
 // tests can make pages small): about 240 orders.
 var indexPageBytes = 16 << 10
 
-func viewKey(id string) string            { return "rm:order:" + id }
-func userKey(userID string) string        { return "rm:user:" + userID }
-func pageKey(userID string, k int) string { return userKey(userID) + ":" + strconv.Itoa(k) }
+// The keys escape the ids in them (guest.Key): a user id holding ':' (say
+// "alice:0") can never name another user's page, nor any key but its own.
+// An id made only of ASCII letters, digits, '.', '_' and '-' (every order id,
+// a UUID, and most user ids) is kept as it is, so the keys of such ids are
+// those written before ids were escaped; the read model of any other user
+// is rebuilt by replaying it (meshd events replay).
+func viewKey(id string) string            { return guest.Key("rm", "order", id) }
+func userKey(userID string) string        { return guest.Key("rm", "user", userID) }
+func pageKey(userID string, k int) string { return guest.Key("rm", "user", userID, strconv.Itoa(k)) }
 
 // isComplete reports whether a read-model document has the order's
 // creation data (it may hold only a status when ORDER_PAID or
@@ -344,6 +353,10 @@ func listUserOrders(e env, w responder, userID, limitQ, cursorQ string) error {
 			return nil
 		}
 		after = string(b)
+	}
+	if !utf8.ValidString(userID) {
+		w.Problem(400, "invalid user id", "user_id is not valid UTF-8")
+		return nil
 	}
 	// Find where to start: page k, entries before end (exclusive).
 	k, end := -1, 0
