@@ -41,7 +41,7 @@ func listAll(t *testing.T, e *svcenvtest.Fake, user string) []string {
 				ID     string `json:"id"`
 				UserID string `json:"user_id"`
 			}
-			Next   string `json:"next_cursor"`
+			Next string `json:"next_cursor"`
 		}
 		if err := json.Unmarshal(w.Body, &page); err != nil {
 			t.Fatalf("list of %q: %v: %s", user, err, w.Body)
