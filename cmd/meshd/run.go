@@ -46,7 +46,9 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.IntVar(&cfg.Module.PoolMax, "pool-max", cfg.Module.PoolMax, "instances per service at most")
 	fs.Int64Var(&cfg.KVCacheBytes, "kv-cache", cfg.KVCacheBytes, "bytes of each service's key-value store kept in memory for reads (0: none); only with the embedded NATS server and no --nats-listen")
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin listener (metrics, health, services); "" or "off" disables it`)
-	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("MESHD_ADMIN_TOKEN"), "bearer token the admin listener requires (default $MESHD_ADMIN_TOKEN)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token the admin listener requires; the process list shows it: prefer $"+adminTokenEnv+" or --admin-token-file")
+	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token the admin listener requires (one line)")
+	allowedHosts := fs.String("admin-allowed-hosts", "", "comma-separated Host names the admin listener answers besides localhost, IP addresses and its own address: name (any port) or name:port; * for any")
 	fs.BoolVar(&cfg.AdminPublic, "admin-public", false, "allow a non-loopback --admin address without a token")
 	fs.BoolVar(&cfg.WasmDebugInfo, "wasm-debug-info", false, "keep the modules' DWARF line tables so trap stack traces name source lines (about 30 ms more per module load)")
 	fs.BoolVar(&cfg.NoWatch, "no-watch", false, "do not reload modules dropped into the plugin directory (SIGHUP still reloads)")
@@ -69,11 +71,21 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	}
 	cfg.Module.MemoryLimitPages = uint32(*memPages)
 	cfg.ConfigFile = *configFile
+	cfg.AdminAllowedHosts = splitHosts(*allowedHosts)
+	token, _, warnings, err := resolveAdminToken(fs, cfg.AdminToken, *tokenFile, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "meshd run:", err)
+		return 2
+	}
+	cfg.AdminToken = token
 
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "meshd run:", err)
 		return 2
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	d, err := daemon.New(cfg, log)
 	if err != nil {
