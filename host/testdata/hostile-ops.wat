@@ -13,6 +13,12 @@
 ;;   5 kv_get       6 kv_set        7 kv_delete   8 discover 9 publish_delayed
 ;;   10 config_get  11 snapshot: output_write of the whole memory (result 0)
 ;; Any other fn answers -99. meshd_http returns 0.
+;;
+;; Fuzz mode, when count is 0xFFFFFFFF: one call of fn with a..e read from
+;; the 6 u32 after count; the output is the whole memory before the call,
+;; whatever the call wrote with output_write, the whole memory after the
+;; call, and the result (4 bytes). The guest itself changes no memory
+;; between the two snapshots.
 (module
   (import "meshd" "input_read"      (func $input_read      (param i32 i32) (result i32)))
   (import "meshd" "output_write"    (func $output_write    (param i32 i32) (result i32)))
@@ -67,6 +73,19 @@
           (then (return (i32.const 3))))))
     (drop (call $input_read (global.get $IN) (local.get $n)))
     (local.set $count (i32.load (global.get $IN)))
+    (if (i32.eq (local.get $count) (i32.const -1))
+      (then
+        (local.set $op (i32.add (global.get $IN) (i32.const 4)))
+        (drop (call $call (i32.const 11) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+        (local.set $r (call $call
+          (i32.load (local.get $op))
+          (i32.load offset=4 (local.get $op)) (i32.load offset=8 (local.get $op))
+          (i32.load offset=12 (local.get $op)) (i32.load offset=16 (local.get $op))
+          (i32.load offset=20 (local.get $op))))
+        (drop (call $call (i32.const 11) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+        (i32.store (i32.const 0) (local.get $r))
+        (drop (call $output_write (i32.const 0) (i32.const 4)))
+        (return (i32.const 0))))
     (local.set $op (i32.add (global.get $IN) (i32.const 4)))
     (block $done
       (loop $ops
