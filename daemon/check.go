@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,8 +32,9 @@ type CheckReport struct {
 // beside the module when empty; none is fine), compile, ABI checks, warm-up
 // with the module's init, describe, the declaration against the exports and
 // grants, and the route table the declaration makes. It does not check route
-// conflicts with other services (it knows none). The report is filled as far
-// as the checks got; err says why the module is refused.
+// conflicts with other services (it knows none; see CheckConflicts). The
+// report is filled as far as the checks got; err says why the module is
+// refused.
 func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (*CheckReport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -66,7 +67,7 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	}
 	defer engine.Close(context.WithoutCancel(ctx))
 
-	s := &service{name: name, file: base, log: log, events: sf.Events}
+	s := &service{name: name, file: base, log: log, events: sf.Events, sf: sf}
 	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log,
 		Discover: func(string) (abi.ServiceInfo, bool) { return abi.ServiceInfo{}, false }}
 	mc := sf.ModuleConfig(Default().Module)
@@ -83,8 +84,8 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 			rep.Exports = append(rep.Exports, e.String())
 		}
 	}
-	if err = json.Unmarshal(s.mod.Declaration(), &s.decl); err != nil {
-		return rep, fmt.Errorf("%s: meshd_describe did not return a JSON declaration: %w", base, err)
+	if s.decl, err = abi.ParseDeclaration(s.mod.Declaration()); err != nil {
+		return rep, fmt.Errorf("%s: meshd_describe: %w", base, err)
 	}
 	rep.Declaration = s.decl
 	if s.decl.Version != "" {
@@ -95,14 +96,30 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	if err = checkDeclaration(s); err != nil {
 		return rep, fmt.Errorf("%s: %w", base, err)
 	}
-	routes := make([]gateway.Route, 0, len(s.decl.Routes))
-	for _, r := range s.decl.Routes {
-		routes = append(routes, gateway.Route{Service: name, Method: r.Method, Path: r.Path})
-	}
-	if err = gateway.New(gateway.Config{}, nil, nil).SetRoutes(routes); err != nil {
+	if err = gateway.New(gateway.Config{}, nil, nil).SetRoutes(routesOf(s)); err != nil {
 		return rep, fmt.Errorf("%s: %w", base, err)
 	}
 	return rep, nil
+}
+
+// CheckConflicts decides the route conflicts between the modules of
+// reports (each as Check filled it; pass those it accepted) as the daemon
+// does at start: a route of one service that overlaps a route of another
+// refuses both services. It returns every refusal, one per module, or nil.
+func CheckConflicts(reports []*CheckReport) error {
+	claims := make([]claim, 0, len(reports))
+	for _, rep := range reports {
+		s := &service{name: rep.Service, decl: rep.Declaration}
+		claims = append(claims, claim{name: rep.Service, file: filepath.Base(rep.File), routes: routesOf(s)})
+	}
+	refused := routeConflicts(claims)
+	var errs []error
+	for _, c := range claims { // in the order of reports
+		if err := refused[c.file]; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // needs is the [grants] a declaration requires.
@@ -124,6 +141,12 @@ func needs(decl *abi.Declaration) []string {
 			types[i] = s.Type
 		}
 		out = append(out, "subscribe = "+quote(types))
+	}
+	for _, r := range decl.Routes {
+		if (gateway.Route{Method: r.Method, Path: r.Path}).CatchAll() {
+			out = append(out, "catch_all = true")
+			break
+		}
 	}
 	return out
 }

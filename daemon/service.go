@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,8 +116,8 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	s = p.s
 	began, tKV, tModule := p.began, p.tKV, p.tModule
 	var tSubs time.Duration
-	if err = json.Unmarshal(s.mod.Declaration(), &s.decl); err != nil {
-		return fmt.Errorf("%s: meshd_describe did not return a JSON declaration: %w", base, err)
+	if s.decl, err = abi.ParseDeclaration(s.mod.Declaration()); err != nil {
+		return fmt.Errorf("%s: meshd_describe: %w", base, err)
 	}
 	if err = checkDeclaration(s); err != nil {
 		return fmt.Errorf("%s: %w", base, err)
@@ -247,17 +246,10 @@ func checkDeclaration(s *service) error {
 	if len(s.decl.Subscriptions) > 0 && !s.mod.Has(runtime.EntryEvent) {
 		errs = append(errs, fmt.Errorf("module declares subscriptions but does not export %s", abi.ExportEvent))
 	}
-	for _, r := range s.decl.Routes {
-		if r.Method == "" || !strings.HasPrefix(r.Path, "/") {
-			errs = append(errs, fmt.Errorf("route %q %q: need a method and a path starting with /", r.Method, r.Path))
-		}
-	}
-	for _, sub := range s.decl.Subscriptions {
-		if err := abi.ValidEventType(sub.Type); err != nil {
-			errs = append(errs, fmt.Errorf("subscription %q: %w", sub.Type, err))
-		}
-	}
 	if err := s.env.Grants.CheckDeclaration(&s.decl); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkCatchAll(s); err != nil { // grants.go
 		errs = append(errs, err)
 	}
 	subscribed := func(typ string) bool {
