@@ -147,8 +147,10 @@ var allowedMethods = []string{
 // matched them. On error the current table keeps serving. The error names
 // every offending route and service: a method outside GET, HEAD, POST, PUT,
 // PATCH, DELETE, OPTIONS; an invalid pattern; two routes with the same
-// method and path (wildcard names aside), or patterns net/http finds in
-// conflict.
+// method and path (wildcard names aside); a route of one service that
+// overlaps a route of another ([Conflicts]: some request matches both, even
+// when net/http would prefer one); or patterns of one service net/http finds
+// in conflict. Routes of one service may overlap each other.
 func (g *Gateway) SetRoutes(routes []Route) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -181,8 +183,8 @@ func (g *Gateway) build(routes []Route, ps *policySet) (*router, error) {
 	rt := &router{mux: http.NewServeMux(), routes: routes}
 
 	var errs []error
-	byKey := make(map[string]Route, len(routes))     // normalised "METHOD /path" → first declaration
-	byPattern := make(map[string]Route, len(routes)) // registered pattern → route
+	byKey := make(map[string]Route, len(routes)) // normalised "METHOD /path" → first declaration
+	valid := make([]Route, 0, len(routes))
 	for _, r := range routes {
 		if err := validateRoute(r); err != nil {
 			errs = append(errs, err)
@@ -197,12 +199,25 @@ func (g *Gateway) build(routes []Route, ps *policySet) (*router, error) {
 			}
 			continue
 		}
+		byKey[key] = r
+		valid = append(valid, r)
+	}
+	// One service may not take requests another's route matches.
+	reported := make(map[[2]Route]bool)
+	for _, c := range Conflicts(valid) {
+		errs = append(errs, c)
+		reported[[2]Route{c.Route, c.Other}] = true
+		reported[[2]Route{c.Other, c.Route}] = true
+	}
+	byPattern := make(map[string]Route, len(valid)) // registered pattern → route
+	for _, r := range valid {
 		h := g.newRouteHandler(r, r.Path, ps)
 		if err := register(rt.mux, h.pattern, h); err != nil {
-			errs = append(errs, describeConflict(r, err, byPattern))
+			if other, ok := conflictingRoute(err, byPattern); !ok || !reported[[2]Route{r, other}] {
+				errs = append(errs, describeConflict(r, err, byPattern))
+			}
 			continue
 		}
-		byKey[key] = r
 		byPattern[h.pattern] = r
 	}
 	if len(errs) > 0 {
@@ -238,15 +253,9 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 // names the route and, for conflicts, the other route and its service.
 func describeConflict(r Route, err error, byPattern map[string]Route) error {
 	msg := err.Error()
-	const marker = "conflicts with pattern \""
-	if i := strings.Index(msg, marker); i >= 0 {
-		rest := msg[i+len(marker):]
-		if j := strings.IndexByte(rest, '"'); j >= 0 {
-			if other, ok := byPattern[rest[:j]]; ok {
-				return fmt.Errorf("gateway: route %q of service %q conflicts with route %q of service %q: both match some requests and neither is more specific",
-					r.Pattern(), r.Service, other.Pattern(), other.Service)
-			}
-		}
+	if other, ok := conflictingRoute(err, byPattern); ok {
+		return fmt.Errorf("gateway: route %q of service %q conflicts with route %q of service %q: both match some requests and neither is more specific",
+			r.Pattern(), r.Service, other.Pattern(), other.Service)
 	}
 	// The panic message starts with the pattern and where it was registered,
 	// which means nothing to an operator; keep the reason only.
@@ -254,6 +263,21 @@ func describeConflict(r Route, err error, byPattern map[string]Route) error {
 		msg = msg[i+2:]
 	}
 	return fmt.Errorf("gateway: route %q of service %q: invalid pattern: %s", r.Pattern(), r.Service, msg)
+}
+
+// conflictingRoute returns the route a ServeMux registration panic says the
+// new pattern conflicts with, if it is one of byPattern.
+func conflictingRoute(err error, byPattern map[string]Route) (Route, bool) {
+	msg := err.Error()
+	const marker = "conflicts with pattern \""
+	if i := strings.Index(msg, marker); i >= 0 {
+		rest := msg[i+len(marker):]
+		if j := strings.IndexByte(rest, '"'); j >= 0 {
+			other, ok := byPattern[rest[:j]]
+			return other, ok
+		}
+	}
+	return Route{}, false
 }
 
 func validateRoute(r Route) error {
