@@ -39,13 +39,14 @@ func GetWazeroVersion() (ret string) {
 		}
 	}
 	if versionMissing(ret) {
-		return Default + "-meshd.2" // don't return parens
+		return Default + "-meshd.3" // don't return parens
 	}
 
 	// meshd's fork compiles loop headers differently (see MESHD-PATCH.md):
 	// its compiled code must not share a compilation cache with upstream's,
-	// and its cache files align the code (change 8: ".2").
-	ret += "-meshd.2"
+	// its cache files align the code (change 8: ".2"), and its code checks
+	// termination at function entry too (change 9: ".3").
+	ret += "-meshd.3"
 
 	// Cache for the subsequent calls.
 	version = ret

@@ -136,9 +136,10 @@ type (
 		// when an exception is caught. Compiled code loads this from execCtx
 		// after the trampoline call to decide which handler to dispatch to.
 		caughtExceptionClauseIdx int64
-		// checkCountdown counts loop headers down to the next check of the
-		// module's exit code (ensureTermination): compiled code calls the
-		// check only when it reaches zero, then sets it back to
+		// checkCountdown counts loop headers, function entries and returns
+		// from calls down to the next check of the module's exit code
+		// (ensureTermination): compiled code calls the check only when it
+		// reaches zero, then sets it back to
 		// wazevoapi.CheckModuleExitCodeInterval.
 		checkCountdown int64
 	}

@@ -154,6 +154,12 @@ func (c *Compiler) lowerBody(entryBlk ssa.BasicBlock) {
 		c.callListenerBefore()
 	}
 
+	// A long run without loops is a long run of calls: check at every
+	// function's entry too (meshd patch, see insertTerminationCheck).
+	if c.ensureTermination {
+		c.insertTerminationCheck()
+	}
+
 	// Pushes the empty control frame which corresponds to the function return.
 	c.loweringState.ctrlPush(controlFrame{
 		kind:           controlFrameKindFunction,
@@ -173,6 +179,67 @@ func (c *Compiler) lowerBody(entryBlk ssa.BasicBlock) {
 			c.initializeCurrentBlockKnownBounds()
 		}
 	}
+}
+
+// insertTerminationCheck counts the execution context's checkCountdown
+// down and, when it reaches zero, calls the check-module-exit-code
+// trampoline (an exit to Go, which notices a closed module and is a
+// preemption point for the Go scheduler) and sets the count back to
+// wazevoapi.CheckModuleExitCodeInterval. It leaves the builder in a new
+// block that follows the check (meshd patch).
+//
+// With ensureTermination it is inserted at every loop header, at the
+// entry of every function body, and after every call (call, call_indirect,
+// call_ref) returns. Code that passes none of these runs inside one
+// function body, without looping, calling or being returned to, so for at
+// most one body's length: a long run loops or calls (recursion, call
+// trees, table calls), and the entry checks bound the way down a deep
+// stack. The checks after calls bound the way back up: without them, the
+// straight-line code each frame runs after its call returns adds up over
+// a deep stack (wazero allows 400 MB of it, millions of frames) to a run
+// that could go on for hours past its deadline.
+func (c *Compiler) insertTerminationCheck() {
+	builder := c.ssaBuilder
+	countdownOffset := wazevoapi.ExecutionContextOffsetCheckCountdown.U32()
+	count := builder.AllocateInstruction().
+		AsLoad(c.execCtxPtrValue, countdownOffset, ssa.TypeI64).
+		Insert(builder).Return()
+	one := builder.AllocateInstruction().AsIconst64(1).Insert(builder).Return()
+	left := builder.AllocateInstruction().AsIsub(count, one).Insert(builder).Return()
+	builder.AllocateInstruction().
+		AsStore(ssa.OpcodeStore, left, c.execCtxPtrValue, countdownOffset).
+		Insert(builder)
+	zero := builder.AllocateInstruction().AsIconst64(0).Insert(builder).Return()
+	positive := builder.AllocateInstruction().
+		AsIcmp(left, zero, ssa.IntegerCmpCondSignedGreaterThan).
+		Insert(builder).Return()
+	checkBlk, contBlk := builder.AllocateBasicBlock(), builder.AllocateBasicBlock()
+	brz := builder.AllocateInstruction()
+	brz.AsBrz(positive, ssa.ValuesNil, checkBlk)
+	builder.InsertInstruction(brz)
+	c.insertJumpToBlock(ssa.ValuesNil, contBlk)
+
+	builder.SetCurrentBlock(checkBlk)
+	checkModuleExitCodePtr := builder.AllocateInstruction().
+		AsLoad(c.execCtxPtrValue,
+			wazevoapi.ExecutionContextOffsetCheckModuleExitCodeTrampolineAddress.U32(),
+			ssa.TypeI64,
+		).Insert(builder).Return()
+
+	args := c.allocateVarLengthValues(1, c.execCtxPtrValue)
+	builder.AllocateInstruction().
+		AsCallIndirect(checkModuleExitCodePtr, &c.checkModuleExitCodeSig, args).
+		Insert(builder)
+	interval := builder.AllocateInstruction().
+		AsIconst64(wazevoapi.CheckModuleExitCodeInterval).Insert(builder).Return()
+	builder.AllocateInstruction().
+		AsStore(ssa.OpcodeStore, interval, c.execCtxPtrValue, countdownOffset).
+		Insert(builder)
+	c.insertJumpToBlock(ssa.ValuesNil, contBlk)
+
+	builder.SetCurrentBlock(contBlk)
+	builder.Seal(checkBlk)
+	builder.Seal(contBlk)
 }
 
 func (c *Compiler) state() *loweringState {
@@ -1353,48 +1420,7 @@ func (c *Compiler) lowerCurrentOpcode() {
 		c.switchTo(originalLen, loopHeader)
 
 		if c.ensureTermination {
-			// Count down, and call the check (an exit to Go) only when the
-			// count reaches zero; the check block sets it back.
-			countdownOffset := wazevoapi.ExecutionContextOffsetCheckCountdown.U32()
-			count := builder.AllocateInstruction().
-				AsLoad(c.execCtxPtrValue, countdownOffset, ssa.TypeI64).
-				Insert(builder).Return()
-			one := builder.AllocateInstruction().AsIconst64(1).Insert(builder).Return()
-			left := builder.AllocateInstruction().AsIsub(count, one).Insert(builder).Return()
-			builder.AllocateInstruction().
-				AsStore(ssa.OpcodeStore, left, c.execCtxPtrValue, countdownOffset).
-				Insert(builder)
-			zero := builder.AllocateInstruction().AsIconst64(0).Insert(builder).Return()
-			positive := builder.AllocateInstruction().
-				AsIcmp(left, zero, ssa.IntegerCmpCondSignedGreaterThan).
-				Insert(builder).Return()
-			checkBlk, contBlk := builder.AllocateBasicBlock(), builder.AllocateBasicBlock()
-			brz := builder.AllocateInstruction()
-			brz.AsBrz(positive, ssa.ValuesNil, checkBlk)
-			builder.InsertInstruction(brz)
-			c.insertJumpToBlock(ssa.ValuesNil, contBlk)
-
-			builder.SetCurrentBlock(checkBlk)
-			checkModuleExitCodePtr := builder.AllocateInstruction().
-				AsLoad(c.execCtxPtrValue,
-					wazevoapi.ExecutionContextOffsetCheckModuleExitCodeTrampolineAddress.U32(),
-					ssa.TypeI64,
-				).Insert(builder).Return()
-
-			args := c.allocateVarLengthValues(1, c.execCtxPtrValue)
-			builder.AllocateInstruction().
-				AsCallIndirect(checkModuleExitCodePtr, &c.checkModuleExitCodeSig, args).
-				Insert(builder)
-			interval := builder.AllocateInstruction().
-				AsIconst64(wazevoapi.CheckModuleExitCodeInterval).Insert(builder).Return()
-			builder.AllocateInstruction().
-				AsStore(ssa.OpcodeStore, interval, c.execCtxPtrValue, countdownOffset).
-				Insert(builder)
-			c.insertJumpToBlock(ssa.ValuesNil, contBlk)
-
-			builder.SetCurrentBlock(contBlk)
-			builder.Seal(checkBlk)
-			builder.Seal(contBlk)
+			c.insertTerminationCheck()
 		}
 	case wasm.OpcodeIf:
 		bt := c.readBlockType()
@@ -1639,6 +1665,9 @@ func (c *Compiler) lowerCurrentOpcode() {
 			break
 		}
 		c.lowerCallIndirect(typeIndex, tableIndex)
+		if c.ensureTermination {
+			c.insertTerminationCheck() // after the callee returned: see insertTerminationCheck
+		}
 
 	case wasm.OpcodeCall:
 		fnIndex := c.readI32u()
@@ -1646,6 +1675,9 @@ func (c *Compiler) lowerCurrentOpcode() {
 			break
 		}
 		c.lowerCall(fnIndex)
+		if c.ensureTermination {
+			c.insertTerminationCheck() // after the callee returned: see insertTerminationCheck
+		}
 
 	case wasm.OpcodeDrop:
 		if state.unreachable {
@@ -3853,6 +3885,9 @@ func (c *Compiler) lowerCurrentOpcode() {
 			break
 		}
 		c.lowerCallRef(typeIndex)
+		if c.ensureTermination {
+			c.insertTerminationCheck() // after the callee returned: see insertTerminationCheck
+		}
 
 	case wasm.OpcodeReturnCallRef:
 		typeIndex := c.readI32u()

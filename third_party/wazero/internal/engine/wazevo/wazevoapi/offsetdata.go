@@ -249,10 +249,10 @@ func align8(o Offset) Offset {
 	return (o + 7) &^ 7
 }
 
-// CheckModuleExitCodeInterval is how many loop headers compiled code passes
-// between two calls of the check-module-exit-code trampoline when
-// termination is ensured. Each call exits to Go, which is what lets a
-// deadline close the module and the Go scheduler preempt the goroutine;
-// doing it at every loop header made loop-heavy guests several times
-// slower.
+// CheckModuleExitCodeInterval is how many loop headers, function entries
+// and returns from calls compiled code passes between two calls of the
+// check-module-exit-code trampoline when termination is ensured. Each call
+// exits to Go, which is what lets a deadline close the module and the Go
+// scheduler preempt the goroutine; doing it at every loop header made
+// loop-heavy guests several times slower.
 const CheckModuleExitCodeInterval = 1000
