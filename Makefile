@@ -13,7 +13,7 @@ ADMIN     ?= 127.0.0.1:8081
 DATA      ?= build/data
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build plugins fixtures tools run run-gateway test test-short bench lint clean help FORCE
+.PHONY: all build plugins fixtures tools run run-gateway test test-short bench lint fuzz clean help FORCE
 
 all: build plugins
 
@@ -24,6 +24,7 @@ help:
 	@echo "make bench    run the Go benchmarks (figures in README)"
 	@echo "make build    bin/meshd;  make plugins  build/plugins/*.wasm"
 	@echo "make lint     gofmt and go vet"
+	@echo "make fuzz     every Fuzz target for FUZZTIME each (default 1m; CI runs 5s)"
 
 build: bin/meshd
 
@@ -85,6 +86,20 @@ loadtest: build plugins
 	  echo "installing wrk"; \
 	  $(APT_INSTALL) wrk >/dev/null; }
 	timeout 300 internal/loadtest/run.sh
+
+# Every Fuzz target of the repository (not the wazero fork), one after
+# another, FUZZTIME each. CI runs them briefly (FUZZTIME=5s); a longer run
+# is `make fuzz FUZZTIME=10m`. A failing input is written under the
+# package's testdata/fuzz/ and then replays in every `go test`.
+FUZZTIME ?= 1m
+fuzz: plugins fixtures
+	@set -e; for file in $$(git ls-files '*_test.go' | grep -v '^third_party/' | xargs grep -l '^func Fuzz'); do \
+	  pkg=./$$(dirname $$file); \
+	  for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+	    echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
