@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,5 +248,18 @@ func TestGatewayChunkedRequestServed(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !resp.Close {
 		t.Fatalf("status %d, close %v: want 200 and a closed connection", resp.StatusCode, resp.Close)
+	}
+}
+
+// The checks before routing cost a request that passes them nothing.
+func TestEdgeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	e := newEdge(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ServerConfig{})
+	r := httptest.NewRequest("POST", "/orders/1?x=y", nil)
+	w := httptest.NewRecorder()
+	if n := testing.AllocsPerRun(100, func() { e.ServeHTTP(w, r) }); n != 0 {
+		t.Fatalf("%v allocations per request, want 0", n)
 	}
 }
