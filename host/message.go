@@ -3,20 +3,25 @@ package host
 import (
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
+
+	"github.com/meshd/meshd/abi"
 )
 
-// maxQuoted is the most guest bytes a host message quotes.
-const maxQuoted = 64
-
-// quote is how guest bytes appear in a host function's error message: at
-// most maxQuoted bytes, %q-quoted (control bytes, quotes and invalid UTF-8
-// escaped), followed by "…(N bytes)" when b is longer. It copies at most
-// maxQuoted bytes of b, however long b is.
-func quote[T ~string | ~[]byte](b T) string {
-	if len(b) <= maxQuoted {
-		return strconv.Quote(string(b))
+// quote is how guest bytes appear in a host function's message:
+// abi.Excerpt (Go-quoted, cut to 64 bytes with the full length after it).
+// Bytes are handed to Excerpt without a copy (Excerpt keeps nothing of its
+// argument; guest memory does not change while a host function runs), so a
+// guest range of any length costs 64 bytes.
+func quote[T string | []byte](b T) string {
+	if len(b) == 0 {
+		return abi.Excerpt("")
 	}
-	return strconv.Quote(string(b[:maxQuoted])) + "…(" + strconv.Itoa(len(b)) + " bytes)"
+	if s, ok := any(b).(string); ok {
+		return abi.Excerpt(s)
+	}
+	p := []byte(b) // no copy: T is a byte slice here
+	return abi.Excerpt(unsafe.String(&p[0], len(p)))
 }
 
 // clip cuts a host-made text (an error from a store) to n bytes, marked.
