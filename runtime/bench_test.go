@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/meshd/meshd/internal/wattest"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -68,5 +69,24 @@ func BenchmarkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		_ = m.Close(ctx)
+	}
+}
+
+// BenchmarkInvokeCallTree is the worst case for the termination check at
+// function entry (third_party/wazero/MESHD-PATCH.md, change 9): a call
+// whose guest does nothing but make 2^13 calls (term-recursion.wat at
+// depth 12), each of them paying the check.
+func BenchmarkInvokeCallTree(b *testing.B) {
+	ctx := context.Background()
+	m, err := newEngine(b).Load(ctx, wattest.Build(b, "testdata/term-recursion.wat"), testHost, runtime.ModuleConfig{Name: "term"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Close(ctx) })
+	c := &runtime.Call{Input: make([]byte, 12)}
+	for b.Loop() {
+		if err := m.Invoke(ctx, runtime.EntryHTTP, c); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

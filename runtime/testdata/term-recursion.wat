@@ -1,0 +1,24 @@
+;; A call tree without loops: f(n) calls f(n-1) twice, so f(n) makes 2^(n+1)
+;; calls; meshd_http calls f(input length), 40 in the tests (2^41 calls),
+;; fewer in BenchmarkInvokeCallTree.
+;; Part of the termination tests (termination_test.go): no function of
+;; this guest contains a loop, so only the checks at function entry can
+;; stop it at its deadline.
+(module
+  (import "meshd" "output_write" (func $output_write (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{\"name\":\"term\"}")
+  (func (export "meshd_abi_v1"))
+  (func (export "meshd_describe") (result i32)
+    (drop (call $output_write (i32.const 0) (i32.const 15)))
+    (i32.const 0))
+
+  (func $f (param $n i32)
+    (if (i32.eqz (local.get $n)) (then (return)))
+    (call $f (i32.sub (local.get $n) (i32.const 1)))
+    (call $f (i32.sub (local.get $n) (i32.const 1))))
+
+  (func (export "meshd_http") (param $n i32) (result i32)
+    (call $f (local.get $n))
+    (i32.const 0))
+)
