@@ -72,10 +72,10 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-// BenchmarkInvokeCallTree is the worst case for the termination check at
-// function entry (third_party/wazero/MESHD-PATCH.md, change 9): a call
-// whose guest does nothing but make 2^13 calls (term-recursion.wat at
-// depth 12), each of them paying the check.
+// BenchmarkInvokeCallTree is the worst case for the termination checks at
+// function entry and after calls (third_party/wazero/MESHD-PATCH.md,
+// change 9): a call whose guest does nothing but make 2^13 calls
+// (term-recursion.wat at depth 12), each of them paying both.
 func BenchmarkInvokeCallTree(b *testing.B) {
 	ctx := context.Background()
 	m, err := newEngine(b).Load(ctx, wattest.Build(b, "testdata/term-recursion.wat"), testHost, runtime.ModuleConfig{Name: "term"})
