@@ -178,3 +178,37 @@ func TestApplyRevisions(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyEach: ApplyEach stores in order, as Apply does, but one write
+// at a time: a refused write leaves those before it stored (what Apply
+// never does).
+func TestApplyEach(t *testing.T) {
+	ns := newJS(t)
+	ctx := ctxT(t)
+	js := ns.JetStream()
+	st := openStore(t, js, "rm", nil)
+	if err := st.ApplyEach(ctx, []Op{{Key: "a", Value: []byte("1")}, {Key: "a", Value: []byte("2")}, {Key: "b", Value: []byte("3")}, {Key: "b", Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.Get(ctx, "a"); err != nil || string(v) != "2" {
+		t.Fatalf("a = %q, %v", v, err)
+	}
+	if _, err := st.Get(ctx, "b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("b: %v", err)
+	}
+	stream, err := js.Stream(ctx, "KV_"+BucketPrefix+"rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxMsgSize = 256
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ApplyEach(ctx, []Op{{Key: "c", Value: []byte("1")}, {Key: "d", Value: make([]byte, 300)}}); err == nil {
+		t.Fatal("ApplyEach with a refused write succeeded")
+	}
+	if v, err := st.Get(ctx, "c"); err != nil || string(v) != "1" {
+		t.Fatalf("c = %q, %v; the write before the refused one is stored", v, err)
+	}
+}

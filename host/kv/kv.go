@@ -231,7 +231,8 @@ type Op struct {
 // limit (Options.MaxBatch), before anything is sent. After an error none of
 // ops is stored, except when the commit was sent and its answer was lost
 // (ctx ended, the connection broke): then the server may still have stored
-// all of them.
+// all of them. (A server that fails to write its disk halfway through a
+// commit stores the rest when it next starts.)
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	switch len(ops) {
 	case 0:
@@ -246,20 +247,11 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) > s.maxBatch {
 		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, len(ops), s.service, s.maxBatch)
 	}
-	maxPayload := s.js.Conn().MaxPayload()
-	msgs := make([]*nats.Msg, len(ops))
-	for i, op := range ops {
-		if err := checkKey(op.Key); err != nil {
-			return err
-		}
-		if int64(len(op.Value)) > maxPayload-batchHeaderBytes {
-			return fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the server's %d less %d for batch headers: %w",
-				s.service, op.Key, len(op.Value), maxPayload, batchHeaderBytes, nats.ErrMaxPayload)
-		}
-		msgs[i] = s.message(op)
+	msgs, err := s.messages(ops, batchHeaderBytes)
+	if err != nil {
+		return err
 	}
 	var first uint64
-	var err error
 	select {
 	case s.slots <- struct{}{}:
 		first, err = jsasync.PublishAtomic(ctx, s.js, msgs)
@@ -274,6 +266,48 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 		return fmt.Errorf("kv: apply %d writes to %s: %w", len(ops), s.service, err)
 	}
 	return nil
+}
+
+// ApplyEach makes the writes ops, in order, as Apply does, but not as one
+// batch: it sends them all, then waits for every acknowledgement, so an
+// error or a crash can leave some stored and others not. It is for writes
+// that need no atomicity and many of which are made (a read model's, which
+// its idempotent projections and a replay repair): an atomic batch costs
+// the server a staging store of its own (on a single-replica file stream,
+// one on disk, with its fsyncs), which made an Apply of two writes about
+// 300 times slower than this (BenchmarkApply: 15 ms against 49 µs).
+func (s *Store) ApplyEach(ctx context.Context, ops []Op) error {
+	msgs, err := s.messages(ops, 0)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, r := range jsasync.Publish(ctx, s.js, msgs, nil) {
+		s.wrote(ops[i], r.Seq, r.Err)
+		if r.Err != nil {
+			errs = append(errs, s.opErr(ops[i], r.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// messages checks every key and value of ops, values against the server's
+// payload limit less headroom (for headers the messages will get), and
+// returns the messages that store them.
+func (s *Store) messages(ops []Op, headroom int64) ([]*nats.Msg, error) {
+	maxPayload := s.js.Conn().MaxPayload() - headroom
+	msgs := make([]*nats.Msg, len(ops))
+	for i, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return nil, err
+		}
+		if int64(len(op.Value)) > maxPayload {
+			return nil, fmt.Errorf("kv: put %s/%q: value of %d bytes exceeds the %d a write may hold: %w",
+				s.service, op.Key, len(op.Value), maxPayload, nats.ErrMaxPayload)
+		}
+		msgs[i] = s.message(op)
+	}
+	return msgs, nil
 }
 
 // message is the message that stores op in the bucket, as KeyValue.Put and
