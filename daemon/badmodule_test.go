@@ -9,7 +9,8 @@ import (
 
 // TestBadModulesAreRefused drops broken modules beside the good ones: each is
 // refused with a log line naming the file and the reason, and the good
-// services load and serve.
+// services load and serve. (A module contesting a good one's routes at
+// start refuses both: routeconflict_test.go.)
 func TestBadModulesAreRefused(t *testing.T) {
 	conformance := wattest.Build(t, "../host/testdata/conformance.wat")
 	td := startDaemon(t, map[string][]byte{
@@ -17,8 +18,6 @@ func TestBadModulesAreRefused(t *testing.T) {
 		"truncated.wasm": conformance[:len(conformance)/2],
 		"nomarker.wasm":  wattest.Build(t, "testdata/nomarker.wat"),
 		"inittrap.wasm":  wattest.Build(t, "testdata/inittrap.wat"),
-		// Declares POST /orders; loads after order.wasm (files load in name order).
-		"shadow.wasm": wattest.Build(t, "testdata/duproute.wat"),
 		// The conformance guest again, under another name and with no grants file.
 		"rogue.wasm": conformance,
 	}, nil)
@@ -29,7 +28,6 @@ func TestBadModulesAreRefused(t *testing.T) {
 		"truncated.wasm": {"invalid module"},
 		"nomarker.wasm":  {"meshd_abi_v1"},
 		"inittrap.wasm":  {"_initialize"},
-		"shadow.wasm":    {"/orders", "order"},
 		"rogue.wasm":     {"WAT_EVENT is not granted", "declares name", "conformance"},
 	}
 	for file, reasons := range refused {

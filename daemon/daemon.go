@@ -179,15 +179,22 @@ func (d *Daemon) loadDir(ctx context.Context) {
 		d.log.Error("cannot read plugin directory", slog.String("dir", d.cfg.PluginDir), slog.Any("error", err))
 		return
 	}
-	// The slow part of each load at once, then the checks and swaps one by
-	// one in name order as before.
-	d.prepareAll(ctx, d.pluginPaths())
+	// The slow part of each load at once; then route conflicts, decided
+	// with every declaration at hand (routeconflict.go), so that name order
+	// does not decide who gets a contested route; then the checks and swaps
+	// one by one in name order.
+	paths := d.pluginPaths()
+	d.prepareAll(ctx, paths)
 	defer d.dropPrepared()
+	refused := d.refuseStartConflicts(ctx, paths)
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
 			continue
 		}
 		path := filepath.Join(d.cfg.PluginDir, e.Name())
+		if refused[path] {
+			continue
+		}
 		if wasm := d.preparedBytes(path); wasm != nil {
 			_ = d.loadLogged(ctx, path, wasm) // logs a refusal
 		} else {

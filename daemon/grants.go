@@ -9,7 +9,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -23,6 +25,10 @@ type ServiceFile struct {
 		Subscribe []string `toml:"subscribe"`
 		KV        bool     `toml:"kv"`
 		Discover  []string `toml:"discover"`
+		// CatchAll lets the module declare catch-all routes ("/",
+		// "/{rest...}"), which answer every path of their method that no
+		// other route takes (checkCatchAll).
+		CatchAll bool `toml:"catch_all"`
 	} `toml:"grants"`
 	Limits struct {
 		MemoryPages    uint32   `toml:"memory_pages"`
@@ -121,4 +127,24 @@ func (sf *ServiceFile) ModuleConfig(base runtime.ModuleConfig) runtime.ModuleCon
 	set(&base.MaxInputBytes, l.MaxInputBytes)
 	set(&base.MaxOutputBytes, l.MaxOutputBytes)
 	return base
+}
+
+// checkCatchAll refuses the catch-all routes of s's declaration ("/",
+// "/{rest...}": every path of their method that no more specific route
+// takes) unless its service file grants catch_all. Such a route yields to
+// every more specific route of another service, but it gets the requests of
+// a service that is not loaded, removed or refused: the operator decides.
+func checkCatchAll(s *service) error {
+	if s.sf.Grants.CatchAll {
+		return nil
+	}
+	var errs []error
+	for _, r := range s.decl.Routes {
+		gr := gateway.Route{Service: s.name, Method: r.Method, Path: r.Path}
+		if gr.CatchAll() {
+			errs = append(errs, fmt.Errorf("route %s %s matches every path (a catch-all) and needs catch_all = true under [grants] in %s.toml",
+				abi.Excerpt(r.Method), abi.Excerpt(r.Path), s.name))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -11,18 +11,20 @@ import (
 )
 
 func init() {
-	commands["check"] = command{usage: "check FILE.wasm [--config FILE.toml]",
-		summary: "validate a module as the daemon would and print what it declares", run: runCheck}
+	commands["check"] = command{usage: "check FILE.wasm... [--config FILE.toml]",
+		summary: "validate modules as the daemon would and print what they declare", run: runCheck}
 }
 
-// runCheck is `meshd check`: exit 0 when the module would be served, 1 when
-// it would be refused, 2 on bad usage.
+// runCheck is `meshd check`: exit 0 when the modules would be served, 1 when
+// one would be refused, 2 on bad usage. Several modules are also checked
+// together, as the daemon does at start: a route of one service that
+// overlaps a route of another refuses both.
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meshd check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "grants file (default: <name>.toml beside the module, if any)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: meshd check FILE.wasm [--config FILE.toml]")
+		fmt.Fprintln(stderr, "usage: meshd check FILE.wasm... [--config FILE.toml]")
 		fs.PrintDefaults()
 	}
 	// Accept the flag before or after the file.
@@ -37,18 +39,37 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		files = append(files, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(files) != 1 {
+	if len(files) == 0 || (len(files) > 1 && *config != "") {
 		fs.Usage()
 		return 2
 	}
-	rep, err := daemon.Check(context.Background(), files[0], *config, nil)
-	printReport(stdout, rep)
-	if err != nil {
-		fmt.Fprintf(stdout, "REFUSED: %v\n", err)
+	code := 0
+	var accepted []*daemon.CheckReport
+	for i, file := range files {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		rep, err := daemon.Check(context.Background(), file, *config, nil)
+		printReport(stdout, rep)
+		if err != nil {
+			fmt.Fprintf(stdout, "REFUSED: %v\n", err)
+			code = 1
+			continue
+		}
+		accepted = append(accepted, rep)
+	}
+	if err := daemon.CheckConflicts(accepted); err != nil {
+		fmt.Fprintf(stdout, "\nREFUSED together (route conflicts):\n%v\n", err)
 		return 1
 	}
-	fmt.Fprintln(stdout, "OK: meshd would serve this module")
-	return 0
+	switch {
+	case code != 0:
+	case len(files) == 1:
+		fmt.Fprintln(stdout, "OK: meshd would serve this module")
+	default:
+		fmt.Fprintln(stdout, "\nOK: meshd would serve these modules together")
+	}
+	return code
 }
 
 func printReport(w io.Writer, rep *daemon.CheckReport) {
