@@ -142,8 +142,8 @@ func checkCatchAll(s *service) error {
 	for _, r := range s.decl.Routes {
 		gr := gateway.Route{Service: s.name, Method: r.Method, Path: r.Path}
 		if gr.CatchAll() {
-			errs = append(errs, fmt.Errorf("route %s %s matches every path (a catch-all) and needs catch_all = true under [grants] in %s.toml",
-				abi.Excerpt(r.Method), abi.Excerpt(r.Path), s.name))
+			errs = append(errs, fmt.Errorf("route %s matches every path (a catch-all) and needs catch_all = true under [grants] in %s.toml",
+				abi.Excerpt(gr.Pattern()), s.name))
 		}
 	}
 	return errors.Join(errs...)
