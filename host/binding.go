@@ -66,6 +66,11 @@ type binding struct {
 // rest is room for longer configured stream names.
 const eventOverhead = 1024
 
+// kvBatchHeadroom is what the store keeps of the NATS payload limit for the
+// headers of a write in an atomic batch (host/kv's batchHeaderBytes), so
+// the largest value kv_set takes is the limit less this.
+const kvBatchHeadroom = 128
+
 // ret stores an i32 result.
 func ret(stack []uint64, v int32) { stack[0] = api.EncodeI32(v) }
 
@@ -360,8 +365,9 @@ func (b *binding) kvSet(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	// A key-value write is one NATS message of the value (the key is its
-	// subject); the store refuses a larger one when it is applied.
-	if mp := b.env.maxPayload(); mp > 0 && int64(len(v)) > mp {
+	// subject), with batch headers when the invocation writes several keys;
+	// the store refuses a larger one when it is applied.
+	if mp := b.env.maxPayload() - kvBatchHeadroom; mp > 0 && int64(len(v)) > mp {
 		fail(stack, c, abi.CodeTooLarge, "value of "+strconv.Itoa(len(v))+" bytes for key "+quote(key)+" does not fit the store's message size ("+strconv.FormatInt(mp, 10)+" bytes)")
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/natsd"
 	"github.com/meshd/meshd/runtime"
 )
@@ -83,4 +84,58 @@ func publishOnce(t *testing.T, m *runtime.Module, typ string, n int, traceParent
 		t.Fatal(err)
 	}
 	return int32(binary.LittleEndian.Uint32(c.Output[4:])), inv
+}
+
+// The largest value kv_set accepts is stored by the real store, in an
+// atomic batch with another write of the same size.
+func TestLargestAcceptedValueFitsTheStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	store, err := kv.Open(ctx, ns.JetStream(), "hostile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := hostileEnv()
+	env.MaxPayload = ns.Conn().MaxPayload
+	m := hostile(t, env)
+
+	mp := int(ns.Conn().MaxPayload())
+	var s script
+	k1, k2 := s.put([]byte("k1")), s.put([]byte("k2"))
+	v := s.put(make([]byte, mp))
+	s.call(fnKVSet, 1, k1, 2, v, uint32(mp))      // refused: no room for batch headers
+	s.call(fnKVSet, 1, k1, 2, v, uint32(mp-2048)) // accepted, whatever the headroom
+	res, _ := run(t, m, &s)
+	if res[0] != -int32(abi.CodeTooLarge) || res[1] != 0 {
+		t.Fatalf("results %v", res)
+	}
+	// The largest accepted value.
+	lo, hi := mp-2048, mp-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		s.ops = nil
+		s.call(fnKVSet, 1, k1, 2, v, uint32(mid))
+		if res, _ := run(t, m, &s); res[0] == 0 {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	n := lo
+	s.ops = nil
+	s.call(fnKVSet, 1, k1, 2, v, uint32(n))
+	s.call(fnKVSet, 1, k2, 2, v, uint32(n))
+	res, inv := run(t, m, &s)
+	if res[0] != 0 || res[1] != 0 || len(inv.Writes) != 2 {
+		t.Fatalf("results %v, %d writes", res, len(inv.Writes))
+	}
+	ops := []kv.Op{kv.Op(inv.Writes[0]), kv.Op(inv.Writes[1])}
+	if err := store.Apply(ctx, ops); err != nil {
+		t.Fatalf("the store refused two values of %d bytes that kv_set accepted: %v", n, err)
+	}
 }

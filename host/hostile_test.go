@@ -250,7 +250,7 @@ func TestEffectsTooLargeForNATSAreRefusedAtTheCall(t *testing.T) {
 	s.call(fnPublish, 1, typ, 13, big, 1<<20)
 	s.call(fnPublishDelayed, 1, typ, 13, big, 1<<20, 5)
 	s.call(fnPublish, 1, typ, 13, small, uint32(fits))
-	s.call(fnKVSet, 1, k, 1, big, 1<<20)
+	s.call(fnKVSet, 1, k, 1, big, 1<<20-128)
 	res, inv := run(t, m, &s)
 	want(t, res, tooLarge, tooLarge, 0, 0)
 	if len(inv.Events) != 1 || len(inv.Writes) != 1 {
@@ -260,8 +260,8 @@ func TestEffectsTooLargeForNATSAreRefusedAtTheCall(t *testing.T) {
 	// A server with a smaller maximum payload than the value cap.
 	payload = 512 << 10
 	s.ops = nil
-	s.call(fnKVSet, 1, k, 1, big, 512<<10+1)
-	s.call(fnKVSet, 1, k, 1, big, 512<<10)
+	s.call(fnKVSet, 1, k, 1, big, 512<<10-127)
+	s.call(fnKVSet, 1, k, 1, big, 512<<10-128)
 	res, inv = run(t, m, &s)
 	want(t, res, tooLarge, 0)
 	if len(inv.Writes) != 1 {
