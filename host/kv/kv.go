@@ -75,9 +75,11 @@ const MaxBatchesInFlight = 50
 // atomic batch may hold.
 var ErrTooManyWrites = errors.New("kv: too many writes for one atomic batch")
 
-// batchHeaderBytes bounds the headers a write carries in a batch (batch
-// id, sequence and commit), which count toward the server's payload limit.
-const batchHeaderBytes = 128
+// BatchHeaderBytes bounds the headers a write carries in an atomic batch
+// (batch id, sequence, commit, a delete's operation: 123 bytes at most),
+// which count toward the server's payload limit: a value in a batch may
+// hold the payload limit less this.
+const BatchHeaderBytes = 128
 
 var slotsByBucket sync.Map // bucket name → chan struct{} of MaxBatchesInFlight
 
@@ -247,7 +249,7 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) > s.maxBatch {
 		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, len(ops), s.service, s.maxBatch)
 	}
-	msgs, err := s.messages(ops, batchHeaderBytes)
+	msgs, err := s.messages(ops, BatchHeaderBytes)
 	if err != nil {
 		return err
 	}
