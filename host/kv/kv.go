@@ -5,6 +5,11 @@
 // and has no way to name another. Guest keys are arbitrary byte strings; they
 // are escaped into the NATS key alphabet (see escapeKey) so any key a guest
 // can send is storable, and Keys returns them decoded.
+//
+// Apply makes an invocation's writes all or none: several writes go as one
+// JetStream atomic batch (nats-server 2.12 and later), at most
+// DefaultMaxBatch of them. ApplyEach is the cheaper path for writes that
+// need no atomicity.
 package kv
 
 import (
