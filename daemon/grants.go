@@ -32,6 +32,7 @@ type ServiceFile struct {
 	} `toml:"grants"`
 	Limits struct {
 		MemoryPages    uint32   `toml:"memory_pages"`
+		TableEntries   uint32   `toml:"table_entries"`
 		CallTimeout    duration `toml:"call_timeout"`
 		PoolMin        int      `toml:"pool_min"`
 		PoolMax        int      `toml:"pool_max"`
@@ -91,6 +92,13 @@ func parseServiceFile(path string, b []byte) (sf ServiceFile, err error) {
 	if l.PoolMax > 0 && l.PoolMin > l.PoolMax {
 		errs = append(errs, fmt.Errorf("%s: limits.pool_min (%d) is above limits.pool_max (%d)", path, l.PoolMin, l.PoolMax))
 	}
+	if l.MemoryPages > runtime.MaxMemoryLimitPages || (l.MemoryPages == 0 && md.IsDefined("limits", "memory_pages")) {
+		errs = append(errs, fmt.Errorf("%s: limits.memory_pages = %d: must be 1 to %d (pages of 64 KiB; %d is the 4 GiB a 32-bit memory can address)",
+			path, l.MemoryPages, runtime.MaxMemoryLimitPages, runtime.MaxMemoryLimitPages))
+	}
+	if l.TableEntries == 0 && md.IsDefined("limits", "table_entries") {
+		errs = append(errs, fmt.Errorf("%s: limits.table_entries = 0: must be at least 1", path))
+	}
 	if l.CallTimeout.Duration < 0 || l.AcquireTimeout.Duration < 0 {
 		errs = append(errs, fmt.Errorf("%s: limits: durations must not be negative", path))
 	}
@@ -114,6 +122,9 @@ func (sf *ServiceFile) ModuleConfig(base runtime.ModuleConfig) runtime.ModuleCon
 	}
 	if l.MemoryPages > 0 {
 		base.MemoryLimitPages = l.MemoryPages
+	}
+	if l.TableEntries > 0 {
+		base.MaxTableEntries = l.TableEntries
 	}
 	if l.CallTimeout.Duration > 0 {
 		base.CallTimeout = l.CallTimeout.Duration
