@@ -149,9 +149,18 @@ func (d *Daemon) compileDir(ctx context.Context) {
 		jobs[path] = job
 		go func() {
 			defer close(job.done)
+			ctx, stop := d.loadContext(ctx) // Shutdown stops an initialiser
+			defer stop()
+			// A slot for compiling, which takes a CPU; not for the
+			// initialiser, which may sleep or loop until its timeout:
+			// the other modules go on meanwhile.
 			sem <- struct{}{}
-			defer func() { <-sem }()
-			job.p = d.compileAndLink(ctx, path) // nil: loadDir reads it again and says why
+			p := d.compileFile(ctx, path)
+			<-sem
+			if p != nil {
+				d.link(ctx, p)
+			}
+			job.p = p // nil: loadDir reads it again and says why
 		}()
 	}
 	d.preparedMu.Lock()
@@ -190,16 +199,6 @@ func (d *Daemon) compileFile(ctx context.Context, path string) *prepared {
 	return p
 }
 
-// compileAndLink is compileFile, then link: all of a prepare but the KV
-// bucket. nil when the file cannot be read.
-func (d *Daemon) compileAndLink(ctx context.Context, path string) *prepared {
-	p := d.compileFile(ctx, path)
-	if p != nil {
-		d.link(ctx, p)
-	}
-	return p
-}
-
 // pluginPaths lists the module files of the plugin directory (nil when it
 // cannot be read; loadDir says why).
 func (d *Daemon) pluginPaths() []string {
@@ -235,8 +234,8 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 			// Each module is finished as soon as its own compile is done,
 			// while the others may still compile.
 			p := job.wait()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+			ctx, stop := d.loadContext(ctx)
+			defer stop()
 			// The watcher started after compileDir read the file: a change
 			// in between would never be reported, so a file that changed
 			// since is prepared again from its bytes now.
@@ -245,9 +244,13 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 				p = nil
 			}
 			if p == nil {
-				if p = d.compileAndLink(ctx, path); p == nil {
+				sem <- struct{}{} // for compiling only, as in compileDir
+				p = d.compileFile(ctx, path)
+				<-sem
+				if p == nil {
 					return // loadModule reads it again and says why
 				}
+				d.link(ctx, p)
 			}
 			d.openKV(ctx, p)
 			results[i] = p
@@ -268,6 +271,31 @@ func (d *Daemon) prepareAll(ctx context.Context, paths []string) {
 		if p != nil {
 			d.prepared[paths[i]] = p
 		}
+	}
+}
+
+// prepareAhead prepares path's module from wasm, unless that was done
+// already, and keeps it for loadModule to take: the slow part of a load
+// (up to the initialiser's timeout), done before the load takes
+// reload.mu, so that other services load meanwhile. The caller holds the
+// service's lock.
+func (d *Daemon) prepareAhead(ctx context.Context, path string, wasm []byte) {
+	if !abi.ValidServiceName(serviceOf(path)) {
+		return // loadModule refuses it, and says why
+	}
+	p, sum := d.takePrepared(path, wasm)
+	if p == nil {
+		p = d.prepare(ctx, path, wasm, sum)
+	}
+	d.preparedMu.Lock()
+	if d.prepared == nil {
+		d.prepared = make(map[string]*prepared)
+	}
+	old := d.prepared[path]
+	d.prepared[path] = p
+	d.preparedMu.Unlock()
+	if old != nil {
+		old.discard()
 	}
 }
 

@@ -17,12 +17,33 @@ import (
 )
 
 // reloadState is the daemon's hot-reload machinery: the plugin-directory
-// watcher, the lock that makes loads, replacements and removals happen one
-// at a time, and the last load error of each service.
+// watcher, the locks that order loads, replacements and removals, the
+// loads in progress, and the last load error of each service.
 //
-// Lock order: reloadState.mu, then Daemon.mu.
+// A load prepares its module (compile, instantiate, run the initialiser,
+// open the KV bucket: the slow part, up to the initialiser's timeout)
+// holding only its service's lock, so that loads of different services
+// run side by side and one slow initialiser costs only its own service;
+// the checks against the other services and the swap then run one at a
+// time, under mu. Shutdown cancels the loads in progress and waits for
+// them.
+//
+// Lock order: a service's lock (services), then reloadState.mu, then
+// Daemon.mu.
 type reloadState struct {
-	mu sync.Mutex // held for a whole load, replacement or removal
+	mu       sync.Mutex // held for the checks and swap of a load, and for a removal
+	services sync.Map   // service name → *sync.Mutex held for its whole load or removal
+
+	loadMu  sync.Mutex     // orders loading.Add after d.closed against stopWatchers' Wait
+	loading sync.WaitGroup // loads and file-change workers in progress
+	stop    struct {
+		once   sync.Once
+		ctx    context.Context // cancelled when Shutdown begins
+		cancel context.CancelFunc
+	}
+
+	changeMu sync.Mutex
+	changes  map[string]*runtime.WatchEvent // service → its latest change not handled yet
 
 	wmu      sync.Mutex       // guards watcher and watchers
 	watcher  *runtime.Watcher // of the plugin directory (Reload rescans it)
@@ -96,9 +117,10 @@ func (d *Daemon) startWatcher(ctx context.Context) error {
 	return nil
 }
 
-// stopWatchers stops every watcher, cancelling a load in progress, and
-// waits for it.
+// stopWatchers cancels the loads in progress, stops every watcher and
+// waits for the loads. Shutdown calls it once d.closed is set.
 func (d *Daemon) stopWatchers(ctx context.Context) error {
+	d.cancelLoads()
 	d.reload.wmu.Lock()
 	ws := d.reload.watchers
 	d.reload.watcher, d.reload.watchers = nil, nil
@@ -108,16 +130,107 @@ func (d *Daemon) stopWatchers(ctx context.Context) error {
 		errs = append(errs, w.Close(ctx))
 	}
 	err := errors.Join(errs...)
-	// Wait for a load in progress (watcher or Reload): compiling cannot be
-	// cancelled, and the engine it compiles with is closed next. Later loads
-	// see d.closed and do nothing.
-	d.reload.mu.Lock()
-	d.reload.mu.Unlock() //nolint:staticcheck // empty critical section: a barrier
+	// Wait for the loads in progress (watcher, Reload, LoadFile), cancelled
+	// above: an initialiser stops at once; compiling cannot be cancelled,
+	// and the engine it compiles with is closed next. Later loads see
+	// d.closed and do nothing.
+	d.reload.loadMu.Lock()
+	d.reload.loadMu.Unlock() //nolint:staticcheck // empty critical section: a barrier, loading.Add is done under it
+	d.reload.loading.Wait()
 	return err
 }
 
-// onFileChange handles one settled change in the plugin directory.
-func (d *Daemon) onFileChange(ctx context.Context, ev runtime.WatchEvent) error {
+// stopContext is cancelled when Shutdown begins.
+func (d *Daemon) stopContext() context.Context {
+	st := &d.reload.stop
+	st.once.Do(func() { st.ctx, st.cancel = context.WithCancel(context.Background()) })
+	return st.ctx
+}
+
+// cancelLoads cancels every load in progress and every later one.
+func (d *Daemon) cancelLoads() {
+	d.stopContext()
+	d.reload.stop.cancel()
+}
+
+// loadContext is ctx, also cancelled when Shutdown begins: loads run under
+// it, so that an initialiser that sleeps or loops does not hold Shutdown
+// up to its timeout. Call stop when the load is done.
+func (d *Daemon) loadContext(ctx context.Context) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(d.stopContext(), cancel)
+	return ctx, func() { unhook(); cancel() }
+}
+
+// beginLoad counts a load in progress for stopWatchers to wait for; false
+// once Shutdown has begun.
+func (d *Daemon) beginLoad() bool {
+	d.reload.loadMu.Lock()
+	defer d.reload.loadMu.Unlock()
+	if d.closed.Load() {
+		return false
+	}
+	d.reload.loading.Add(1)
+	return true
+}
+
+// serviceLock is held for the whole of a load or removal of the service
+// name: that service's changes apply one at a time, in order.
+func (d *Daemon) serviceLock(name string) *sync.Mutex {
+	return loadOrNew(&d.reload.services, name, func() *sync.Mutex { return new(sync.Mutex) })
+}
+
+// onFileChange hands one settled change in the plugin directory to its
+// service's worker and returns at once: the watcher goes on to the next
+// change while a module loads, so a slow load holds up no other service.
+// A service's changes are handled one at a time; one that arrives while
+// another of the same service waits replaces it (only the latest state of
+// the files matters). Refusals are logged by the worker.
+func (d *Daemon) onFileChange(_ context.Context, ev runtime.WatchEvent) error {
+	name := serviceOf(ev.Path)
+	d.reload.changeMu.Lock()
+	defer d.reload.changeMu.Unlock()
+	if d.reload.changes == nil {
+		d.reload.changes = make(map[string]*runtime.WatchEvent)
+	}
+	_, working := d.reload.changes[name]
+	d.reload.changes[name] = &ev
+	if working {
+		return nil
+	}
+	if !d.beginLoad() {
+		delete(d.reload.changes, name)
+		return ErrClosed
+	}
+	go func() {
+		defer d.reload.loading.Done()
+		d.changeWorker(name)
+	}()
+	return nil
+}
+
+// changeWorker handles the changes of service name until none is left.
+// The service's entry in reload.changes is present while a worker runs,
+// nil when it has taken the latest change.
+func (d *Daemon) changeWorker(name string) {
+	for {
+		d.reload.changeMu.Lock()
+		ev := d.reload.changes[name]
+		if ev == nil {
+			delete(d.reload.changes, name)
+			d.reload.changeMu.Unlock()
+			return
+		}
+		d.reload.changes[name] = nil
+		d.reload.changeMu.Unlock()
+		if err := d.handleFileChange(context.Background(), *ev); err != nil && !errors.Is(err, ErrClosed) {
+			d.log.Warn("plugin file change", slog.String("file", filepath.Base(ev.Path)), slog.Any("error", err))
+		}
+	}
+}
+
+// handleFileChange handles one settled change in the plugin directory.
+func (d *Daemon) handleFileChange(ctx context.Context, ev runtime.WatchEvent) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
@@ -155,12 +268,24 @@ func (d *Daemon) onFileChange(ctx context.Context, ev runtime.WatchEvent) error 
 	return nil
 }
 
-// loadLogged loads or replaces a service from wasm and logs a refusal.
+// loadLogged loads or replaces a service from wasm and logs a refusal. The
+// module is prepared holding only its service's lock, then checked and
+// swapped in under reload.mu (see reloadState).
 func (d *Daemon) loadLogged(ctx context.Context, path string, wasm []byte) error {
+	if !d.beginLoad() {
+		return ErrClosed
+	}
+	defer d.reload.loading.Done()
+	ctx, stop := d.loadContext(ctx)
+	defer stop()
+	lock := d.serviceLock(serviceOf(path))
+	lock.Lock()
+	defer lock.Unlock()
+	d.prepareAhead(ctx, path, wasm)
 	d.reload.mu.Lock()
 	if d.closed.Load() {
 		d.reload.mu.Unlock()
-		return ErrClosed
+		return ErrClosed // what was prepared: dropPrepared closes it
 	}
 	err := d.loadModule(ctx, path, wasm)
 	d.recordLoad(path, err)
@@ -228,6 +353,9 @@ func (d *Daemon) currentWatcher() *runtime.Watcher {
 // future version), its routes are removed (requests get 404), in-flight
 // work finishes (up to the drain timeout), then its module is closed.
 func (d *Daemon) RemoveService(ctx context.Context, name string) error {
+	lock := d.serviceLock(name)
+	lock.Lock()
+	defer lock.Unlock()
 	d.reload.mu.Lock()
 	defer d.reload.mu.Unlock()
 	s := d.lookup(name)
