@@ -39,14 +39,15 @@ func GetWazeroVersion() (ret string) {
 		}
 	}
 	if versionMissing(ret) {
-		return Default + "-meshd.3" // don't return parens
+		return Default + "-meshd.4" // don't return parens
 	}
 
 	// meshd's fork compiles loop headers differently (see MESHD-PATCH.md):
 	// its compiled code must not share a compilation cache with upstream's,
 	// its cache files align the code (change 8: ".2"), and its code checks
-	// termination at function entry too (change 9: ".3").
-	ret += "-meshd.3"
+	// termination at function entry too (change 9: ".3"), and its cache
+	// files end with a checksum of all but the code (change 10: ".4").
+	ret += "-meshd.4"
 
 	// Cache for the subsequent calls.
 	version = ret

@@ -165,7 +165,9 @@ func (e *engine) CompileModule(ctx context.Context, module *wasm.Module, listene
 	if _, ok, err := e.getCompiledModule(module, listeners, ensureTermination); ok { // cache hit!
 		return nil
 	} else if err != nil {
-		return err
+		// meshd patch: a cache entry that cannot be read or is damaged is
+		// a miss (getCompiledModuleFromCache deleted it): compile.
+		reportCacheError(ctx, err)
 	}
 
 	// Not compiled before: validate the function bodies the runtime left
@@ -182,7 +184,9 @@ func (e *engine) CompileModule(ctx context.Context, module *wasm.Module, listene
 		return err
 	}
 	if cm, err = e.addCompiledModule(module, cm); err != nil {
-		return err
+		// meshd patch: the code is compiled and in memory; only writing it
+		// to the file cache failed, which costs a compilation next time.
+		reportCacheError(ctx, err)
 	}
 
 	if wazevoapi.DeterministicCompilationVerifierEnabled {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
+	"runtime/debug"
 	"unsafe"
 
 	"github.com/tetratelabs/wazero/api"
@@ -16,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/internal/engine/wazevo/backend"
 	"github.com/tetratelabs/wazero/internal/engine/wazevo/ssa"
 	"github.com/tetratelabs/wazero/internal/engine/wazevo/wazevoapi"
+	"github.com/tetratelabs/wazero/internal/expctxkeys"
 	"github.com/tetratelabs/wazero/internal/filecache"
 	"github.com/tetratelabs/wazero/internal/platform"
 	"github.com/tetratelabs/wazero/internal/u32"
@@ -124,20 +127,35 @@ func (e *engine) addCompiledModuleToCache(module *wasm.Module, cm *compiledModul
 	if e.fileCache == nil || module.IsHostModule {
 		return
 	}
-	err = e.fileCache.Add(fileCacheKey(module, e.features), serializeCompiledModule(e.wazeroVersion, cm))
+	key := fileCacheKey(module, e.features)
+	if err = e.fileCache.Add(key, serializeCompiledModule(e.wazeroVersion, cm)); err != nil {
+		err = fmt.Errorf("compilationcache: writing entry %x: %w", key[:], err)
+	}
 	return
 }
 
+// getCompiledModuleFromCache returns the module's compiled code from the
+// file cache, if it holds it.
+//
+// meshd patch: whatever is wrong with the entry, it is a miss, never an
+// error for the module: an entry that cannot be opened is left alone, one
+// that is stale (another version wrote it) or damaged (anything
+// deserializeCompiledModule refuses: truncated, rewritten, unreadable) is
+// deleted, so that the module, compiled from its bytes, is written back. A
+// damaged entry and any failure to open or delete one are returned as err
+// with hit false, for the caller to report (reportCacheError) and compile.
 func (e *engine) getCompiledModuleFromCache(module *wasm.Module) (cm *compiledModule, hit bool, err error) {
 	if e.fileCache == nil || module.IsHostModule {
 		return
 	}
 
 	// Check if the entries exist in the external cache.
-	var cached io.ReadCloser
-	cached, hit, err = e.fileCache.Get(fileCacheKey(module, e.features))
-	if !hit || err != nil {
-		return
+	key := fileCacheKey(module, e.features)
+	cached, hit, err := e.fileCache.Get(key)
+	if err != nil {
+		return nil, false, fmt.Errorf("compilationcache: opening entry %x: %w", key[:], err)
+	} else if !hit {
+		return nil, false, nil
 	}
 
 	// Otherwise, we hit the cache on external cache.
@@ -145,13 +163,25 @@ func (e *engine) getCompiledModuleFromCache(module *wasm.Module) (cm *compiledMo
 	var staleCache bool
 	// Note: cached.Close is ensured to be called in deserializeCodes.
 	cm, staleCache, err = deserializeCompiledModule(e.wazeroVersion, cached)
-	if err != nil {
-		hit = false
-		return
-	} else if staleCache {
-		return nil, false, e.fileCache.Delete(fileCacheKey(module, e.features))
+	if err == nil && !staleCache {
+		return cm, true, nil
 	}
-	return
+	if err != nil {
+		err = fmt.Errorf("compilationcache: entry %x is damaged, deleted and compiled again: %w", key[:], err)
+	}
+	if derr := e.fileCache.Delete(key); derr != nil {
+		err = errors.Join(err, fmt.Errorf("compilationcache: deleting entry %x: %w", key[:], derr))
+	}
+	return nil, false, err
+}
+
+// reportCacheError passes err, a failure of the file cache that
+// CompileModule worked around, to the handler of
+// experimental.WithCompilationCacheErrorHandler in ctx, if any (meshd patch).
+func reportCacheError(ctx context.Context, err error) {
+	if h, ok := ctx.Value(expctxkeys.CompilationCacheErrorHandlerKey{}).(func(error)); ok && h != nil {
+		h(err)
+	}
 }
 
 var magic = []byte{'W', 'A', 'Z', 'E', 'V', 'O'}
@@ -172,11 +202,13 @@ func serializeCompiledModule(wazeroVersion string, cm *compiledModule) io.Reader
 	}
 	// The length of code segment (8 bytes).
 	buf.Write(u64.LeBytes(uint64(len(cm.executable))))
+	headerEnd := buf.Len()
 	// meshd patch: zeros up to the next multiple of platform.CodeFileAlign,
 	// so that the code can be mapped from the file (deserializeCompiledModule).
 	buf.Write(make([]byte, codePadding(buf.Len())))
 	// Append the native code.
 	buf.Write(cm.executable)
+	codeEnd := buf.Len()
 	// Append checksum.
 	checksum := crc32.Checksum(cm.executable, crc)
 	buf.Write(u32.LeBytes(checksum))
@@ -203,6 +235,11 @@ func serializeCompiledModule(wazeroVersion string, cm *compiledModule) io.Reader
 			buf.Write(u32.LeBytes(c.TagIndex))
 		}
 	}
+	// meshd patch: the checksum of the rest of the file, all but the
+	// padding and the code (which has its own): the function offsets, the
+	// source map and the catch clauses are checked too.
+	b := buf.Bytes()
+	buf.Write(u32.LeBytes(crc32.Update(crc32.Checksum(b[:headerEnd], crc), crc, b[codeEnd:])))
 	return bytes.NewReader(buf.Bytes())
 }
 
@@ -212,58 +249,75 @@ func codePadding(off int) int {
 	return (platform.CodeFileAlign - off%platform.CodeFileAlign) % platform.CodeFileAlign
 }
 
+// deserializeCompiledModule reads a cache entry written by
+// serializeCompiledModule. An entry written by another version is stale;
+// any other inconsistency is an error: the caller deletes the entry either
+// way (getCompiledModuleFromCache).
+//
+// meshd patch: every length read from the entry is checked against what is
+// left of it before anything is allocated, read or mapped (cacheFile), the
+// function offsets and the source map against the code's length, and the
+// rest of the entry against its checksum, so that no entry, truncated or
+// overwritten with anything, is mapped past the file's end (which faults,
+// SIGBUS, when the code is touched) or makes the engine misread it.
 func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *compiledModule, staleCache bool, err error) {
 	defer reader.Close()
-	cacheHeaderSize := len(magic) + 1 /* version size */ + len(wazeroVersion) + 4 /* number of functions */
-
-	// Read the header before the native code.
-	header := make([]byte, cacheHeaderSize)
-	n, err := reader.Read(header)
+	r, err := newCacheFile(reader)
 	if err != nil {
-		return nil, false, fmt.Errorf("compilationcache: error reading header: %v", err)
+		return nil, false, err
 	}
-
-	if n != cacheHeaderSize {
-		return nil, false, fmt.Errorf("compilationcache: invalid header length: %d", n)
-	}
-
-	if !bytes.Equal(header[:len(magic)], magic) {
-		return nil, false, fmt.Errorf(
-			"compilationcache: invalid magic number: got %s but want %s", magic, header[:len(magic)])
-	}
-
-	// Check the version compatibility.
-	versionSize := int(header[len(magic)])
-
-	cachedVersionBegin, cachedVersionEnd := len(magic)+1, len(magic)+1+versionSize
-	if cachedVersionEnd >= len(header) {
-		staleCache = true
-		return
-	} else if cachedVersion := string(header[cachedVersionBegin:cachedVersionEnd]); cachedVersion != wazeroVersion {
-		staleCache = true
-		return
-	}
-
-	functionsNum := binary.LittleEndian.Uint32(header[len(header)-4:])
-	cm = &compiledModule{functionOffsets: make([]int, functionsNum), executables: &executables{}}
+	var code []byte // mapped here: unmapped on error
+	defer func() {
+		if err != nil {
+			if len(code) > 0 {
+				_ = platform.MunmapCodeSegment(code)
+			}
+			cm = nil
+		}
+	}()
 
 	var eightBytes [8]byte
+	// The magic and the length of the version, then the version.
+	header := make([]byte, len(magic)+1)
+	if err = r.read(header, "header"); err != nil {
+		return
+	}
+	if !bytes.Equal(header[:len(magic)], magic) {
+		return nil, false, fmt.Errorf("compilationcache: invalid magic number %q", header[:len(magic)])
+	}
+	cachedVersion := make([]byte, header[len(magic)])
+	if err = r.read(cachedVersion, "version"); err != nil {
+		return
+	}
+	if string(cachedVersion) != wazeroVersion {
+		return nil, true, nil
+	}
+
+	if err = r.read(eightBytes[:4], "number of functions"); err != nil {
+		return
+	}
+	functionsNum := binary.LittleEndian.Uint32(eightBytes[:4])
 	// The offset of each function in the executable, read at once (meshd
 	// patch): eight bytes per read was a system call per function, some
 	// 2,000 for a Go-built module.
+	if err = r.fits(8*uint64(functionsNum), "executable offsets"); err != nil {
+		return
+	}
 	offsets := make([]byte, 8*int(functionsNum))
-	if _, err = io.ReadFull(reader, offsets); err != nil {
-		err = fmt.Errorf("compilationcache: error reading executable offsets of %d functions: %v", functionsNum, err)
+	if err = r.read(offsets, "executable offsets"); err != nil {
 		return
 	}
+	if err = r.read(eightBytes[:8], "executable size"); err != nil {
+		return
+	}
+	executableLen := binary.LittleEndian.Uint64(eightBytes[:8])
+	cm = &compiledModule{functionOffsets: make([]int, functionsNum), executables: &executables{}}
 	for i := range cm.functionOffsets {
-		cm.functionOffsets[i] = int(binary.LittleEndian.Uint64(offsets[8*i:]))
-	}
-
-	executableLen, err := readUint64(reader, &eightBytes)
-	if err != nil {
-		err = fmt.Errorf("compilationcache: error reading executable size: %v", err)
-		return
+		offset := binary.LittleEndian.Uint64(offsets[8*i:])
+		if offset >= executableLen {
+			return nil, false, fmt.Errorf("compilationcache: function %d at offset %d, past the executable's %d bytes", i, offset, executableLen)
+		}
+		cm.functionOffsets[i] = int(offset)
 	}
 
 	// meshd patch: the code starts at the next multiple of
@@ -271,129 +325,245 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 	// code runs from the page cache, with no copy into fresh memory (which
 	// the kernel must zero first), about a tenth of a warm start's CPU for
 	// two Go modules. Elsewhere (another reader, another system) it is read.
-	codeOff := int64(cacheHeaderSize) + 8*int64(functionsNum) + 8
-	pad := codePadding(int(codeOff))
-	if f, ok := reader.(*os.File); ok && executableLen > 0 {
-		executable, err := platform.MmapCodeFile(f, codeOff+int64(pad), int(executableLen))
-		if err == nil {
-			cm.executable = executable
-			if _, err = f.Seek(codeOff+int64(pad)+int64(executableLen), io.SeekStart); err != nil {
-				_ = platform.MunmapCodeSegment(executable)
-				return nil, false, fmt.Errorf("compilationcache: seeking past the executable: %v", err)
+	codeOff := r.off
+	pad := int64(codePadding(int(codeOff)))
+	if err = r.fits(executableLen, "executable"); err != nil {
+		return
+	}
+	if err = r.fits(uint64(pad)+executableLen, "padding and executable"); err != nil {
+		return
+	}
+	if f, ok := r.r.(*os.File); ok && executableLen > 0 {
+		if executable, merr := platform.MmapCodeFile(f, codeOff+pad, int(executableLen)); merr == nil {
+			cm.executable, code = executable, executable
+			if err = r.skipMapped(f, pad+int64(executableLen)); err != nil {
+				return
 			}
-			expected := crc32.Checksum(executable, crc)
-			if _, err = io.ReadFull(reader, eightBytes[:4]); err != nil {
-				_ = platform.MunmapCodeSegment(executable)
-				return nil, false, fmt.Errorf("compilationcache: could not read checksum: %v", err)
-			} else if checksum := binary.LittleEndian.Uint32(eightBytes[:4]); expected != checksum {
-				_ = platform.MunmapCodeSegment(executable)
-				return nil, false, fmt.Errorf("compilationcache: checksum mismatch (expected %d, got %d)", expected, checksum)
-			}
-			executableLen = 0 // read: skip the copying path below
+			executableLen = 0 // mapped: skip the reading path below
 		}
 		// Not mapped (not Linux, or a file system mounted noexec): read it.
 	}
-	if executableLen > 0 && pad > 0 {
-		if _, err = io.CopyN(io.Discard, reader, int64(pad)); err != nil {
-			return nil, false, fmt.Errorf("compilationcache: error reading executable padding: %v", err)
-		}
-	}
 
 	if executableLen > 0 {
+		if err = r.skip(pad, "executable padding"); err != nil {
+			return
+		}
 		executable, err := platform.MmapCodeSegment(int(executableLen))
 		if err != nil {
-			err = fmt.Errorf("compilationcache: error mmapping executable (len=%d): %v", executableLen, err)
+			return nil, false, fmt.Errorf("compilationcache: error mmapping executable (len=%d): %v", executableLen, err)
+		}
+		cm.executable, code = executable, executable
+		if err = r.readUnsummed(executable, "executable"); err != nil {
 			return nil, false, err
 		}
-
-		_, err = io.ReadFull(reader, executable)
-		if err != nil {
-			err = fmt.Errorf("compilationcache: error reading executable (len=%d): %v", executableLen, err)
-			return nil, false, err
-		}
-
-		expected := crc32.Checksum(executable, crc)
-		if _, err = io.ReadFull(reader, eightBytes[:4]); err != nil {
-			return nil, false, fmt.Errorf("compilationcache: could not read checksum: %v", err)
-		} else if checksum := binary.LittleEndian.Uint32(eightBytes[:4]); expected != checksum {
-			return nil, false, fmt.Errorf("compilationcache: checksum mismatch (expected %d, got %d)", expected, checksum)
-		}
-
 		if err = platform.MprotectCodeSegment(executable); err != nil {
 			return nil, false, err
 		}
-		cm.executable = executable
 	}
-
-	if _, err := io.ReadFull(reader, eightBytes[:1]); err != nil {
-		return nil, false, fmt.Errorf("compilationcache: error reading source map presence: %v", err)
-	}
-
-	if eightBytes[0] == 1 {
-		sm := &cm.sourceMap
-		sourceMapLen, err := readUint64(reader, &eightBytes)
+	if len(cm.executable) > 0 {
+		expected, err := checksumCode(cm.executable)
 		if err != nil {
-			err = fmt.Errorf("compilationcache: error reading source map length: %v", err)
 			return nil, false, err
 		}
-		executableOffset := uintptr(unsafe.Pointer(&cm.executable[0]))
-		for i := uint64(0); i < sourceMapLen; i++ {
-			wasmBinaryOffset, err := readUint64(reader, &eightBytes)
-			if err != nil {
-				err = fmt.Errorf("compilationcache: error reading source map[%d] wasm binary offset: %v", i, err)
-				return nil, false, err
-			}
-			executableRelativeOffset, err := readUint64(reader, &eightBytes)
-			if err != nil {
-				err = fmt.Errorf("compilationcache: error reading source map[%d] executable offset: %v", i, err)
-				return nil, false, err
-			}
-			sm.wasmBinaryOffsets = append(sm.wasmBinaryOffsets, wasmBinaryOffset)
-			// executableOffsets is absolute address, so we need to add executableOffset.
-			sm.executableOffsets = append(sm.executableOffsets, uintptr(executableRelativeOffset)+executableOffset)
+		if err = r.read(eightBytes[:4], "checksum"); err != nil {
+			return nil, false, err
+		} else if checksum := binary.LittleEndian.Uint32(eightBytes[:4]); expected != checksum {
+			return nil, false, fmt.Errorf("compilationcache: checksum mismatch (expected %d, got %d)", expected, checksum)
 		}
 	}
+
+	if err = r.read(eightBytes[:1], "source map presence"); err != nil {
+		return
+	}
+	switch eightBytes[0] {
+	case 0:
+	case 1:
+		if err = r.read(eightBytes[:8], "source map length"); err != nil {
+			return
+		}
+		sourceMapLen := binary.LittleEndian.Uint64(eightBytes[:8])
+		if len(cm.executable) == 0 {
+			return nil, false, errors.New("compilationcache: a source map without executable")
+		}
+		if err = r.fits(sourceMapLen, "source map"); err != nil { // 16 bytes each: no overflow below
+			return
+		}
+		if err = r.fits(16*sourceMapLen, "source map"); err != nil {
+			return
+		}
+		entries := make([]byte, 16*sourceMapLen)
+		if err = r.read(entries, "source map"); err != nil {
+			return
+		}
+		sm := &cm.sourceMap
+		sm.wasmBinaryOffsets = make([]uint64, sourceMapLen)
+		sm.executableOffsets = make([]uintptr, sourceMapLen)
+		executableOffset := uintptr(unsafe.Pointer(&cm.executable[0]))
+		for i := range sm.wasmBinaryOffsets {
+			sm.wasmBinaryOffsets[i] = binary.LittleEndian.Uint64(entries[16*i:])
+			executableRelativeOffset := binary.LittleEndian.Uint64(entries[16*i+8:])
+			if executableRelativeOffset > uint64(len(cm.executable)) {
+				return nil, false, fmt.Errorf("compilationcache: source map[%d] at executable offset %d, past its %d bytes", i, executableRelativeOffset, len(cm.executable))
+			}
+			// executableOffsets is absolute address, so we need to add executableOffset.
+			sm.executableOffsets[i] = uintptr(executableRelativeOffset) + executableOffset
+		}
+	default:
+		return nil, false, fmt.Errorf("compilationcache: invalid source map presence %d", eightBytes[0])
+	}
+
 	// Catch clause table.
-	if _, err = io.ReadFull(reader, eightBytes[:4]); err != nil {
-		// Treat old cache entries without catch clause data as stale (trigger recompile).
-		return nil, true, nil
+	if err = r.read(eightBytes[:4], "catch clause table"); err != nil {
+		return
 	}
 	tableLen := binary.LittleEndian.Uint32(eightBytes[:4])
+	if err = r.fits(4*uint64(tableLen), "catch clause table"); err != nil {
+		return
+	}
 	if tableLen > 0 {
 		cm.catchClauseTable = make([][]wazevoapi.CatchClauseInstance, tableLen)
-		for i := uint32(0); i < tableLen; i++ {
-			if _, err = io.ReadFull(reader, eightBytes[:4]); err != nil {
-				return nil, false, fmt.Errorf("compilationcache: error reading catch clause count for try_table[%d]: %v", i, err)
+		for i := range cm.catchClauseTable {
+			if err = r.read(eightBytes[:4], "catch clause count"); err != nil {
+				return
 			}
 			clauseCount := binary.LittleEndian.Uint32(eightBytes[:4])
+			if err = r.fits(5*uint64(clauseCount), "catch clauses"); err != nil {
+				return
+			}
+			b := make([]byte, 5*int(clauseCount))
+			if err = r.read(b, "catch clauses"); err != nil {
+				return
+			}
 			clauses := make([]wazevoapi.CatchClauseInstance, clauseCount)
-			for j := uint32(0); j < clauseCount; j++ {
-				if _, err = io.ReadFull(reader, eightBytes[:5]); err != nil {
-					return nil, false, fmt.Errorf("compilationcache: error reading catch clause[%d][%d]: %v", i, j, err)
-				}
+			for j := range clauses {
 				clauses[j] = wazevoapi.CatchClauseInstance{
-					Kind:     eightBytes[0],
-					TagIndex: binary.LittleEndian.Uint32(eightBytes[1:5]),
+					Kind:     b[5*j],
+					TagIndex: binary.LittleEndian.Uint32(b[5*j+1:]),
 				}
 			}
 			cm.catchClauseTable[i] = clauses
 		}
 	}
+
+	// meshd patch: the checksum of all but the padding and the code, and
+	// nothing after it.
+	expected := r.sum
+	if err = r.readUnsummed(eightBytes[:4], "entry checksum"); err != nil {
+		return
+	} else if checksum := binary.LittleEndian.Uint32(eightBytes[:4]); expected != checksum {
+		return nil, false, fmt.Errorf("compilationcache: entry checksum mismatch (expected %d, got %d)", expected, checksum)
+	}
+	if r.left != 0 {
+		return nil, false, fmt.Errorf("compilationcache: %d bytes after the entry's end", r.left)
+	}
 	return
 }
 
-// readUint64 strictly reads an uint64 in little-endian byte order, using the
-// given array as a buffer. This returns io.EOF if less than 8 bytes were read.
-func readUint64(reader io.Reader, b *[8]byte) (uint64, error) {
-	s := b[0:8]
-	n, err := reader.Read(s)
-	if err != nil {
-		return 0, err
-	} else if n < 8 { // more strict than reader.Read
-		return 0, io.EOF
-	}
+// cacheFile reads a cache entry for deserializeCompiledModule (meshd
+// patch). It knows how much of the entry is left, so that no length read
+// from it is trusted further than the entry's size, and it checksums what
+// it reads outside the code.
+type cacheFile struct {
+	r io.Reader
+	// off and left count the bytes read and left to read.
+	off, left int64
+	// sum is the checksum of the bytes read by read.
+	sum uint32
+}
 
-	// Read the u64 from the underlying buffer.
-	ret := binary.LittleEndian.Uint64(s)
-	return ret, nil
+// newCacheFile sizes reader: a regular file by its size, a reader in
+// memory by its length; another is read into memory first.
+func newCacheFile(reader io.Reader) (*cacheFile, error) {
+	switch r := reader.(type) {
+	case *os.File:
+		fi, err := r.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("compilationcache: error reading entry size: %v", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("compilationcache: entry is not a regular file (%v)", fi.Mode().Type())
+		}
+		off, err := r.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, fmt.Errorf("compilationcache: error reading entry offset: %v", err)
+		}
+		return &cacheFile{r: r, left: max(fi.Size()-off, 0)}, nil
+	case interface{ Len() int }: // bytes.Reader, strings.Reader, bytes.Buffer
+		return &cacheFile{r: reader, left: int64(r.Len())}, nil
+	}
+	b, err := io.ReadAll(reader)
+	if err != nil {
+		return nil, fmt.Errorf("compilationcache: error reading entry: %v", err)
+	}
+	return &cacheFile{r: bytes.NewReader(b), left: int64(len(b))}, nil
+}
+
+// fits returns an error if n bytes, what the entry says come next, are
+// more than what is left of it.
+func (c *cacheFile) fits(n uint64, what string) error {
+	if n > uint64(c.left) {
+		return fmt.Errorf("compilationcache: %s of %d bytes at offset %d, past the entry's end (%d bytes)", what, n, c.off, c.off+c.left)
+	}
+	return nil
+}
+
+// read reads len(b) bytes into b and checksums them.
+func (c *cacheFile) read(b []byte, what string) error {
+	if err := c.readUnsummed(b, what); err != nil {
+		return err
+	}
+	c.sum = crc32.Update(c.sum, crc, b)
+	return nil
+}
+
+// readUnsummed reads len(b) bytes into b.
+func (c *cacheFile) readUnsummed(b []byte, what string) error {
+	if err := c.fits(uint64(len(b)), what); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return fmt.Errorf("compilationcache: error reading %s (%d bytes at offset %d): %v", what, len(b), c.off, err)
+	}
+	c.off += int64(len(b))
+	c.left -= int64(len(b))
+	return nil
+}
+
+// skip reads n bytes and discards them.
+func (c *cacheFile) skip(n int64, what string) error {
+	if err := c.fits(uint64(n), what); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(io.Discard, c.r, n); err != nil {
+		return fmt.Errorf("compilationcache: error reading %s (%d bytes at offset %d): %v", what, n, c.off, err)
+	}
+	c.off += n
+	c.left -= n
+	return nil
+}
+
+// skipMapped seeks f, c's file, n bytes on, past what was mapped of it.
+func (c *cacheFile) skipMapped(f *os.File, n int64) error {
+	if _, err := f.Seek(c.off+n, io.SeekStart); err != nil {
+		return fmt.Errorf("compilationcache: seeking past the executable: %v", err)
+	}
+	c.off += n
+	c.left -= n
+	return nil
+}
+
+// checksumCode returns the checksum of the code, mapped from a cache file
+// or read (meshd patch). A mapped file truncated since it was sized (only
+// an outside writer truncates a file in place: wazero's file cache
+// replaces entries by rename and deletes them, and a mapping keeps the file
+// it was made from) faults where it is read past the new end: that fault
+// is an error here, not a crash of the process.
+func checksumCode(code []byte) (sum uint32, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("compilationcache: fault reading the executable (the entry changed while mapped): %v", r)
+		}
+	}()
+	return crc32.Checksum(code, crc), nil
 }

@@ -31,18 +31,22 @@ func TestSerializeCompiledModule(t *testing.T) {
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
 				functionOffsets: []int{0},
 			},
-			exp: concat(
-				magic,
-				[]byte{byte(len(testVersion))},
-				[]byte(testVersion),
-				u32.LeBytes(1),                      // number of functions.
-				u64.LeBytes(0),                      // offset.
-				u64.LeBytes(5),                      // length of code.
-				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},               // code.
-				crcf([]byte{1, 2, 3, 4, 5}),         // crc for the code.
-				[]byte{0},                           // no source map.
-				u32.LeBytes(0),                      // empty catch clause table.
+			// meshd patch: code aligned in the file, a checksum at the end.
+			exp: entry(
+				concat(
+					magic,
+					[]byte{byte(len(testVersion))},
+					[]byte(testVersion),
+					u32.LeBytes(1), // number of functions.
+					u64.LeBytes(0), // offset.
+					u64.LeBytes(5), // length of code.
+				),
+				[]byte{1, 2, 3, 4, 5}, // code.
+				concat(
+					crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
+					[]byte{0},                   // no source map.
+					u32.LeBytes(0),              // empty catch clause table.
+				),
 			),
 		},
 		{
@@ -50,18 +54,22 @@ func TestSerializeCompiledModule(t *testing.T) {
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
 				functionOffsets: []int{0},
 			},
-			exp: concat(
-				magic,
-				[]byte{byte(len(testVersion))},
-				[]byte(testVersion),
-				u32.LeBytes(1),                      // number of functions.
-				u64.LeBytes(0),                      // offset.
-				u64.LeBytes(5),                      // length of code.
-				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},               // code.
-				crcf([]byte{1, 2, 3, 4, 5}),         // crc for the code.
-				[]byte{0},                           // no source map.
-				u32.LeBytes(0),                      // empty catch clause table.
+			// meshd patch: code aligned in the file, a checksum at the end.
+			exp: entry(
+				concat(
+					magic,
+					[]byte{byte(len(testVersion))},
+					[]byte(testVersion),
+					u32.LeBytes(1), // number of functions.
+					u64.LeBytes(0), // offset.
+					u64.LeBytes(5), // length of code.
+				),
+				[]byte{1, 2, 3, 4, 5}, // code.
+				concat(
+					crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
+					[]byte{0},                   // no source map.
+					u32.LeBytes(0),              // empty catch clause table.
+				),
 			),
 		},
 		{
@@ -69,22 +77,26 @@ func TestSerializeCompiledModule(t *testing.T) {
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5, 1, 2, 3}},
 				functionOffsets: []int{0, 5},
 			},
-			exp: concat(
-				magic,
-				[]byte{byte(len(testVersion))},
-				[]byte(testVersion),
-				u32.LeBytes(2), // number of functions.
-				// Function index = 0.
-				u64.LeBytes(0), // offset.
-				// Function index = 1.
-				u64.LeBytes(5), // offset.
-				// Executable.
-				u64.LeBytes(8),                       // length of code.
-				make([]byte, codePadding(16+8*2+8)),  // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5, 1, 2, 3},       // code.
-				crcf([]byte{1, 2, 3, 4, 5, 1, 2, 3}), // crc for the code.
-				[]byte{0},                            // no source map.
-				u32.LeBytes(0),                       // empty catch clause table.
+			// meshd patch: code aligned in the file, a checksum at the end.
+			exp: entry(
+				concat(
+					magic,
+					[]byte{byte(len(testVersion))},
+					[]byte(testVersion),
+					u32.LeBytes(2), // number of functions.
+					// Function index = 0.
+					u64.LeBytes(0), // offset.
+					// Function index = 1.
+					u64.LeBytes(5), // offset.
+					// Executable.
+					u64.LeBytes(8), // length of code.
+				),
+				[]byte{1, 2, 3, 4, 5, 1, 2, 3}, // code.
+				concat(
+					crcf([]byte{1, 2, 3, 4, 5, 1, 2, 3}), // crc for the code.
+					[]byte{0},                            // no source map.
+					u32.LeBytes(0),                       // empty catch clause table.
+				),
 			),
 		},
 	}
@@ -103,6 +115,13 @@ func concat(ins ...[]byte) (ret []byte) {
 	return
 }
 
+// entry returns a cache entry of head (up to the code's length), padding,
+// code and tail (from the code's checksum on), and the checksum of head and
+// tail that ends an entry (meshd patch).
+func entry(head, code, tail []byte) []byte {
+	return concat(head, make([]byte, codePadding(len(head))), code, tail, crcf(concat(head, tail)))
+}
+
 func TestDeserializeCompiledModule(t *testing.T) {
 	tests := []struct {
 		name                  string
@@ -115,7 +134,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 		{
 			name:   "invalid header",
 			in:     []byte{1},
-			expErr: "compilationcache: invalid header length: 1",
+			expErr: "compilationcache: header of 7 bytes at offset 0, past the entry's end (1 bytes)", // meshd patch: sized first,
 		},
 		{
 			name: "invalid magic",
@@ -125,7 +144,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				[]byte(testVersion),
 				u32.LeBytes(1), // number of functions.
 			),
-			expErr: "compilationcache: invalid magic number: got WAZEVO but want abcdef",
+			expErr: `compilationcache: invalid magic number "abcdef"`, // meshd patch,
 		},
 		{
 			name: "version mismatch",
@@ -149,19 +168,23 @@ func TestDeserializeCompiledModule(t *testing.T) {
 		},
 		{
 			name: "one function",
-			in: concat(
-				magic,
-				[]byte{byte(len(testVersion))},
-				[]byte(testVersion),
-				u32.LeBytes(1), // number of functions.
-				u64.LeBytes(0), // offset.
-				// Executable.
-				u64.LeBytes(5),                      // size.
-				make([]byte, codePadding(16+8*1+8)), // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5},               // machine code.
-				crcf([]byte{1, 2, 3, 4, 5}),         // machine code.
-				[]byte{0},                           // no source map.
-				u32.LeBytes(0),                      // empty catch clause table.
+			// meshd patch: code aligned in the file, a checksum at the end.
+			in: entry(
+				concat(
+					magic,
+					[]byte{byte(len(testVersion))},
+					[]byte(testVersion),
+					u32.LeBytes(1), // number of functions.
+					u64.LeBytes(0), // offset.
+					// Executable.
+					u64.LeBytes(5), // size.
+				),
+				[]byte{1, 2, 3, 4, 5}, // machine code.
+				concat(
+					crcf([]byte{1, 2, 3, 4, 5}), // machine code.
+					[]byte{0},                   // no source map.
+					u32.LeBytes(0),              // empty catch clause table.
+				),
 			),
 			expCompiledModule: &compiledModule{
 				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
@@ -172,22 +195,26 @@ func TestDeserializeCompiledModule(t *testing.T) {
 		},
 		{
 			name: "two functions",
-			in: concat(
-				magic,
-				[]byte{byte(len(testVersion))},
-				[]byte(testVersion),
-				u32.LeBytes(2), // number of functions.
-				// Function index = 0.
-				u64.LeBytes(0), // offset.
-				// Function index = 1.
-				u64.LeBytes(7), // offset.
-				// Executable.
-				u64.LeBytes(10),                             // size.
-				make([]byte, codePadding(16+8*2+8)),         // meshd patch: code aligned in the file.
-				[]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10},       // machine code.
-				crcf([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}), // crc for machine code.
-				[]byte{0},      // no source map.
-				u32.LeBytes(0), // empty catch clause table.
+			// meshd patch: code aligned in the file, a checksum at the end.
+			in: entry(
+				concat(
+					magic,
+					[]byte{byte(len(testVersion))},
+					[]byte(testVersion),
+					u32.LeBytes(2), // number of functions.
+					// Function index = 0.
+					u64.LeBytes(0), // offset.
+					// Function index = 1.
+					u64.LeBytes(7), // offset.
+					// Executable.
+					u64.LeBytes(10), // size.
+				),
+				[]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, // machine code.
+				concat(
+					crcf([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}), // crc for machine code.
+					[]byte{0},      // no source map.
+					u32.LeBytes(0), // empty catch clause table.
+				),
 			),
 			importedFunctionCount: 1,
 			expCompiledModule: &compiledModule{
@@ -198,7 +225,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 			expErr:        "",
 		},
 		{
-			name: "old cache without catch clause table (stale)",
+			name: "without catch clause table", // meshd patch: damaged, not stale
 			in: concat(
 				magic,
 				[]byte{byte(len(testVersion))},
@@ -213,7 +240,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				[]byte{0},                           // no source map.
 				// no catch clause table — old format.
 			),
-			expStaleCache: true,
+			expErr: "compilationcache: catch clause table of 4 bytes at offset 65546, past the entry's end (65546 bytes)",
 		},
 		{
 			name: "reading executable offset",
@@ -226,7 +253,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				u64.LeBytes(5), // offset.
 				// Function index = 1.
 			),
-			expErr: "compilationcache: error reading executable offsets of 2 functions: unexpected EOF", // meshd patch: read at once
+			expErr: "compilationcache: executable offsets of 16 bytes at offset 16, past the entry's end (24 bytes)", // meshd patch: sized first
 		},
 		{
 			name: "mmapping",
@@ -238,13 +265,13 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				// Function index = 0.
 				u64.LeBytes(0), // offset.
 				// Function index = 1.
-				u64.LeBytes(5), // offset.
+				u64.LeBytes(3), // offset.
 				// Executable.
 				u64.LeBytes(5),                      // size of the executable.
 				make([]byte, codePadding(16+8*2+8)), // meshd patch: code aligned in the file.
 				// Lack of machine code here.
 			),
-			expErr: "compilationcache: error reading executable (len=5): EOF",
+			expErr: "compilationcache: padding and executable of 65501 bytes at offset 40, past the entry's end (65536 bytes)", // meshd patch: sized first
 		},
 		{
 			name: "bad crc",
@@ -285,7 +312,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				functionOffsets: []int{0},
 			},
 			expStaleCache: false,
-			expErr:        "compilationcache: could not read checksum: EOF",
+			expErr:        "compilationcache: checksum of 4 bytes at offset 65541, past the entry's end (65541 bytes)", // meshd patch: sized first,
 		},
 		{
 			name: "no source map presence",
@@ -306,7 +333,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				functionOffsets: []int{0},
 			},
 			expStaleCache: false,
-			expErr:        "compilationcache: error reading source map presence: EOF",
+			expErr:        "compilationcache: source map presence of 1 bytes at offset 65545, past the entry's end (65545 bytes)", // meshd patch: sized first,
 		},
 	}
 
