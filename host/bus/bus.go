@@ -39,7 +39,7 @@ const (
 	DefaultScheduleStream  = "MESHD_SCHEDULED"
 	DefaultScheduleSubject = "meshd.scheduled"
 	DefaultMaxDeliver      = 5
-	DefaultAckWait         = 30 * time.Second
+	DefaultAckWait         = 15 * time.Second
 	DefaultHandlerTimeout  = 10 * time.Second
 	DefaultConcurrency     = 4
 	DefaultDuplicateWindow = 2 * time.Minute
@@ -80,7 +80,10 @@ type Config struct {
 	// (Backoff[n-1]; the last value repeats).
 	Backoff []time.Duration
 	// AckWait is how long the server waits for an ack before redelivering
-	// (covers a node dying mid-handler). It must exceed HandlerTimeout.
+	// (covers a node dying mid-handler). It must exceed HandlerTimeout. The
+	// default, 15 s, is half the demo's 30 s payment timeout, so that an
+	// event a dead process held comes back well before business timeouts
+	// built on it fire.
 	AckWait time.Duration
 	// HandlerTimeout bounds one handler call.
 	HandlerTimeout time.Duration

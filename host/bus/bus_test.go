@@ -588,6 +588,72 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	waitAcked(t, b, "slow", "job", 1)
 }
 
+// TestStopHandlesFetchedEvents: events the subscription fetched but had
+// not yet handed to a handler when Stop came are handled before Stop
+// returns, not left unacknowledged until AckWait redelivers them.
+func TestStopHandlesFetchedEvents(t *testing.T) {
+	cfg := testConfig
+	cfg.Concurrency = 2
+	_, b := setup(t, cfg)
+	ctx := testCtx(t)
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the bus closes, should the test fail early
+	var calls, handled atomic.Int64
+	// Every handler but the second waits for release. The second returns
+	// at once, so its worker asks the server for a batch of two: it takes
+	// one into a handler and the other waits in the client.
+	sub, err := b.Subscribe(ctx, "drain", "job", func(context.Context, Event) error {
+		if calls.Add(1) != 2 {
+			<-release
+		}
+		handled.Add(1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	for range n {
+		if err := b.Publish(ctx, NewEvent("src", "job", nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := b.js.Consumer(ctx, b.cfg.Stream, ConsumerName("drain", "job"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, waitFor, func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 3 || info.AckFloor.Consumer < 1 && calls.Load() < 3 {
+			return fmt.Errorf("%d events fetched and unacknowledged, %d handler calls: want 3 and 3", info.NumAckPending, calls.Load())
+		}
+		return nil
+	})
+	stopped := make(chan struct{})
+	go func() { sub.Stop(); close(stopped) }()
+	unblock()
+	select {
+	case <-stopped:
+	case <-time.After(waitFor):
+		t.Fatal("Stop did not return")
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 {
+		t.Fatalf("after Stop: %d events fetched and not acknowledged (handled %d); they wait for AckWait",
+			info.NumAckPending, handled.Load())
+	}
+	if h := handled.Load(); h < 4 || h+int64(info.NumPending) != n {
+		t.Fatalf("handled %d, %d still in the stream: want the fetched four handled, the rest left in the stream", h, info.NumPending)
+	}
+}
+
 func TestCloseRejectsUse(t *testing.T) {
 	_, b := setup(t, testConfig)
 	ctx := testCtx(t)
@@ -611,7 +677,7 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	if c.Stream != "MESHD_EVENTS" || c.DLQStream != "MESHD_DLQ" || c.MaxDeliver != 5 || c.Concurrency != 4 ||
-		c.AckWait != 30*time.Second || c.HandlerTimeout != 10*time.Second || c.DuplicateWindow != 2*time.Minute || len(c.Backoff) != 4 {
+		c.AckWait != 15*time.Second || c.HandlerTimeout != 10*time.Second || c.DuplicateWindow != 2*time.Minute || len(c.Backoff) != 4 {
 		t.Fatalf("defaults = %+v", c)
 	}
 	bad := Config{AckWait: time.Second, HandlerTimeout: 2 * time.Second, MaxDeliver: -1, Subjects: "a.>", DLQSubjects: "a"}.withDefaults()

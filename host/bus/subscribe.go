@@ -137,12 +137,14 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 }
 
 // Stop stops delivery and waits for in-flight handlers to return. Events
-// fetched but not yet handed to a handler are redelivered after AckWait.
-// Stop is idempotent.
+// already fetched from the server (at most Config.Concurrency) are handled
+// too before it returns, rather than left unacknowledged until AckWait
+// redelivers them: after a graceful restart they would come back that much
+// later, past business timeouts of the same order. Stop is idempotent.
 func (s *Subscription) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
-		s.it.Stop()
+		s.it.Drain() // Next hands out what was fetched, then reports closed
 		s.wg.Wait()
 		s.cancel()
 		s.b.mu.Lock()
