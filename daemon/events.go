@@ -306,7 +306,7 @@ func (d *Daemon) replayOne(ctx context.Context, s0 *service, ev bus.Event, prefi
 	}
 	// Only the read model's writes; the handler's events are not published again.
 	writes := slices.DeleteFunc(cs.inv.Writes, func(w host.KVOp) bool { return !strings.HasPrefix(w.Key, prefix) })
-	if err := applyWrites(ctx, s, writes); err != nil {
+	if err := applyWrites(ctx, s, writes, false); err != nil { // a replay rebuilds a read model
 		return 0, err
 	}
 	return len(writes), nil

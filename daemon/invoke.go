@@ -66,12 +66,25 @@ func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, c
 	}
 }
 
+// effectsTimeout bounds the application of one invocation's effects.
+const effectsTimeout = 10 * time.Second
+
 // apply applies an invocation's buffered effects: key writes in order, then
 // events. It is called only after the invocation succeeded. Writes are sent
-// together, then events together (see kv.Store.Apply and bus.PublishAll):
-// no event is sent before every write is stored.
-func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) error {
-	if err := applyWrites(ctx, s, inv.Writes); err != nil {
+// as one atomic batch (kv.Store.Apply; with atomic false, for a read
+// model's projections, one by one: kv.Store.ApplyEach), then events
+// together (bus.PublishAll): no event is sent before every write is stored.
+//
+// Once the guest has returned, its effects are applied to the end on a
+// context of their own (bounded by effectsTimeout), whatever happens to
+// ctx: a client that disconnects must not cut a request's effects in half.
+func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation, atomic bool) error {
+	if len(inv.Writes) == 0 && len(inv.Events) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), effectsTimeout)
+	defer cancel()
+	if err := applyWrites(ctx, s, inv.Writes, atomic); err != nil {
 		return err
 	}
 	if len(inv.Events) == 0 {
@@ -89,8 +102,9 @@ func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation) er
 	return nil
 }
 
-// applyWrites applies key writes in order to s's store.
-func applyWrites(ctx context.Context, s *service, writes []host.KVOp) error {
+// applyWrites applies key writes in order to s's store: as one atomic
+// batch, or one by one when atomic is false.
+func applyWrites(ctx context.Context, s *service, writes []host.KVOp, atomic bool) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -98,7 +112,12 @@ func applyWrites(ctx context.Context, s *service, writes []host.KVOp) error {
 	for i, w := range writes {
 		ops[i] = kv.Op(w)
 	}
-	err := s.store.Apply(ctx, ops)
+	var err error
+	if atomic {
+		err = s.store.Apply(ctx, ops)
+	} else {
+		err = s.store.ApplyEach(ctx, ops)
+	}
 	// A write of a batch that failed is counted as failed: it was not
 	// confirmed, even where the server stored it.
 	for _, w := range writes {
@@ -140,7 +159,7 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 	if err := resp.Decode(out); err != nil {
 		return fmt.Errorf("service %s returned a malformed response: %w", name, err)
 	}
-	if err := d.apply(ctx, s, &cs.inv); err != nil {
+	if err := d.apply(ctx, s, &cs.inv, true); err != nil {
 		cs.inv.Logger().Error("request effects not applied", slog.Any("error", err))
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
 	}
@@ -202,7 +221,10 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		if err := s.events.checkWrites(ev.Type, cs.inv.Writes); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
-		if err := d.apply(ctx, s, &cs.inv); err != nil {
+		// A read model's projections are idempotent merges that a replay
+		// rebuilds: their writes skip the atomic batch, which costs the
+		// server a staging store per batch (see kv.Store.ApplyEach).
+		if err := d.apply(ctx, s, &cs.inv, !s.events.readModelType(ev.Type)); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		return nil
