@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // EngineConfig configures an Engine.
@@ -44,6 +45,22 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 
 // Close releases the compilation cache. Close every Module first.
 func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
+
+// compileContext returns the context for wazero's CompileModule of the
+// module cfg names, sum the sha256 of its bytes. wazero takes the digest
+// rather than hashing the bytes again (our fork, MESHD-PATCH.md), and
+// reports to cfg.Logger, once per compilation, any failure of the
+// compilation cache it worked around: a damaged entry (truncated,
+// overwritten, unreadable) is a miss, deleted, the module compiled from its
+// bytes and written back; a failed write costs a compilation next time.
+// Neither fails the module.
+func (e *Engine) compileContext(ctx context.Context, cfg ModuleConfig, sum [32]byte) context.Context {
+	ctx = experimental.WithModuleDigest(ctx, sum)
+	return experimental.WithCompilationCacheErrorHandler(ctx, func(err error) {
+		cfg.Logger.Warn("compilation cache failed; the module was compiled from its bytes",
+			slog.String("module", cfg.Name), slog.Any("error", err))
+	})
+}
 
 // HostModule instantiates the host functions a module imports into r. It is
 // called once, by Start, after the module is compiled.

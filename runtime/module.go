@@ -207,7 +207,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	if terr == nil {
 		wasm = bounded
 	}
-	if m.compiled, err = m.rt.CompileModule(experimental.WithModuleDigest(ctx, sum), wasm); err != nil {
+	if m.compiled, err = m.rt.CompileModule(e.compileContext(ctx, cfg, sum), wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}
 	if terr != nil { // wazero read what limitTables could not: refuse what is not checked
