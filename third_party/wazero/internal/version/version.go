@@ -44,7 +44,7 @@ func GetWazeroVersion() (ret string) {
 
 	// meshd's fork compiles loop headers differently (see MESHD-PATCH.md):
 	// its compiled code must not share a compilation cache with upstream's,
-	// its cache files align the code (change 8: ".2"), and its code checks
+	// its cache files align the code (change 8: ".2"), its code checks
 	// termination at function entry too (change 9: ".3"), and its cache
 	// files end with a checksum of all but the code (change 10: ".4").
 	ret += "-meshd.4"
