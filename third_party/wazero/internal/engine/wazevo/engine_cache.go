@@ -334,7 +334,7 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 		return
 	}
 	if f, ok := r.r.(*os.File); ok && executableLen > 0 {
-		if executable, merr := platform.MmapCodeFile(f, codeOff+pad, int(executableLen)); merr == nil {
+		if executable, merr := platform.MmapCodeFile(f, r.base+codeOff+pad, int(executableLen)); merr == nil {
 			cm.executable, code = executable, executable
 			if err = r.skipMapped(f, pad+int64(executableLen)); err != nil {
 				return
@@ -465,8 +465,9 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 // it reads outside the code.
 type cacheFile struct {
 	r io.Reader
-	// off and left count the bytes read and left to read.
-	off, left int64
+	// base is the file offset the entry starts at (an *os.File's); off
+	// and left count the bytes read and left to read.
+	base, off, left int64
 	// sum is the checksum of the bytes read by read.
 	sum uint32
 }
@@ -487,7 +488,7 @@ func newCacheFile(reader io.Reader) (*cacheFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("compilationcache: error reading entry offset: %v", err)
 		}
-		return &cacheFile{r: r, left: max(fi.Size()-off, 0)}, nil
+		return &cacheFile{r: r, base: off, left: max(fi.Size()-off, 0)}, nil
 	case interface{ Len() int }: // bytes.Reader, strings.Reader, bytes.Buffer
 		return &cacheFile{r: reader, left: int64(r.Len())}, nil
 	}
@@ -544,7 +545,7 @@ func (c *cacheFile) skip(n int64, what string) error {
 
 // skipMapped seeks f, c's file, n bytes on, past what was mapped of it.
 func (c *cacheFile) skipMapped(f *os.File, n int64) error {
-	if _, err := f.Seek(c.off+n, io.SeekStart); err != nil {
+	if _, err := f.Seek(c.base+c.off+n, io.SeekStart); err != nil {
 		return fmt.Errorf("compilationcache: seeking past the executable: %v", err)
 	}
 	c.off += n
