@@ -30,11 +30,10 @@ type logWriter struct {
 }
 
 // newLogWriter is the WASI stdout and stderr writer of service, rate-limited
-// like the log host function (host.DefaultLogLinesPerSecond and
-// host.DefaultLogBurst, its own bucket) and counting dropped lines in
-// meshd_guest_log_dropped_total.
+// like the log host function (host.LogLimits' defaults, buckets of its own)
+// and counting dropped lines in meshd_guest_log_dropped_total.
 func (d *Daemon) newLogWriter(service string, log *slog.Logger) *logWriter {
-	return &logWriter{log: log, limit: host.NewLogLimiter(0, 0, "guest stdio", d.guestLogDropped(service))}
+	return &logWriter{log: log, limit: host.NewLogLimiter(host.LogLimits{}, "guest stdio", d.guestLogDropped(service))}
 }
 
 // guestLogDropped is the metric hook of service's guest log limits, nil
@@ -90,7 +89,7 @@ func (w *logWriter) flush(mark string) {
 	if len(line) == 0 {
 		return
 	}
-	if w.limit != nil && !w.limit.Allow(context.Background(), w.log) {
+	if w.limit != nil && !w.limit.Allow(context.Background(), w.log, len(line)) {
 		return
 	}
 	w.log.Info(string(line)+mark, slog.String("source", "guest-stdio"))

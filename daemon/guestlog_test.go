@@ -79,7 +79,7 @@ func TestGuestStdioIsRateLimited(t *testing.T) {
 	h := &records{}
 	var mu sync.Mutex
 	dropped := 0
-	w := &logWriter{log: slog.New(h), limit: host.NewLogLimiter(1, 20, "guest stdio", func(n int) {
+	w := &logWriter{log: slog.New(h), limit: host.NewLogLimiter(host.LogLimits{LinesPerSecond: 1, Burst: 20}, "guest stdio", func(n int) {
 		mu.Lock()
 		dropped += n
 		mu.Unlock()

@@ -19,7 +19,7 @@ import (
 // runtime as the "meshd" import module of ABI v1.
 func Module(env *Env) runtime.HostModule {
 	return func(ctx context.Context, r wazero.Runtime) error {
-		b := &binding{env: env, logs: NewLogLimiter(env.LogLinesPerSecond, env.LogBurst, "guest log", env.LogDropped)}
+		b := &binding{env: env, logs: NewLogLimiter(env.LogLimits, "guest log", env.LogDropped)}
 		i32 := api.ValueTypeI32
 		fns := []struct {
 			name   string
@@ -173,7 +173,7 @@ func (b *binding) log(ctx context.Context, m api.Module, stack []uint64) {
 		if summary == nil {
 			summary = l
 		}
-		if l.Enabled(ctx, lvl) && b.logs.Allow(ctx, summary) {
+		if l.Enabled(ctx, lvl) && b.logs.Allow(ctx, summary, min(len(p), b.env.maxLog())) {
 			l.LogAttrs(ctx, lvl, logText(p, b.env.maxLog()), slog.String("source", "guest"))
 		}
 	}

@@ -86,12 +86,11 @@ type Env struct {
 	// MaxLogBytes caps one guest log line (default 8 KiB); a longer one is
 	// cut and marked.
 	MaxLogBytes int
-	// LogLinesPerSecond and LogBurst rate-limit the guest's log lines, per
-	// service version (defaults 100 and 1000); lines past the limit are
-	// dropped, counted with LogDropped and summed up in a line at most every
-	// LogSummaryEvery.
-	LogLinesPerSecond float64
-	LogBurst          int
+	// LogLimits rate-limit the guest's log lines, per service version
+	// (defaults: 100 lines and 128 KiB a second, bursts of 1000 lines and
+	// 1 MiB); lines past the limit are dropped, counted with LogDropped and
+	// summed up in a line at most every LogSummaryEvery.
+	LogLimits LogLimits
 	// LogDropped, when set, is told of every guest log line dropped.
 	LogDropped func(n int)
 	// Config is the operator's configuration of the service (the [config]
@@ -125,6 +124,8 @@ const (
 	DefaultMaxLogBytes       = 8 << 10
 	DefaultLogLinesPerSecond = 100
 	DefaultLogBurst          = 1000
+	DefaultLogBytesPerSecond = 128 << 10
+	DefaultLogBurstBytes     = 1 << 20
 )
 
 func (e *Env) maxKey() int        { return orDefault(e.MaxKeyBytes, DefaultMaxKeyBytes) }

@@ -411,8 +411,7 @@ func TestGuestLogIsCappedAndRateLimited(t *testing.T) {
 		var mu sync.Mutex
 		env := hostileEnv()
 		env.Log = slog.New(h)
-		env.LogBurst = 50
-		env.LogLinesPerSecond = 1
+		env.LogLimits = host.LogLimits{LinesPerSecond: 1, Burst: 50}
 		env.LogDropped = func(n int) { mu.Lock(); dropped += n; mu.Unlock() }
 		m := hostile(t, env)
 		var s script
