@@ -173,6 +173,10 @@ func mapInvokeError(name string, err error) error {
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrBusy)
 	case errors.Is(err, runtime.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrTimeout)
+	case errors.Is(err, runtime.ErrOutputTooLarge):
+		// The service's answer passed its cap: the service failed (500), not
+		// the client's request (413).
+		return fmt.Errorf("service %s failed: %w", name, err)
 	case errors.Is(err, runtime.ErrTooLarge):
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrTooLarge)
 	case errors.Is(err, runtime.ErrClosed):

@@ -1,6 +1,9 @@
 package runtime
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by Load and Invoke; test them with errors.Is.
 var (
@@ -20,6 +23,9 @@ var (
 	ErrTrap = errors.New("guest trapped")
 	// ErrTooLarge: the input or output passed its cap.
 	ErrTooLarge = errors.New("too large")
+	// ErrOutputTooLarge: the guest's output passed its cap, the guest's
+	// fault rather than the caller's. It wraps ErrTooLarge.
+	ErrOutputTooLarge = fmt.Errorf("output %w", ErrTooLarge)
 	// ErrNoEntry: the module does not export the entry point.
 	ErrNoEntry = errors.New("entry point not exported")
 )

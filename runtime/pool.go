@@ -63,7 +63,7 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	case c.overflow:
 		m.failures.Add(1)
 		m.release(inst, true)
-		return fmt.Errorf("%s: %s: output passes the cap of %d bytes: %w", m.cfg.Name, e, m.cfg.MaxOutputBytes, ErrTooLarge)
+		return fmt.Errorf("%s: %s: output passes the cap of %d bytes: %w", m.cfg.Name, e, m.cfg.MaxOutputBytes, ErrOutputTooLarge)
 	}
 	c.Code = abi.Code(uint32(inst.stack[0]))
 	m.release(inst, false)

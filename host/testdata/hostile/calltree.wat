@@ -1,0 +1,20 @@
+;; A call tree with no loop: f(n) calls f(n-1) twice, n = 40 (2^40 calls).
+;; Expected: the call is stopped at its deadline (504); the daemon keeps serving.
+(module
+  (import "meshd" "output_write" (func $out (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{\22routes\22:[{\22method\22:\22GET\22,\22path\22:\22/h/calltree\22}]}")
+  (data (i32.const 1024) "\c8\00\00\00\00\00\00\00\00\00\00\00")
+  (func (export "meshd_abi_v1"))
+  (func (export "meshd_describe") (result i32)
+    (drop (call $out (i32.const 0) (i32.const 50)))
+    (i32.const 0))
+  (func $f (param i32)
+    (if (i32.eqz (local.get 0)) (then (return)))
+    (call $f (i32.sub (local.get 0) (i32.const 1)))
+    (call $f (i32.sub (local.get 0) (i32.const 1))))
+  (func (export "meshd_http") (param $n i32) (result i32)
+    (call $f (i32.const 40))
+    (drop (call $out (i32.const 1024) (i32.const 12)))
+    (i32.const 0))
+)

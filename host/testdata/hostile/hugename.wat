@@ -1,0 +1,28 @@
+;; Passes a 60 MiB name to discover and config_get, and a 60 MiB key to kv_get.
+;; Expected: each is refused before the name is copied (the daemon's heap does not grow by it);
+;; the guest answers 200 with the three codes as its body (each negative).
+(module
+  (import "meshd" "output_write" (func $out (param i32 i32) (result i32)))
+  (import "meshd" "discover" (func $disc (param i32 i32 i32 i32) (result i32)))
+  (import "meshd" "config_get" (func $cfg (param i32 i32 i32 i32) (result i32)))
+  (import "meshd" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 961)
+  (data (i32.const 0) "{\22routes\22:[{\22method\22:\22GET\22,\22path\22:\22/h/hugename\22}]}")
+  (data (i32.const 1024) "\c8\00\00\00\00\00\00\00\00\00\00\00")
+  (func (export "meshd_abi_v1"))
+  (func (export "meshd_describe") (result i32)
+    (drop (call $out (i32.const 0) (i32.const 50)))
+    (i32.const 0))
+  (func (export "meshd_http") (param $n i32) (result i32)
+    (memory.fill (i32.const 65536) (i32.const 97) (i32.const 62914560))
+    (i32.store (i32.const 2048) (i32.const 200))
+    (i32.store (i32.const 2052) (i32.const 0))
+    (i32.store (i32.const 2056) (i32.const 12))
+    (i32.store (i32.const 2060) (call $disc (i32.const 65536) (i32.const 62914560) (i32.const 4096) (i32.const 64)))
+    (i32.store (i32.const 2064) (call $cfg (i32.const 65536) (i32.const 62914560) (i32.const 4096) (i32.const 64)))
+    (i32.store (i32.const 2068) (call $get (i32.const 65536) (i32.const 62914560) (i32.const 4096) (i32.const 64)))
+    (drop (call $out (i32.const 2048) (i32.const 24)))
+    (return (i32.const 0))
+    (drop (call $out (i32.const 1024) (i32.const 12)))
+    (i32.const 0))
+)

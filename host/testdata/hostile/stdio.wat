@@ -1,0 +1,26 @@
+;; Floods stdout with WASI fd_write: 200,000 writes of 60 KiB lines.
+;; Expected: as logflood, the daemon's log grows by a bounded amount.
+(module
+  (import "meshd" "output_write" (func $out (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fdw (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "{\22routes\22:[{\22method\22:\22GET\22,\22path\22:\22/h/stdio\22}]}")
+  (data (i32.const 1024) "\c8\00\00\00\00\00\00\00\00\00\00\00")
+  (func (export "meshd_abi_v1"))
+  (func (export "meshd_describe") (result i32)
+    (drop (call $out (i32.const 0) (i32.const 47)))
+    (i32.const 0))
+  (global $i (mut i32) (i32.const 0))
+  (func (export "meshd_http") (param $n i32) (result i32)
+    ;; iovec at 65536: the 60 KiB line at 2048 (ends with a newline)
+    (i32.store (i32.const 65536) (i32.const 2048))
+    (i32.store (i32.const 65540) (i32.const 61440))
+    (i32.store8 (i32.const 63487) (i32.const 10))
+    (global.set $i (i32.const 0))
+    (loop $l
+      (drop (call $fdw (i32.const 1) (i32.const 65536) (i32.const 1) (i32.const 65544)))
+      (global.set $i (i32.add (global.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (global.get $i) (i32.const 200000))))
+    (drop (call $out (i32.const 1024) (i32.const 12)))
+    (i32.const 0))
+)

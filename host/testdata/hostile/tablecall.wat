@@ -1,0 +1,23 @@
+;; The same call tree through call_indirect (a table), no loop and no direct call.
+;; Expected: stopped at its deadline (504).
+(module
+  (import "meshd" "output_write" (func $out (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{\22routes\22:[{\22method\22:\22GET\22,\22path\22:\22/h/tablecall\22}]}")
+  (data (i32.const 1024) "\c8\00\00\00\00\00\00\00\00\00\00\00")
+  (func (export "meshd_abi_v1"))
+  (func (export "meshd_describe") (result i32)
+    (drop (call $out (i32.const 0) (i32.const 51)))
+    (i32.const 0))
+  (type $t (func (param i32)))
+  (table 2 2 funcref)
+  (elem (i32.const 0) $g $g)
+  (func $g (param i32)
+    (if (i32.eqz (local.get 0)) (then (return)))
+    (call_indirect (type $t) (i32.sub (local.get 0) (i32.const 1)) (i32.const 0))
+    (call_indirect (type $t) (i32.sub (local.get 0) (i32.const 1)) (i32.const 1)))
+  (func (export "meshd_http") (param $n i32) (result i32)
+    (call_indirect (type $t) (i32.const 40) (i32.const 1))
+    (drop (call $out (i32.const 1024) (i32.const 12)))
+    (i32.const 0))
+)
