@@ -6,6 +6,13 @@
 // service. The in-process connection does not use a TCP port; a client port
 // is opened only when Config.Listen is set (for other nodes or tools). When
 // Config.URL is set, no server is started and meshd connects to that URL.
+//
+// Every connection to the embedded server authenticates. meshd's own
+// in-process connection signs with a user nkey generated at each start and
+// accepted on in-process connections only; clients of the Listen port need
+// the credentials of Config.Auth and get its grants only (see Auth). A
+// Listen port without credentials is refused, and so is one beyond
+// loopback without TLS unless Auth.Plaintext.
 package natsd
 
 import (
@@ -14,8 +21,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +56,9 @@ type Config struct {
 	Sync bool
 	// Name is the server (node) name; empty lets nats-server choose.
 	Name string
+	// Auth holds the credentials, grants and TLS of the Listen port, or
+	// what meshd presents to URL.
+	Auth Auth
 }
 
 // Server is a running NATS connection, with the embedded server behind it
@@ -66,6 +78,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("natsd: %w", err)
+	}
 	if cfg.URL != "" {
 		return connectExternal(ctx, cfg, log)
 	}
@@ -82,18 +97,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
-		host, port, err := net.SplitHostPort(cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("natsd: listen address %q: %w", cfg.Listen, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 0 || p > 65535 {
-			return nil, fmt.Errorf("natsd: listen address %q: bad port", cfg.Listen)
-		}
+		host, port, _ := net.SplitHostPort(cfg.Listen) // checked by Validate
+		p, _ := strconv.Atoi(port)
 		if p == 0 {
 			p = server.RANDOM_PORT
 		}
 		opts.Host, opts.Port = host, p
+	}
+	self, err := serverAuth(opts, cfg)
+	if err != nil {
+		return nil, err
+	}
+	selfOpt, err := selfAuth(self)
+	if err != nil {
+		return nil, fmt.Errorf("natsd: meshd's own key: %w", err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -106,7 +123,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, err
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), selfOpt, nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log))
 	if err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
@@ -123,7 +140,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if !opts.DontListen {
 		s.url = ns.ClientURL()
 	}
-	log.Info("nats embedded server ready", "store", opts.StoreDir, "client_url", s.url, "sync", cfg.Sync)
+	if s.url == "" {
+		log.Info("nats embedded server ready", "store", opts.StoreDir, "client_url", s.url, "sync", cfg.Sync)
+		return s, nil
+	}
+	a := cfg.Auth
+	log.Info("nats embedded server ready", "store", opts.StoreDir, "client_url", s.url, "sync", cfg.Sync,
+		"client_user", a.User, "client_nkey", a.NKey != "", "tls", opts.TLSConfig != nil, "client_certificates", opts.TLSVerify,
+		"grants_publish", len(a.AllowPublish), "grants_subscribe", len(a.AllowSubscribe))
+	if len(a.AllowPublish) == 0 && len(a.AllowSubscribe) == 0 {
+		log.Info("nats clients may connect but are granted no subject (--nats-allow-publish, --nats-allow-subscribe)")
+	}
+	if opts.TLSConfig == nil && !isLoopback(opts.Host) {
+		log.Warn("nats client port beyond loopback without TLS (--nats-plaintext): passwords and events cross the network in clear", "client_url", s.url)
+	}
 	return s, nil
 }
 
@@ -158,12 +188,17 @@ func asyncErrors(log *slog.Logger) nats.Option {
 
 func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	opts := []nats.Option{nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log)}
+	auth, err := clientAuth(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, auth...)
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(dl)))
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("natsd: connect %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("natsd: connect %s: %w", redactURL(cfg.URL), err)
 	}
 	js, err := newJetStream(nc)
 	if err != nil {
@@ -172,6 +207,20 @@ func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server
 	}
 	log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
 	return &Server{nc: nc, js: js}, nil
+}
+
+// redactURL returns the server URLs of u (a comma-separated list) without
+// the passwords they may carry, bounded and escaped for a message.
+func redactURL(u string) string {
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if pu, err := url.Parse(strings.TrimSpace(p)); err == nil && pu.User != nil {
+			parts[i] = pu.Redacted()
+		} else if err != nil && strings.Contains(p, "@") {
+			parts[i] = "(unparsable URL)"
+		}
+	}
+	return quote(strings.Join(parts, ","))
 }
 
 // Conn returns the NATS connection.

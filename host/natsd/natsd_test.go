@@ -72,44 +72,6 @@ func TestStartRequiresDataDir(t *testing.T) {
 	}
 }
 
-func TestListenAndExternal(t *testing.T) {
-	s := start(t, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
-	url := s.ClientURL()
-	if url == "" {
-		t.Fatal("ClientURL empty in listen mode")
-	}
-	// A plain client on the TCP port sees what the in-process conn publishes.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("Connect %s: %v", url, err)
-	}
-	defer nc.Close()
-	sub, err := nc.SubscribeSync("a.b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Conn().Publish("a.b", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sub.NextMsg(5 * time.Second); err != nil {
-		t.Fatalf("NextMsg: %v", err)
-	}
-
-	// External mode against the same server.
-	ext := start(t, Config{URL: url})
-	if ext.ClientURL() != "" {
-		t.Fatalf("external ClientURL = %q", ext.ClientURL())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := ext.JetStream().AccountInfo(ctx); err != nil {
-		t.Fatalf("external AccountInfo: %v", err)
-	}
-}
-
 func TestBadListen(t *testing.T) {
 	if _, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "nope"}, nil); err == nil {
 		t.Fatal("bad listen address accepted")
