@@ -23,6 +23,10 @@ type Hooks struct {
 	// DeadLettered is called after an event was stored as a dead letter of
 	// service.
 	DeadLettered func(service, typ string)
+	// ConsumerReplaced is called when Subscribe found the durable consumer
+	// of (service, typ) unusable (its stored state cannot be opened) and
+	// created a replacement, which redelivers every stored event of typ.
+	ConsumerReplaced func(service, typ string)
 }
 
 func (h *Hooks) published(typ string) {
@@ -34,6 +38,12 @@ func (h *Hooks) published(typ string) {
 func (h *Hooks) delivered(service, typ string, attempt int, err error, d time.Duration) {
 	if h.Delivered != nil {
 		h.Delivered(service, typ, attempt, err, d)
+	}
+}
+
+func (h *Hooks) consumerReplaced(service, typ string) {
+	if h.ConsumerReplaced != nil {
+		h.ConsumerReplaced(service, typ)
 	}
 }
 

@@ -33,7 +33,10 @@ type Subscription struct {
 	h       Handler
 	max     int // attempts before dead-lettering
 	cons    jetstream.Consumer
-	it      jetstream.MessagesContext
+	name    string // of cons: ConsumerName's, or a replacement's (see ensureConsumer)
+
+	startMu sync.Mutex                // orders Start against Stop
+	it      jetstream.MessagesContext // set by Start
 
 	ctx    context.Context // parent of handler contexts
 	cancel context.CancelFunc
@@ -56,8 +59,10 @@ func ConsumerName(service, typ string) string {
 // Subscribe starts delivering events of type typ to h on behalf of service.
 // The durable consumer survives restarts: a new Subscribe for the same
 // (service, typ) resumes where the last one left off, and the first one
-// starts at the oldest stored event. ctx bounds the setup only; the
-// subscription runs until Stop or Bus.Close.
+// starts at the oldest stored event. A durable whose stored state the
+// server cannot open is replaced by a new one, which starts at the oldest
+// stored event too (see ensureConsumer and Hooks.ConsumerReplaced). ctx
+// bounds the setup only; the subscription runs until Stop or Bus.Close.
 func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler) (*Subscription, error) {
 	return b.SubscribeWith(ctx, service, typ, h, SubscribeOptions{})
 }
@@ -67,6 +72,11 @@ type SubscribeOptions struct {
 	// MaxDeliver overrides Config.MaxDeliver for this subscription when
 	// positive.
 	MaxDeliver int
+	// Deferred makes the durable consumer (so that a problem with it is
+	// known at once) but fetches nothing until Start: a service that is
+	// not serving yet must not be handed events, each of which would cost
+	// a delivery attempt (the server counts every delivery).
+	Deferred bool
 }
 
 // SubscribeWith is Subscribe with per-subscription options.
@@ -105,17 +115,16 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 	if err != nil {
 		return nil, fmt.Errorf("bus: consumer %s: %w", name, err)
 	}
-	// Short pulls: if a pull request is lost (seen under heavy load: the
-	// consumer sat with events pending and none in flight), the client
-	// notices the missing heartbeat after half the expiry and pulls again,
-	// so delivery stalls for seconds, not the default 15 to 30.
-	it, err := cons.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("bus: consume %s: %w", name, err)
+	info := cons.CachedInfo()
+	if len(cons.Replaced) > 0 {
+		b.log.Warn("bus: the stored state of a durable consumer cannot be opened; its replacement delivers every stored event of the type again",
+			"service", service, "type", typ, "unusable", strings.Join(cons.Replaced, ","), "consumer", info.Name,
+			"pending", info.NumPending, "error", cons.Cause)
+		b.cfg.Hooks.consumerReplaced(service, typ)
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Subscription{
-		b: b, service: service, typ: typ, h: h, cons: cons, it: it,
+		b: b, service: service, typ: typ, h: h, cons: cons.Consumer, name: info.Name,
 		max: cmp.Or(opt.MaxDeliver, b.cfg.MaxDeliver),
 		ctx: hctx, cancel: cancel,
 		stopping: make(chan struct{}),
@@ -123,17 +132,53 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		it.Stop()
 		cancel()
 		return nil, ErrClosed
 	}
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
-	s.wg.Add(b.cfg.Concurrency)
-	for range b.cfg.Concurrency {
-		go s.worker()
+	if !opt.Deferred {
+		if err := s.Start(); err != nil {
+			s.Stop()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// Consumer is the name of the durable consumer the subscription reads:
+// ConsumerName's, or that of its replacement when the first one's stored
+// state could not be opened.
+func (s *Subscription) Consumer() string { return s.name }
+
+// Start starts delivery on a subscription made with
+// SubscribeOptions.Deferred; on one already started it does nothing. After
+// Stop (or Bus.Close) it returns ErrClosed.
+func (s *Subscription) Start() error {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	select {
+	case <-s.stopping:
+		return ErrClosed
+	default:
+	}
+	if s.it != nil {
+		return nil
+	}
+	// Short pulls: if a pull request is lost (seen under heavy load: the
+	// consumer sat with events pending and none in flight), the client
+	// notices the missing heartbeat after half the expiry and pulls again,
+	// so delivery stalls for seconds, not the default 15 to 30.
+	it, err := s.cons.Messages(jetstream.PullMaxMessages(s.b.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("bus: consume %s: %w", s.name, err)
+	}
+	s.it = it
+	s.wg.Add(s.b.cfg.Concurrency)
+	for range s.b.cfg.Concurrency {
+		go s.worker()
+	}
+	return nil
 }
 
 // Stop stops delivery and waits for in-flight handlers to return. Events
@@ -143,8 +188,13 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 // later, past business timeouts of the same order. Stop is idempotent.
 func (s *Subscription) Stop() {
 	s.stopOnce.Do(func() {
+		s.startMu.Lock()
 		close(s.stopping)
-		s.it.Drain() // Next hands out what was fetched, then reports closed
+		it := s.it
+		s.startMu.Unlock()
+		if it != nil { // nil: never started
+			it.Drain() // Next hands out what was fetched, then reports closed
+		}
 		s.wg.Wait()
 		s.cancel()
 		s.b.mu.Lock()
