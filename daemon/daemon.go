@@ -230,6 +230,12 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	for _, s := range d.services {
 		svcs = append(svcs, s)
 	}
+	d.mu.Unlock()
+	// Subscriptions stop while every service is still loaded: the events
+	// they fetched are handled (Subscription.Stop drains), not failed for a
+	// missing service and left for a redelivery after the restart.
+	stopSubscriptions(ctx, svcs)
+	d.mu.Lock()
 	clear(d.services)
 	d.mu.Unlock()
 	for _, s := range svcs {
@@ -247,4 +253,21 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, d.closeAdmin(ctx)) // last: /readyz says 503 while draining
 	return errors.Join(errs...)
+}
+
+// stopSubscriptions stops the subscriptions of svcs at once and waits for
+// them until ctx ends; bus.Close then cancels the handlers still running.
+func stopSubscriptions(ctx context.Context, svcs []*service) {
+	var wg sync.WaitGroup
+	for _, s := range svcs {
+		for _, sub := range s.subs {
+			wg.Go(sub.Stop)
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }

@@ -316,6 +316,19 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("daemon: reload: %w", err))...)
 	}
+	// Modules of services that serve nothing now (refused at start, say, for
+	// a route conflict) are decided together as at start: both parties of a
+	// conflict among them stay refused, rather than the first in name order
+	// taking the contested routes.
+	var idle []string
+	for _, path := range d.pluginPaths() {
+		if d.lookup(serviceOf(path)) == nil {
+			idle = append(idle, path)
+		}
+	}
+	d.prepareAll(ctx, idle)
+	defer d.dropPrepared()
+	refused := d.refuseStartConflicts(ctx, idle)
 	present := make(map[string]bool)
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
@@ -323,7 +336,15 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		}
 		path := filepath.Join(d.cfg.PluginDir, e.Name())
 		present[serviceOf(path)] = true
-		wasm, err := os.ReadFile(path)
+		if refused[path] {
+			errs = append(errs, fmt.Errorf("daemon: reload: %s refused: its routes conflict with another module's", e.Name()))
+			continue
+		}
+		wasm := d.preparedBytes(path)
+		var err error
+		if wasm == nil {
+			wasm, err = os.ReadFile(path)
+		}
 		if err == nil {
 			err = d.loadLogged(ctx, path, wasm)
 		}

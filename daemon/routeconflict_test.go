@@ -163,6 +163,14 @@ func TestRouteAttackAtStartRefusesBoth(t *testing.T) {
 			if got := servedBy(t, td, "GET", "/payments/7"); got != "pay" {
 				t.Fatalf("GET /payments/7: served by %s, want pay", got)
 			}
+			// A reload of the whole directory (SIGHUP) decides the two the
+			// same way: file name order does not hand the route to either.
+			if err := td.Reload(context.Background()); err == nil {
+				t.Fatal("Reload with both parties present reported no refusal")
+			}
+			if got := strings.Join(td.Services(), ","); got != "pay" {
+				t.Fatalf("after Reload: serving %s, want pay alone", got)
+			}
 			// Once the attacker is gone, a reload of order serves it.
 			if err := os.Remove(filepath.Join(td.dir, a.name+".wasm")); err != nil {
 				t.Fatal(err)
