@@ -126,6 +126,12 @@ type (
 
 		// CloseNotifier is an experimental hook called once on close.
 		CloseNotifier experimental.CloseNotifier
+
+		// CallStackLimit is the most bytes the call stack of a call into
+		// this module may grow to, from experimental.WithCallStackLimit at
+		// instantiation; zero or less: the engine's own ceiling (meshd
+		// patch).
+		CallStackLimit int
 	}
 
 	// DataInstance holds bytes corresponding to the data segment in a module.
@@ -350,6 +356,7 @@ func (s *Store) instantiate(
 	typeIDs []FunctionTypeID,
 ) (m *ModuleInstance, err error) {
 	m = &ModuleInstance{ModuleName: name, TypeIDs: typeIDs, Sys: sysCtx, s: s, Source: module}
+	m.CallStackLimit, _ = ctx.Value(expctxkeys.CallStackLimitKey{}).(int) // meshd patch
 
 	m.Tables = make([]*TableInstance, int(module.ImportTableCount)+len(module.TableSection))
 	m.Globals = make([]*GlobalInstance, int(module.ImportGlobalCount)+len(module.GlobalSection))

@@ -49,6 +49,10 @@ type (
 		// pendingException holds the most recently caught exception, so handler
 		// code can read its params after re-entry.
 		pendingException *wasm.Exception
+		// stackLimit is the most bytes the stack may grow to, the module's
+		// experimental.WithCallStackLimit; zero: callStackCeiling holds
+		// (meshd patch).
+		stackLimit uintptr
 	}
 
 	// tryHandler records the state at a try_table entry for exception handling.
@@ -697,7 +701,11 @@ func (c *callEngine) callerModuleInstance() *wasm.ModuleInstance {
 	return moduleInstanceFromOpaquePtr(c.execCtx.callerModuleContextPtr)
 }
 
-const callStackCeiling = uintptr(50000000) // in uint64 (8 bytes) == 400000000 bytes in total == 400mb.
+// callStackCeiling is compared with the stack's length in bytes: a stack
+// shorter grows (doubling), so without a limit of the module's
+// (experimental.WithCallStackLimit) a stack reaches about 84 MB, and its
+// last growth holds about 126 MB at once, the old stack and the new.
+const callStackCeiling = uintptr(50000000)
 
 func (c *callEngine) growStackWithGuarded() (newSP uintptr, newFP uintptr, err error) {
 	if wazevoapi.StackGuardCheckEnabled {
@@ -716,12 +724,28 @@ func (c *callEngine) growStackWithGuarded() (newSP uintptr, newFP uintptr, err e
 // growStack grows the stack, and returns the new stack pointer.
 func (c *callEngine) growStack() (newSP, newFP uintptr, err error) {
 	currentLen := uintptr(len(c.stack))
-	if callStackCeiling < currentLen {
+	required := c.execCtx.stackGrowRequiredSize + 16 // Stack might be aligned to 16 bytes, so add 16 bytes just in case.
+	newLen := 2*currentLen + required
+	if limit := c.stackLimit; limit > 0 {
+		// meshd patch: the module's limit (experimental.WithCallStackLimit)
+		// bounds the new stack's length. The new stack must hold what is
+		// in use (at most the current length) and the frame the function
+		// about to run asked for; if that does not fit under the limit,
+		// the call has overflowed. Otherwise the stack doubles, or takes
+		// the limit if doubling would pass it.
+		if wazevoapi.StackGuardCheckEnabled {
+			required += wazevoapi.StackGuardCheckGuardPageSize
+		}
+		if currentLen+required > limit {
+			err = wasmruntime.ErrRuntimeStackOverflow
+			return
+		}
+		newLen = min(newLen, limit)
+	} else if callStackCeiling < currentLen {
 		err = wasmruntime.ErrRuntimeStackOverflow
 		return
 	}
 
-	newLen := 2*currentLen + c.execCtx.stackGrowRequiredSize + 16 // Stack might be aligned to 16 bytes, so add 16 bytes just in case.
 	newSP, newFP, c.stackTop, c.stack = c.cloneStack(newLen)
 	c.execCtx.stackBottomPtr = &c.stack[0]
 	return

@@ -206,6 +206,9 @@ func (m *moduleEngine) NewFunction(index wasm.Index) api.Function {
 		requiredParams:         typ.ParamNumInUint64,
 		numberOfResults:        typ.ResultNumInUint64,
 	}
+	if limit := m.module.CallStackLimit; limit > 0 { // meshd patch
+		ce.stackLimit = uintptr(limit)
+	}
 
 	sharedFunctions := p.sharedFunctions
 	ce.execCtx.memoryGrowTrampolineAddress = sharedFunctions.memoryGrowAddress
