@@ -1,0 +1,148 @@
+//go:build linux
+
+package storefail
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/host/natsd"
+)
+
+// mountTmpfs mounts a tmpfs of size (mount's syntax: "8m") on a temporary
+// directory, unmounted at the end of the test, or skips the test where
+// mounting is not permitted.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+			_ = exec.Command("umount", "-l", dir).Run()
+		}
+	})
+	return dir
+}
+
+// fill writes a file into dir until its file system is full and returns
+// the file's path.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "fill")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for i := 0; i < 1<<14; i++ { // bounded: 1 GiB
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return path
+			}
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("the file system did not fill")
+	return ""
+}
+
+// TestRepairOnRealFullDisk breaks a stream for real (a write past a full
+// tmpfs, which nats-server keeps failing even once space is back), frees
+// the space, and expects the Health to diagnose the timeout, restart the
+// embedded JetStream and take writes again, with what was stored before
+// still there.
+func TestRepairOnRealFullDisk(t *testing.T) {
+	dir := mountTmpfs(t, "8m")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := natsd.Start(ctx, natsd.Config{DataDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	js := srv.JetStream()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	h := For(js)
+	if h.srv == nil || h.free == nil {
+		t.Fatal("the Health of an in-process connection does not know its server")
+	}
+	payload := make([]byte, 8<<10)
+	for range 3 {
+		if _, err := js.Publish(ctx, "ev.a", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	path := fill(t, dir)
+	// Write past the Health (as a write under way when the disk filled
+	// would) until the stream keeps the error: the server then stops
+	// answering.
+	broke := false
+	for i := 0; i < 10 && !broke; i++ {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := js.Publish(c, "ev.a", payload)
+		cancel()
+		broke = errors.Is(err, context.DeadlineExceeded)
+	}
+	if !broke || len(brokenStreams(h.srv)) == 0 {
+		t.Fatalf("the stream did not break (timeout %v, server reports %v)", broke, brokenStreams(h.srv))
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+
+	// Space is back, but the stream still fails: the next write times out
+	// and the diagnosis finds the stream's error.
+	w, err := h.Begin()
+	if err != nil {
+		t.Fatalf("Begin with space back: %v", err)
+	}
+	c, cancel2 := context.WithTimeout(ctx, time.Second)
+	_, err = js.Publish(c, "ev.a", payload)
+	cancel2()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write to the broken stream: %v, want a timeout", err)
+	}
+	w.End(err)
+	if !errors.Is(h.Refusing(), ErrWritesRefused) {
+		t.Fatal("a timeout on a stream with a kept write error did not make the store refuse")
+	}
+	start := time.Now()
+	if _, err := h.Begin(); !errors.Is(err, ErrWritesRefused) {
+		t.Fatalf("Begin right after: %v, want ErrWritesRefused", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a refused Begin took %s", d)
+	}
+
+	w = waitTrial(t, h)
+	_, err = js.Publish(ctx, "ev.a", payload)
+	w.End(err)
+	if err != nil {
+		t.Fatalf("the trial write after the repair: %v", err)
+	}
+	if h.Refusing() != nil || h.Restarts() != 1 {
+		t.Fatalf("after the trial: refusing %v, %d JetStream restarts; want none and 1", h.Refusing(), h.Restarts())
+	}
+	st, err := js.Stream(ctx, "EV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n < 4 {
+		t.Fatalf("the stream holds %d messages after the repair, want the 3 stored before and the trial's", n)
+	}
+}
