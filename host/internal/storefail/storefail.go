@@ -90,8 +90,8 @@ func Reserve(total uint64) uint64 {
 // Health is the health of one store as its writers see it. It is safe for
 // concurrent use.
 type Health struct {
-	srv   *server.Server                        // embedded server; nil when external
-	jscfg *server.JetStreamConfig               // its JetStream configuration when first seen
+	srv   *server.Server                         // embedded server; nil when external
+	jscfg *server.JetStreamConfig                // its JetStream configuration when first seen
 	free  func() (free, total uint64, err error) // free space of the store's file system; nil: unknown
 	log   atomic.Pointer[slog.Logger]
 
