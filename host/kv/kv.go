@@ -10,6 +10,12 @@
 // JetStream atomic batch (nats-server 2.12 and later), at most
 // DefaultMaxBatch of them. ApplyEach is the cheaper path for writes that
 // need no atomicity.
+//
+// Every write path first asks the store's health (one per NATS connection,
+// shared with the event bus): while the store refuses writes (its disk is
+// full or failing) a write fails at once with an error wrapping
+// ErrWritesRefused, and nothing of it is sent; the store takes writes
+// again by itself once space returns.
 package kv
 
 import (
@@ -26,10 +32,17 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/internal/jsasync"
+	"github.com/meshd/meshd/host/internal/storefail"
 )
 
 // ErrNotFound is returned by Get when the key is absent or was deleted.
 var ErrNotFound = errors.New("kv: key not found")
+
+// ErrWritesRefused is wrapped by the error of a write refused at once
+// because the store refuses writes (its disk is full or failing): nothing
+// of the write was sent. It is the same error as the event bus's
+// (bus.ErrWritesRefused): one store behind both.
+var ErrWritesRefused = storefail.ErrWritesRefused
 
 // MaxKeyLen is the longest key, in bytes before escaping, a Store accepts.
 const MaxKeyLen = 1024
@@ -48,6 +61,7 @@ type Store struct {
 	js      jetstream.JetStream
 	subject string // "$KV.<bucket>.": a key's subject is this plus the escaped key
 	cache   *Cache // nil: every Get asks the server
+	health  *storefail.Health
 
 	maxBatch int           // writes an Apply may send as one batch
 	slots    chan struct{} // batches of the bucket in flight, process-wide
@@ -114,6 +128,7 @@ func OpenWith(ctx context.Context, js jetstream.JetStream, service string, opts 
 		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
 	}
 	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + ".", cache: opts.Cache,
+		health:   storefail.For(js),
 		maxBatch: cmp.Or(opts.MaxBatch, DefaultMaxBatch), slots: batchSlots(bucket)}, nil
 }
 
@@ -211,7 +226,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // write sends one checked op and waits for it to be stored; its revision
 // goes to the cache.
 func (s *Store) write(ctx context.Context, op Op) error {
+	w, err := s.health.Begin()
+	if err != nil {
+		return s.opErr(op, err)
+	}
 	ack, err := s.js.PublishMsg(ctx, s.message(op))
+	w.End(err)
 	var rev uint64
 	if err == nil {
 		rev = ack.Sequence
@@ -258,13 +278,19 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	if err != nil {
 		return err
 	}
+	w, err := s.health.Begin()
+	if err != nil {
+		return fmt.Errorf("kv: apply %d writes to %s: %w", len(ops), s.service, err)
+	}
 	var first uint64
 	select {
 	case s.slots <- struct{}{}:
 		first, err = jsasync.PublishAtomic(ctx, s.js, msgs)
 		<-s.slots
+		w.End(err)
 	case <-ctx.Done():
 		err = ctx.Err()
+		w.End(err)
 	}
 	for i, op := range ops {
 		s.wrote(op, first+uint64(i), err)
@@ -288,13 +314,25 @@ func (s *Store) ApplyEach(ctx context.Context, ops []Op) error {
 	if err != nil {
 		return err
 	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	w, err := s.health.Begin()
+	if err != nil {
+		return fmt.Errorf("kv: apply %d writes to %s: %w", len(ops), s.service, err)
+	}
 	var errs []error
+	var first error // the first the server answered, for the store's health
 	for i, r := range jsasync.Publish(ctx, s.js, msgs, nil) {
 		s.wrote(ops[i], r.Seq, r.Err)
 		if r.Err != nil {
+			if first == nil {
+				first = r.Err
+			}
 			errs = append(errs, s.opErr(ops[i], r.Err))
 		}
 	}
+	w.End(first)
 	return errors.Join(errs...)
 }
 
