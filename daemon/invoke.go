@@ -160,13 +160,18 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 		return fmt.Errorf("service %s returned a malformed response: %w", name, err)
 	}
 	if err := d.apply(ctx, s, &cs.inv, true); err != nil {
+		if errors.Is(err, kv.ErrWritesRefused) {
+			// Not logged per request: the store logs the episode.
+			return mapInvokeError(name, err)
+		}
 		cs.inv.Logger().Error("request effects not applied", slog.Any("error", err))
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
 	}
 	return nil
 }
 
-// mapInvokeError turns runtime errors into the gateway's classes.
+// mapInvokeError turns runtime errors, and a store refusing writes, into
+// the gateway's classes.
 func mapInvokeError(name string, err error) error {
 	switch {
 	case errors.Is(err, runtime.ErrBusy):
@@ -181,6 +186,8 @@ func mapInvokeError(name string, err error) error {
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrTooLarge)
 	case errors.Is(err, runtime.ErrClosed):
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
+	case errors.Is(err, kv.ErrWritesRefused): // the same as bus.ErrWritesRefused
+		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrStoreRefused)
 	}
 	return fmt.Errorf("service %s failed: %w", name, err)
 }

@@ -2,9 +2,31 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 )
+
+// ErrStoreRefused is wrapped by an Invoker's error when the service's
+// effects could not be stored because the store refuses writes (its disk
+// is full or failing). Answered 503 with Retry-After: StoreRetryAfter
+// seconds.
+var ErrStoreRefused = errors.New("gateway: store refuses writes")
+
+// StoreRetryAfter is the Retry-After, in seconds, of a request refused
+// because the store refuses writes: longer than a busy service's, since a
+// full disk waits for someone to free space; short enough that clients see
+// the recovery soon after (the store is probed at most once a second).
+const StoreRetryAfter = 5
+
+// storeRefused sets the Retry-After of ErrStoreRefused on w and returns
+// the problem's status, title and detail.
+func storeRefused(w http.ResponseWriter, service string) (status int, title, detail string) {
+	w.Header().Set("Retry-After", strconv.Itoa(StoreRetryAfter))
+	return http.StatusServiceUnavailable, "storage unavailable",
+		fmt.Sprintf("service %s could not store the request's effects: the store refuses writes (disk full or failing); retry later", service)
+}
 
 // ProblemContentType is the media type of every error the gateway writes.
 const ProblemContentType = "application/problem+json"

@@ -181,6 +181,8 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, title = http.StatusServiceUnavailable, "service busy"
 		detail = fmt.Sprintf("service %s is at capacity; retry later", h.service)
 		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, ErrStoreRefused):
+		status, title, detail = storeRefused(w, h.service)
 	case errors.Is(err, ErrUnavailable):
 		status, title = http.StatusServiceUnavailable, "service unavailable"
 		detail = fmt.Sprintf("service %s is not available; retry later", h.service)
