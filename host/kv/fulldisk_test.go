@@ -57,10 +57,14 @@ func TestWriteErrorRefusesFastThenRecovers(t *testing.T) {
 	sent := js.sends.Load()
 	start := time.Now()
 	for name, write := range map[string]func() error{
-		"Put":       func() error { return st.Put(ctx, "a", []byte("3")) },
-		"Delete":    func() error { return st.Delete(ctx, "a") },
-		"Apply":     func() error { return st.Apply(ctx, []Op{{Key: "a", Value: []byte("4")}, {Key: "b", Value: []byte("4")}}) },
-		"ApplyEach": func() error { return st.ApplyEach(ctx, []Op{{Key: "a", Value: []byte("5")}, {Key: "b", Value: []byte("5")}}) },
+		"Put":    func() error { return st.Put(ctx, "a", []byte("3")) },
+		"Delete": func() error { return st.Delete(ctx, "a") },
+		"Apply": func() error {
+			return st.Apply(ctx, []Op{{Key: "a", Value: []byte("4")}, {Key: "b", Value: []byte("4")}})
+		},
+		"ApplyEach": func() error {
+			return st.ApplyEach(ctx, []Op{{Key: "a", Value: []byte("5")}, {Key: "b", Value: []byte("5")}})
+		},
 	} {
 		if err := write(); !errors.Is(err, ErrWritesRefused) {
 			t.Errorf("%s while the store refuses writes: %v, want ErrWritesRefused", name, err)
