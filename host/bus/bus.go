@@ -11,6 +11,12 @@
 // backoff; after Config.MaxDeliver attempts the event is copied to the
 // dead-letter stream with the reason, and only then removed from the
 // service's consumer. Nothing is dropped.
+//
+// Publishing first asks the store's health (one per NATS connection,
+// shared with the key-value stores): while the store refuses writes (its
+// disk is full or failing) a publish fails at once with an error wrapping
+// ErrWritesRefused, nothing of it sent, and the store takes writes again
+// by itself once space returns.
 package bus
 
 import (
@@ -27,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/host/internal/jsasync"
+	"github.com/meshd/meshd/host/internal/storefail"
 )
 
 // Defaults used for zero Config fields.
@@ -48,6 +55,11 @@ const (
 // DefaultBackoff is the redelivery delay after attempt 1, 2, 3, 4...; the
 // last value repeats.
 var DefaultBackoff = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
+
+// ErrWritesRefused is wrapped by the error of a publish refused at once
+// because the store refuses writes (its disk is full or failing): nothing
+// of it was sent. It is the same error as kv.ErrWritesRefused.
+var ErrWritesRefused = storefail.ErrWritesRefused
 
 // ErrClosed is returned by operations on a closed Bus.
 var ErrClosed = errors.New("bus: closed")
@@ -192,9 +204,10 @@ func (c Config) validate() error {
 // Bus publishes events and runs subscriptions. It is safe for concurrent
 // use.
 type Bus struct {
-	js  jetstream.JetStream
-	cfg Config
-	log *slog.Logger
+	js     jetstream.JetStream
+	cfg    Config
+	log    *slog.Logger
+	health *storefail.Health
 
 	mu     sync.Mutex
 	closed bool
@@ -235,7 +248,9 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.DLQStream, err)
 	}
-	b := &Bus{js: js, cfg: cfg, log: log, subs: map[*Subscription]struct{}{}}
+	health := storefail.For(js)
+	health.SetLogger(log.With("component", "store"))
+	b := &Bus{js: js, cfg: cfg, log: log, health: health, subs: map[*Subscription]struct{}{}}
 	sched, err := b.startScheduler(ctx)
 	if err != nil {
 		return nil, err
@@ -264,11 +279,23 @@ func (b *Bus) Publish(ctx context.Context, ev Event) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)); err != nil {
+	if err := b.publish(ctx, msg, ev.ID, stream); err != nil {
 		return fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, err)
 	}
 	b.cfg.Hooks.published(ev.Type)
 	return nil
+}
+
+// publish stores msg, of event id, in stream, unless the store refuses
+// writes, and tells the store's health how it went.
+func (b *Bus) publish(ctx context.Context, msg *nats.Msg, id, stream string) error {
+	w, err := b.health.Begin()
+	if err != nil {
+		return err
+	}
+	_, err = b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
+	w.End(err)
+	return err
 }
 
 // Pending is one event of PublishAll. A positive Delay schedules it as
@@ -298,16 +325,28 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Pending) error {
 		}
 		msgs[i], opts[i] = msg, []jetstream.PublishOpt{jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)}
 	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	w, err := b.health.Begin()
+	if err != nil {
+		return fmt.Errorf("bus: publish %d events: %w", len(msgs), err)
+	}
 	var errs []error
+	var first error // the first the server answered, for the store's health
 	for i, r := range jsasync.Publish(ctx, b.js, msgs, opts) {
 		ev := &evs[i].Event
 		switch {
 		case r.Err != nil:
+			if first == nil {
+				first = r.Err
+			}
 			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, r.Err))
 		case evs[i].Delay <= 0:
 			b.cfg.Hooks.published(ev.Type)
 		}
 	}
+	w.End(first)
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/internal/storefail"
 )
 
 // Delayed events.
@@ -23,12 +25,38 @@ import (
 // after a crash between publish and ack is dropped by the duplicate window)
 // and only then acknowledged. Delays therefore survive restarts: the
 // schedule is JetStream state, not a timer in memory.
+//
+// A due event that cannot be published (the store refuses writes: a full
+// disk) is retried after a delay that doubles with how long it has been
+// overdue (retryDelay: from MinRetryDelay to MaxRetryDelay, jittered), so
+// that thousands of due events cost a few retries a second, not thousands;
+// and the scheduler's errors are sampled: the first is logged, then one
+// line every LogSampleEvery saying how many were held back.
 
 const (
 	hdrDeliverAt    = "meshd-deliver-at"
 	schedulerName   = "meshd_scheduler"
 	maxScheduleWait = time.Hour // re-check at least this often
 )
+
+// Retries of due events that could not be published, and the sampling of
+// the scheduler's log lines.
+const (
+	MinRetryDelay  = time.Second
+	MaxRetryDelay  = time.Minute
+	LogSampleEvery = 10 * time.Second
+)
+
+// retryDelay is how long a due event, overdue by overdue, waits before its
+// next publish attempt: as long as it has been overdue, from MinRetryDelay
+// to MaxRetryDelay, less up to a fifth at random (so that events due
+// together do not retry together). Each retry thus about doubles the time
+// the event has been overdue: an exponential backoff that needs no count
+// of attempts and survives restarts.
+func retryDelay(overdue time.Duration) time.Duration {
+	d := min(max(overdue, MinRetryDelay), MaxRetryDelay)
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
+}
 
 // MaxDelay is the longest delay PublishDelayed accepts (abi.MaxDelay).
 const MaxDelay = abi.MaxDelay
@@ -43,7 +71,7 @@ func (b *Bus) PublishDelayed(ctx context.Context, ev Event, delay time.Duration)
 	if err != nil {
 		return err
 	}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream)); err != nil {
+	if err := b.publish(ctx, msg, ev.ID, stream); err != nil {
 		return fmt.Errorf("bus: schedule %s %s: %w", ev.Type, ev.ID, err)
 	}
 	return nil
@@ -54,6 +82,9 @@ type scheduler struct {
 	it       jetstream.MessagesContext
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+
+	// One sampler per kind of line: publish failures, naks, fetches.
+	pubLog, nakLog, fetchLog storefail.Sampler
 }
 
 func (b *Bus) startScheduler(ctx context.Context) (*scheduler, error) {
@@ -84,11 +115,15 @@ func (b *Bus) startScheduler(ctx context.Context) (*scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: scheduler consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// A short pull expiry: after the server's JetStream restarts (a
+	// repair after a full disk, storefail) the iterator notices the lost
+	// pull within seconds rather than the default 30.
+	it, err := cons.Messages(jetstream.PullMaxMessages(256), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("bus: scheduler: %w", err)
 	}
 	s := &scheduler{b: b, it: it}
+	s.pubLog.Every, s.nakLog.Every, s.fetchLog.Every = LogSampleEvery, LogSampleEvery, LogSampleEvery
 	s.wg.Add(1)
 	go s.loop()
 	return s, nil
@@ -109,7 +144,9 @@ func (s *scheduler) loop() {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return
 			}
-			s.b.log.Warn("bus: scheduler fetch", "error", err)
+			if ok, held := s.fetchLog.Allow(); ok {
+				s.b.log.Warn("bus: scheduler fetch", "error", err, "held_back", held)
+			}
 			time.Sleep(250 * time.Millisecond)
 			continue
 		}
@@ -121,9 +158,7 @@ func (s *scheduler) handle(msg jetstream.Msg) {
 	at, err := strconv.ParseInt(msg.Headers().Get(hdrDeliverAt), 10, 64)
 	if err == nil {
 		if wait := time.Until(time.Unix(0, at)); wait > 0 {
-			if err := msg.NakWithDelay(min(wait, maxScheduleWait)); err != nil {
-				s.b.log.Warn("bus: scheduler nak", "error", err)
-			}
+			s.nak(msg, min(wait, maxScheduleWait))
 			return
 		}
 	}
@@ -133,8 +168,16 @@ func (s *scheduler) handle(msg jetstream.Msg) {
 		derr = s.b.Publish(ctx, ev)
 		cancel()
 		if derr != nil {
-			s.b.log.Error("bus: publishing delayed event; will retry", "event_id", ev.ID, "error", derr)
-			_ = msg.NakWithDelay(time.Second)
+			var overdue time.Duration
+			if err == nil {
+				overdue = time.Since(time.Unix(0, at))
+			}
+			delay := retryDelay(overdue)
+			if ok, held := s.pubLog.Allow(); ok {
+				s.b.log.Error("bus: publishing delayed event; will retry", "event_id", ev.ID, "error", derr,
+					"retry_in", delay, "held_back", held)
+			}
+			s.nak(msg, delay)
 			return
 		}
 	} else {
@@ -144,5 +187,14 @@ func (s *scheduler) handle(msg jetstream.Msg) {
 	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {
 		s.b.log.Warn("bus: scheduler ack; the event may be published again (deduplicated by id)", "error", err)
+	}
+}
+
+// nak hands msg back to the server, to be delivered again after delay.
+func (s *scheduler) nak(msg jetstream.Msg, delay time.Duration) {
+	if err := msg.NakWithDelay(delay); err != nil {
+		if ok, held := s.nakLog.Allow(); ok {
+			s.b.log.Warn("bus: scheduler nak; the event comes back after AckWait", "error", err, "held_back", held)
+		}
 	}
 }
