@@ -244,7 +244,7 @@ func TestKVCacheOnlyAsSoleWriter(t *testing.T) {
 		want  bool
 	}{
 		{"default", nil, true},
-		{"nats-listen", func(c *Config) { c.NATSListen = "127.0.0.1:0" }, false},
+		{"nats-listen", func(c *Config) { c.NATSListen, c.NATSAuth.User, c.NATSAuth.Password = "127.0.0.1:0", "tool", "pw" }, false},
 		{"kv-cache=0", func(c *Config) { c.KVCacheBytes = 0 }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {

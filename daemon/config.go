@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/natsd"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -26,6 +27,10 @@ type Config struct {
 	NATSURL    string // external NATS; empty = embedded server
 	NATSListen string // embedded server's client listener; empty = in-process only
 	Sync       string // JetStream fsync: "" (lazy, the default) or "always"
+	// NATSAuth holds the credentials, grants and TLS clients of NATSListen
+	// need and get, or what meshd presents to NATSURL (natsd.Auth). A
+	// listener without credentials is refused.
+	NATSAuth natsd.Auth
 	// KVCacheBytes is how much of each service's key-value store is kept
 	// in memory for reads (kv.Cache); 0 turns it off. It is used only with
 	// the embedded server and no client listener, where meshd is the
@@ -145,8 +150,20 @@ func (c *Config) Validate() error {
 	if c.KVCacheBytes < 0 {
 		bad("kv-cache", "must not be negative")
 	}
+	nc := natsd.Config{URL: c.NATSURL, Listen: c.NATSListen, Auth: c.NATSAuth}
+	if err := nc.Validate(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
 	if err := c.validateAdmin(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join result into its errors.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -110,6 +110,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Listen:  d.cfg.NATSListen,
 		Sync:    d.cfg.Sync == "always",
 		Name:    d.cfg.Node,
+		Auth:    d.cfg.NATSAuth,
 	}, d.log.With(slog.String("component", "nats")))
 	if err != nil {
 		return fmt.Errorf("daemon: nats: %w", err)
