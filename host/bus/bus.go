@@ -249,7 +249,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.DLQStream, err)
 	}
 	health := storefail.For(js)
-	health.SetLogger(log.With("component", "store"))
+	health.SetLogger(log)
 	b := &Bus{js: js, cfg: cfg, log: log, health: health, subs: map[*Subscription]struct{}{}}
 	sched, err := b.startScheduler(ctx)
 	if err != nil {

@@ -182,7 +182,9 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		detail = fmt.Sprintf("service %s is at capacity; retry later", h.service)
 		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, ErrStoreRefused):
+		// At debug level: the store logs the episode, with a count.
 		status, title, detail = storeRefused(w, h.service)
+		level = slog.LevelDebug
 	case errors.Is(err, ErrUnavailable):
 		status, title = http.StatusServiceUnavailable, "service unavailable"
 		detail = fmt.Sprintf("service %s is not available; retry later", h.service)
