@@ -43,6 +43,18 @@ type File struct {
 	KVCacheBytes   *int64         `toml:"kv_cache_bytes"`
 	LogFormat      *string        `toml:"log_format"`
 	LogLevel       *string        `toml:"log_level"`
+	// NATS credentials, grants and TLS (natsd.Auth; the flags of the same
+	// names). The password and the nkey are read from files.
+	NATSUser           *string  `toml:"nats_user"`
+	NATSPasswordFile   *string  `toml:"nats_password_file"`
+	NATSNKeyFile       *string  `toml:"nats_nkey_file"`
+	NATSCredsFile      *string  `toml:"nats_creds_file"`
+	NATSTLSCert        *string  `toml:"nats_tls_cert"`
+	NATSTLSKey         *string  `toml:"nats_tls_key"`
+	NATSTLSCA          *string  `toml:"nats_tls_ca"`
+	NATSAllowPublish   []string `toml:"nats_allow_publish"`
+	NATSAllowSubscribe []string `toml:"nats_allow_subscribe"`
+	NATSPlaintext      *bool    `toml:"nats_plaintext"`
 	// Admin listener (metrics, health): address ("off" disables it), the
 	// bearer token it requires, and whether a non-loopback address may go
 	// without a token.
@@ -184,6 +196,20 @@ func (f *File) check() []error {
 	for key, v := range map[string]*string{"plugins": f.Plugins, "data": f.Data, "http": f.HTTP} {
 		if v != nil && *v == "" {
 			bad(key, "must not be empty")
+		}
+	}
+	for key, v := range map[string]*string{"nats_user": f.NATSUser, "nats_password_file": f.NATSPasswordFile,
+		"nats_nkey_file": f.NATSNKeyFile, "nats_creds_file": f.NATSCredsFile,
+		"nats_tls_cert": f.NATSTLSCert, "nats_tls_key": f.NATSTLSKey, "nats_tls_ca": f.NATSTLSCA} {
+		if v != nil && *v == "" {
+			bad(key, "must not be empty (leave the key out)")
+		}
+	}
+	for key, list := range map[string][]string{"nats_allow_publish": f.NATSAllowPublish, "nats_allow_subscribe": f.NATSAllowSubscribe} {
+		for i, s := range list {
+			if strings.TrimSpace(s) == "" {
+				bad(fmt.Sprintf("%s[%d]", key, i), "must not be empty")
+			}
 		}
 	}
 	if f.Sync != nil && *f.Sync != "" && *f.Sync != "always" {

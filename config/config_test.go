@@ -131,3 +131,38 @@ func TestDurationsAndNumbers(t *testing.T) {
 		t.Fatalf("%+v", f)
 	}
 }
+
+func TestNATSKeys(t *testing.T) {
+	f, err := Parse("nats.toml", []byte(`nats_listen = "127.0.0.1:4222"
+nats_user = "tool"
+nats_password_file = "/etc/meshd/nats.pw"
+nats_nkey_file = "/etc/meshd/tool.nk"
+nats_tls_cert = "c.pem"
+nats_tls_key = "k.pem"
+nats_tls_ca = "ca.pem"
+nats_allow_publish = []
+nats_allow_subscribe = ["meshd.events.>", "_INBOX.>"]
+nats_plaintext = true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *f.NATSUser != "tool" || *f.NATSPasswordFile != "/etc/meshd/nats.pw" || *f.NATSNKeyFile != "/etc/meshd/tool.nk" ||
+		*f.NATSTLSCert != "c.pem" || *f.NATSTLSKey != "k.pem" || *f.NATSTLSCA != "ca.pem" || !*f.NATSPlaintext {
+		t.Fatalf("decoded %+v", f)
+	}
+	if f.NATSAllowPublish == nil || len(f.NATSAllowPublish) != 0 || strings.Join(f.NATSAllowSubscribe, " ") != "meshd.events.> _INBOX.>" {
+		t.Fatalf("grants: publish %#v, subscribe %#v", f.NATSAllowPublish, f.NATSAllowSubscribe)
+	}
+
+	_, err = Parse("nats.toml", []byte("nats_user = \"\"\nnats_allow_subscribe = [\"a\", \" \"]\nnats_password = \"inline\"\n"))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	for _, want := range []string{"line 1: nats_user: must not be empty", "line 2: nats_allow_subscribe[1]: must not be empty", "line 3: nats_password: unknown key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

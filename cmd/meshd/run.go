@@ -32,7 +32,9 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "gateway listen address")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "this node's name in the registry")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an external NATS server at this URL instead of the embedded one")
-	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only); needs --nats-user and --nats-password-file or --nats-nkey-file, and beyond loopback --nats-tls-cert/--nats-tls-key or --nats-plaintext")
+	var natsFiles natsFlags
+	defineNATSFlags(fs, &cfg, &natsFiles)
 	fs.StringVar(&cfg.Sync, "sync", "", `JetStream fsync policy: "" (lazy, the default) or "always"`)
 	fs.DurationVar(&cfg.Events.MaxAge, "events-max-age", 0, "keep events at most this long (0: no age limit); replay rebuilds only from what is kept")
 	fs.Int64Var(&cfg.Events.MaxBytes, "events-max-bytes", 0, "keep at most this many bytes of events, dropping the oldest (0: no size limit)")
@@ -78,6 +80,12 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg.AdminToken = token
+	natsWarnings, err := resolveNATSSecrets(&cfg, natsFiles, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "meshd run:", err)
+		return 2
+	}
+	warnings = append(warnings, natsWarnings...)
 
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

@@ -27,6 +27,31 @@ func loadConfigFile(path string, fs *flag.FlagSet, args []string, cfg *daemon.Co
 	setStr(&cfg.NATSURL, f.NATSURL)
 	setStr(&cfg.NATSListen, f.NATSListen)
 	setStr(&cfg.Sync, f.Sync)
+	a := &cfg.NATSAuth
+	setStr(&a.User, f.NATSUser)
+	setStr(&a.CredsFile, f.NATSCredsFile)
+	setStr(&a.TLSCert, f.NATSTLSCert)
+	setStr(&a.TLSKey, f.NATSTLSKey)
+	setStr(&a.TLSCA, f.NATSTLSCA)
+	if f.NATSAllowPublish != nil {
+		a.AllowPublish = f.NATSAllowPublish
+	}
+	if f.NATSAllowSubscribe != nil {
+		a.AllowSubscribe = f.NATSAllowSubscribe
+	}
+	if f.NATSPlaintext != nil {
+		a.Plaintext = *f.NATSPlaintext
+	}
+	// The files holding secrets are flag-only settings of meshd run: the
+	// file sets those flags, the command line sets them again below.
+	for name, v := range map[string]*string{"nats-password-file": f.NATSPasswordFile, "nats-nkey-file": f.NATSNKeyFile} {
+		if v == nil {
+			continue
+		}
+		if err := fs.Set(name, *v); err != nil {
+			return err
+		}
+	}
 	setStr(logFormat, f.LogFormat)
 	setStr(&cfg.AdminAddr, f.Admin)
 	setStr(&cfg.AdminToken, f.AdminToken)
