@@ -48,7 +48,7 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 		return nil
 	}
 	srv, err := admin.New(d.cfg.adminConfig(),
-		admin.Source{Registry: d.obs.metrics.Registry(), Ready: d.ready, Services: d.servicesView},
+		admin.Source{Registry: d.obs.metrics.Registry(), Ready: d.ready, Degraded: d.degraded, Services: d.servicesView},
 		d.log.With(slog.String("component", "admin")))
 	if err != nil {
 		return err
@@ -85,8 +85,16 @@ func (d *Daemon) AdminAddr() string {
 	return d.obs.admin.server.Addr()
 }
 
-// ready is /readyz: the plugin directory was loaded, NATS is connected and
-// the daemon is not shutting down.
+// ready is /readyz: the plugin directory was loaded, NATS is connected,
+// the daemon is not shutting down, and the service of every module in the
+// plugin directory serves (a version swapped in, registry status UP): a
+// module refused with no previous version serving, a service whose
+// subscriptions could not start (DOWN), or one still loading, fails it,
+// named with why (readiness.go). A service whose newer module file was
+// refused while its previous version serves does not fail it: it serves
+// what it served, and a rollout that waits for readiness would otherwise
+// take every node out on one bad file. /readyz names it as degraded
+// instead, and /v1/services shows the refusal.
 func (d *Daemon) ready(context.Context) error {
 	var errs []error
 	if d.closed.Load() {
@@ -104,6 +112,11 @@ func (d *Daemon) ready(context.Context) error {
 	if d.bus == nil {
 		errs = append(errs, errors.New("event bus not started"))
 	}
+	if d.obs.admin.loaded.Load() {
+		if err := d.servicesReady(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -111,6 +124,7 @@ func (d *Daemon) ready(context.Context) error {
 // whose last load failed (with the version still serving, if any).
 func (d *Daemon) servicesView() []admin.Service {
 	loadErrs := d.LoadErrors()
+	subErrs := d.subscriptionErrors()
 	d.mu.Lock()
 	svcs := make([]*service, 0, len(d.services))
 	for _, s := range d.services {
@@ -145,6 +159,9 @@ func (d *Daemon) servicesView() []admin.Service {
 			LastError: loadErrs[s.name],
 		}
 		v.LoadedAt = loadedAt[s.name]
+		if why := subErrs[s.name]; why != "" { // the serving version is DOWN
+			v.LastError = errors.Join(errors.New(why), errorOrNil(v.LastError)).Error()
+		}
 		for _, r := range s.decl.Routes {
 			v.Routes = append(v.Routes, r.Method+" "+r.Path)
 		}
@@ -176,6 +193,14 @@ func (d *Daemon) statusOf(s *service) registry.Status {
 		return st
 	}
 	return registry.Status("UNKNOWN")
+}
+
+// errorOrNil is why as an error, nil when empty.
+func errorOrNil(why string) error {
+	if why == "" {
+		return nil
+	}
+	return errors.New(why)
 }
 
 func nonNil(s []string) []string {

@@ -6,10 +6,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/metrics"
+	"github.com/meshd/meshd/host/registry"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -23,6 +26,9 @@ type observability struct {
 	mu       sync.Mutex
 	versions map[string]string    // service → version last loaded, to tell loads from reloads
 	loadedAt map[string]time.Time // service → when the serving version was swapped in
+	subErrs  map[string]string    // service → why its serving version's subscriptions did not start (readiness.go)
+
+	consumersReplaced *prometheus.CounterVec // nil when metrics are off
 }
 
 // initObservability makes the metrics registry and wires the bus hooks
@@ -30,6 +36,7 @@ type observability struct {
 func (d *Daemon) initObservability() {
 	d.obs.versions = make(map[string]string)
 	d.obs.loadedAt = make(map[string]time.Time)
+	d.obs.subErrs = make(map[string]string)
 	if d.cfg.NoMetrics {
 		return
 	}
@@ -42,6 +49,19 @@ func (d *Daemon) initObservability() {
 	h.Published = chainPublished(h.Published, m.Published)
 	h.Delivered = chainDelivered(h.Delivered, m.Delivered)
 	h.DeadLettered = chainDeadLettered(h.DeadLettered, m.DeadLettered)
+
+	d.obs.consumersReplaced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Name: "event_consumers_replaced_total",
+		Help: "Durable consumers whose stored state could not be opened, replaced by a new one that delivers every stored event of the topic again, by service and topic.",
+	}, []string{"service", "topic"})
+	m.Registry().MustRegister(d.obs.consumersReplaced, serviceUpCollector{d})
+	prev := h.ConsumerReplaced
+	h.ConsumerReplaced = func(service, topic string) {
+		if prev != nil {
+			prev(service, topic)
+		}
+		d.obs.consumersReplaced.WithLabelValues(service, topic).Inc()
+	}
 }
 
 // Metrics is the daemon's metrics, nil when metrics are off.
@@ -115,7 +135,16 @@ func (d *Daemon) observeLoad(path string, err error) {
 	if reloaded {
 		d.obs.metrics.Reloaded(name)
 	}
+	if err != nil && d.lookup(name) == nil && abi.ValidServiceName(name) && !d.closed.Load() {
+		// Refused with no version serving: DOWN (its registry entry is
+		// gone with the refused version), until a version comes up.
+		d.registry.Register(registry.Instance{Service: name, Version: refusedVersion, Node: d.cfg.Node, Status: registry.Down})
+	}
 }
+
+// refusedVersion is the version of the registry entry of a service whose
+// module was refused while no version of it served.
+const refusedVersion = "refused"
 
 // poolStats reads every serving module's pool (the metrics source).
 func (d *Daemon) poolStats() []metrics.ServiceStats {

@@ -159,7 +159,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	for _, i := range fresh {
 		wg.Go(func() {
 			s.subs[i], serrs[i] = d.bus.SubscribeWith(ctx, name, s.decl.Subscriptions[i].Type, d.eventHandler(s),
-				bus.SubscribeOptions{MaxDeliver: s.events.MaxAttempts})
+				bus.SubscribeOptions{MaxDeliver: s.events.MaxAttempts, Deferred: true}) // started after the swap
 		})
 	}
 	wg.Wait()
@@ -189,6 +189,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	d.mu.Unlock()
 
 	d.registry.Register(registry.Instance{Service: name, Version: s.version, Node: d.cfg.Node, Status: registry.Up})
+	d.startSubscriptions(s) // readiness.go: DOWN if they cannot start
 	if cur == nil {
 		log.Info("service up", slog.String("file", base), slog.String("version", s.version),
 			slog.Int("routes", len(s.decl.Routes)), slog.Int("subscriptions", len(s.decl.Subscriptions)),

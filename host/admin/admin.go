@@ -155,6 +155,9 @@ type Source struct {
 	Registry *prometheus.Registry
 	// Ready returns nil when the daemon is ready, else the reason.
 	Ready func(ctx context.Context) error
+	// Degraded, when set, returns what serves but not as deployed (one
+	// line each); /readyz says ready and lists them.
+	Degraded func(ctx context.Context) []string
 	// Services lists the services, sorted by name.
 	Services func() []Service
 }
@@ -203,6 +206,11 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
+		if src.Degraded != nil {
+			for _, line := range src.Degraded(r.Context()) {
+				_, _ = fmt.Fprintf(w, "degraded: %s\n", line)
+			}
+		}
 	})
 	// Go's profiler, behind the same token as everything here: CPU
 	// (/debug/pprof/profile?seconds=N), heap, goroutines, mutexes.
