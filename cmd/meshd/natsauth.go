@@ -32,7 +32,7 @@ type natsFlags struct {
 func defineNATSFlags(fs *flag.FlagSet, cfg *daemon.Config, nf *natsFlags) {
 	a := &cfg.NATSAuth
 	fs.StringVar(&a.User, "nats-user", "", "NATS user: with --nats-listen, the user clients must connect as; with --nats-url, the user meshd connects as")
-	fs.StringVar(&nf.passwordFile, "nats-password-file", "", "file holding the --nats-user password (one line, at most 72 bytes); default $"+natsPasswordEnv)
+	fs.StringVar(&nf.passwordFile, "nats-password-file", "", "file holding the --nats-user password (one line); default $"+natsPasswordEnv)
 	fs.StringVar(&nf.nkeyFile, "nats-nkey-file", "", "file holding a user nkey: with --nats-listen its public key (U…) or seed (SU…), a key clients may sign with; with --nats-url the seed meshd signs with")
 	fs.StringVar(&a.CredsFile, "nats-creds-file", "", "NATS credentials file (user JWT and seed) meshd presents to --nats-url")
 	fs.StringVar(&a.TLSCert, "nats-tls-cert", "", "with --nats-listen, the server certificate (clients must use TLS); with --nats-url, a client certificate")

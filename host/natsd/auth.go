@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // Auth is who may use meshd's NATS and what they may do there.
@@ -68,9 +68,12 @@ const (
 	maxSubjectBytes = 256
 	// maxUserBytes bounds User.
 	maxUserBytes = 256
-	// maxPasswordBytes is bcrypt's limit: the server keeps a bcrypt hash.
-	maxPasswordBytes = 72
+	// maxPasswordBytes bounds Password.
+	maxPasswordBytes = 1024
 )
+
+// bcryptLike is what nats-server takes for a bcrypt hash in a password.
+var bcryptLike = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
 
 // quote returns s quoted and escaped for an error message, cut at 128
 // bytes.
@@ -98,8 +101,12 @@ func (c *Config) Validate() error {
 		bad("nats-user", "%s: at most %d bytes, no control characters", quote(a.User), maxUserBytes)
 	}
 	if len(a.Password) > maxPasswordBytes {
-		// bcrypt, which keeps the server's copy, reads no further.
 		bad("nats-password-file", "the password is longer than %d bytes", maxPasswordBytes)
+	}
+	if bcryptLike.MatchString(a.Password) {
+		// nats-server would take it for a hash to compare against, and
+		// another meshd given the same file would present the hash.
+		bad("nats-password-file", "the password looks like a bcrypt hash: give the password itself")
 	}
 	if a.User == "" && a.Password != "" {
 		bad("nats-user", "a password is set but no user: give --nats-user")
@@ -260,12 +267,12 @@ func serverAuth(opts *server.Options, cfg Config) (nkeys.KeyPair, error) {
 	}
 	tcpOnly := func() map[string]struct{} { return map[string]struct{}{connStandard: {}} }
 	if a.User != "" {
-		// The server keeps a bcrypt hash, not the password.
-		hash, err := bcrypt.GenerateFromPassword([]byte(a.Password), bcrypt.DefaultCost)
-		if err != nil {
-			return nil, fmt.Errorf("natsd: nats-password: %w", err)
-		}
-		opts.Users = []*server.User{{Username: a.User, Password: string(hash), Permissions: grants(), AllowedConnectionTypes: tcpOnly()}}
+		// The password as given, compared in constant time. A bcrypt hash
+		// would protect a configuration file, which there is not (meshd
+		// read the password from its own file and holds it anyway), and
+		// costs the server about 130 ms of CPU per connection attempt,
+		// which anyone who can reach the port could make it spend.
+		opts.Users = []*server.User{{Username: a.User, Password: a.Password, Permissions: grants(), AllowedConnectionTypes: tcpOnly()}}
 	}
 	if a.NKey != "" {
 		pub, err := publicUserKey(a.NKey)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -405,7 +407,8 @@ func TestValidate(t *testing.T) {
 		{"listen, ::1", Config{Listen: "[::1]:4222", Auth: pw}, ""},
 		{"listen, user without password", Config{Listen: "127.0.0.1:0", Auth: Auth{User: "x"}}, "has no password"},
 		{"listen, password without user", Config{Listen: "127.0.0.1:0", Auth: Auth{Password: "x"}}, "no user"},
-		{"listen, password too long", Config{Listen: "127.0.0.1:0", Auth: Auth{User: "x", Password: strings.Repeat("p", 73)}}, "longer than 72 bytes"},
+		{"listen, password too long", Config{Listen: "127.0.0.1:0", Auth: Auth{User: "x", Password: strings.Repeat("p", maxPasswordBytes+1)}}, "longer than 1024 bytes"},
+		{"listen, bcrypt hash as password", Config{Listen: "127.0.0.1:0", Auth: Auth{User: "x", Password: "$2a$11$abcdefghijklmnopqrstuv"}}, "looks like a bcrypt hash"},
 		{"listen, public nkey", Config{Listen: "127.0.0.1:0", Auth: Auth{NKey: pub}}, ""},
 		{"listen, nkey seed", Config{Listen: "127.0.0.1:0", Auth: Auth{NKey: string(seed)}}, ""},
 		{"listen, bad nkey", Config{Listen: "127.0.0.1:0", Auth: Auth{NKey: "UNOTAKEY"}}, "not a user nkey"},
@@ -444,5 +447,26 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("a secret is in the error: %v", err)
 			}
 		})
+	}
+}
+
+// TestListenStartLog: the start says who may connect and with what
+// grants, never the password, and warns of nothing on loopback (not
+// nats-server's advice about plaintext passwords in configuration files).
+func TestListenStartLog(t *testing.T) {
+	var logs syncbuf.Buffer
+	s, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+		Auth: Auth{User: testUser, Password: testPassword, AllowSubscribe: []string{"meshd.events.>"}}},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out := logs.String()
+	if strings.Contains(out, "level=WARN") || strings.Contains(out, testPassword) {
+		t.Fatalf("start logs:\n%s", out)
+	}
+	if !strings.Contains(out, "client_user="+testUser) || !strings.Contains(out, "grants_subscribe=1") {
+		t.Fatalf("the start does not say who may connect:\n%s", out)
 	}
 }

@@ -269,11 +269,25 @@ func (s *Server) Close() error {
 type logAdapter struct{ log *slog.Logger }
 
 func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if msg == plaintextWarning {
+		// Meant for configuration files holding passwords; meshd's come
+		// from the operator's password file (see serverAuth).
+		l.log.Debug(msg)
+		return
+	}
+	l.log.Warn(msg)
+}
+
+// plaintextWarning is what nats-server says at start when a user's
+// password is not a bcrypt hash.
+const plaintextWarning = "Plaintext passwords detected, use nkeys or bcrypt"
+
+func (l *logAdapter) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
 // Interface guards
 var _ server.Logger = (*logAdapter)(nil)
