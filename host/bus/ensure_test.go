@@ -20,23 +20,27 @@ import (
 // jsWrites counts the JetStream API requests that create or update a
 // stream or a consumer.
 type jsWrites struct {
-	mu   sync.Mutex
-	subj []string
+	sub     *nats.Subscription
+	mu      sync.Mutex
+	subj    []string
+	handled int // API requests the handler has seen
 }
 
 func watchJSWrites(t *testing.T, nc *nats.Conn) *jsWrites {
 	t.Helper()
 	w := &jsWrites{}
 	sub, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		if strings.Contains(m.Subject, ".CREATE.") || strings.Contains(m.Subject, ".UPDATE.") {
-			w.mu.Lock()
 			w.subj = append(w.subj, m.Subject)
-			w.mu.Unlock()
 		}
+		w.handled++
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.sub = sub
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	return w
 }
@@ -46,6 +50,25 @@ func (w *jsWrites) take(t *testing.T, nc *nats.Conn) []string {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// Every request sent so far has reached the client once Flush
+	// returns, but the handler runs on a goroutine of its own: wait until
+	// it has seen every one the client queued for it.
+	checkFor(t, waitFor, func() error {
+		queued, _, err := w.sub.Pending()
+		if err != nil {
+			return err
+		}
+		delivered, err := w.sub.Delivered()
+		if err != nil {
+			return err
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if queued != 0 || int64(w.handled) != delivered {
+			return fmt.Errorf("%d requests queued, %d of %d handled", queued, w.handled, delivered)
+		}
+		return nil
+	})
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	got := w.subj
