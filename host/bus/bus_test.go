@@ -654,6 +654,40 @@ func TestStopHandlesFetchedEvents(t *testing.T) {
 	}
 }
 
+// TestStoreRefusalIsNotAnAttempt: a handler failing only because the store
+// refuses writes (a full disk) is not failing: its event is retried past
+// MaxDeliver and handled once the store takes writes, not dead-lettered.
+func TestStoreRefusalIsNotAnAttempt(t *testing.T) {
+	old := storeRetryDelay
+	storeRetryDelay = 10 * time.Millisecond
+	t.Cleanup(func() { storeRetryDelay = old })
+	_, b := setup(t, testConfig) // MaxDeliver 3
+	ctx := testCtx(t)
+	var calls atomic.Int64
+	handled := make(chan struct{})
+	if _, err := b.Subscribe(ctx, "full", "job", func(context.Context, Event) error {
+		if calls.Add(1) <= 6 {
+			return fmt.Errorf("applying 1 kv writes: %w", ErrWritesRefused)
+		}
+		close(handled)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, NewEvent("src", "job", nil)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-time.After(waitFor):
+		t.Fatalf("not handled after %d deliveries", calls.Load())
+	}
+	waitAcked(t, b, "full", "job", 7)
+	if dls, err := b.DeadLetters(ctx, "full"); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters for an event the store refused: %v, %v", dls, err)
+	}
+}
+
 func TestCloseRejectsUse(t *testing.T) {
 	_, b := setup(t, testConfig)
 	ctx := testCtx(t)

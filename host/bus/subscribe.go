@@ -44,7 +44,21 @@ type Subscription struct {
 	stopping chan struct{}
 	wg       sync.WaitGroup // the workers
 	stopOnce sync.Once
+
+	// refused counts, per stream sequence, the deliveries whose handler
+	// failed only because the store refused writes (a full disk): they are
+	// not attempts, so an event is not dead-lettered for the store's fault.
+	// Kept in memory only (a restart forgets it; JetStream's count stays).
+	refusedMu sync.Mutex
+	refused   map[uint64]int
 }
+
+// maxRefusedTracked bounds Subscription.refused.
+const maxRefusedTracked = 10000
+
+// storeRetryDelay is when a delivery refused by the store is tried again
+// (a variable for tests).
+var storeRetryDelay = 5 * time.Second
 
 // ConsumerName returns the durable consumer name of (service, typ):
 // "svc_<service>_<type with '.' as '_'>_<hash>". The hash of the exact pair
@@ -231,9 +245,16 @@ func (s *Subscription) worker() {
 func (s *Subscription) handle(msg jetstream.Msg) {
 	cfg := &s.b.cfg
 	attempt := 1
+	var seq uint64
 	if md, err := msg.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
+		seq = md.Sequence.Stream
+		attempt = max(1, int(md.NumDelivered)-s.refusedDeliveries(seq, 0))
 	}
+	defer func() {
+		if seq != 0 {
+			s.forgetRefused(seq) // settled, or nak'ed to come back here
+		}
+	}()
 	ev, err := decodeEvent(msg.Headers(), msg.Data())
 	ev.Attempt = attempt
 	// Built only when a line is logged: the success path logs nothing.
@@ -252,6 +273,16 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 	start := time.Now()
 	err = s.run(ev)
 	cfg.Hooks.delivered(s.service, s.typ, attempt, err, time.Since(start))
+	if err != nil && errors.Is(err, ErrWritesRefused) && seq != 0 {
+		// The store refused the handler's effects: not the handler's
+		// failure, and not an attempt. It comes back when the store may.
+		s.refusedDeliveries(seq, 1)
+		seq = 0 // keep the count for its next delivery
+		if nerr := msg.NakWithDelay(storeRetryDelay); nerr != nil {
+			log().Error("bus: nak failed; redelivery after AckWait", "error", nerr)
+		}
+		return
+	}
 	if err != nil {
 		if attempt < s.max {
 			delay := backoff(cfg.Backoff, attempt)
@@ -355,4 +386,24 @@ func headerSafe(s string) string {
 		s = s[:maxLen] + "..."
 	}
 	return s
+}
+
+// refusedDeliveries adds add to the count of store-refused deliveries of
+// the event at stream sequence seq and returns the count.
+func (s *Subscription) refusedDeliveries(seq uint64, add int) int {
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	if add > 0 {
+		if s.refused == nil || len(s.refused) >= maxRefusedTracked {
+			s.refused = make(map[uint64]int)
+		}
+		s.refused[seq] += add
+	}
+	return s.refused[seq]
+}
+
+func (s *Subscription) forgetRefused(seq uint64) {
+	s.refusedMu.Lock()
+	delete(s.refused, seq)
+	s.refusedMu.Unlock()
 }
