@@ -212,8 +212,8 @@ func (f *File) check() []error {
 			}
 		}
 	}
-	if f.Sync != nil && *f.Sync != "" && *f.Sync != "always" {
-		bad("sync", "%q is not \"\" (lazy) or \"always\"", *f.Sync)
+	if f.Sync != nil && *f.Sync != "" && *f.Sync != "lazy" && *f.Sync != "always" {
+		bad("sync", "%q is not \"lazy\" (the default) or \"always\"", *f.Sync)
 	}
 	for key, v := range map[string]*time.Duration{"call_timeout": f.CallTimeout, "request_timeout": f.RequestTimeout, "drain_timeout": f.DrainTimeout} {
 		if v != nil && *v <= 0 {

@@ -166,3 +166,14 @@ nats_plaintext = true
 		}
 	}
 }
+
+// TestSyncValues: "lazy" names the default the docs call lazy; anything
+// but lazy, always or empty is refused.
+func TestSyncValues(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "lazy": true, "always": true, "fsync": false, "Always": false} {
+		_, err := Parse("x.toml", []byte("sync = \""+v+"\"\n"))
+		if (err == nil) != ok {
+			t.Errorf("sync = %q: %v, want accepted %v", v, err, ok)
+		}
+	}
+}

@@ -26,7 +26,7 @@ type Config struct {
 
 	NATSURL    string // external NATS; empty = embedded server
 	NATSListen string // embedded server's client listener; empty = in-process only
-	Sync       string // JetStream fsync: "" (lazy, the default) or "always"
+	Sync       string // JetStream fsync: "lazy" (or "", the default) or "always"
 	// NATSAuth holds the credentials, grants and TLS clients of NATSListen
 	// need and get, or what meshd presents to NATSURL (natsd.Auth). A
 	// listener without credentials is refused.
@@ -128,9 +128,9 @@ func (c *Config) Validate() error {
 		bad("http", "must be set")
 	}
 	switch c.Sync {
-	case "", "always":
+	case "", "lazy", "always":
 	default:
-		bad("sync", fmt.Sprintf("%q is not one of \"\" (lazy) or \"always\"", c.Sync))
+		bad("sync", fmt.Sprintf("%q is not \"lazy\" (the default) or \"always\"", c.Sync))
 	}
 	if c.Module.MemoryLimitPages == 0 || c.Module.MemoryLimitPages > 65536 {
 		bad("memory-pages", "must be between 1 and 65536")

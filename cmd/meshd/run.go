@@ -35,7 +35,7 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only); needs --nats-user and --nats-password-file or --nats-nkey-file, and beyond loopback --nats-tls-cert/--nats-tls-key or --nats-plaintext")
 	var natsFiles natsFlags
 	defineNATSFlags(fs, &cfg, &natsFiles)
-	fs.StringVar(&cfg.Sync, "sync", "", `JetStream fsync policy: "" (lazy, the default) or "always"`)
+	fs.StringVar(&cfg.Sync, "sync", "", `JetStream fsync policy: "lazy" (the default: the OS flushes) or "always" (fsync every write)`)
 	fs.DurationVar(&cfg.Events.MaxAge, "events-max-age", 0, "keep events at most this long (0: no age limit); replay rebuilds only from what is kept")
 	fs.Int64Var(&cfg.Events.MaxBytes, "events-max-bytes", 0, "keep at most this many bytes of events, dropping the oldest (0: no size limit)")
 	fs.IntVar(&cfg.Events.MaxDeliver, "events-max-attempts", 0, "deliveries of an event before it is dead-lettered (0: 5); a service's [events] max_attempts overrides it")
