@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/abi"
 )
@@ -448,4 +449,51 @@ func BenchmarkServeHTTP(b *testing.B) {
 			b.Fatal(string(f.output))
 		}
 	}
+}
+
+// TestPublishDelayedRange: a delay the ABI's i32 of milliseconds cannot
+// carry is refused in the SDK, never wrapped into another delay.
+func TestPublishDelayedRange(t *testing.T) {
+	f := newFakeV11Host(t)
+	for _, tc := range []struct {
+		delay time.Duration
+		ok    bool
+	}{
+		{0, true}, {time.Hour, true}, {abi.MaxDelay, true},
+		{abi.MaxDelay + time.Millisecond, false}, {25 * 24 * time.Hour, false}, {30 * 24 * time.Hour, false}, {-time.Millisecond, false},
+	} {
+		f.delays = nil
+		err := PublishDelayed("T", []byte(`{}`), tc.delay)
+		if (err == nil) != tc.ok {
+			t.Errorf("delay %s: %v, want accepted %v", tc.delay, err, tc.ok)
+		}
+		if tc.ok && (len(f.delays) != 1 || int64(f.delays[0]) != tc.delay.Milliseconds()) {
+			t.Errorf("delay %s reached the host as %v ms", tc.delay, f.delays)
+		}
+		if !tc.ok && len(f.delays) != 0 {
+			t.Errorf("delay %s refused but reached the host as %v ms", tc.delay, f.delays)
+		}
+	}
+}
+
+type fakeV11Host struct {
+	*fakeHost
+	delays []int32
+}
+
+func (f *fakeV11Host) publishDelayed(typ string, data []byte, ms int32) int32 {
+	f.delays = append(f.delays, ms)
+	return 0
+}
+
+func (f *fakeV11Host) configGet(key string, buf []byte) int32 {
+	return f.fail(abi.CodeNotFound, "no config key")
+}
+
+func newFakeV11Host(t *testing.T) *fakeV11Host {
+	f := &fakeV11Host{fakeHost: &fakeHost{kv: map[string][]byte{}, services: map[string]string{}}}
+	old := host
+	host = f
+	t.Cleanup(func() { host = old })
+	return f
 }

@@ -16,7 +16,8 @@ type hostV11 interface {
 var cfgBuf []byte
 
 // PublishDelayed publishes an event to be delivered after delay (rounded
-// down to milliseconds, at most 30 days). Like Publish, it is sent only if
+// down to milliseconds, at most abi.MaxDelay, about 24.8 days: the ABI
+// carries milliseconds in an i32). Like Publish, it is sent only if
 // the current call succeeds; the delay counts from then. The schedule is
 // durable: it survives a host restart. Needs a host with ABI v1.1.
 func PublishDelayed(eventType string, data []byte, delay time.Duration) error {
@@ -25,7 +26,7 @@ func PublishDelayed(eventType string, data []byte, delay time.Duration) error {
 		return &Error{Code: abi.CodeUnavailable, Msg: "publish_delayed needs ABI v1.1"}
 	}
 	if delay < 0 || delay > abi.MaxDelay {
-		return &Error{Code: abi.CodeInvalid, Msg: "delay must be between 0 and 30 days"}
+		return &Error{Code: abi.CodeInvalid, Msg: "delay must be between 0 and " + abi.MaxDelay.String()}
 	}
 	if ret := h.publishDelayed(eventType, data, int32(delay/time.Millisecond)); ret < 0 {
 		return callErr(ret)

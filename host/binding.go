@@ -205,7 +205,7 @@ func (b *binding) publish(ctx context.Context, m api.Module, stack []uint64) {
 func (b *binding) publishDelayed(ctx context.Context, m api.Module, stack []uint64) {
 	ms := api.DecodeI32(stack[4])
 	if ms < 0 || int64(ms) > int64(abi.MaxDelay/time.Millisecond) {
-		fail(stack, runtime.CallFrom(ctx), abi.CodeInvalid, "delay_ms must be between 0 and 30 days")
+		fail(stack, runtime.CallFrom(ctx), abi.CodeInvalid, "delay_ms must be between 0 and 2147483647 (about 24.8 days)")
 		return
 	}
 	b.publishAfter(ctx, m, stack, time.Duration(ms)*time.Millisecond)
