@@ -26,9 +26,9 @@ type LogLimiter struct {
 	mu      sync.Mutex
 	bucket  *rate.Limiter // lines
 	bytes   *rate.Limiter // bytes of lines
-	what    string    // "guest log" or "guest stdio", for the summary
-	dropped int       // since the last summary
-	since   time.Time // first drop since the last summary
+	what    string        // "guest log" or "guest stdio", for the summary
+	dropped int           // since the last summary
+	since   time.Time     // first drop since the last summary
 	onDrop  func(n int)
 	now     func() time.Time
 }
