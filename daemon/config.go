@@ -138,8 +138,8 @@ func (c *Config) Validate() error {
 	if c.Module.CallTimeout <= 0 {
 		bad("call-timeout", "must be positive")
 	}
-	if c.Module.PoolMax <= 0 || c.Module.PoolMin < 0 || c.Module.PoolMin > c.Module.PoolMax {
-		bad("pool", "need 0 <= pool-min <= pool-max and pool-max > 0")
+	if c.Module.PoolMax <= 0 || c.Module.PoolMin < 1 || c.Module.PoolMin > c.Module.PoolMax {
+		bad("pool", "need 1 <= pool-min <= pool-max")
 	}
 	if c.RequestTimeout <= 0 {
 		bad("request-timeout", "must be positive")

@@ -96,6 +96,13 @@ func parseServiceFile(path string, b []byte) (sf ServiceFile, err error) {
 		errs = append(errs, fmt.Errorf("%s: limits.memory_pages = %d: must be 1 to %d (pages of 64 KiB; %d is the 4 GiB a 32-bit memory can address)",
 			path, l.MemoryPages, runtime.MaxMemoryLimitPages, runtime.MaxMemoryLimitPages))
 	}
+	// Zero would silently mean the default: refuse what the operator wrote.
+	for key, v := range map[string]int{"pool_min": l.PoolMin, "pool_max": l.PoolMax, "max_calls": l.MaxCalls,
+		"max_input_bytes": l.MaxInputBytes, "max_output_bytes": l.MaxOutputBytes} {
+		if v == 0 && md.IsDefined("limits", key) {
+			errs = append(errs, fmt.Errorf("%s: limits.%s = 0: must be at least 1 (leave it out for the default)", path, key))
+		}
+	}
 	if l.TableEntries == 0 && md.IsDefined("limits", "table_entries") {
 		errs = append(errs, fmt.Errorf("%s: limits.table_entries = 0: must be at least 1", path))
 	}

@@ -20,6 +20,10 @@ func TestServiceFileLimitsRange(t *testing.T) {
 		{"a table cap", "[limits]\ntable_entries = 100\n", ""},
 		{"no table entries", "[limits]\ntable_entries = 0\n",
 			"svc.toml: limits.table_entries = 0: must be at least 1"},
+		{"no warm instance", "[limits]\npool_min = 0\n", "svc.toml: limits.pool_min = 0: must be at least 1"},
+		{"no instance at all", "[limits]\npool_max = 0\n", "limits.pool_max = 0"},
+		{"no calls", "[limits]\nmax_calls = 0\n", "limits.max_calls = 0"},
+		{"one warm instance", "[limits]\npool_min = 1\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sf, err := parseServiceFile("svc.toml", []byte(tc.toml))
