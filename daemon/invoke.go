@@ -177,7 +177,8 @@ func mapInvokeError(name string, err error) error {
 	case errors.Is(err, runtime.ErrBusy):
 		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrBusy)
 	case errors.Is(err, runtime.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrTimeout)
+		// Both wrapped: the gateway reads which deadline it was (Limit).
+		return fmt.Errorf("service %s: %w: %w", name, err, gateway.ErrTimeout)
 	case errors.Is(err, runtime.ErrOutputTooLarge):
 		// The service's answer passed its cap: the service failed (500), not
 		// the client's request (413).

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Errors returned by Load and Invoke; test them with errors.Is.
@@ -29,3 +30,22 @@ var (
 	// ErrNoEntry: the module does not export the entry point.
 	ErrNoEntry = errors.New("entry point not exported")
 )
+
+// TimeoutError is the error of a call stopped at its own deadline
+// (CallTimeout). It matches ErrTimeout; Limit says which deadline it was,
+// so that a caller with a deadline of its own reports the right one.
+type TimeoutError struct {
+	Module string
+	Entry  Entry
+	After  time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: %s: stopped after %s: %v", e.Module, e.Entry, e.After, ErrTimeout)
+}
+
+// Is makes errors.Is(err, ErrTimeout) true.
+func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }
+
+// Limit is the deadline the call ran into.
+func (e *TimeoutError) Limit() time.Duration { return e.After }

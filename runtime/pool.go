@@ -79,7 +79,7 @@ func (m *Module) callError(ctx context.Context, e Entry, err error) error {
 			if cerr := ctx.Err(); cerr != nil {
 				return fmt.Errorf("%s: %s: stopped: %w", m.cfg.Name, e, cerr)
 			}
-			return fmt.Errorf("%s: %s: stopped after %s: %w", m.cfg.Name, e, m.cfg.CallTimeout, ErrTimeout)
+			return &TimeoutError{Module: m.cfg.Name, Entry: e, After: m.cfg.CallTimeout}
 		}
 		return fmt.Errorf("%s: %s: guest exited with code %d: %w", m.cfg.Name, e, exit.ExitCode(), ErrTrap)
 	}

@@ -622,3 +622,31 @@ func TestOverHTTP(t *testing.T) {
 		t.Fatalf("GET: %d", resp.StatusCode)
 	}
 }
+
+// callTimeout is an invocation error that knows its deadline, as
+// runtime.TimeoutError does.
+type callTimeout time.Duration
+
+func (c callTimeout) Error() string        { return "stopped after " + time.Duration(c).String() }
+func (c callTimeout) Is(target error) bool { return target == ErrTimeout }
+func (c callTimeout) Limit() time.Duration { return time.Duration(c) }
+
+// TestTimeoutNamesTheDeadlineHit: a call stopped at its own 5 s deadline
+// says 5 s, not the route's 10 s request timeout.
+func TestTimeoutNamesTheDeadlineHit(t *testing.T) {
+	g, inv := newTestGateway(t, Config{RequestTimeout: 10 * time.Second}, testRoutes)
+	inv.set(func(ctx context.Context, service string, req *abi.Request, resp *abi.Response) error {
+		return fmt.Errorf("service orders: %w", callTimeout(5*time.Second))
+	})
+	doc := problemDoc(t, do(g, "GET", "/orders/1", "", nil), 504)
+	if d, _ := doc["detail"].(string); !strings.Contains(d, "within 5s") {
+		t.Fatalf("detail %q, want the call's 5s", d)
+	}
+	inv.set(func(ctx context.Context, service string, req *abi.Request, resp *abi.Response) error {
+		return fmt.Errorf("wrapped: %w", context.DeadlineExceeded)
+	})
+	doc = problemDoc(t, do(g, "GET", "/orders/1", "", nil), 504)
+	if d, _ := doc["detail"].(string); !strings.Contains(d, "within 10s") {
+		t.Fatalf("detail %q, want the request's 10s", d)
+	}
+}

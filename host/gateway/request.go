@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -176,7 +177,7 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		status, title = http.StatusGatewayTimeout, "service timed out"
-		detail = fmt.Sprintf("service %s did not answer within %s", h.service, h.timeout)
+		detail = fmt.Sprintf("service %s did not answer within %s", h.service, timeoutOf(err, h.timeout))
 	case errors.Is(err, ErrBusy):
 		status, title = http.StatusServiceUnavailable, "service busy"
 		detail = fmt.Sprintf("service %s is at capacity; retry later", h.service)
@@ -492,4 +493,15 @@ func ensureTraceParent(r *http.Request) {
 // traceIDOf is the trace id of r's traceparent ("" when it has none).
 func traceIDOf(r *http.Request) string {
 	return traceparent.TraceID(r.Header.Get(headerTraceParent))
+}
+
+// timeoutOf is the deadline err ran into: the invocation's own (an error
+// with a Limit, such as runtime.TimeoutError) when shorter than the
+// route's timeout.
+func timeoutOf(err error, route time.Duration) time.Duration {
+	var lim interface{ Limit() time.Duration }
+	if errors.As(err, &lim) && lim.Limit() > 0 && lim.Limit() < route {
+		return lim.Limit()
+	}
+	return route
 }
