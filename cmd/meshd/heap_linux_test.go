@@ -16,6 +16,11 @@ func TestHugeStartHeapGivesTheHeapHugePages(t *testing.T) {
 	if err != nil || strings.Contains(string(mode), "[never]") {
 		t.Skip("transparent huge pages are off here")
 	}
+	if strings.Contains(string(mode), "[always]") {
+		// Every heap gets huge pages here, advised or not: the test would
+		// pass without the feature, so it proves nothing.
+		t.Skip("transparent huge pages are always on here: nothing to tell apart")
+	}
 	hugeStartHeap()
 	b := make([]byte, 8<<20)
 	for i := range b {
