@@ -84,6 +84,13 @@ type ModuleConfig struct {
 	// heap per instance. A table without a declared maximum cannot grow past
 	// its initial size; see tables.go.
 	MaxTableEntries uint32
+	// MaxStackBytes caps the native call stack of each call into an
+	// instance (DefaultMaxStackBytes; MinMaxStackBytes to MaxMaxStackBytes).
+	// wazero keeps it in the Go heap, grown by doubling up to the cap; a
+	// call that needs more traps with a stack overflow (ErrTrap). A
+	// Go-built guest keeps its goroutine stacks in linear memory and needs
+	// little of it; see DefaultMaxStackBytes.
+	MaxStackBytes int
 	// CallTimeout is each call's deadline (5s).
 	CallTimeout time.Duration
 	// MaxInputBytes and MaxOutputBytes cap a call's input and output (1 MiB).
@@ -110,6 +117,18 @@ const (
 	// 2 MiB of references per instance; a Go-built guest of 3 MB declares
 	// about 6000.
 	DefaultMaxTableEntries = 1 << 18
+	// DefaultMaxStackBytes is MaxStackBytes' default: 1 MiB. meshd's
+	// Go-built services use at most 18 KiB of it (the daemon's tests);
+	// a Go function's frame takes about 40 bytes, so Go code may recurse
+	// about 25,000 calls deep; a small Wasm function's, 16 bytes. A call
+	// allocates at most 1 MiB of stack, less than 3 MiB over its growth
+	// (under 2 MiB of it live at once), instead of the 84 MB (170 MB
+	// allocated) wazero allows on its own.
+	DefaultMaxStackBytes = 1 << 20
+	// MinMaxStackBytes and MaxMaxStackBytes bound MaxStackBytes: 64 KiB,
+	// a few times what a Go-built guest needs to start, and 64 MiB.
+	MinMaxStackBytes = 64 << 10
+	MaxMaxStackBytes = 64 << 20
 )
 
 // validate reports a limit out of its range.
@@ -118,7 +137,19 @@ func (c ModuleConfig) validate() error {
 		return fmt.Errorf("runtime: %s: memory limit of %d pages is above the %d pages (4 GiB) a 32-bit memory can address: %w",
 			c.Name, c.MemoryLimitPages, MaxMemoryLimitPages, ErrInvalidConfig)
 	}
+	if c.MaxStackBytes < MinMaxStackBytes || c.MaxStackBytes > MaxMaxStackBytes {
+		return fmt.Errorf("runtime: %s: stack limit of %d bytes is outside %d to %d: %w",
+			c.Name, c.MaxStackBytes, MinMaxStackBytes, MaxMaxStackBytes, ErrInvalidConfig)
+	}
 	return nil
+}
+
+// instanceContext returns the context for wazero's InstantiateModule of
+// one of the module's instances: every call into the instance, its
+// initialiser included, grows its native stack to cfg.MaxStackBytes at
+// most (our fork's experimental.WithCallStackLimit, MESHD-PATCH.md).
+func (c ModuleConfig) instanceContext(ctx context.Context) context.Context {
+	return experimental.WithCallStackLimit(ctx, c.MaxStackBytes)
 }
 
 func (c ModuleConfig) withDefaults() ModuleConfig {
@@ -130,6 +161,9 @@ func (c ModuleConfig) withDefaults() ModuleConfig {
 	}
 	if c.MaxTableEntries == 0 {
 		c.MaxTableEntries = DefaultMaxTableEntries
+	}
+	if c.MaxStackBytes == 0 {
+		c.MaxStackBytes = DefaultMaxStackBytes
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 5 * time.Second

@@ -330,7 +330,7 @@ func signature(params, results []api.ValueType) string {
 // newInstance instantiates the module and runs its initialiser under the
 // call timeout.
 func (m *Module) newInstance(parent context.Context) (*instance, error) {
-	ctx, cancel := context.WithTimeout(parent, m.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(m.cfg.instanceContext(parent), m.cfg.CallTimeout)
 	defer cancel()
 	if memoryAllocator != nil {
 		ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator)

@@ -49,23 +49,28 @@ func TestLoopFreeGuestsAreStopped(t *testing.T) {
 		name, wat string
 		timeout   time.Duration
 		want      error
+		// stack is the case's MaxStackBytes (0: the default, 1 MiB).
+		stack int
 	}{
-		{"recursion", "testdata/term-recursion.wat", 200 * time.Millisecond, runtime.ErrTimeout},
-		{"call_indirect", "testdata/term-indirect.wat", 200 * time.Millisecond, runtime.ErrTimeout},
-		{"mixed", "testdata/term-mixed.wat", 200 * time.Millisecond, runtime.ErrTimeout},
-		{"mutual recursion", "testdata/term-mutual.wat", 200 * time.Millisecond, runtime.ErrTimeout},
+		{"recursion", "testdata/term-recursion.wat", 200 * time.Millisecond, runtime.ErrTimeout, 0},
+		{"call_indirect", "testdata/term-indirect.wat", 200 * time.Millisecond, runtime.ErrTimeout, 0},
+		{"mixed", "testdata/term-mixed.wat", 200 * time.Millisecond, runtime.ErrTimeout, 0},
+		{"mutual recursion", "testdata/term-mutual.wat", 200 * time.Millisecond, runtime.ErrTimeout, 0},
 		// Checked at function entry only, it ran 30 s past its deadline.
-		{"deep stack unwound", "testdata/term-unwind.wat", 300 * time.Millisecond, runtime.ErrTimeout},
-		// The stack limit (400 MB in wazero) is reached in about a second;
-		// the deadline stays out of its way.
-		{"stack overflow", "testdata/term-overflow.wat", 10 * time.Second, runtime.ErrTrap},
+		// Its 200,000 frames take 40 MB of stack: the largest limit.
+		{"deep stack unwound", "testdata/term-unwind.wat", 300 * time.Millisecond, runtime.ErrTimeout, runtime.MaxMaxStackBytes},
+		// The largest stack limit (64 MiB) is reached in about a second;
+		// the deadline stays out of its way. (The default, 1 MiB, is
+		// reached in milliseconds, too soon for a collection to complete
+		// meanwhile: stack_test.go tests it.)
+		{"stack overflow", "testdata/term-overflow.wat", 10 * time.Second, runtime.ErrTrap, runtime.MaxMaxStackBytes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if os.Getenv(termChildEnv) == "" {
 				runInChild(t)
 				return
 			}
-			callUnderGC(t, tc.wat, tc.timeout, tc.want)
+			callUnderGC(t, tc.wat, tc.timeout, tc.stack, tc.want)
 		})
 	}
 }
@@ -101,10 +106,10 @@ func runInChild(t *testing.T) {
 // callUnderGC loads the guest at wat, calls its meshd_http with the given
 // deadline while a goroutine allocates and calls goruntime.GC in a loop,
 // and checks the call's error and that collections completed during it.
-func callUnderGC(t *testing.T, wat string, timeout time.Duration, want error) {
+func callUnderGC(t *testing.T, wat string, timeout time.Duration, stack int, want error) {
 	ctx := context.Background()
 	m, err := newEngine(t).Load(ctx, wattest.Build(t, wat), testHost,
-		runtime.ModuleConfig{Name: "term", CallTimeout: timeout, PoolMax: 1})
+		runtime.ModuleConfig{Name: "term", CallTimeout: timeout, PoolMax: 1, MaxStackBytes: stack})
 	if err != nil {
 		t.Fatal(err)
 	}
