@@ -108,8 +108,8 @@ func TestCallEngine_growStack_limit(t *testing.T) {
 		for i := 0; ; i++ {
 			require.True(t, i < 100)
 			c.execCtx.stackGrowRequiredSize = 64
-			c.execCtx.stackPointerBeforeGoCall = (*uint64)(unsafe.Pointer(c.stackTop - 32))
-			c.execCtx.framePointerBeforeGoCall = c.stackTop - 16
+			c.execCtx.stackPointerBeforeGoCall = (*uint64)(unsafe.Pointer(&c.stack[len(c.stack)-64]))
+			c.execCtx.framePointerBeforeGoCall = uintptr(unsafe.Pointer(&c.stack[len(c.stack)-48]))
 			_, _, err := c.growStack()
 			if err != nil {
 				require.Equal(t, wasmruntime.ErrRuntimeStackOverflow, err)
