@@ -135,7 +135,8 @@ func (d *Daemon) stopWatchers(ctx context.Context) error {
 	// and the engine it compiles with is closed next. Later loads see
 	// d.closed and do nothing.
 	d.reload.loadMu.Lock()
-	d.reload.loadMu.Unlock() //nolint:staticcheck // empty critical section: a barrier, loading.Add is done under it
+	//lint:ignore SA2001 an empty critical section is the barrier: loading.Add is done under loadMu
+	d.reload.loadMu.Unlock()
 	d.reload.loading.Wait()
 	return err
 }

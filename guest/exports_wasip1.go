@@ -1,5 +1,7 @@
 //go:build wasip1
 
+//lint:file-ignore U1000 the host calls these: go:wasmexport makes them the module's exports
+
 package guest
 
 // The module's exports (ABI v1). Each one recovers panics: see serve.go.

@@ -233,6 +233,7 @@ func TestServeHTTPDefaultsAndErrors(t *testing.T) {
 	Handle("POST /panic", func(w *ResponseWriter, r *Request) { panic("boom") })
 	Handle("POST /nilmap", func(w *ResponseWriter, r *Request) {
 		var m map[string]int
+		//lint:ignore SA5000 the handler panics on purpose: a runtime error is recovered like any panic
 		m["x"] = 1
 	})
 	Handle("POST /fail", func(w *ResponseWriter, r *Request) {

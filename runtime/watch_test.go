@@ -250,7 +250,7 @@ func TestWatchSeededFileReportedOnceWhenRewritten(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "marker.wasm"), []byte("m"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	evs = r.waitFor(t, 2, 5*time.Second) // the marker's add comes after the rewrite settled
+	r.waitFor(t, 2, 5*time.Second) // the marker's add comes after the rewrite settled
 	time.Sleep(200 * time.Millisecond)
 	if evs = r.snapshot(); len(evs) != 2 || filepath.Base(evs[1].Path) != "marker.wasm" {
 		t.Fatalf("events %+v: the same bytes again were reported", evs)
