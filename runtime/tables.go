@@ -86,6 +86,9 @@ func limitTables(wasm []byte, maxEntries uint32) ([]byte, error) {
 				}
 			}
 		case 4: // tables
+			if secHeader >= 0 { // one table section at most; boundTables rewrites only one
+				return nil, errMalformed
+			}
 			secHeader, secStart, secEnd = header, sec.pos, end
 			for n := sec.u32(); n > 0 && sec.err == nil; n-- {
 				tables = append(tables, sec.tableType())
