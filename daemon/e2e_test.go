@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/meshd/meshd/internal/wattest"
 )
@@ -21,15 +23,18 @@ import (
 // only the first compiles the Go plugins (slow under -race).
 var sharedCache string
 
+// TestMain also fails a passing run that leaves a goroutine behind: a
+// daemon's Shutdown stops everything it started.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "meshd-cache-")
 	if err != nil {
 		panic(err)
 	}
 	sharedCache = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
 // fixture returns the path of a built file, failing with a hint when missing.
