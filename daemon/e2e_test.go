@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/meshd/meshd/internal/leakcheck"
 	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/meshd/meshd/internal/wattest"
 )
@@ -31,10 +30,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	sharedCache = dir
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}))
+	leakcheck.Main(m, func() { os.RemoveAll(dir) })
 }
 
 // fixture returns the path of a built file, failing with a hint when missing.

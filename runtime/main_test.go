@@ -3,11 +3,11 @@ package runtime
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/meshd/meshd/internal/leakcheck"
 )
 
 // TestMain fails a passing run that leaves a goroutine behind: everything
 // the package starts is stopped by its Close.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m, nil)
 }
