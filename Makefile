@@ -96,7 +96,7 @@ loadtest: build plugins
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "installing wrk"; \
 	  $(APT_INSTALL) wrk >/dev/null; }
-	timeout 300 internal/loadtest/run.sh
+	timeout 300 bench/loadtest/run.sh
 
 # Every Fuzz target of the repository (not the wazero fork), one after
 # another, FUZZTIME each. CI runs them briefly (FUZZTIME=5s); a longer run

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshd/meshd/bench/nativeorder"
 	"github.com/meshd/meshd/host/kv"
-	"github.com/meshd/meshd/internal/nativeorder"
 )
 
 const benchOrder = `{"user_id":"user123","items":[{"name":"laptop","price":1500000},{"name":"mouse","price":50000}]}`
@@ -16,7 +16,7 @@ const benchOrder = `{"user_id":"user123","items":[{"name":"laptop","price":15000
 // BenchmarkCreateOrder compares POST /orders served by the order module
 // through meshd's gateway (ABI encode, pooled Wasm instance, jsonx in the
 // guest, buffered KV write and events applied on NATS) with
-// internal/nativeorder's handler doing the same work and effects, both in
+// bench/nativeorder's handler doing the same work and effects, both in
 // process (httptest, no TCP), on the same embedded NATS server. The payment module is not loaded, so no saga work competes.
 func BenchmarkCreateOrder(b *testing.B) {
 	td := startDaemonWith(b, []string{"order"}, nil, nil)

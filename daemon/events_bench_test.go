@@ -1,32 +1,28 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/meshd/meshd/host/natsd"
-	"github.com/meshd/meshd/internal/nativeorder"
+	"github.com/meshd/meshd/bench/sagabench"
 )
 
 // BenchmarkSagaThroughput is the whole saga from POST /orders to the order
 // read as PAID in the read model (ORDER_PAID projected), 8 concurrent
 // clients as fast as they go, with lazy and always fsync; native-… is the
-// same saga written as ordinary Go (internal/nativeorder) on the same
-// embedded NATS, bus and KV, the baseline. It also reports the latency
-// from creation to payment of the orders (their created_at to paid_at),
-// which at this load is mostly queueing.
+// same saga written as ordinary Go (bench/nativeorder, started by
+// sagabench.Native) on the same embedded NATS, bus and KV, the baseline.
+// It also reports the latency from creation to payment of the orders
+// (their created_at to paid_at), which at this load is mostly queueing.
 func BenchmarkSagaThroughput(b *testing.B) {
 	for _, sync := range []string{"", "always"} {
-		b.Run(syncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 0) })
-		b.Run("native-"+syncName(sync), func(b *testing.B) { benchSaga(b, nativeSaga(b, sync), 0) })
+		b.Run(sagabench.SyncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 0) })
+		b.Run("native-"+sagabench.SyncName(sync), func(b *testing.B) { benchSaga(b, sagabench.Native(b, sync), 0) })
 	}
 }
 
@@ -35,23 +31,14 @@ func BenchmarkSagaThroughput(b *testing.B) {
 // a queue.
 func BenchmarkSagaLatency(b *testing.B) {
 	for _, sync := range []string{"", "always"} {
-		b.Run(syncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 200) })
-		b.Run("native-"+syncName(sync), func(b *testing.B) { benchSaga(b, nativeSaga(b, sync), 200) })
+		b.Run(sagabench.SyncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 200) })
+		b.Run("native-"+sagabench.SyncName(sync), func(b *testing.B) { benchSaga(b, sagabench.Native(b, sync), 200) })
 	}
 }
 
-// sagaTarget is a running order service a saga benchmark drives: meshd
-// with the demo plugins, or the native saga.
-type sagaTarget struct {
-	base string // its HTTP address
-	// projected counts the ORDER_CREATED and ORDER_PAID projections so
-	// far: the read model has every order, PAID, at twice the orders (the
-	// two run apart, in either order).
-	projected *atomic.Int64
-	view      func(id string) []byte
-}
-
-func meshdSaga(b *testing.B, syncMode string) sagaTarget {
+// meshdSaga starts meshd with the order and payment plugins, syncing as
+// syncMode says, as a saga benchmark's target.
+func meshdSaga(b *testing.B, syncMode string) sagabench.Target {
 	var projected atomic.Int64
 	td := startDaemonWith(b, []string{"order", "payment"}, nil, func(c *Config) {
 		c.Sync = syncMode
@@ -61,64 +48,19 @@ func meshdSaga(b *testing.B, syncMode string) sagaTarget {
 			}
 		}
 	})
-	return sagaTarget{base: td.base, projected: &projected, view: func(id string) []byte {
+	return sagabench.Target{Base: td.base, Projected: &projected, View: func(id string) []byte {
 		return td.do(b, "GET", "/orders/"+id, "", "").body
 	}}
 }
 
-// nativeSaga starts the native saga: POST /orders with its effects
-// (nativeorder.Handler) on an HTTP server, and the payment and order
-// handlers (nativeorder.Saga) on the bus, with the payment plugin's
-// default limit.
-func nativeSaga(b *testing.B, syncMode string) sagaTarget {
-	ctx := context.Background()
-	ns, err := natsd.Start(ctx, natsd.Config{DataDir: b.TempDir(), Name: "native", Sync: syncMode == "always"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ns.Close() })
-	saga, err := nativeorder.OpenSaga(ctx, ns.JetStream(), 5_000_000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { saga.Bus.Close(ctx) })
-	var projected atomic.Int64
-	saga.Projected = func(typ string) {
-		if typ == "ORDER_PAID" || typ == "ORDER_CREATED" {
-			projected.Add(1)
-		}
-	}
-	stop, err := saga.Start(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(stop)
-	srv := httptest.NewServer(nativeorder.Handler(&nativeorder.Effects{Store: saga.Orders, Bus: saga.Bus}))
-	b.Cleanup(srv.Close)
-	return sagaTarget{base: srv.URL, projected: &projected, view: func(id string) []byte {
-		v, err := saga.View(ctx, id)
-		if err != nil {
-			b.Fatalf("view of %s: %v", id, err)
-		}
-		return v
-	}}
-}
-
-func syncName(mode string) string {
-	if mode == "" {
-		return "sync=lazy"
-	}
-	return "sync=" + mode
-}
-
 // benchSaga creates b.N orders on t with 8 clients, at most rate a second
 // when rate > 0, and waits until every one is PAID in the read model.
-func benchSaga(b *testing.B, t sagaTarget, rate int) {
-	td := &testDaemon{base: t.base}
-	projected := t.projected
+func benchSaga(b *testing.B, t sagabench.Target, rate int) {
+	td := &testDaemon{base: t.Base}
+	projected := t.Projected
 	ids := make([]string, b.N)
 	b.ResetTimer()
-	cpu0 := processCPU(b)
+	cpu0 := sagabench.ProcessCPU(b)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var next atomic.Int64
@@ -153,7 +95,7 @@ func benchSaga(b *testing.B, t sagaTarget, rate int) {
 		time.Sleep(time.Millisecond)
 	}
 	el := time.Since(start)
-	cpu := processCPU(b) - cpu0
+	cpu := sagabench.ProcessCPU(b) - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "orders/s")
 	// The whole process's CPU (user and system) per order: the service
@@ -167,7 +109,7 @@ func benchSaga(b *testing.B, t sagaTarget, rate int) {
 			CreatedAt time.Time `json:"created_at"`
 			PaidAt    time.Time `json:"paid_at"`
 		}
-		v := t.view(id)
+		v := t.View(id)
 		if err := json.Unmarshal(v, &o); err != nil || o.Status != "PAID" {
 			b.Fatalf("order %s: %s %v", id, v, err)
 		}
@@ -178,13 +120,4 @@ func benchSaga(b *testing.B, t sagaTarget, rate int) {
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(0, "ns/op") // the time per op is the orders/s above
-}
-
-// processCPU is the user and system CPU time the process used so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make loadtest: POST /orders through meshd (real plugins, loopback) and
 # through a native net/http handler doing the same validation/JSON/ID work
-# (internal/nativeorder), with wrk, in the same run. Bounded: each phase
+# (bench/nativeorder), with wrk, in the same run. Bounded: each phase
 # runs DURATION; the whole script is under `timeout` in the Makefile.
 # Results: build/loadtest.txt. Knobs: DURATION, CONNS, THREADS, PLUGINS
 # ("order" by default; "order payment" runs the saga too), POOL_MIN, POOL_MAX.
@@ -35,7 +35,7 @@ wait_up() { # URL
 
 run_wrk() { # NAME URL
   echo "== $1: wrk -t$THREADS -c$CONNS -d$DURATION --latency POST $2/orders" | tee -a "$OUT"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s internal/loadtest/post.lua "$2" | tee -a "$WORK/$1.txt" | tee -a "$OUT"
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/loadtest/post.lua "$2" | tee -a "$WORK/$1.txt" | tee -a "$OUT"
 }
 
 mkdir -p build
@@ -65,7 +65,7 @@ meshd_projected=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
   awk '/^meshd_events_delivered_total\{/ && /service="order"/ && /topic="ORDER_CREATED"/ {print $2}')
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 
-go build -o "$WORK/nativeorder" ./internal/nativeorder/cmd/nativeorder
+go build -o "$WORK/nativeorder" ./bench/nativeorder/cmd/nativeorder
 "$WORK/nativeorder" -http "127.0.0.1:$NATIVE_PORT" >"$WORK/native.log" 2>&1 &
 PIDS+=($!)
 wait_up "http://127.0.0.1:$NATIVE_PORT/"

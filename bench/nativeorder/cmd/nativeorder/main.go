@@ -14,7 +14,7 @@
 // events are sent together once the order is stored, as meshd applies a
 // plugin's effects, instead of one after the other.
 //
-//	go run ./internal/nativeorder/cmd/nativeorder -http 127.0.0.1:18091 [-data DIR [-project] [-pipeline]]
+//	go run ./bench/nativeorder/cmd/nativeorder -http 127.0.0.1:18091 [-data DIR [-project] [-pipeline]]
 package main
 
 import (
@@ -29,10 +29,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshd/meshd/bench/nativeorder"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/natsd"
-	"github.com/meshd/meshd/internal/nativeorder"
 )
 
 func main() {
