@@ -20,7 +20,7 @@ const benchOrder = `{"user_id":"user123","items":[{"name":"laptop","price":15000
 // process (httptest, no TCP), on the same embedded NATS server. The payment module is not loaded, so no saga work competes.
 func BenchmarkCreateOrder(b *testing.B) {
 	td := startDaemonWith(b, []string{"order"}, nil, nil)
-	store, err := kv.Open(context.Background(), td.nats.JetStream(), "native")
+	store, err := kv.Open(context.Background(), td.nats.JetStream(), "native", kv.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,14 +48,14 @@ func BenchmarkGetOrder(b *testing.B) {
 	td := startDaemonWith(b, []string{"order"}, nil, nil)
 	r := td.do(b, "POST", "/orders", "application/json", benchOrder)
 	id, _ := r.json(b)["id"].(string)
-	store, err := kv.Open(context.Background(), td.nats.JetStream(), "order")
+	store, err := kv.Open(context.Background(), td.nats.JetStream(), "order", kv.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	// meshd answers the read from its kv.Cache; native-cached is the
 	// native handler with one too (the order is written before either
 	// runs, and not after).
-	cached, err := kv.OpenWith(context.Background(), td.nats.JetStream(), "order", kv.Options{Cache: kv.NewCache(1 << 20)})
+	cached, err := kv.Open(context.Background(), td.nats.JetStream(), "order", kv.Options{Cache: kv.NewCache(1 << 20)})
 	if err != nil {
 		b.Fatal(err)
 	}

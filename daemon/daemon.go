@@ -133,7 +133,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: http: %w", err)
 	}
-	d.server = gateway.NewServerWith(d.cfg.HTTPAddr, d.gateway, d.cfg.Server)
+	d.server = gateway.NewServer(d.cfg.HTTPAddr, d.gateway, d.cfg.Server)
 	d.serveDone = make(chan error, 1)
 	if sc := d.cfg.Server; sc.TLS() {
 		go func() { d.serveDone <- d.server.ServeTLS(d.listener, sc.CertFile, sc.KeyFile) }()

@@ -110,7 +110,7 @@ func (d *Daemon) openKV(ctx context.Context, p *prepared) {
 	}
 	s := p.s
 	began := time.Now()
-	store, err := kv.OpenWith(ctx, d.nats.JetStream(), s.name, kv.Options{Cache: d.kvCache(s.name)})
+	store, err := kv.Open(ctx, d.nats.JetStream(), s.name, kv.Options{Cache: d.kvCache(s.name)})
 	if err != nil {
 		_ = s.mod.Close(ctx)
 		p.s, p.err = nil, fmt.Errorf("%s: key-value store: %w", s.file, err)

@@ -148,7 +148,7 @@ func bounded(s string, n int) string {
 }
 
 // startSubscriptions starts delivery on s's subscriptions once s serves.
-// They were made deferred (bus.SubscribeOptions.Deferred) before the swap,
+// They were made deferred (bus.Deferred) before the swap,
 // so that a failure to open a durable consumer refuses the load while the
 // previous version serves; delivery waits for the swap, so no event is
 // handed to a service that is not serving yet, which would cost it a

@@ -158,8 +158,8 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	var wg sync.WaitGroup
 	for _, i := range fresh {
 		wg.Go(func() {
-			s.subs[i], serrs[i] = d.bus.SubscribeWith(ctx, name, s.decl.Subscriptions[i].Type, d.eventHandler(s),
-				bus.SubscribeOptions{MaxDeliver: s.events.MaxAttempts, Deferred: true}) // started after the swap
+			s.subs[i], serrs[i] = d.bus.Subscribe(ctx, name, s.decl.Subscriptions[i].Type, d.eventHandler(s),
+				bus.WithMaxDeliver(s.events.MaxAttempts), bus.Deferred()) // started after the swap
 		})
 	}
 	wg.Wait()

@@ -96,7 +96,7 @@ func TestLargestAcceptedValueFitsTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Close() })
-	store, err := kv.Open(ctx, ns.JetStream(), "hostile")
+	store, err := kv.Open(ctx, ns.JetStream(), "hostile", kv.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func startStore(t *testing.T) (*natsd.Server, *kv.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	store, err := kv.Open(context.Background(), ns.JetStream(), "nativeorder")
+	store, err := kv.Open(context.Background(), ns.JetStream(), "nativeorder", kv.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

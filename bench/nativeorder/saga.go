@@ -58,11 +58,11 @@ func (l *stripes) lock(key string) (unlock func()) {
 // ("order", "payment") and an event bus, for a Saga declining totals over
 // limit. The caller closes the bus (Saga.Bus) when done.
 func OpenSaga(ctx context.Context, js jetstream.JetStream, limit int64) (*Saga, error) {
-	orders, err := kv.Open(ctx, js, "order")
+	orders, err := kv.Open(ctx, js, "order", kv.Options{})
 	if err != nil {
 		return nil, err
 	}
-	payments, err := kv.Open(ctx, js, "payment")
+	payments, err := kv.Open(ctx, js, "payment", kv.Options{})
 	if err != nil {
 		return nil, err
 	}

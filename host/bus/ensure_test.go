@@ -315,7 +315,7 @@ func TestDeferredSubscriptionFetchesNothingUntilStart(t *testing.T) {
 	ctx := testCtx(t)
 	attempts := make(chan int, 10)
 	h := func(_ context.Context, ev Event) error { attempts <- ev.Attempt; return nil }
-	sub, err := b.SubscribeWith(ctx, "svc", "thing.happened", h, SubscribeOptions{Deferred: true})
+	sub, err := b.Subscribe(ctx, "svc", "thing.happened", h, Deferred())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestDeferredSubscriptionFetchesNothingUntilStart(t *testing.T) {
 	}
 
 	// A deferred subscription never started stops at once.
-	sub2, err := b.SubscribeWith(ctx, "svc", "other.thing", h, SubscribeOptions{Deferred: true})
+	sub2, err := b.Subscribe(ctx, "svc", "other.thing", h, Deferred())
 	if err != nil {
 		t.Fatal(err)
 	}

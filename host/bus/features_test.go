@@ -49,13 +49,13 @@ func TestRedriveIsPerService(t *testing.T) {
 	ctx := testCtx(t)
 	var fixed atomic.Bool
 	var okCalls, otherCalls atomic.Int32
-	sub, err := b.SubscribeWith(ctx, "broken", "t.x", func(context.Context, Event) error {
+	sub, err := b.Subscribe(ctx, "broken", "t.x", func(context.Context, Event) error {
 		if !fixed.Load() {
 			return errors.New("broken")
 		}
 		okCalls.Add(1)
 		return nil
-	}, SubscribeOptions{MaxDeliver: 2})
+	}, WithMaxDeliver(2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,26 +77,40 @@ func ConsumerName(service, typ string) string {
 // server cannot open is replaced by a new one, which starts at the oldest
 // stored event too (see ensureConsumer and Hooks.ConsumerReplaced). ctx
 // bounds the setup only; the subscription runs until Stop or Bus.Close.
-func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler) (*Subscription, error) {
-	return b.SubscribeWith(ctx, service, typ, h, SubscribeOptions{})
+// Options: WithMaxDeliver, Deferred.
+func (b *Bus) Subscribe(ctx context.Context, service, typ string, h Handler, opts ...SubscribeOption) (*Subscription, error) {
+	var opt subscribeOptions
+	for _, o := range opts {
+		o(&opt)
+	}
+	return b.subscribe(ctx, service, typ, h, opt)
 }
 
-// SubscribeOptions tune one subscription.
-type SubscribeOptions struct {
-	// MaxDeliver overrides Config.MaxDeliver for this subscription when
-	// positive.
-	MaxDeliver int
-	// Deferred makes the durable consumer (so that a problem with it is
-	// known at once) but fetches nothing until Start: a service that is
-	// not serving yet must not be handed events, each of which would cost
-	// a delivery attempt (the server counts every delivery).
-	Deferred bool
+// SubscribeOption tunes one subscription.
+type SubscribeOption func(*subscribeOptions)
+
+type subscribeOptions struct {
+	maxDeliver int
+	deferred   bool
 }
 
-// SubscribeWith is Subscribe with per-subscription options.
-func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler, opt SubscribeOptions) (*Subscription, error) {
-	if opt.MaxDeliver < 0 {
-		return nil, fmt.Errorf("bus: MaxDeliver %d < 0", opt.MaxDeliver)
+// WithMaxDeliver overrides Config.MaxDeliver for this subscription when
+// positive (a negative n is an error from Subscribe).
+func WithMaxDeliver(n int) SubscribeOption {
+	return func(o *subscribeOptions) { o.maxDeliver = n }
+}
+
+// Deferred makes the durable consumer (so that a problem with it is known
+// at once) but fetches nothing until Start: a service that is not serving
+// yet must not be handed events, each of which would cost a delivery
+// attempt (the server counts every delivery).
+func Deferred() SubscribeOption {
+	return func(o *subscribeOptions) { o.deferred = true }
+}
+
+func (b *Bus) subscribe(ctx context.Context, service, typ string, h Handler, opt subscribeOptions) (*Subscription, error) {
+	if opt.maxDeliver < 0 {
+		return nil, fmt.Errorf("bus: MaxDeliver %d < 0", opt.maxDeliver)
 	}
 	if !ValidService(service) {
 		return nil, fmt.Errorf("bus: invalid service name %q", service)
@@ -139,7 +153,7 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Subscription{
 		b: b, service: service, typ: typ, h: h, cons: cons.Consumer, name: info.Name,
-		max: cmp.Or(opt.MaxDeliver, b.cfg.MaxDeliver),
+		max: cmp.Or(opt.maxDeliver, b.cfg.MaxDeliver),
 		ctx: hctx, cancel: cancel,
 		stopping: make(chan struct{}),
 	}
@@ -151,7 +165,7 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 	}
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
-	if !opt.Deferred {
+	if !opt.deferred {
 		if err := s.Start(); err != nil {
 			s.Stop()
 			return nil, err
@@ -166,7 +180,7 @@ func (b *Bus) SubscribeWith(ctx context.Context, service, typ string, h Handler,
 func (s *Subscription) Consumer() string { return s.name }
 
 // Start starts delivery on a subscription made with
-// SubscribeOptions.Deferred; on one already started it does nothing. After
+// Deferred; on one already started it does nothing. After
 // Stop (or Bus.Close) it returns ErrClosed.
 func (s *Subscription) Start() error {
 	s.startMu.Lock()

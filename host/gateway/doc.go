@@ -17,7 +17,7 @@
 // rate limits per consumer or client address, and per-route timeouts and
 // body caps. A policy attaches to a service, a route or a path prefix;
 // [Gateway.SetPolicies] compiles it into the router, which is swapped as a
-// whole, all or nothing. [NewServerWith] builds the http.Server with the
+// whole, all or nothing. [NewServer] builds the http.Server with the
 // timeouts of a [ServerConfig].
 //
 // Every error the gateway writes is an RFC 9457 application/problem+json

@@ -46,7 +46,7 @@ func (o *observations) wait(t *testing.T, n int) []Observation {
 }
 
 // serveEdge serves a test gateway (which observes into obs) behind
-// NewServerWith(c) on a loopback port and returns its address.
+// NewServer with c on a loopback port and returns its address.
 func serveEdge(t *testing.T, c ServerConfig, obs *observations) string {
 	t.Helper()
 	g, _ := newTestGateway(t, Config{Observe: obs.add}, testRoutes)
@@ -54,7 +54,7 @@ func serveEdge(t *testing.T, c ServerConfig, obs *observations) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServerWith(ln.Addr().String(), g, c)
+	srv := NewServer(ln.Addr().String(), g, c)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

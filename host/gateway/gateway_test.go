@@ -581,7 +581,7 @@ func TestWriteProblem(t *testing.T) {
 
 func TestNewServer(t *testing.T) {
 	h := http.NotFoundHandler()
-	s := NewServer(":0", h)
+	s := NewServer(":0", h, ServerConfig{})
 	if s.Addr != ":0" || s.ReadHeaderTimeout != 5*time.Second || s.ReadTimeout != 30*time.Second ||
 		s.WriteTimeout != 60*time.Second || s.IdleTimeout != 120*time.Second || s.MaxHeaderBytes != 1<<20 || s.ErrorLog == nil {
 		t.Fatalf("server %+v", s)

@@ -530,7 +530,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 		return nil
 	})
 	srv := httptest.NewUnstartedServer(g)
-	srv.Config = NewServer("", g)
+	srv.Config = NewServer("", g, ServerConfig{})
 	srv.Start()
 	defer srv.Close()
 

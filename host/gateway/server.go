@@ -82,19 +82,14 @@ func (c ServerConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NewServer returns an http.Server for h with timeouts fit for a public
-// listener; its error log goes to slog's default logger at warn level.
-func NewServer(addr string, h http.Handler) *http.Server {
-	return NewServerWith(addr, h, ServerConfig{})
-}
-
-// NewServerWith is NewServer with c's timeouts and header caps (zero
-// fields take the defaults). TLS is the caller's: serve with
+// NewServer returns an http.Server for h with c's timeouts and header caps
+// (zero fields take defaults fit for a public listener); its error log goes
+// to slog's default logger at warn level. TLS is the caller's: serve with
 // ServeTLS(l, c.CertFile, c.KeyFile) when c.TLS().
 //
 // The server runs the checks of [edge] before h; when h is a *Gateway, its
 // refusals are logged and observed as the gateway's own.
-func NewServerWith(addr string, h http.Handler, c ServerConfig) *http.Server {
+func NewServer(addr string, h http.Handler, c ServerConfig) *http.Server {
 	or := func(v, def time.Duration) time.Duration {
 		if v > 0 {
 			return v

@@ -81,7 +81,7 @@ func TestApplyBatchLimit(t *testing.T) {
 	if err := st.Apply(ctx, tooMany); !errors.Is(err, ErrTooManyWrites) {
 		t.Fatalf("Apply of %d writes: %v, want ErrTooManyWrites", DefaultMaxBatch+1, err)
 	}
-	lax, err := OpenWith(ctx, ns.JetStream(), "svc", Options{MaxBatch: 2 * DefaultMaxBatch})
+	lax, err := Open(ctx, ns.JetStream(), "svc", Options{MaxBatch: 2 * DefaultMaxBatch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestApplyBatchLimit(t *testing.T) {
 	if _, err := st.Get(ctx, "first"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a write of a batch refused as too large was stored (%v)", err)
 	}
-	if _, err := OpenWith(ctx, ns.JetStream(), "svc", Options{MaxBatch: -1}); err == nil {
+	if _, err := Open(ctx, ns.JetStream(), "svc", Options{MaxBatch: -1}); err == nil {
 		t.Fatal("a negative MaxBatch was accepted")
 	}
 }

@@ -20,7 +20,7 @@ func BenchmarkApply(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := Open(ctx, ns.JetStream(), "bench")
+		st, err := Open(ctx, ns.JetStream(), "bench", Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

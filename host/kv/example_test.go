@@ -21,7 +21,7 @@ func Example() {
 	}
 	defer ns.Close()
 
-	orders, err := kv.Open(ctx, ns.JetStream(), "orders")
+	orders, err := kv.Open(ctx, ns.JetStream(), "orders", kv.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func Example() {
 	fmt.Println(string(v), keys)
 
 	// Another service's store never sees these keys.
-	billing, _ := kv.Open(ctx, ns.JetStream(), "billing")
+	billing, _ := kv.Open(ctx, ns.JetStream(), "billing", kv.Options{})
 	_, err = billing.Get(ctx, "order:42")
 	fmt.Println(err)
 	// Output:

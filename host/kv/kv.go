@@ -67,7 +67,7 @@ type Store struct {
 	slots    chan struct{} // batches of the bucket in flight, process-wide
 }
 
-// Options tune OpenWith.
+// Options tune Open; the zero value takes the defaults.
 type Options struct {
 	// Cache, when set, serves Gets of keys this process wrote or read
 	// before. Only correct when every write to the bucket goes through
@@ -110,12 +110,7 @@ func batchSlots(bucket string) chan struct{} {
 // Open creates (or updates) the bucket of service and returns its Store.
 // Buckets keep one revision per key (History 1) and take atomic batches
 // (their stream's AllowAtomicPublish), which Apply uses.
-func Open(ctx context.Context, js jetstream.JetStream, service string) (*Store, error) {
-	return OpenWith(ctx, js, service, Options{})
-}
-
-// OpenWith is Open with options.
-func OpenWith(ctx context.Context, js jetstream.JetStream, service string, opts Options) (*Store, error) {
+func Open(ctx context.Context, js jetstream.JetStream, service string, opts Options) (*Store, error) {
 	if !ValidService(service) {
 		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, abi.ServiceNamePattern)
 	}

@@ -27,7 +27,7 @@ func newJS(t *testing.T) *natsd.Server {
 // openStore opens service's store on js, with cache c (nil: none).
 func openStore(t *testing.T, js jetstream.JetStream, service string, c *Cache) *Store {
 	t.Helper()
-	st, err := OpenWith(ctxT(t), js, service, Options{Cache: c})
+	st, err := Open(ctxT(t), js, service, Options{Cache: c})
 	if err != nil {
 		t.Fatalf("Open %s: %v", service, err)
 	}
@@ -160,12 +160,12 @@ func TestOpenValidatesService(t *testing.T) {
 	ns := newJS(t)
 	ctx := ctxT(t)
 	for _, name := range []string{"", "Orders", "-x", "a.b", "a b", "a*", strings.Repeat("a", 64)} {
-		if _, err := Open(ctx, ns.JetStream(), name); err == nil {
+		if _, err := Open(ctx, ns.JetStream(), name, Options{}); err == nil {
 			t.Errorf("Open(%q) succeeded", name)
 		}
 	}
 	for _, name := range []string{"a", "order-svc", "x_1", strings.Repeat("a", 63)} {
-		if _, err := Open(ctx, ns.JetStream(), name); err != nil {
+		if _, err := Open(ctx, ns.JetStream(), name, Options{}); err != nil {
 			t.Errorf("Open(%q): %v", name, err)
 		}
 	}

@@ -50,7 +50,7 @@ func main() {
 			log.Fatal(err)
 		}
 		defer ns.Close()
-		store, err := kv.Open(ctx, ns.JetStream(), "nativeorder")
+		store, err := kv.Open(ctx, ns.JetStream(), "nativeorder", kv.Options{})
 		if err != nil {
 			log.Fatal(err)
 		}
