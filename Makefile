@@ -22,6 +22,9 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS_DIR   := build/tools
 STATICCHECK := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)
 
+# make wazero-check, make wazero-test: the fork as a patch queue.
+include third_party/wazero-patches/patches.mk
+
 .PHONY: all build plugins fixtures tools lint-tools run run-gateway test test-short bench lint tidy-check check fuzz clean help FORCE
 
 all: build plugins
@@ -30,7 +33,9 @@ help:
 	@echo "make run      build meshd and the demo plugins, run them (HTTP on $(HTTP))"
 	@echo "make run-gateway  the same behind examples/gateway.toml (API key, rate limit)"
 	@echo "make test     build plugins and fixtures, vet, run every test with -race"
-	@echo "make bench    run the Go benchmarks (figures in README)"
+	@echo "make bench    run the Go benchmarks (figures in docs/performance.md)"
+	@echo "make wazero-check  third_party/wazero is upstream wazero plus third_party/wazero-patches"
+	@echo "make wazero-test   the wazero fork's own tests for the packages the patches touch"
 	@echo "make build    bin/meshd;  make plugins  build/plugins/*.wasm"
 	@echo "make lint     gofmt, go vet and staticcheck (host and wasip1 guests)"
 	@echo "make tidy-check  fails when go mod tidy would change go.mod or go.sum"
@@ -88,7 +93,7 @@ bench: plugins fixtures
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=2s ./... | tee build/bench.txt
 
 # Load test on loopback: POST /orders through meshd with the real plugins,
-# then through a native net/http handler (internal/nativeorder), with wrk
+# then through a native net/http handler (bench/nativeorder), with wrk
 # from Debian (installed when missing). Bounded: DURATION per phase
 # (default 10s), the whole run under 5 minutes. Results in build/loadtest.txt.
 .PHONY: loadtest
