@@ -22,9 +22,6 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS_DIR   := build/tools
 STATICCHECK := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)
 
-# make wazero-check, make wazero-test: the fork as a patch queue.
-include third_party/wazero-patches/patches.mk
-
 .PHONY: all build plugins fixtures tools lint-tools run run-gateway test test-short bench lint tidy-check check fuzz clean help FORCE
 
 all: build plugins
@@ -147,3 +144,7 @@ check: lint tidy-check
 
 clean:
 	rm -rf bin build $(GO_GUEST_WASM)
+
+# make wazero-check, make wazero-test: the fork as a patch queue (last, so
+# that `make` alone still builds meshd and the plugins).
+include third_party/wazero-patches/patches.mk
