@@ -114,6 +114,13 @@ func startDaemonWith(t testing.TB, with []string, extra map[string][]byte, tweak
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	return runDaemon(t, cfg, plugins)
+}
+
+// runDaemon starts a daemon with cfg, logging at debug into its own buffer,
+// and shuts it down at the end of the test (showing its logs on failure).
+func runDaemon(t testing.TB, cfg Config, plugins string) *testDaemon {
+	t.Helper()
 	logs := &syncbuf.Buffer{}
 	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/registry"
-	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -32,25 +30,7 @@ func (td *testDaemon) restart(t *testing.T, meanwhile func()) *testDaemon {
 	meanwhile()
 	cfg := td.cfg
 	cfg.Events.Hooks = bus.Hooks{} // td's, with its metrics chained in
-	logs := &syncbuf.Buffer{}
-	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(context.Background()); err != nil {
-		t.Fatalf("restart: %v\nlogs:\n%s", err, logs)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := d.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("logs after the restart:\n%s", logs)
-		}
-	})
-	return &testDaemon{Daemon: d, base: "http://" + d.Addr(), logs: logs, dir: td.dir}
+	return runDaemon(t, cfg, td.dir)
 }
 
 // consumerStateDir is where the embedded server keeps the state of durable
