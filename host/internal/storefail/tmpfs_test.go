@@ -6,56 +6,23 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/internal/testkit"
 )
-
-// mountTmpfs mounts a tmpfs of size (mount's syntax: "8m") on a temporary
-// directory, unmounted at the end of the test, or skips the test where
-// mounting is not permitted.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			_ = exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
 
 // fill writes a file into dir until its file system is full and returns
 // the file's path.
 func fill(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "fill")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for i := 0; i < 1<<14; i++ { // bounded: 1 GiB
-		if _, err := f.Write(chunk); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return path
-			}
-			t.Fatal(err)
-		}
-	}
-	t.Fatal("the file system did not fill")
-	return ""
+	testkit.FillDisk(t, path)
+	return path
 }
 
 // TestRepairOnRealFullDisk breaks a stream for real (a write past a full
@@ -64,7 +31,7 @@ func fill(t *testing.T, dir string) string {
 // embedded JetStream and take writes again, with what was stored before
 // still there.
 func TestRepairOnRealFullDisk(t *testing.T) {
-	dir := mountTmpfs(t, "8m")
+	dir := testkit.MountTmpfs(t, "8m")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := natsd.Start(ctx, natsd.Config{DataDir: dir}, nil)
