@@ -1,6 +1,5 @@
 //go:build linux
 
-// Package testkit holds helpers that tests of several packages share.
 package testkit
 
 import (
