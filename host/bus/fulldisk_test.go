@@ -1,35 +1,17 @@
 package bus
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/syncbuf"
 )
-
-// logSink is a log destination safe for concurrent writes.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestRetryDelay(t *testing.T) {
 	for _, c := range []struct{ overdue, lo, hi time.Duration }{
@@ -66,7 +48,7 @@ func TestRetryDelay(t *testing.T) {
 func TestDelayedEventsWhileStoreRefuses(t *testing.T) {
 	ns := startServer(t, t.TempDir())
 	ctx := testCtx(t)
-	logs := &logSink{}
+	logs := &syncbuf.Buffer{}
 	b, err := New(ctx, ns.JetStream(), testConfig, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

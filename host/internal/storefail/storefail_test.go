@@ -1,7 +1,6 @@
 package storefail
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,13 +8,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/internal/syncbuf"
 )
 
 // fakeDisk is a file system whose free space a test sets.
@@ -25,30 +25,12 @@ const fakeTotal = 1 << 30 // Reserve: 10 MiB
 
 func (d *fakeDisk) stat() (uint64, uint64, error) { return d.free.Load(), fakeTotal, nil }
 
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newTestHealth(d *fakeDisk) (*Health, *lockedBuffer) {
+func newTestHealth(d *fakeDisk) (*Health, *syncbuf.Buffer) {
 	h := &Health{}
 	if d != nil {
 		h.free = d.stat
 	}
-	buf := &lockedBuffer{}
+	buf := &syncbuf.Buffer{}
 	h.SetLogger(slog.New(slog.NewTextHandler(buf, nil)))
 	return h, buf
 }
