@@ -175,7 +175,6 @@ func TestFullDiskFailsFastAndRecovers(t *testing.T) {
 	}
 }
 
-
 // logTail is the end of a log, for failure messages.
 func logTail(s string) string {
 	const n = 6000
