@@ -198,11 +198,7 @@ func TestReadyzNamesServicesThatDoNotServe(t *testing.T) {
 // given routes.
 func lateGuest(t *testing.T, routes ...string) []byte {
 	t.Helper()
-	decl := abi.Declaration{Subscriptions: []abi.Subscription{{Type: "LATE"}}}
-	for _, r := range routes {
-		m, p, _ := strings.Cut(r, " ")
-		decl.Routes = append(decl.Routes, abi.Route{Method: m, Path: p})
-	}
+	decl := abi.Declaration{Subscriptions: []abi.Subscription{{Type: "LATE"}}, Routes: declaredRoutes(routes...)}
 	dj, err := json.Marshal(decl)
 	if err != nil {
 		t.Fatal(err)

@@ -20,12 +20,7 @@ import (
 // /path") and answering every request 200 with X-Service: name.
 func routeGuest(t testing.TB, name string, routes ...string) []byte {
 	t.Helper()
-	var decl abi.Declaration
-	for _, r := range routes {
-		m, p, _ := strings.Cut(r, " ")
-		decl.Routes = append(decl.Routes, abi.Route{Method: m, Path: p})
-	}
-	dj, err := json.Marshal(decl)
+	dj, err := json.Marshal(abi.Declaration{Routes: declaredRoutes(routes...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +36,16 @@ func routeGuest(t testing.TB, name string, routes ...string) []byte {
 		`"RESPONSE"`, watString(resp),
 	).Replace(string(src))
 	return wattest.Compile(t, name+".wat", s)
+}
+
+// declaredRoutes turns "METHOD /path" strings into declared routes.
+func declaredRoutes(routes ...string) []abi.Route {
+	out := make([]abi.Route, 0, len(routes))
+	for _, r := range routes {
+		m, p, _ := strings.Cut(r, " ")
+		out = append(out, abi.Route{Method: m, Path: p})
+	}
+	return out
 }
 
 // watString is b as a WAT string literal, every byte escaped.
