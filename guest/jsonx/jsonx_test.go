@@ -238,6 +238,11 @@ func FuzzReader(f *testing.F) {
 			}
 			return
 		}
+		// encoding/json takes null into a string or an int as "leave it
+		// be", not as a value: no oracle for the reader, which wants one.
+		if string(bytes.TrimSpace(b)) == "null" {
+			return
+		}
 		var want string
 		if json.Unmarshal(b, &want) == nil {
 			got, err := readString(b)
