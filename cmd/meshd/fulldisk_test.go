@@ -111,17 +111,14 @@ func TestFullDiskFailsFastAndRecovers(t *testing.T) {
 
 	fill := filepath.Join(mnt, "fill")
 	testkit.FillDisk(t, fill)
-	filled := time.Now()
+	// The disk filled at once; meshd reads the free space at most every
+	// 50 ms, and a write sent before its next reading meets the full disk
+	// itself (docs: failure modes). The promise tested is what follows.
+	time.Sleep(freeSpaceWindow)
 	logsBefore := len(logs.String())
 	var slowest time.Duration
 	for i := range 10 {
 		resp, b, took := post()
-		if resp.StatusCode == http.StatusCreated && time.Since(filled) < freeSpaceWindow {
-			// The store read the free space just before the disk filled and
-			// took this write into space its files already held: a real
-			// success, not a refusal missed.
-			continue
-		}
 		if resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("POST /orders %d on a full disk: %d %s", i, resp.StatusCode, b)
 		}
