@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -250,7 +251,7 @@ func TestHostileGuests(t *testing.T) {
 	for name, wasm := range late {
 		writeFile(t, filepath.Join(plugins, name+".wasm"), wasm)
 	}
-	waitFor(t, 60*time.Second, "the shadowing modules to be refused", func() bool {
+	testkit.Until(t, 60*time.Second, "the shadowing modules to be refused", func() bool {
 		s := servicesByName(t, admin)
 		return s["r-shadow"].Status == "FAILED" && s["r-head"].Status == "FAILED"
 	})
@@ -374,16 +375,6 @@ func statusOf(t *testing.T, method, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func truncate(b []byte) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/internal/syncbuf"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // buildMeshd builds this command into a temporary directory.
@@ -201,12 +203,12 @@ func TestSIGHUPReloadsConfigFile(t *testing.T) {
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(60 * time.Second); strings.Count(logs.String(), done) == n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q after SIGHUP; logs:\n%s", done, logs)
+		testkit.Eventually(t, 60*time.Second, func() string {
+			if strings.Count(logs.String(), done) == n {
+				return fmt.Sprintf("no %q after SIGHUP; logs:\n%s", done, logs)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return ""
+		})
 	}
 	if err := os.WriteFile(conf, policy("new-key"), 0o644); err != nil {
 		t.Fatal(err)
