@@ -140,6 +140,10 @@ type Declaration struct {
 type Route struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`
+	// Internal (ABI v1.2) marks a route other services may call (FnCall)
+	// that the gateway does not serve. Omitted when false, so a v1
+	// declaration reads the same; a host before v1.2 ignores the field.
+	Internal bool `json:"internal,omitempty"`
 }
 
 // Subscription asks for events of one type.

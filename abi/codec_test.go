@@ -93,6 +93,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add((&Response{Status: 200, Body: []byte("x")}).Append(nil))
 	f.Add((&Event{ID: []byte("i"), Data: []byte("d")}).Append(nil))
 	f.Add([]byte{})
+	cr := sampleCallRequest()
+	f.Add(cr.Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var rq Request
 		if rq.Decode(b) == nil && !bytes.HasPrefix(b, rq.Append(nil)) {
@@ -105,6 +107,17 @@ func FuzzDecode(f *testing.F) {
 		var ev Event
 		if ev.Decode(b) == nil && !bytes.HasPrefix(b, ev.Append(nil)) {
 			t.Fatal("event re-encoding is not a prefix of the input")
+		}
+		var call CallRequest
+		if call.Decode(b) == nil {
+			if !bytes.HasPrefix(b, call.Append(nil)) {
+				t.Fatal("call request re-encoding is not a prefix of the input")
+			}
+			// Whatever a guest hands FnCall, the check answers a code
+			// and a bounded message without panicking.
+			if code, msg := call.Check(); (code == CodeOK) != (msg == "") || len(msg) > 512 {
+				t.Fatalf("Check = %v, %q", code, msg)
+			}
 		}
 	})
 }

@@ -77,6 +77,7 @@ func FuzzParseDeclaration(f *testing.F) {
 		`{"routes":[{"method":"GET","path":"/orders/{id}"}],"subscriptions":[{"type":"A"}]}`,
 		`{"name":"x","version":"1","publishes":["B.C"]}`,
 		`{"routes":[{"method":"GET","path":"/a\u0000"}]}`,
+		`{"routes":[{"method":"GET","path":"/users/{id}","internal":true}]}`,
 		`[]`, `null`, `{"routes":null}`, "\xff",
 	} {
 		f.Add([]byte(s))
