@@ -1,7 +1,7 @@
 # meshd — build, test and run. `make help` lists the targets.
 GO        ?= go
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
-PLUGINS   := order payment
+PLUGINS   := order payment user
 PLUGIN_WASM := $(PLUGINS:%=build/plugins/%.wasm)
 # WAT test guests (*/testdata/*.wat) are compiled by the tests themselves
 # with wat2wasm (internal/wattest), so they are never stale.
