@@ -11,8 +11,8 @@ type hostEnv struct{ svcenv.Host }
 
 var errNoCalls = errors.New("service-to-service calls need ABI v1.2")
 
-// Get calls GET path on service.
-func (hostEnv) Get(service, path string) (int, []byte, error) {
+// Get calls GET path?query on service.
+func (hostEnv) Get(service, path, query string) (int, []byte, error) {
 	return 0, nil, errNoCalls
 }
 

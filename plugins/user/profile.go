@@ -57,7 +57,7 @@ func getProfile(e env, w responder, id string) error {
 // returns the orders (a JSON array, as the order service wrote it) and the
 // cursor of the next page, or a short reason why there are none to show.
 func fetchOrders(e env, id string) (orders []byte, next, reason string) {
-	status, body, err := e.Get(orderService, "/users/"+pathEscape(id)+"/orders?limit="+strconv.Itoa(recentOrders))
+	status, body, err := e.Get(orderService, "/users/"+pathEscape(id)+"/orders", "limit="+strconv.Itoa(recentOrders))
 	if err != nil {
 		reason = callFailure(err)
 		e.Log(guest.LevelWarn, "profile without orders: "+reason+": "+excerpt(err.Error(), maxLogDetail))

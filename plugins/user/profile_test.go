@@ -47,7 +47,7 @@ func TestProfileWithOrders(t *testing.T) {
 	if err := json.Unmarshal((*p.Orders)[0], &o); err != nil || o.ID != "o2" || o.Status != "PAID" {
 		t.Fatalf("first order %s: %v", (*p.Orders)[0], err)
 	}
-	if len(e.calls) != 1 || e.calls[0] != "order /users/kim/orders?limit=10" {
+	if len(e.calls) != 1 || e.calls[0] != "order /users/kim/orders limit=10" {
 		t.Fatalf("calls %q", e.calls)
 	}
 
@@ -142,7 +142,7 @@ func TestProfileCallPathEscaped(t *testing.T) {
 	e := newFake()
 	put(t, e, `{"id":"a/b?limit=1000&x=%","name":"X"}`)
 	getP(t, e, "a/b?limit=1000&x=%")
-	if len(e.calls) != 1 || e.calls[0] != "order /users/a%2Fb%3Flimit%3D1000%26x%3D%25/orders?limit=10" {
+	if len(e.calls) != 1 || e.calls[0] != "order /users/a%2Fb%3Flimit%3D1000%26x%3D%25/orders limit=10" {
 		t.Fatalf("calls %q", e.calls)
 	}
 }

@@ -24,10 +24,11 @@ type env interface {
 	KVSet(key string, value []byte) error
 	Log(level guest.Level, msg string)
 	Now() time.Time
-	// Get calls GET path on another service's route. A non-nil error means
-	// the call got no answer (not granted, unavailable, circuit open,
-	// timed out...); any status the callee answered is not an error.
-	Get(service, path string) (status int, body []byte, err error)
+	// Get calls GET path?query on another service's route (path escaped,
+	// query raw). A non-nil error means the call got no answer (not
+	// granted, unavailable, circuit open, timed out...); any status the
+	// callee answered is not an error.
+	Get(service, path, query string) (status int, body []byte, err error)
 }
 
 // responder is the part of *guest.ResponseWriter the handlers use.

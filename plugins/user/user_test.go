@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/plugins/internal/svcenv/svcenvtest"
 )
 
@@ -15,11 +16,12 @@ type fake struct {
 	*svcenvtest.Fake
 	now time.Time
 
-	// What Get answers, and the calls it was asked for ("service path").
-	status int
-	body   string
-	err    error
-	calls  []string
+	// What Get answers, and the calls it was asked for ("service path query").
+	status  int
+	body    string
+	err     error
+	calls   []string
+	refused []string // the messages of calls abi.CallRequest.Check refuses
 }
 
 func newFake() *fake {
@@ -29,8 +31,14 @@ func newFake() *fake {
 
 func (f *fake) Now() time.Time { return f.now }
 
-func (f *fake) Get(service, path string) (int, []byte, error) {
-	f.calls = append(f.calls, service+" "+path)
+func (f *fake) Get(service, path, query string) (int, []byte, error) {
+	f.calls = append(f.calls, service+" "+path+" "+query)
+	// What the host would refuse as a malformed call.
+	req := abi.CallRequest{Method: []byte("GET"), Path: []byte(path), Query: []byte(query)}
+	if code, msg := req.Check(); code != abi.CodeOK {
+		f.refused = append(f.refused, msg)
+		return 0, nil, errors.New(msg)
+	}
 	if f.err != nil {
 		return 0, nil, f.err
 	}
@@ -200,6 +208,9 @@ func TestUserIDsAreEscaped(t *testing.T) {
 		if err := json.Unmarshal(w.Body, &u); err != nil || u.ID != id || u.Name != "n"+id {
 			t.Fatalf("GET %q: %v %+v", id, err, u)
 		}
+	}
+	if len(e.calls) != len(ids) || len(e.refused) != 0 {
+		t.Fatalf("%d calls for %d profiles; refused: %q", len(e.calls), len(ids), e.refused)
 	}
 }
 
