@@ -84,6 +84,10 @@ func parsePut(body []byte) (id, name string, problems []string, err error) {
 	}
 	if p := checkText("id", id, idBad, idValid, maxIDLen); p != "" {
 		problems = append(problems, p)
+	} else if id == "." || id == ".." {
+		// URLs drop such segments ("/users/.." is "/"): no path could
+		// name the user.
+		problems = append(problems, `id must not be "." or ".."`)
 	}
 	if p := checkText("name", name, nameBad, nameValid, maxNameLen); p != "" {
 		problems = append(problems, p)

@@ -126,6 +126,8 @@ func TestPutUserValidation(t *testing.T) {
 		{"invalid UTF-8", "{\"id\":\"v\xff\",\"name\":\"K\\ud800\"}", []string{
 			"id must be valid UTF-8 (no invalid bytes, no unpaired surrogate escapes)",
 			"name must be valid UTF-8 (no invalid bytes, no unpaired surrogate escapes)"}},
+		{"dot", `{"id":".","name":"Kim"}`, []string{`id must not be "." or ".."`}},
+		{"dot dot", `{"id":"..","name":"Kim"}`, []string{`id must not be "." or ".."`}},
 		{"not an object", `["kim"]`, []string{"body must be a JSON object"}},
 		{"longest id and name", `{"id":"` + long[1:] + `","name":"` + strings.Repeat("é", maxNameLen/2) + `"}`, nil},
 	}
@@ -178,7 +180,7 @@ func TestPutUserTooLarge(t *testing.T) {
 // each is one escaped path segment.
 func TestUserIDsAreEscaped(t *testing.T) {
 	e := newFake()
-	ids := []string{"kim", "kim:0", "kim%3A0", "user:kim", "a/b", "a b", "é", "x?y#z", "a\r\nSet-Cookie: x", "*", ">"}
+	ids := []string{"kim", "...", ".a", "kim:0", "kim%3A0", "user:kim", "a/b", "a b", "é", "x?y#z", "a\r\nSet-Cookie: x", "*", ">"}
 	for i, id := range ids {
 		body, _ := json.Marshal(map[string]string{"id": id, "name": "n" + id})
 		w, u := put(t, e, string(body))
