@@ -13,22 +13,31 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/fault"
 )
 
-// Sentinel errors an Invoker wraps (with %w) so the gateway can choose the
-// HTTP status. Any other error becomes a 500.
+// Errors an Invoker once wrapped (with %w) to choose the HTTP status. Each
+// is a *fault.Error without a service, so it answers as its kind does.
 var (
-	// ErrUnavailable: the service has no instance able to serve (not loaded,
-	// draining, out of service). Answered 503 with Retry-After.
-	ErrUnavailable = errors.New("gateway: service unavailable")
+	// ErrUnavailable: the service has no instance able to serve. Answered
+	// 503 with Retry-After.
+	//
+	// Deprecated: return a *fault.Error of kind fault.Unavailable.
+	ErrUnavailable error = &fault.Error{Kind: fault.Unavailable, Err: errors.New("gateway: service unavailable")}
 	// ErrBusy: every instance is busy and the wait for one ran out.
 	// Answered 503 with Retry-After.
-	ErrBusy = errors.New("gateway: service busy")
+	//
+	// Deprecated: return a *fault.Error of kind fault.Busy.
+	ErrBusy error = &fault.Error{Kind: fault.Busy, Err: errors.New("gateway: service busy")}
 	// ErrTimeout: the invocation ran past its deadline. Answered 504.
-	ErrTimeout = errors.New("gateway: service timed out")
-	// ErrTooLarge: the request or response passed a size cap of the
-	// service. Answered 413.
-	ErrTooLarge = errors.New("gateway: payload too large")
+	//
+	// Deprecated: return a *fault.Error of kind fault.Timeout.
+	ErrTimeout error = &fault.Error{Kind: fault.Timeout, Err: errors.New("gateway: service timed out")}
+	// ErrTooLarge: the request passed a size cap of the service. Answered
+	// 413.
+	//
+	// Deprecated: return a *fault.Error of kind fault.TooLarge.
+	ErrTooLarge error = &fault.Error{Kind: fault.TooLarge, Err: errors.New("gateway: payload too large")}
 )
 
 // Route is one route a service serves: an HTTP method and a Go 1.22
@@ -43,6 +52,11 @@ type Route struct {
 func (r Route) Pattern() string { return r.Method + " " + r.Path }
 
 // Invoker runs a service's HTTP handler.
+//
+// Its error chooses the answer: a *fault.Error (found with errors.As) by
+// its Kind's status, with Retry-After when the kind has one; an error
+// without one is classified by fault.Classify (the runtime's errors, a
+// store refusing writes, context.DeadlineExceeded), anything else is 500.
 //
 // The slices of req are valid only until InvokeHTTP returns; the invoker
 // must copy what it keeps. The invoker fills resp; the slices it stores in

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/runtime"
 )
 
 func TestRouting(t *testing.T) {
@@ -376,11 +379,27 @@ func TestErrorMapping(t *testing.T) {
 		want       int
 		retryAfter string
 	}{
-		{"timeout sentinel", fmt.Errorf("runtime: call: %w", ErrTimeout), 0, 504, ""},
+		{"timeout", fault.New("orders", fault.Timeout, errors.New("stopped")), 0, 504, ""},
 		{"deadline", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), 0, 504, ""},
-		{"busy", fmt.Errorf("pool: %w", ErrBusy), 0, 503, "1"},
-		{"unavailable", ErrUnavailable, 0, 503, "1"},
-		{"too large", fmt.Errorf("output: %w", ErrTooLarge), 0, 413, ""},
+		{"busy", fmt.Errorf("pool: %w", fault.New("orders", fault.Busy, nil)), 0, 503, "1"},
+		{"unavailable", fault.New("orders", fault.Unavailable, errors.New("not loaded")), 0, 503, "1"},
+		{"too large", fault.New("orders", fault.TooLarge, errors.New("input of 9 bytes")), 0, 413, ""},
+		{"store refuses writes", fault.New("orders", fault.StoreRefused, errors.New("disk full")), 0, 503, "5"},
+		{"circuit open", &fault.Error{Service: "payment", Kind: fault.CircuitOpen, RetryAfter: 2500 * time.Millisecond}, 0, 503, "3"},
+		{"denied", fault.New("orders", fault.Denied, nil), 0, 403, ""},
+		{"not found", fault.New("orders", fault.NotFound, nil), 0, 404, ""},
+		{"invalid", fault.New("orders", fault.Invalid, nil), 0, 400, ""},
+		{"failed", fault.New("orders", fault.Failed, errors.New("secret internal detail")), 0, 500, ""},
+		{"runtime busy", fmt.Errorf("orders: 4 instances busy: %w", runtime.ErrBusy), 0, 503, "1"},
+		{"runtime output too large", fmt.Errorf("orders: %w", runtime.ErrOutputTooLarge), 0, 500, ""},
+		{"runtime input too large", fmt.Errorf("orders: %w", runtime.ErrTooLarge), 0, 413, ""},
+		{"runtime closed", fmt.Errorf("orders: %w", runtime.ErrClosed), 0, 503, "1"},
+		{"kv refuses writes", fmt.Errorf("applying 1 kv writes: %w", kv.ErrWritesRefused), 0, 503, "5"},
+		{"deprecated timeout", fmt.Errorf("service orders: %w", ErrTimeout), 0, 504, ""},
+		{"deprecated busy", fmt.Errorf("service orders: %w", ErrBusy), 0, 503, "1"},
+		{"deprecated unavailable", fmt.Errorf("service orders is not loaded: %w", ErrUnavailable), 0, 503, "1"},
+		{"deprecated too large", fmt.Errorf("service orders: %w", ErrTooLarge), 0, 413, ""},
+		{"deprecated store refused", fmt.Errorf("service orders: %w", ErrStoreRefused), 0, 503, "5"},
 		{"other", errors.New("wasm trap: secret internal detail"), 0, 500, ""},
 		{"status zero", nil, 0, 502, ""},
 		{"status 99", nil, 99, 502, ""},
@@ -391,7 +410,7 @@ func TestErrorMapping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			inv := &fakeInvoker{}
-			g := New(Config{}, inv, slog.New(slog.NewJSONHandler(&logs, nil)))
+			g := New(Config{}, inv, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			if err := g.SetRoutes(testRoutes); err != nil {
 				t.Fatal(err)
 			}
@@ -419,6 +438,18 @@ func TestErrorMapping(t *testing.T) {
 			}
 			if tt.err != nil && !strings.Contains(logs.String(), tt.err.Error()) {
 				t.Fatalf("log %q lacks the error", logs.String())
+			}
+			// A service's failure is an error; a store refusing writes is
+			// at debug (the store logs the episode); the rest warnings.
+			level := "WARN"
+			switch {
+			case tt.want >= 500 && tt.want != 503 && tt.want != 504:
+				level = "ERROR"
+			case tt.retryAfter == "5":
+				level = "DEBUG"
+			}
+			if !strings.Contains(logs.String(), `"level":"`+level+`"`) {
+				t.Fatalf("log %q is not at %s", logs.String(), level)
 			}
 		})
 	}
@@ -628,7 +659,6 @@ func TestOverHTTP(t *testing.T) {
 type callTimeout time.Duration
 
 func (c callTimeout) Error() string        { return "stopped after " + time.Duration(c).String() }
-func (c callTimeout) Is(target error) bool { return target == ErrTimeout }
 func (c callTimeout) Limit() time.Duration { return time.Duration(c) }
 
 // TestTimeoutNamesTheDeadlineHit: a call stopped at its own 5 s deadline
@@ -636,9 +666,17 @@ func (c callTimeout) Limit() time.Duration { return time.Duration(c) }
 func TestTimeoutNamesTheDeadlineHit(t *testing.T) {
 	g, inv := newTestGateway(t, Config{RequestTimeout: 10 * time.Second}, testRoutes)
 	inv.set(func(ctx context.Context, service string, req *abi.Request, resp *abi.Response) error {
-		return fmt.Errorf("service orders: %w", callTimeout(5*time.Second))
+		return fault.New("orders", fault.Timeout, callTimeout(5*time.Second))
 	})
 	doc := problemDoc(t, do(g, "GET", "/orders/1", "", nil), 504)
+	if d, _ := doc["detail"].(string); !strings.Contains(d, "within 5s") {
+		t.Fatalf("detail %q, want the call's 5s", d)
+	}
+	// As the runtime reports it, classified by the gateway.
+	inv.set(func(ctx context.Context, service string, req *abi.Request, resp *abi.Response) error {
+		return fmt.Errorf("orders: %w", &runtime.TimeoutError{Module: "orders", Entry: runtime.EntryHTTP, After: 5 * time.Second})
+	})
+	doc = problemDoc(t, do(g, "GET", "/orders/1", "", nil), 504)
 	if d, _ := doc["detail"].(string); !strings.Contains(d, "within 5s") {
 		t.Fatalf("detail %q, want the call's 5s", d)
 	}

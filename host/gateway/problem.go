@@ -6,26 +6,63 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/meshd/meshd/host/fault"
 )
 
 // ErrStoreRefused is wrapped by an Invoker's error when the service's
 // effects could not be stored because the store refuses writes (its disk
 // is full or failing). Answered 503 with Retry-After: StoreRetryAfter
 // seconds.
-var ErrStoreRefused = errors.New("gateway: store refuses writes")
+//
+// Deprecated: return a *fault.Error of kind fault.StoreRefused.
+var ErrStoreRefused error = &fault.Error{Kind: fault.StoreRefused, Err: errors.New("gateway: store refuses writes")}
 
 // StoreRetryAfter is the Retry-After, in seconds, of a request refused
-// because the store refuses writes: longer than a busy service's, since a
-// full disk waits for someone to free space; short enough that clients see
-// the recovery soon after (the store is probed at most once a second).
-const StoreRetryAfter = 5
+// because the store refuses writes.
+//
+// Deprecated: use fault.StoreRetryAfter.
+const StoreRetryAfter = int(fault.StoreRetryAfter / time.Second)
 
-// storeRefused sets the Retry-After of ErrStoreRefused on w and returns
-// the problem's status, title and detail.
-func storeRefused(w http.ResponseWriter, service string) (status int, title, detail string) {
-	w.Header().Set("Retry-After", strconv.Itoa(StoreRetryAfter))
-	return http.StatusServiceUnavailable, "storage unavailable",
-		fmt.Sprintf("service %s could not store the request's effects: the store refuses writes (disk full or failing); retry later", service)
+// faultProblem is the title and detail of the problem answering fe, a
+// failure of service's route with the route's timeout: what a client may
+// read, never fe's cause. err is the invoker's error (for the deadline it
+// ran into).
+func faultProblem(fe *fault.Error, service string, timeout time.Duration, err error) (title, detail string) {
+	switch fe.Kind {
+	case fault.Timeout:
+		return "service timed out", fmt.Sprintf("service %s did not answer within %s", service, timeoutOf(err, timeout))
+	case fault.Busy:
+		return "service busy", fmt.Sprintf("service %s is at capacity; retry later", service)
+	case fault.StoreRefused:
+		return "storage unavailable", fmt.Sprintf("service %s could not store the request's effects: the store refuses writes (disk full or failing); retry later", service)
+	case fault.Unavailable:
+		return "service unavailable", fmt.Sprintf("service %s is not available; retry later", service)
+	case fault.CircuitOpen:
+		return "service unavailable", fmt.Sprintf("service %s depends on a service that keeps failing; retry later", service)
+	case fault.TooLarge:
+		return "payload too large", fmt.Sprintf("the request passed a size limit of service %s", service)
+	case fault.Denied:
+		return "forbidden", fmt.Sprintf("service %s refused the request: not granted", service)
+	case fault.NotFound:
+		return "not found", fmt.Sprintf("service %s found nothing to answer the request with", service)
+	case fault.Invalid:
+		return "bad request", fmt.Sprintf("service %s refused the request as invalid", service)
+	case fault.Conflict:
+		return "conflict", fmt.Sprintf("the request conflicts with work in progress in service %s; retry later", service)
+	default:
+		return "service failed", fmt.Sprintf("service %s failed to handle the request", service)
+	}
+}
+
+// retryAfter sets Retry-After on w, in whole seconds rounded up, when d is
+// positive.
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 }
 
 // ProblemContentType is the media type of every error the gateway writes.

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/internal/traceparent"
 )
 
@@ -171,31 +172,17 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.g.log.LogAttrs(r.Context(), slog.LevelDebug, "gateway: client went away", h.attrs(w, r, 0, err)...)
 		return
 	}
-	var status int
-	var title, detail string
+	fe := fault.Classify(h.service, err)
+	status := fe.Status()
+	title, detail := faultProblem(fe, h.service, h.timeout, err)
+	retryAfter(w, fe.Retry())
 	level := slog.LevelWarn
-	switch {
-	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		status, title = http.StatusGatewayTimeout, "service timed out"
-		detail = fmt.Sprintf("service %s did not answer within %s", h.service, timeoutOf(err, h.timeout))
-	case errors.Is(err, ErrBusy):
-		status, title = http.StatusServiceUnavailable, "service busy"
-		detail = fmt.Sprintf("service %s is at capacity; retry later", h.service)
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, ErrStoreRefused):
+	switch fe.Kind {
+	case fault.Failed:
+		level = slog.LevelError
+	case fault.StoreRefused:
 		// At debug level: the store logs the episode, with a count.
-		status, title, detail = storeRefused(w, h.service)
 		level = slog.LevelDebug
-	case errors.Is(err, ErrUnavailable):
-		status, title = http.StatusServiceUnavailable, "service unavailable"
-		detail = fmt.Sprintf("service %s is not available; retry later", h.service)
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, ErrTooLarge):
-		status, title = http.StatusRequestEntityTooLarge, "payload too large"
-		detail = fmt.Sprintf("the request or response passed a size limit of service %s", h.service)
-	default:
-		status, title, level = http.StatusInternalServerError, "service failed", slog.LevelError
-		detail = fmt.Sprintf("service %s failed to handle the request", h.service)
 	}
 	h.g.log.LogAttrs(r.Context(), level, "gateway: invocation failed", h.attrs(w, r, status, err)...)
 	problem(w, r, status, title, detail, map[string]any{"service": h.service})
