@@ -46,6 +46,10 @@ type Route struct {
 	Service string
 	Method  string
 	Path    string
+	// Internal routes serve calls from other services only ([Gateway.Match]):
+	// an HTTP client gets what it gets for a path no route matches (404, or
+	// 405 for another method's public route), mounts included.
+	Internal bool
 }
 
 // Pattern returns the route as a ServeMux pattern, "METHOD /path".
@@ -133,8 +137,11 @@ func New(cfg Config, inv Invoker, log *slog.Logger) *Gateway {
 
 // router is one immutable route table.
 type router struct {
-	mux    *http.ServeMux
-	routes []Route // sorted
+	mux    *http.ServeMux // public routes, mounts, and the catch-all
+	routes []Route        // sorted, internal ones included
+	// calls holds, per service, a mux of every route of the service,
+	// internal ones included, for Match.
+	calls map[string]*http.ServeMux
 }
 
 // routeHandler serves one declared route.
@@ -164,7 +171,10 @@ var allowedMethods = []string{
 // method and path (wildcard names aside); a route of one service that
 // overlaps a route of another ([Conflicts]: some request matches both, even
 // when net/http would prefer one); or patterns of one service net/http finds
-// in conflict. Routes of one service may overlap each other.
+// in conflict. Routes of one service may overlap each other. An internal
+// route is checked against its own service's routes only (it takes no HTTP
+// request, so it cannot take one from another service), and is served by
+// Match alone.
 func (g *Gateway) SetRoutes(routes []Route) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -194,10 +204,11 @@ func compareRoutes(a, b Route) int {
 func (g *Gateway) build(routes []Route, ps *policySet) (*router, error) {
 	routes = slices.Clone(routes)
 	slices.SortFunc(routes, compareRoutes)
-	rt := &router{mux: http.NewServeMux(), routes: routes}
+	rt := &router{mux: http.NewServeMux(), routes: routes, calls: make(map[string]*http.ServeMux)}
 
 	var errs []error
-	byKey := make(map[string]Route, len(routes)) // normalised "METHOD /path" → first declaration
+	public := make(map[string]Route, len(routes))     // normalised "METHOD /path" → first public declaration
+	perService := make(map[string]Route, len(routes)) // service + normalised "METHOD /path" → first declaration
 	valid := make([]Route, 0, len(routes))
 	for _, r := range routes {
 		if err := validateRoute(r); err != nil {
@@ -205,34 +216,64 @@ func (g *Gateway) build(routes []Route, ps *policySet) (*router, error) {
 			continue
 		}
 		key := r.Method + " " + normalisePath(r.Path)
-		if prev, ok := byKey[key]; ok {
-			if prev.Service == r.Service {
-				errs = append(errs, fmt.Errorf("gateway: service %q declares route %q twice", r.Service, r.Pattern()))
-			} else {
-				errs = append(errs, fmt.Errorf("gateway: route %q is declared by both service %q and service %q", r.Pattern(), prev.Service, r.Service))
+		if prev, ok := perService[r.Service+"\x00"+key]; ok {
+			why := ""
+			if r.Internal != prev.Internal {
+				why = " (once internal, once public)"
 			}
+			errs = append(errs, fmt.Errorf("gateway: service %q declares route %q twice%s", r.Service, r.Pattern(), why))
 			continue
 		}
-		byKey[key] = r
+		if prev, ok := public[key]; ok && !r.Internal {
+			errs = append(errs, fmt.Errorf("gateway: route %q is declared by both service %q and service %q", r.Pattern(), prev.Service, r.Service))
+			continue
+		}
+		perService[r.Service+"\x00"+key] = r
+		if !r.Internal {
+			public[key] = r
+		}
 		valid = append(valid, r)
 	}
-	// One service may not take requests another's route matches.
+	// One service may not take requests another's public route matches.
+	// Internal routes take no requests.
 	reported := make(map[[2]Route]bool)
-	for _, c := range Conflicts(valid) {
+	for _, c := range Conflicts(publicRoutes(valid)) {
 		errs = append(errs, c)
 		reported[[2]Route{c.Route, c.Other}] = true
 		reported[[2]Route{c.Other, c.Route}] = true
 	}
 	byPattern := make(map[string]Route, len(valid)) // registered pattern → route
+	failed := make(map[Route]bool)
 	for _, r := range valid {
+		if r.Internal {
+			continue
+		}
 		h := g.newRouteHandler(r, r.Path, ps)
 		if err := register(rt.mux, h.pattern, h); err != nil {
 			if other, ok := conflictingRoute(err, byPattern); !ok || !reported[[2]Route{r, other}] {
 				errs = append(errs, describeConflict(r, err, byPattern))
 			}
+			failed[r] = true
 			continue
 		}
 		byPattern[h.pattern] = r
+	}
+	// Every route of a service, internal ones included, for calls.
+	byService := make(map[string]map[string]Route)
+	for _, r := range valid {
+		if failed[r] {
+			continue // reported above
+		}
+		mux, own := rt.calls[r.Service], byService[r.Service]
+		if mux == nil {
+			mux, own = http.NewServeMux(), make(map[string]Route)
+			rt.calls[r.Service], byService[r.Service] = mux, own
+		}
+		if err := register(mux, r.Pattern(), newCallRoute(r)); err != nil {
+			errs = append(errs, describeConflict(r, err, own))
+			continue
+		}
+		own[r.Pattern()] = r
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -249,6 +290,17 @@ func (g *Gateway) build(routes []Route, ps *policySet) (*router, error) {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// publicRoutes returns the routes of rs that are not internal.
+func publicRoutes(rs []Route) []Route {
+	out := make([]Route, 0, len(rs))
+	for _, r := range rs {
+		if !r.Internal {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // register adds a pattern to mux, turning ServeMux's panic on a bad or

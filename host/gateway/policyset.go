@@ -185,14 +185,14 @@ func (g *Gateway) newRouteHandler(r Route, path string, ps *policySet) *routeHan
 }
 
 // mount registers the mounts of ps on rt: each prefix gets a router of its
-// service's routes.
+// service's public routes.
 func (g *Gateway) mount(rt *router, routes []Route, ps *policySet) error {
 	var errs []error
 	for _, m := range ps.mounts {
 		key := mountKey(m.Prefix)
 		sub := &router{mux: http.NewServeMux()}
 		for _, r := range routes {
-			if r.Service != m.Service {
+			if r.Service != m.Service || r.Internal {
 				continue
 			}
 			sub.routes = append(sub.routes, r)
