@@ -25,7 +25,8 @@ type Grants struct {
 	Publish   []string // event types it may publish; "*" for any
 	Subscribe []string // event types it may subscribe to; "*" for any
 	KV        bool     // whether it has a store
-	Discover  []string // services it may discover or call; "*" for any
+	Discover  []string // services it may discover; "*" for any
+	Calls     []string // services it may call (ABI v1.2); "*" for any
 }
 
 // MayPublish reports whether typ may be published.
@@ -36,6 +37,9 @@ func (g *Grants) MaySubscribe(typ string) bool { return allowed(g.Subscribe, typ
 
 // MayDiscover reports whether service may be discovered.
 func (g *Grants) MayDiscover(service string) bool { return allowed(g.Discover, service) }
+
+// MayCall reports whether service may be called (FnCall).
+func (g *Grants) MayCall(service string) bool { return allowed(g.Calls, service) }
 
 func allowed(list []string, v string) bool {
 	return slices.Contains(list, "*") || slices.Contains(list, v)
@@ -96,6 +100,17 @@ type Env struct {
 	// Config is the operator's configuration of the service (the [config]
 	// table of its <name>.toml), read with config_get (ABI v1.1).
 	Config map[string]string
+	// Call, when set, makes a service-to-service call (ABI v1.2, FnCall)
+	// for the binding, which has checked the grant, the callee's name, the
+	// request and the depth. Nil: every call is CodeUnavailable.
+	Call Caller
+	// MaxCallBytes caps a call's encoded request and the encoded response
+	// the invocation holds for call_result (default 1 MiB, the default
+	// input and output caps of a service); the callee's own input cap
+	// applies as well.
+	MaxCallBytes int
+	// MaxCalls caps the calls one invocation may make (default 64).
+	MaxCalls int
 	// Observe, when set, is told of every key-value operation that reaches
 	// the store: op is "get", "put" or "delete"; err is nil on success and
 	// for a missing key. The binding calls it for reads; whoever applies
@@ -126,6 +141,8 @@ const (
 	DefaultLogBurst          = 1000
 	DefaultLogBytesPerSecond = 128 << 10
 	DefaultLogBurstBytes     = 1 << 20
+	DefaultMaxCallBytes      = 1 << 20
+	DefaultMaxCalls          = 64
 )
 
 func (e *Env) maxKey() int        { return orDefault(e.MaxKeyBytes, DefaultMaxKeyBytes) }
@@ -135,6 +152,8 @@ func (e *Env) maxEventBytes() int { return orDefault(e.MaxEventBytes, DefaultMax
 func (e *Env) maxWrites() int     { return orDefault(e.MaxWrites, DefaultMaxWrites) }
 func (e *Env) maxWriteBytes() int { return orDefault(e.MaxWriteBytes, DefaultMaxWriteBytes) }
 func (e *Env) maxLog() int        { return orDefault(e.MaxLogBytes, DefaultMaxLogBytes) }
+func (e *Env) maxCallBytes() int  { return orDefault(e.MaxCallBytes, DefaultMaxCallBytes) }
+func (e *Env) maxCalls() int      { return orDefault(e.MaxCalls, DefaultMaxCalls) }
 
 // maxPayload is MaxPayload's answer, or 0 when unknown.
 func (e *Env) maxPayload() int64 {

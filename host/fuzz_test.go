@@ -27,16 +27,19 @@ var fuzzRanges = [...][][2]int{
 	fnDiscover:       {{0, 1}, {2, 3}},
 	fnPublishDelayed: {{0, 1}, {2, 3}},
 	fnConfigGet:      {{0, 1}, {2, 3}},
+	fnCall:           {{0, 1}, {2, 3}},
+	fnCallResult:     {{0, 1}},
 }
 
 // fuzzBuffers is the output buffer (pointer, capacity) of each
 // grow-and-retry function: the only memory a host function may write.
 var fuzzBuffers = map[uint32][2]int{
-	fnInputRead: {0, 1},
-	fnLastError: {0, 1},
-	fnKVGet:     {2, 3},
-	fnDiscover:  {2, 3},
-	fnConfigGet: {2, 3},
+	fnInputRead:  {0, 1},
+	fnLastError:  {0, 1},
+	fnKVGet:      {2, 3},
+	fnDiscover:   {2, 3},
+	fnConfigGet:  {2, 3},
+	fnCallResult: {0, 1},
 }
 
 // FuzzHostFunctions calls one host function of a real instance with
@@ -51,7 +54,7 @@ func FuzzHostFunctions(f *testing.F) {
 	kv := &memKV{m: map[string][]byte{"k": []byte(`"stored"`)}}
 	env := &host.Env{
 		Service: "hostile",
-		Grants:  host.Grants{Publish: []string{"*"}, KV: true, Discover: []string{"order"}},
+		Grants:  host.Grants{Publish: []string{"*"}, KV: true, Discover: []string{"order"}, Calls: []string{"order"}},
 		KV:      kv,
 		Config:  map[string]string{"limit": "5"},
 		Discover: func(name string) (abi.ServiceInfo, bool) {
@@ -60,6 +63,10 @@ func FuzzHostFunctions(f *testing.F) {
 		MaxPayload: func() int64 { return 1 << 20 },
 		Log:        slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxWrites:  4, MaxWriteBytes: 4096, MaxEvents: 4, MaxEventBytes: 4096,
+		Call: func(_ context.Context, call *host.ServiceCall, resp *abi.Response) error {
+			*resp = abi.Response{Status: 200, Body: call.Request.Body}
+			return nil
+		},
 	}
 	m := hostile(f, env)
 
@@ -72,6 +79,9 @@ func FuzzHostFunctions(f *testing.F) {
 	f.Add(uint8(fnInputRead), uint32(131000), uint32(1000), uint32(0), uint32(0), uint32(0), []byte{})
 	f.Add(uint8(fnLog), uint32(2), uint32(data), uint32(0xFFFFFFFF), uint32(0), uint32(0), []byte("x"))
 	f.Add(uint8(fnPublishDelayed), uint32(data), uint32(1), uint32(data+1), uint32(2), uint32(0x7FFFFFFF), []byte("T{}"))
+	callReq := (&abi.CallRequest{Method: []byte("GET"), Path: []byte("/orders/1")}).Append(nil)
+	f.Add(uint8(fnCall), uint32(data), uint32(5), uint32(data+5), uint32(len(callReq)), uint32(0), append([]byte("order"), callReq...))
+	f.Add(uint8(fnCallResult), uint32(data), uint32(64), uint32(0), uint32(0), uint32(0), []byte{})
 
 	f.Fuzz(func(t *testing.T, fn uint8, a, b, c, d, e uint32, mem []byte) {
 		if len(mem) > 64<<10 {

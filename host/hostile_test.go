@@ -28,6 +28,8 @@ const (
 	fnDiscover
 	fnPublishDelayed
 	fnConfigGet
+	fnCall
+	fnCallResult
 	fnSnapshot
 )
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/meshd/meshd/abi"
 )
 
 // Event is an event published during an invocation, not yet sent.
@@ -42,9 +44,31 @@ type Invocation struct {
 	Attrs []slog.Attr
 	log   *slog.Logger
 
+	// Depth is how deep in a chain of service calls the invocation runs:
+	// 0 for a gateway request or an event, ServiceCall.Depth for a call's
+	// callee. Calls past abi.MaxCallDepth are refused.
+	Depth int
+
 	// Bytes held by the buffered effects, against the Env's caps.
 	writeBytes, eventBytes int
+
+	// Service calls (ABI v1.2): how many were made, the guest's request
+	// copied out of its memory, the callee's request built from it, and
+	// the encoded response of the last call that succeeded, which
+	// call_result reads (hasResult).
+	calls      int
+	callIn     []byte
+	callReq    abi.CallRequest
+	calleeReq  abi.Request
+	callResp   abi.Response
+	callResult []byte
+	hasResult  bool
 }
+
+// maxKeptCallBuffer is the largest call buffer an Invocation keeps for
+// reuse after Reset; a larger one is dropped, so a pooled invocation does
+// not hold a megabyte because one call once needed it.
+const maxKeptCallBuffer = 64 << 10
 
 // Logger is Base with Attrs, or nil when Base is nil.
 func (inv *Invocation) Logger() *slog.Logger {
@@ -59,7 +83,16 @@ func (inv *Invocation) Reset() {
 	clear(inv.Events)
 	clear(inv.Writes)
 	clear(inv.Attrs) // no request ids kept alive by the pool
-	*inv = Invocation{Events: inv.Events[:0], Writes: inv.Writes[:0], Attrs: inv.Attrs[:0]}
+	*inv = Invocation{Events: inv.Events[:0], Writes: inv.Writes[:0], Attrs: inv.Attrs[:0],
+		callIn: keep(inv.callIn), callResult: keep(inv.callResult)}
+}
+
+// keep is b emptied for reuse, or nil when it is too large to keep.
+func keep(b []byte) []byte {
+	if cap(b) > maxKeptCallBuffer {
+		return nil
+	}
+	return b[:0]
 }
 
 // pending returns the buffered state of key: found reports whether the

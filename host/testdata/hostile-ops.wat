@@ -11,7 +11,8 @@
 ;; the output (through the scratch word at address 0). fn:
 ;;   0 input_read   1 output_write  2 last_error  3 log      4 publish
 ;;   5 kv_get       6 kv_set        7 kv_delete   8 discover 9 publish_delayed
-;;   10 config_get  11 snapshot: output_write of the whole memory (result 0)
+;;   10 config_get  11 call          12 call_result
+;;   13 snapshot: output_write of the whole memory (result 0)
 ;; Any other fn answers -99. meshd_http returns 0.
 ;;
 ;; Fuzz mode, when count is 0xFFFFFFFF: one call of fn with a..e read from
@@ -31,6 +32,8 @@
   (import "meshd" "discover"        (func $discover        (param i32 i32 i32 i32) (result i32)))
   (import "meshd" "publish_delayed" (func $publish_delayed (param i32 i32 i32 i32 i32) (result i32)))
   (import "meshd" "config_get"      (func $config_get      (param i32 i32 i32 i32) (result i32)))
+  (import "meshd" "call"            (func $callsvc         (param i32 i32 i32 i32 i32) (result i32)))
+  (import "meshd" "call_result"     (func $call_result     (param i32 i32) (result i32)))
 
   (memory (export "memory") 1)
   ;; decl: offset 16, length 61
@@ -46,9 +49,9 @@
 
   (func $call (param $fn i32) (param $a i32) (param $b i32) (param $c i32) (param $d i32) (param $e i32) (result i32)
     (block $default
-    (block $f11 (block $f10 (block $f9 (block $f8 (block $f7 (block $f6
+    (block $f13 (block $f12 (block $f11 (block $f10 (block $f9 (block $f8 (block $f7 (block $f6
     (block $f5 (block $f4 (block $f3 (block $f2 (block $f1 (block $f0
-      (br_table $f0 $f1 $f2 $f3 $f4 $f5 $f6 $f7 $f8 $f9 $f10 $f11 $default (local.get $fn)))
+      (br_table $f0 $f1 $f2 $f3 $f4 $f5 $f6 $f7 $f8 $f9 $f10 $f11 $f12 $f13 $default (local.get $fn)))
       (return (call $input_read (local.get $a) (local.get $b))))
       (return (call $output_write (local.get $a) (local.get $b))))
       (return (call $last_error (local.get $a) (local.get $b))))
@@ -60,6 +63,8 @@
       (return (call $discover (local.get $a) (local.get $b) (local.get $c) (local.get $d))))
       (return (call $publish_delayed (local.get $a) (local.get $b) (local.get $c) (local.get $d) (local.get $e))))
       (return (call $config_get (local.get $a) (local.get $b) (local.get $c) (local.get $d))))
+      (return (call $callsvc (local.get $a) (local.get $b) (local.get $c) (local.get $d) (local.get $e))))
+      (return (call $call_result (local.get $a) (local.get $b))))
       (return (call $output_write (i32.const 0) (i32.mul (memory.size) (i32.const 65536)))))
     (i32.const -99))
 
@@ -76,13 +81,13 @@
     (if (i32.eq (local.get $count) (i32.const -1))
       (then
         (local.set $op (i32.add (global.get $IN) (i32.const 4)))
-        (drop (call $call (i32.const 11) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+        (drop (call $call (i32.const 13) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
         (local.set $r (call $call
           (i32.load (local.get $op))
           (i32.load offset=4 (local.get $op)) (i32.load offset=8 (local.get $op))
           (i32.load offset=12 (local.get $op)) (i32.load offset=16 (local.get $op))
           (i32.load offset=20 (local.get $op))))
-        (drop (call $call (i32.const 11) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+        (drop (call $call (i32.const 13) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
         (i32.store (i32.const 0) (local.get $r))
         (drop (call $output_write (i32.const 0) (i32.const 4)))
         (return (i32.const 0))))
