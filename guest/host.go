@@ -38,6 +38,28 @@ func (e *Error) Error() string {
 	return "guest: " + e.Code.String() + ": " + e.Msg
 }
 
+// Is makes errors.Is match an *Error against the sentinel of its code
+// (ErrDenied, ErrUnavailable, ...; ErrNotFound for abi.CodeNotFound), or
+// against any *Error of the same code without a message.
+func (e *Error) Is(target error) bool {
+	if target == ErrNotFound {
+		return e.Code == abi.CodeNotFound
+	}
+	t, ok := target.(*Error)
+	return ok && t.Msg == "" && t.Code == e.Code
+}
+
+// Sentinels of the ABI's codes, for errors.Is. (ErrNotFound is above.)
+var (
+	ErrBadPointer  error = &Error{Code: abi.CodeBadPointer}
+	ErrTooLarge    error = &Error{Code: abi.CodeTooLarge}
+	ErrDenied      error = &Error{Code: abi.CodeDenied}
+	ErrInvalid     error = &Error{Code: abi.CodeInvalid}
+	ErrUnavailable error = &Error{Code: abi.CodeUnavailable}
+	ErrTimeout     error = &Error{Code: abi.CodeTimeout}
+	ErrInternal    error = &Error{Code: abi.CodeInternal}
+)
+
 // Buffers reused across calls. An instance serves one call at a time.
 var (
 	inBuf  []byte // the call's input
@@ -69,6 +91,12 @@ func callErr(ret int32) error {
 		return ErrNotFound
 	}
 	return &Error{Code: code, Msg: lastErrorMessage()}
+}
+
+// codeErr turns a negative host result into an *Error with the host's
+// message, whatever the code (a not-found one matches ErrNotFound too).
+func codeErr(ret int32) error {
+	return &Error{Code: abi.Code(-ret), Msg: lastErrorMessage()}
 }
 
 func lastErrorMessage() string {

@@ -33,8 +33,13 @@ func Declare(name, version string) {
 // Handle registers h for a route: a method, one space and a Go 1.22
 // net/http path pattern, e.g. "GET /orders/{id}". The gateway matches the
 // route and hands the request to h with the wildcards in Request.PathValue.
+// Other services reach every route with Call; Internal makes a route
+// reachable only that way:
+//
+//	guest.Handle("GET /users/{id}", getUser, guest.Internal())
+//
 // Handle panics on a malformed pattern or a route registered twice.
-func Handle(pattern string, h HandlerFunc) {
+func Handle(pattern string, h HandlerFunc, opts ...RouteOption) {
 	method, path, err := parsePattern(pattern)
 	if err != "" {
 		panic("guest: Handle(" + quote(pattern) + "): " + err)
@@ -47,8 +52,24 @@ func Handle(pattern string, h HandlerFunc) {
 		panic("guest: Handle(" + quote(pattern) + "): route registered twice")
 	}
 	handlers[key] = h
-	routes = append(routes, abi.Route{Method: method, Path: path})
+	r := abi.Route{Method: method, Path: path}
+	for _, o := range opts {
+		o.apply(&r)
+	}
+	routes = append(routes, r)
 }
+
+// RouteOption changes how Handle declares a route.
+type RouteOption interface{ apply(*abi.Route) }
+
+type internalRoute struct{}
+
+func (internalRoute) apply(r *abi.Route) { r.Internal = true }
+
+// Internal declares a route that other services may call (Call) and the
+// gateway does not serve (ABI v1.2; a host before v1.2 ignores the mark
+// and serves the route like any other).
+func Internal() RouteOption { return internalRoute{} }
 
 // Subscribe registers h for events of one type. It panics on an invalid type
 // or a type subscribed twice.
@@ -172,6 +193,9 @@ func appendDeclaration(dst []byte) []byte {
 			w.ObjectStart()
 			w.StringField("method", r.Method)
 			w.StringField("path", r.Path)
+			if r.Internal {
+				w.BoolField("internal", true)
+			}
 			w.ObjectEnd()
 		}
 		w.ArrayEnd()
