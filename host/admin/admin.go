@@ -5,6 +5,13 @@
 //	GET /healthz      200 while the process serves (never needs the token)
 //	GET /readyz       200 when ready, else 503 with the reason (never needs the token)
 //	GET /v1/services  every service: version, status, instances, routes, ...
+//	GET /v1/jobs      the long operations kept (the last MaxJobs), oldest first
+//	GET /v1/jobs/{id} one job: kind, service, state, started, finished, result, error
+//
+// Every error is an application/problem+json document (Problem,
+// WriteError): 4xx for the operator's mistakes, 5xx for faults. Long
+// operations run as jobs (Jobs) that outlive the request that started
+// them.
 //
 // The listener binds loopback by default. A non-loopback address is refused
 // unless a bearer token is set or Config.Public forces it: metrics and the
@@ -168,6 +175,7 @@ type Server struct {
 	log    *slog.Logger
 	hosts  hostRule
 	mux    *http.ServeMux
+	jobs   *Jobs
 	ln     net.Listener
 	srv    *http.Server
 	done   chan error
@@ -183,7 +191,7 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), hosts: newHostRule(cfg)}
+	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), hosts: newHostRule(cfg), jobs: NewJobs(log)}
 	if src.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(src.Registry, promhttp.HandlerOpts{
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
@@ -234,8 +242,14 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 			Services []Service `json:"services"`
 		}{list})
 	})
+	s.mux.HandleFunc("GET /v1/jobs", s.jobs.handleList)
+	s.mux.HandleFunc("GET /v1/jobs/{id}", s.jobs.handleGet)
 	return s, nil
 }
+
+// Jobs is the server's job runner, whose jobs GET /v1/jobs/{id} shows:
+// start long operations with it (Jobs.StartHTTP). Close cancels them.
+func (s *Server) Jobs() *Jobs { return s.jobs }
 
 // Handle adds a handler to the admin API (for later admin endpoints); call
 // it before Start. The Host and Origin checks and the token check apply to
@@ -244,7 +258,40 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // Handler is the admin API with the Host, Origin and token checks, for
 // in-process use.
-func (s *Server) Handler() http.Handler { return s.checkOrigin(s.authorize(s.mux)) }
+func (s *Server) Handler() http.Handler {
+	return s.checkOrigin(s.authorize(http.HandlerFunc(s.route)))
+}
+
+// adminMethods are the methods probed for the Allow header of a 405.
+var adminMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// route serves the request with its handler, and answers a request no
+// pattern matches with a problem: 405 with Allow when other methods are
+// routed on the path, else 404 (where ServeMux would answer plain text).
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	probe := &http.Request{URL: r.URL, Host: r.Host, Header: r.Header}
+	for _, m := range adminMethods {
+		if m == r.Method {
+			continue
+		}
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		Problem(w, http.StatusMethodNotAllowed, Title(http.StatusMethodNotAllowed),
+			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", bound(r.Method), bound(r.URL.Path), strings.Join(allow, ", ")))
+		return
+	}
+	Problem(w, http.StatusNotFound, Title(http.StatusNotFound), fmt.Sprintf("no admin endpoint %s", bound(r.URL.Path)))
+}
 
 // probe reports whether path is a health probe, open to any caller.
 func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
@@ -260,7 +307,7 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meshd admin"`)
-				http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+				Problem(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
 				return
 			}
 		}
@@ -359,7 +406,7 @@ func (s *Server) checkOrigin(next http.Handler) http.Handler {
 		if why != "" {
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "admin: refused a request from outside the listener's origin",
 				slog.String("method", bound(r.Method)), slog.String("path", bound(r.URL.Path)), slog.String("reason", why))
-			writeProblem(w, http.StatusForbidden, "forbidden", why)
+			Problem(w, http.StatusForbidden, "forbidden", why)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -373,18 +420,6 @@ func bound(s string) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// writeProblem writes an RFC 9457 problem document.
-func writeProblem(w http.ResponseWriter, status int, title, detail string) {
-	body, _ := json.Marshal(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
 }
 
 // Start listens on the configured address and serves in the background
@@ -421,9 +456,15 @@ func (s *Server) Addr() string {
 }
 
 // Close stops the listener, letting in-flight requests finish until ctx is
+// done, then cancels the running jobs and waits for them until ctx is
 // done. It is idempotent.
 func (s *Server) Close(ctx context.Context) error {
 	s.closed.Do(func() {
+		defer func() {
+			if err := s.jobs.Close(ctx); err != nil && s.err == nil {
+				s.err = err
+			}
+		}()
 		if s.srv == nil {
 			return
 		}
