@@ -13,7 +13,7 @@
 //
 // The package provides the module's exports (meshd_abi_v1, meshd_describe,
 // meshd_http, meshd_event) and wraps the host functions (KVGet, Publish,
-// Log, Discover, ...). Every export recovers a handler's panic and turns it
+// Log, Discover, Call to another service's route, ...). Every export recovers a handler's panic and turns it
 // into a failed call with the panic message, so an instance is never left
 // poisoned by a Go panic.
 //
