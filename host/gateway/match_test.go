@@ -171,3 +171,13 @@ func TestInternalRouteConflicts(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkMatch(b *testing.B) {
+	g, _ := newTestGateway(b, Config{}, internalRoutes)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := g.Match("orders", "POST", "/orders/42/reserve"); !ok {
+			b.Fatal("no match")
+		}
+	}
+}
