@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/plugins/internal/svcenv/svcenvtest"
 )
 
@@ -69,7 +71,13 @@ func TestProfileDegrades(t *testing.T) {
 		err    error
 		reason string
 	}{
-		{"call fails", 0, "", errors.New("no instance"), "order service unavailable"},
+		{"denied", 0, "", &guest.Error{Code: abi.CodeDenied, Msg: `service user is not granted calling "order" (grants.calls)`}, "call to the order service not granted"},
+		{"unavailable", 0, "", &guest.Error{Code: abi.CodeUnavailable, Msg: "circuit user→order open"}, "order service unavailable"},
+		{"timeout", 0, "", &guest.Error{Code: abi.CodeTimeout, Msg: "deadline"}, "order service timed out"},
+		{"not found", 0, "", &guest.Error{Code: abi.CodeNotFound, Msg: "no service order"}, "order service not found"},
+		{"too large", 0, "", &guest.Error{Code: abi.CodeTooLarge, Msg: "response over the cap"}, "order service answer too large"},
+		{"internal", 0, "", &guest.Error{Code: abi.CodeInternal, Msg: "bug"}, "call to the order service failed"},
+		{"other error", 0, "", errors.New("no instance"), "call to the order service failed"},
 		{"503", 503, `{"title":"busy"}`, nil, "order service answered 503"},
 		{"404", 404, `{"title":"not found"}`, nil, "order service answered 404"},
 		{"not JSON", 200, `<html>`, nil, "order service answered an unexpected body"},
@@ -144,5 +152,18 @@ func TestProfileCallPathEscaped(t *testing.T) {
 	getP(t, e, "a/b?limit=1000&x=%")
 	if len(e.calls) != 1 || e.calls[0] != "order /users/a%2Fb%3Flimit%3D1000%26x%3D%25/orders limit=10" {
 		t.Fatalf("calls %q", e.calls)
+	}
+}
+
+// TestHostEnvGetCalls: the service's host makes its call with guest.Call;
+// outside wasm the SDK's stub answers it unavailable, which the profile
+// gives as its reason.
+func TestHostEnvGetCalls(t *testing.T) {
+	_, _, err := hostEnv{}.Get(orderService, "/users/kim/orders", "limit=10")
+	if !errors.Is(err, guest.ErrUnavailable) {
+		t.Fatalf("err %v", err)
+	}
+	if r := callFailure(err); r != "order service unavailable" {
+		t.Fatalf("reason %q", r)
 	}
 }
