@@ -21,10 +21,13 @@
 // service only as available as the order service for data it owns, and
 // refusing fast would give the client nothing at all; a partial answer
 // that says what is missing is the more useful one. The call's deadline,
-// retries (GET is idempotent) and circuit breaker are the host's: while
-// the breaker is open the profile degrades at once, without waiting on
-// the order service. Every other failure of the profile (the user's own
-// store) is a 5xx as in the other services.
+// retries (GET is idempotent) and circuit breaker are the host's: the
+// call ends before the profile's own deadline (by default after 2 s, with
+// the invocation's 5 s), so a hung order service still leaves time to
+// answer the degraded profile, and while the breaker is open the profile
+// degrades at once, without waiting on the order service. Every other
+// failure of the profile (the user's own store) is a 5xx as in the other
+// services. The service file grants kv and calls = ["order"].
 package main
 
 import (
