@@ -7,6 +7,11 @@
 // [[policy]] and [[mount]] tables (see gateway.Policies). Unknown keys are
 // errors. Load reports every problem at once, each with its key path and,
 // where it can be found, its line.
+//
+// It also reads the service files beside the modules of the plugin
+// directory (<service>.toml: grants, limits, the service's own config and
+// its [events] settings; see Service, ParseService and LoadService), with
+// the same problem reports.
 package config
 
 import (
@@ -130,17 +135,7 @@ func Parse(name string, data []byte) (*File, error) {
 	lines := locate(string(data))
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			e.Problems = append(e.Problems, Problem{Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message})
-		} else if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
-			// Type mismatches come as plain errors: "toml: line 5 (last
-			// key "policy.rate"): incompatible types: ...".
-			n, _ := strconv.Atoi(m[1])
-			e.Problems = append(e.Problems, Problem{Key: m[3], Line: n, Msg: m[4]})
-		} else {
-			e.Problems = append(e.Problems, Problem{Msg: err.Error()})
-		}
+		e.Problems = append(e.Problems, decodeProblem(err))
 		return nil, e
 	}
 	for _, k := range md.Undecoded() {
@@ -166,16 +161,36 @@ func Parse(name string, data []byte) (*File, error) {
 		e.Problems = append(e.Problems, Problem{Msg: err.Error()})
 	}
 	if len(e.Problems) > 0 {
-		sort.SliceStable(e.Problems, func(i, j int) bool {
-			a, b := e.Problems[i], e.Problems[j]
-			if (a.Line == 0) != (b.Line == 0) {
-				return b.Line == 0
-			}
-			return a.Line < b.Line
-		})
+		sortProblems(e.Problems)
 		return nil, e
 	}
 	return &f, nil
+}
+
+// decodeProblem is the problem of a file the TOML decoder refused.
+func decodeProblem(err error) Problem {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return Problem{Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}
+	}
+	if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
+		// Type mismatches come as plain errors: "toml: line 5 (last
+		// key "policy.rate"): incompatible types: ...".
+		n, _ := strconv.Atoi(m[1])
+		return Problem{Key: m[3], Line: n, Msg: m[4]}
+	}
+	return Problem{Msg: err.Error()}
+}
+
+// sortProblems orders problems by line, those without one last.
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if (a.Line == 0) != (b.Line == 0) {
+			return b.Line == 0
+		}
+		return a.Line < b.Line
+	})
 }
 
 var lineRE = regexp.MustCompile(`^toml: line (\d+)( \(last key "([^"]*)"\))?: (.*)$`)

@@ -54,7 +54,7 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	} else if _, err := os.Stat(configPath); err != nil {
 		return rep, err
 	}
-	sf, hasFile, err := ReadServiceFile(configPath)
+	sf, hasFile, err := readServiceFile(configPath)
 	if err != nil {
 		return rep, err
 	}

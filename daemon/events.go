@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,50 +14,18 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/runtime"
 )
 
-// EventsConfig is the [events] table of a service file.
-type EventsConfig struct {
-	// MaxAttempts is how many times an event is handed to the service
-	// before it is dead-lettered; zero takes the bus default.
-	MaxAttempts int `toml:"max_attempts"`
-	// Serial runs the service's event handlers one at a time, so a handler
-	// that reads, decides and writes (a saga step, a read-model update) is
-	// never interleaved with another handler of the same service. HTTP
-	// handlers still run concurrently.
-	Serial bool `toml:"serial"`
-	// ReadModelPrefix names the keys that form the service's read model:
-	// `meshd events replay` deletes them and rebuilds them by replaying the
-	// service's subscribed events, keeping only writes under this prefix.
-	ReadModelPrefix string `toml:"read_model_prefix"`
-	// ReadModelTypes names the event types whose handlers keep the read
-	// model. Their writes must all fall under ReadModelPrefix, and no other
-	// handler may write there (a call that breaks either rule fails); so
-	// with Serial they run one at a time under a lock of their own, beside
-	// the service's other handlers rather than after them.
-	ReadModelTypes []string `toml:"read_model_types"`
-	// SerialKeys narrows Serial by event type to a field of the event's
-	// data (a top-level JSON string): handlers of events whose keys differ
-	// may run at once, those of one key run one at a time, and an event
-	// with no key (a type not listed, or data without the field) runs
-	// alone. A service lists a type when its handler touches only state
-	// of that key (an order's, a user's); the read-model handlers keep
-	// their own set of locks apart from the others, as with Serial.
-	SerialKeys map[string]string `toml:"serial_keys"`
-}
-
-// readModelType reports whether typ is one of c's read-model types.
-func (c *EventsConfig) readModelType(typ string) bool { return slices.Contains(c.ReadModelTypes, typ) }
-
 // checkWrites enforces ReadModelTypes on the writes of a handler of typ.
-func (c *EventsConfig) checkWrites(typ string, writes []host.KVOp) error {
+func checkWrites(c *config.Events, typ string, writes []host.KVOp) error {
 	if len(c.ReadModelTypes) == 0 {
 		return nil
 	}
-	rm := c.readModelType(typ)
+	rm := c.ReadModelType(typ)
 	for _, w := range writes {
 		switch under := strings.HasPrefix(w.Key, c.ReadModelPrefix); {
 		case rm && !under:
@@ -68,34 +35,6 @@ func (c *EventsConfig) checkWrites(typ string, writes []host.KVOp) error {
 		}
 	}
 	return nil
-}
-
-// check reports the problems of an [events] table in file path.
-func (c *EventsConfig) check(path string) []error {
-	var errs []error
-	if c.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("%s: events.max_attempts must not be negative", path))
-	}
-	if len(c.ReadModelTypes) > 0 && c.ReadModelPrefix == "" {
-		errs = append(errs, fmt.Errorf("%s: events.read_model_types needs events.read_model_prefix", path))
-	}
-	for _, typ := range c.ReadModelTypes {
-		if err := abi.ValidEventType(typ); err != nil {
-			errs = append(errs, fmt.Errorf("%s: events.read_model_types: %q: %w", path, typ, err))
-		}
-	}
-	if len(c.SerialKeys) > 0 && !c.Serial {
-		errs = append(errs, fmt.Errorf("%s: events.serial_keys needs events.serial = true", path))
-	}
-	for _, typ := range slices.Sorted(maps.Keys(c.SerialKeys)) {
-		if err := abi.ValidEventType(typ); err != nil {
-			errs = append(errs, fmt.Errorf("%s: events.serial_keys: %q: %w", path, typ, err))
-		}
-		if c.SerialKeys[typ] == "" {
-			errs = append(errs, fmt.Errorf("%s: events.serial_keys: %s names no field", path, typ))
-		}
-	}
-	return errs
 }
 
 // serialLocks are the locks held around the service's event handlers
@@ -110,7 +49,7 @@ type serialLocks struct{ service, readModel serialGroup }
 const serialStripes = 64
 
 // serialGroup runs handlers one at a time, or, for those with a key
-// (EventsConfig.SerialKeys), one at a time per key: a keyed handler holds
+// (config.Events.SerialKeys), one at a time per key: a keyed handler holds
 // all shared and its key's stripe; a handler with no key, and a replay,
 // hold all alone.
 type serialGroup struct {
@@ -137,7 +76,7 @@ func (g *serialGroup) lockKey(key string) (unlock func()) {
 
 // serialKey returns the key an event of typ with data runs under, if c
 // gives its type one and the data has it.
-func (c *EventsConfig) serialKey(typ string, data []byte) (string, bool) {
+func serialKey(c *config.Events, typ string, data []byte) (string, bool) {
 	field, ok := c.SerialKeys[typ]
 	if !ok {
 		return "", false
@@ -184,9 +123,9 @@ func loadOrNew[T any](m *sync.Map, key string, mk func() *T) *T {
 }
 
 // serialLock is the lock group a handler of typ holds under c.
-func (d *Daemon) serialLock(name string, c *EventsConfig, typ string) *serialGroup {
+func (d *Daemon) serialLock(name string, c *config.Events, typ string) *serialGroup {
 	l := d.serialLocks(name)
-	if c.readModelType(typ) {
+	if c.ReadModelType(typ) {
 		return &l.readModel
 	}
 	return &l.service
@@ -195,7 +134,7 @@ func (d *Daemon) serialLock(name string, c *EventsConfig, typ string) *serialGro
 // readModelLock is the lock that guards the read model of service name
 // under c: the read-model handlers' own when c has read_model_types (only
 // they write there), otherwise the service's.
-func (d *Daemon) readModelLock(name string, c *EventsConfig) *serialGroup {
+func (d *Daemon) readModelLock(name string, c *config.Events) *serialGroup {
 	l := d.serialLocks(name)
 	if len(c.ReadModelTypes) == 0 {
 		return &l.service

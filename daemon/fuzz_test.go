@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/json"
-	"reflect"
 	"testing"
 )
 
@@ -34,29 +33,6 @@ func FuzzTopString(f *testing.F) {
 		}
 		if _, present := m[field]; !present {
 			t.Fatalf("key %q for field %q, which the object lacks", v, field)
-		}
-	})
-}
-
-// FuzzServiceFile: the operator's <service>.toml is parsed without a
-// panic, and what parses parses the same way twice.
-func FuzzServiceFile(f *testing.F) {
-	for _, s := range []string{
-		"[grants]\npublish = [\"ORDER_CREATED\"]\nkv = true\ncatch_all = false\n",
-		"[limits]\nmemory_pages = 65537\npool_min = 0\n",
-		"[events]\nserial = true\nserial_keys = { ORDER_CREATED = \"order_id\" }\n",
-		"[config]\nk = \"v\"\n", "x = 1\n", "[grants\n",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		sf, err := parseServiceFile("svc.toml", b)
-		if err != nil {
-			return
-		}
-		again, err := parseServiceFile("svc.toml", b)
-		if err != nil || !reflect.DeepEqual(sf, again) {
-			t.Fatalf("second parse differs: %v", err)
 		}
 	})
 }

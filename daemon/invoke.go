@@ -213,10 +213,10 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		if cfg.Serial {
 			// One handler at a time (per key, with SerialKeys): its reads
 			// and buffered writes do not interleave with another handler's
-			// (see EventsConfig.Serial), the read model's apart
-			// (EventsConfig.ReadModelTypes).
+			// (see config.Events.Serial), the read model's apart
+			// (config.Events.ReadModelTypes).
 			g := d.serialLock(name, cfg, ev.Type)
-			if key, ok := cfg.serialKey(ev.Type, ev.Data); ok {
+			if key, ok := serialKey(cfg, ev.Type, ev.Data); ok {
 				defer g.lockKey(key)()
 			} else {
 				g.Lock()
@@ -230,13 +230,13 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		if cs.call.Code != abi.CodeOK {
 			return fmt.Errorf("service %s: handler for %s failed (%s): %s", name, ev.Type, cs.call.Code, truncate(cs.call.Output, 200))
 		}
-		if err := s.events.checkWrites(ev.Type, cs.inv.Writes); err != nil {
+		if err := checkWrites(&s.events, ev.Type, cs.inv.Writes); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		// A read model's projections are idempotent merges that a replay
 		// rebuilds: their writes skip the atomic batch, which costs the
 		// server a staging store per batch (see kv.Store.ApplyEach).
-		if err := d.apply(ctx, s, &cs.inv, !s.events.readModelType(ev.Type)); err != nil {
+		if err := d.apply(ctx, s, &cs.inv, !s.events.ReadModelType(ev.Type)); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		return nil

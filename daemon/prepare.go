@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/kv"
 )
@@ -49,7 +52,7 @@ func (d *Daemon) compile(ctx context.Context, path string, wasm []byte, hash [sh
 	p := &prepared{wasm: wasm, hash: hash, began: time.Now()}
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, ".wasm")
-	sf, hasFile, err := ReadServiceFile(filepath.Join(filepath.Dir(path), name+".toml"))
+	sf, hasFile, err := readServiceFile(filepath.Join(filepath.Dir(path), name+".toml"))
 	if err != nil {
 		p.err = err
 		return p
@@ -357,4 +360,17 @@ func (p *prepared) discard() {
 func changedSince(path string, was os.FileInfo) bool {
 	fi, err := os.Stat(path)
 	return err != nil || was == nil || fi.Size() != was.Size() || !fi.ModTime().Equal(was.ModTime())
+}
+
+// readServiceFile reads the service file at path: a missing one is the
+// zero file, with ok false.
+func readServiceFile(path string) (sf config.Service, ok bool, err error) {
+	f, err := config.LoadService(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return sf, false, nil
+	case err != nil:
+		return sf, false, err
+	}
+	return *f, true, nil
 }

@@ -8,29 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 )
 
-func TestEventsConfigChecks(t *testing.T) {
-	for file, want := range map[string]string{
-		"[events]\nread_model_types = [\"A\"]\n":                                                      "events.read_model_types needs events.read_model_prefix",
-		"[events]\nread_model_prefix = \"rm:\"\nread_model_types = [\"a b\"]\n":                       `events.read_model_types: "a b"`,
-		"[events]\nmax_attempts = -1\n":                                                               "events.max_attempts must not be negative",
-		"[events]\nserial = true\nread_model_prefix = \"rm:\"\nread_model_types = [\"A\", \"B.c\"]\n": "",
-	} {
-		_, err := parseServiceFile("svc.toml", []byte(file))
-		switch {
-		case want == "" && err != nil:
-			t.Errorf("%q: %v", file, err)
-		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
-			t.Errorf("%q: error %v, want one containing %q", file, err, want)
-		}
-	}
-}
-
 func TestCheckWrites(t *testing.T) {
-	c := EventsConfig{ReadModelPrefix: "rm:", ReadModelTypes: []string{"CREATED"}}
+	c := config.Events{ReadModelPrefix: "rm:", ReadModelTypes: []string{"CREATED"}}
 	w := func(keys ...string) []host.KVOp {
 		ops := make([]host.KVOp, len(keys))
 		for i, k := range keys {
@@ -49,13 +33,13 @@ func TestCheckWrites(t *testing.T) {
 		{"PAID", w("order:1", "rm:order:1"), `wrote "rm:order:1" under read_model_prefix`},
 		{"PAID", nil, ""},
 	} {
-		err := c.checkWrites(tc.typ, tc.writes)
+		err := checkWrites(&c, tc.typ, tc.writes)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s %v: %v, want %q", tc.typ, tc.writes, err, tc.want)
 		}
 	}
 	// Without read_model_types nothing is checked.
-	if err := (&EventsConfig{ReadModelPrefix: "rm:"}).checkWrites("PAID", w("rm:x", "y")); err != nil {
+	if err := checkWrites(&config.Events{ReadModelPrefix: "rm:"}, "PAID", w("rm:x", "y")); err != nil {
 		t.Fatal(err)
 	}
 }

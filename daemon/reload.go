@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host/registry"
 	"github.com/meshd/meshd/runtime"
 )
@@ -251,7 +252,7 @@ func (d *Daemon) handleFileChange(ctx context.Context, ev runtime.WatchEvent) er
 		// The same grants as the serving version's (a touch, or a file the
 		// watcher had not read yet) change nothing.
 		if s := d.lookup(serviceOf(base)); s != nil {
-			if sf, err := parseServiceFile(ev.Path, ev.Data); err == nil && reflect.DeepEqual(sf, s.sf) {
+			if sf, err := config.ParseService(ev.Path, ev.Data); err == nil && reflect.DeepEqual(*sf, s.sf) {
 				d.recordLoad(filepath.Join(filepath.Dir(ev.Path), s.file), nil) // nothing refused
 				return nil
 			}

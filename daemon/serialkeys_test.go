@@ -103,11 +103,11 @@ func TestCheckEventsSettings(t *testing.T) {
 		{"order", "as shipped", "", "", ""},
 		{"payment", "as shipped", "", "", ""},
 		{"order", "unsubscribed read-model type", "read_model_types = [", `read_model_types = ["NOPE", `, "read_model_types lists NOPE"},
-		{"order", "serial_keys without serial", "serial = true", "serial = false", "serial_keys needs events.serial = true"},
-		{"payment", "serial_keys without serial", "serial = true", "serial = false", "serial_keys needs events.serial = true"},
+		{"order", "serial_keys without serial", "serial = true", "serial = false", "events.serial_keys: needs events.serial = true"},
+		{"payment", "serial_keys without serial", "serial = true", "serial = false", "events.serial_keys: needs events.serial = true"},
 		{"order", "unsubscribed serial_keys type", "serial_keys = {", `serial_keys = { NOPE = "id",`, "serial_keys lists NOPE"},
 		{"payment", "unsubscribed serial_keys type", "serial_keys = {", `serial_keys = { NOPE = "id",`, "serial_keys lists NOPE"},
-		{"payment", "serial_keys with no field", "serial_keys = {", `serial_keys = { X_Y = "",`, "X_Y names no field"},
+		{"payment", "serial_keys with no field", "serial_keys = {", `serial_keys = { X_Y = "",`, `"X_Y" names no field`},
 	} {
 		wasm := fixture(t, filepath.Join("..", "build", "plugins", c.svc+".wasm"))
 		good := string(readFile(t, fixture(t, filepath.Join("..", "build", "plugins", c.svc+".toml"))))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
@@ -34,8 +35,8 @@ type service struct {
 	store   *kv.Store
 	subs    []*bus.Subscription
 	log     *slog.Logger
-	events  EventsConfig // [events] of the service file
-	sf      ServiceFile  // the service file it was loaded with
+	events  config.Events  // [events] of the service file
+	sf      config.Service // the service file it was loaded with
 }
 
 func (s *service) close(ctx context.Context) error {

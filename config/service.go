@@ -1,0 +1,227 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/runtime"
+)
+
+// Service is a service file: the operator's configuration for one service,
+// read from <name>.toml beside <name>.wasm in the plugin directory. A
+// service without one is granted nothing beyond logging: it may serve the
+// routes it declares but not subscribe, publish, keep state or discover
+// other services.
+type Service struct {
+	Grants ServiceGrants `toml:"grants"`
+	Limits ServiceLimits `toml:"limits"`
+	// Config is the service's own configuration, read by the guest with
+	// config_get (ABI v1.1).
+	Config map[string]string `toml:"config"`
+	// Events tunes the service's subscriptions.
+	Events Events `toml:"events"`
+}
+
+// ServiceGrants is the [grants] table of a service file.
+type ServiceGrants struct {
+	Publish   []string `toml:"publish"`
+	Subscribe []string `toml:"subscribe"`
+	KV        bool     `toml:"kv"`
+	Discover  []string `toml:"discover"`
+	// CatchAll lets the module declare catch-all routes ("/",
+	// "/{rest...}"), which answer every path of their method that no
+	// other route takes.
+	CatchAll bool `toml:"catch_all"`
+}
+
+// ServiceLimits is the [limits] table of a service file: each set value
+// overrides the daemon's default (ModuleConfig).
+type ServiceLimits struct {
+	MemoryPages    uint32   `toml:"memory_pages"`
+	TableEntries   uint32   `toml:"table_entries"`
+	CallTimeout    Duration `toml:"call_timeout"`
+	PoolMin        int      `toml:"pool_min"`
+	PoolMax        int      `toml:"pool_max"`
+	AcquireTimeout Duration `toml:"acquire_timeout"`
+	MaxCalls       int      `toml:"max_calls"`
+	MaxInputBytes  int      `toml:"max_input_bytes"`
+	MaxOutputBytes int      `toml:"max_output_bytes"`
+}
+
+// Events is the [events] table of a service file.
+type Events struct {
+	// MaxAttempts is how many times an event is handed to the service
+	// before it is dead-lettered; zero takes the bus default.
+	MaxAttempts int `toml:"max_attempts"`
+	// Serial runs the service's event handlers one at a time, so a handler
+	// that reads, decides and writes (a saga step, a read-model update) is
+	// never interleaved with another handler of the same service. HTTP
+	// handlers still run concurrently.
+	Serial bool `toml:"serial"`
+	// ReadModelPrefix names the keys that form the service's read model:
+	// `meshd events replay` deletes them and rebuilds them by replaying the
+	// service's subscribed events, keeping only writes under this prefix.
+	ReadModelPrefix string `toml:"read_model_prefix"`
+	// ReadModelTypes names the event types whose handlers keep the read
+	// model. Their writes must all fall under ReadModelPrefix, and no other
+	// handler may write there (a call that breaks either rule fails); so
+	// with Serial they run one at a time under a lock of their own, beside
+	// the service's other handlers rather than after them.
+	ReadModelTypes []string `toml:"read_model_types"`
+	// SerialKeys narrows Serial by event type to a field of the event's
+	// data (a top-level JSON string): handlers of events whose keys differ
+	// may run at once, those of one key run one at a time, and an event
+	// with no key (a type not listed, or data without the field) runs
+	// alone. A service lists a type when its handler touches only state
+	// of that key (an order's, a user's); the read-model handlers keep
+	// their own set of locks apart from the others, as with Serial.
+	SerialKeys map[string]string `toml:"serial_keys"`
+}
+
+// ReadModelType reports whether typ is one of e's read-model types.
+func (e *Events) ReadModelType(typ string) bool { return slices.Contains(e.ReadModelTypes, typ) }
+
+// Duration is a duration written as a string ("5s", "250ms").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// LoadService reads and checks the service file at path. A missing file
+// is an error for which errors.Is(err, fs.ErrNotExist) holds: the caller
+// decides what that means (the daemon serves the service, granted
+// nothing). Problems are reported as an *Error, each with its key and line.
+func LoadService(path string) (*Service, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseService(path, data)
+}
+
+// ParseService is LoadService on data read from the file named name. It
+// reports every problem at once (unknown keys, bad values) as an *Error.
+func ParseService(name string, data []byte) (*Service, error) {
+	var s Service
+	e := &Error{File: name}
+	lines := locate(string(data))
+	md, err := toml.Decode(string(data), &s)
+	if err != nil {
+		e.Problems = append(e.Problems, decodeProblem(err))
+		return nil, e
+	}
+	for _, k := range md.Undecoded() {
+		path := keyPath(k, lines)
+		e.Problems = append(e.Problems, Problem{Key: path, Line: lines.line(path), Msg: "unknown key"})
+	}
+	bad := func(key, format string, args ...any) {
+		e.Problems = append(e.Problems, Problem{Key: key, Line: lines.line(key), Msg: fmt.Sprintf(format, args...)})
+	}
+	l := &s.Limits
+	for _, v := range []struct {
+		key string
+		v   int
+	}{{"pool_min", l.PoolMin}, {"pool_max", l.PoolMax}, {"max_calls", l.MaxCalls},
+		{"max_input_bytes", l.MaxInputBytes}, {"max_output_bytes", l.MaxOutputBytes}} {
+		switch {
+		case v.v < 0:
+			bad("limits."+v.key, "%d: must not be negative", v.v)
+		case v.v == 0 && md.IsDefined("limits", v.key):
+			// Zero would silently mean the default: refuse what the operator wrote.
+			bad("limits."+v.key, "0: must be at least 1 (leave it out for the default)")
+		}
+	}
+	if l.PoolMax > 0 && l.PoolMin > l.PoolMax {
+		bad("limits.pool_min", "%d is above limits.pool_max (%d)", l.PoolMin, l.PoolMax)
+	}
+	if l.MemoryPages > runtime.MaxMemoryLimitPages || (l.MemoryPages == 0 && md.IsDefined("limits", "memory_pages")) {
+		bad("limits.memory_pages", "%d: must be 1 to %d (pages of 64 KiB; %d is the 4 GiB a 32-bit memory can address)",
+			l.MemoryPages, runtime.MaxMemoryLimitPages, runtime.MaxMemoryLimitPages)
+	}
+	if l.TableEntries == 0 && md.IsDefined("limits", "table_entries") {
+		bad("limits.table_entries", "0: must be at least 1")
+	}
+	if l.CallTimeout.Duration < 0 {
+		bad("limits.call_timeout", "must not be negative")
+	}
+	if l.AcquireTimeout.Duration < 0 {
+		bad("limits.acquire_timeout", "must not be negative")
+	}
+	s.Events.check(bad)
+	if len(e.Problems) > 0 {
+		sortProblems(e.Problems)
+		return nil, e
+	}
+	return &s, nil
+}
+
+// check reports the problems of an [events] table.
+func (c *Events) check(bad func(key, format string, args ...any)) {
+	if c.MaxAttempts < 0 {
+		bad("events.max_attempts", "must not be negative")
+	}
+	if len(c.ReadModelTypes) > 0 && c.ReadModelPrefix == "" {
+		bad("events.read_model_types", "needs events.read_model_prefix")
+	}
+	for _, typ := range c.ReadModelTypes {
+		if err := abi.ValidEventType(typ); err != nil {
+			bad("events.read_model_types", "%s: %v", abi.Excerpt(typ), err)
+		}
+	}
+	if len(c.SerialKeys) > 0 && !c.Serial {
+		bad("events.serial_keys", "needs events.serial = true")
+	}
+	for _, typ := range slices.Sorted(maps.Keys(c.SerialKeys)) {
+		if err := abi.ValidEventType(typ); err != nil {
+			bad("events.serial_keys", "%s: %v", abi.Excerpt(typ), err)
+		}
+		if c.SerialKeys[typ] == "" {
+			bad("events.serial_keys", "%s names no field", abi.Excerpt(typ))
+		}
+	}
+}
+
+// HostGrants converts the file's grants for the host binding.
+func (s *Service) HostGrants() host.Grants {
+	g := &s.Grants
+	return host.Grants{Publish: g.Publish, Subscribe: g.Subscribe, KV: g.KV, Discover: g.Discover}
+}
+
+// ModuleConfig applies the file's limits over base.
+func (s *Service) ModuleConfig(base runtime.ModuleConfig) runtime.ModuleConfig {
+	l := &s.Limits
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	if l.MemoryPages > 0 {
+		base.MemoryLimitPages = l.MemoryPages
+	}
+	if l.TableEntries > 0 {
+		base.MaxTableEntries = l.TableEntries
+	}
+	if l.CallTimeout.Duration > 0 {
+		base.CallTimeout = l.CallTimeout.Duration
+	}
+	if l.AcquireTimeout.Duration > 0 {
+		base.AcquireTimeout = l.AcquireTimeout.Duration
+	}
+	set(&base.PoolMin, l.PoolMin)
+	set(&base.PoolMax, l.PoolMax)
+	set(&base.MaxCallsPerInstance, l.MaxCalls)
+	set(&base.MaxInputBytes, l.MaxInputBytes)
+	set(&base.MaxOutputBytes, l.MaxOutputBytes)
+	return base
+}
