@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/plugins/internal/svcenv/svcenvtest"
 )
 
@@ -199,6 +200,12 @@ func TestUserIDsAreEscaped(t *testing.T) {
 		}
 		if len(e.KV) != i+1 {
 			t.Fatalf("%q shares a key: %d keys after %d users", id, len(e.KV), i+1)
+		}
+		// Its key is the escaped one, which names it alone: a later key
+		// "user:<id>:<more>" cannot be another user's record.
+		key := guest.Key("user", id)
+		if parts, err := guest.ParseKey(key); string(e.KV[key]) != string(w.Body) || err != nil || len(parts) != 2 || parts[1] != id {
+			t.Fatalf("%q: not stored under %q (%q, %v)", id, key, parts, err)
 		}
 	}
 	for _, id := range ids {
