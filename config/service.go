@@ -35,6 +35,9 @@ type ServiceGrants struct {
 	Subscribe []string `toml:"subscribe"`
 	KV        bool     `toml:"kv"`
 	Discover  []string `toml:"discover"`
+	// Calls names the services the module may call (ABI v1.2); "*" for
+	// any. A call to any other is denied.
+	Calls []string `toml:"calls"`
 	// CatchAll lets the module declare catch-all routes ("/",
 	// "/{rest...}"), which answer every path of their method that no
 	// other route takes.
@@ -195,7 +198,7 @@ func (c *Events) check(bad func(key, format string, args ...any)) {
 // HostGrants converts the file's grants for the host binding.
 func (s *Service) HostGrants() host.Grants {
 	g := &s.Grants
-	return host.Grants{Publish: g.Publish, Subscribe: g.Subscribe, KV: g.KV, Discover: g.Discover}
+	return host.Grants{Publish: g.Publish, Subscribe: g.Subscribe, KV: g.KV, Discover: g.Discover, Calls: g.Calls}
 }
 
 // ModuleConfig applies the file's limits over base.

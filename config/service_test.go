@@ -161,3 +161,14 @@ func FuzzServiceFile(f *testing.F) {
 		}
 	})
 }
+
+func TestServiceCallsGrant(t *testing.T) {
+	sf, err := ParseService("user.toml", []byte("[grants]\ncalls = [\"order\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := sf.HostGrants()
+	if !g.MayCall("order") || g.MayCall("payment") {
+		t.Fatalf("grants %+v: want order callable and payment not", g)
+	}
+}
