@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshd/meshd/daemon/dispatch"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/natsd"
@@ -34,6 +35,7 @@ type Daemon struct {
 	nats     *natsd.Server
 	bus      *bus.Bus
 	registry *registry.Registry
+	dispatch *dispatch.Dispatcher
 	gateway  *gateway.Gateway
 	server   *http.Server
 	listener net.Listener
@@ -41,7 +43,6 @@ type Daemon struct {
 	mu       sync.Mutex // guards services and the gateway's route set
 	services map[string]*service
 	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
-	serial   sync.Map    // service name → *serialLocks of its serial event handlers (events.go)
 	kvCaches sync.Map    // service name → *kv.Cache its stores share, every version (prepare.go)
 	conf     configState // the configuration file, reloaded (configfile.go)
 
@@ -69,11 +70,12 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		services: make(map[string]*service),
 	}
 	d.initObservability()
+	d.dispatch = dispatch.New(d.lookupDispatch, dispatch.WithMetrics(d.obs.metrics))
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
 		Observe:        d.observeRequest(),
-	}, invoker{d}, log.With(slog.String("component", "gateway")))
+	}, d.dispatch, log.With(slog.String("component", "gateway")))
 	if err := d.gateway.SetPolicies(cfg.Gateway); err != nil {
 		return nil, fmt.Errorf("gateway policies:\n%w", err)
 	}
@@ -119,6 +121,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
+	d.dispatch.SetBus(d.bus)
 	// Watch first, so a file that changes while the directory loads is
 	// reported (a change to the bytes just loaded is a no-op).
 	if err := d.startWatcher(ctx); err != nil {
@@ -135,11 +138,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.server = gateway.NewServer(d.cfg.HTTPAddr, d.gateway, d.cfg.Server)
 	d.serveDone = make(chan error, 1)
-	if sc := d.cfg.Server; sc.TLS() {
-		go func() { d.serveDone <- d.server.ServeTLS(d.listener, sc.CertFile, sc.KeyFile) }()
-	} else {
-		go func() { d.serveDone <- d.server.Serve(d.listener) }()
-	}
+	go func() { d.serveDone <- gateway.Serve(d.server, d.listener, d.cfg.Server) }()
 	if err := d.startAdmin(ctx); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}

@@ -22,7 +22,7 @@ func TestEffectsOutliveTheCaller(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the client went away after the guest returned
-	if err := td.apply(ctx, s, &inv, true); err != nil {
+	if err := td.dispatch.Apply(ctx, s, &inv, true); err != nil {
 		t.Fatalf("apply on a finished request's context: %v", err)
 	}
 	if r := td.do(t, "GET", "/chaos/k", "", ""); r.status != 200 || string(r.body) != `{"n":7}` {

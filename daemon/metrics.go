@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/metrics"
 	"github.com/meshd/meshd/host/registry"
-	"github.com/meshd/meshd/runtime"
 )
 
 // observability is the daemon's metrics and admin listener. Every method
@@ -75,31 +73,6 @@ func (d *Daemon) observeRequest() func(gateway.Observation) {
 	}
 	return func(o gateway.Observation) {
 		m.Request(o.Service, o.Route, o.Method, o.Status, o.Duration)
-	}
-}
-
-// observeInvoke records one invocation of entry on service; start is when
-// the daemon asked the pool for an instance. At debug level it also logs
-// the invocation on the invocation's logger, which carries the service,
-// the request or event id and the trace id: with it one trace can be
-// followed through every service it touched.
-func (d *Daemon) observeInvoke(ctx context.Context, service string, entry runtime.Entry, start time.Time, err error, cs *callState) {
-	m := d.obs.metrics
-	debug := cs.inv.Base != nil && cs.inv.Base.Enabled(ctx, slog.LevelDebug)
-	if m == nil && !debug {
-		return
-	}
-	dur := time.Since(start)
-	result := metrics.InvocationResult(err, cs.call.Code == abi.CodeOK)
-	m.Invoked(service, entryLabel(entry), result, dur)
-	if debug {
-		attrs := []slog.Attr{slog.String("entry", entryLabel(entry)), slog.String("result", result), slog.Duration("duration", dur)}
-		if err != nil {
-			attrs = append(attrs, slog.Any("error", err))
-		} else if cs.call.Code != abi.CodeOK {
-			attrs = append(attrs, slog.String("code", cs.call.Code.String()))
-		}
-		cs.inv.Logger().LogAttrs(ctx, slog.LevelDebug, "invoked", attrs...)
 	}
 }
 
@@ -176,18 +149,6 @@ func (d *Daemon) consumerLag(ctx context.Context) ([]metrics.ConsumerLag, error)
 	return out, err
 }
 
-func entryLabel(e runtime.Entry) string {
-	switch e {
-	case runtime.EntryHTTP:
-		return "http"
-	case runtime.EntryEvent:
-		return "event"
-	case runtime.EntryDescribe:
-		return "describe"
-	}
-	return "other"
-}
-
 // The chain helpers keep a hook already set in Config.Events (by a test or
 // an embedder) and call the metrics after it.
 
@@ -210,11 +171,4 @@ func chainDeadLettered(a, b func(string, string)) func(string, string) {
 		return b
 	}
 	return func(s, t string) { a(s, t); b(s, t) }
-}
-
-// observeKV reports a write the daemon applied to s's store.
-func (s *service) observeKV(op string, err error) {
-	if s.env != nil && s.env.Observe != nil {
-		s.env.Observe(op, err)
-	}
 }

@@ -8,41 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshd/meshd/config"
-	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 )
-
-func TestCheckWrites(t *testing.T) {
-	c := config.Events{ReadModelPrefix: "rm:", ReadModelTypes: []string{"CREATED"}}
-	w := func(keys ...string) []host.KVOp {
-		ops := make([]host.KVOp, len(keys))
-		for i, k := range keys {
-			ops[i] = host.KVOp{Key: k}
-		}
-		return ops
-	}
-	for _, tc := range []struct {
-		typ    string
-		writes []host.KVOp
-		want   string
-	}{
-		{"CREATED", w("rm:order:1", "rm:user:u"), ""},
-		{"CREATED", w("rm:order:1", "order:1"), `wrote "order:1", outside read_model_prefix`},
-		{"PAID", w("order:1"), ""},
-		{"PAID", w("order:1", "rm:order:1"), `wrote "rm:order:1" under read_model_prefix`},
-		{"PAID", nil, ""},
-	} {
-		err := checkWrites(&c, tc.typ, tc.writes)
-		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("%s %v: %v, want %q", tc.typ, tc.writes, err, tc.want)
-		}
-	}
-	// Without read_model_types nothing is checked.
-	if err := checkWrites(&config.Events{ReadModelPrefix: "rm:"}, "PAID", w("rm:x", "y")); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // The read-model handlers run one at a time among themselves (a lock of
 // their own), they may write only under the prefix, and a type the module

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/config"
+	"github.com/meshd/meshd/daemon/dispatch"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
@@ -159,7 +160,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	var wg sync.WaitGroup
 	for _, i := range fresh {
 		wg.Go(func() {
-			s.subs[i], serrs[i] = d.bus.Subscribe(ctx, name, s.decl.Subscriptions[i].Type, d.eventHandler(s),
+			s.subs[i], serrs[i] = d.bus.Subscribe(ctx, name, s.decl.Subscriptions[i].Type, d.dispatch.Handler(s),
 				bus.WithMaxDeliver(s.events.MaxAttempts), bus.Deferred()) // started after the swap
 		})
 	}
@@ -275,6 +276,39 @@ func (d *Daemon) lookup(name string) *service {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.services[name]
+}
+
+// lookupDispatch is lookup for the dispatcher (nil, not a nil *service,
+// when there is none).
+func (d *Daemon) lookupDispatch(name string) dispatch.Service {
+	if s := d.lookup(name); s != nil {
+		return s
+	}
+	return nil
+}
+
+// Name, Invoke, Logger, Events, Store, Subscriptions and ObserveKV make
+// a service a dispatch.Service.
+func (s *service) Name() string { return s.name }
+func (s *service) Invoke(ctx context.Context, entry runtime.Entry, call *runtime.Call) error {
+	return s.mod.Invoke(ctx, entry, call)
+}
+func (s *service) Logger() *slog.Logger   { return s.log }
+func (s *service) Events() *config.Events { return &s.events }
+func (s *service) Store() *kv.Store       { return s.store }
+func (s *service) Subscriptions() []string {
+	types := make([]string, len(s.decl.Subscriptions))
+	for i, sub := range s.decl.Subscriptions {
+		types[i] = sub.Type
+	}
+	return types
+}
+
+// ObserveKV reports a write the daemon applied to s's store.
+func (s *service) ObserveKV(op string, err error) {
+	if s.env != nil && s.env.Observe != nil {
+		s.env.Observe(op, err)
+	}
 }
 
 // discover answers the discover host function.

@@ -1,4 +1,4 @@
-package daemon
+package dispatch
 
 import (
 	"context"
@@ -6,16 +6,71 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/host/metrics"
 	"github.com/meshd/meshd/internal/traceparent"
 	"github.com/meshd/meshd/runtime"
 )
+
+// Service is a serving version of a service, as dispatch invokes it.
+type Service interface {
+	// Name is the service's name.
+	Name() string
+	// Invoke runs entry on one of the version's instances.
+	Invoke(ctx context.Context, entry runtime.Entry, call *runtime.Call) error
+	// Logger is the service's logger.
+	Logger() *slog.Logger
+	// Events is the [events] table of the version's service file.
+	Events() *config.Events
+	// Store is the service's key-value store, nil when it has none.
+	Store() *kv.Store
+	// Subscriptions are the event types the version subscribes to.
+	Subscriptions() []string
+	// ObserveKV reports a write dispatch applied to the store.
+	ObserveKV(op string, err error)
+}
+
+// Lookup returns the serving version of the service name, or nil.
+type Lookup func(name string) Service
+
+// Dispatcher runs requests, events and replays on services.
+type Dispatcher struct {
+	lookup  Lookup
+	bus     atomic.Pointer[bus.Bus]
+	metrics *metrics.Metrics // nil: metrics off
+	serial  sync.Map         // service name → *serialLocks of its serial event handlers
+}
+
+// Option configures a Dispatcher.
+type Option func(*Dispatcher)
+
+// WithMetrics records every invocation in m (nil: metrics off).
+func WithMetrics(m *metrics.Metrics) Option { return func(d *Dispatcher) { d.metrics = m } }
+
+// WithBus publishes the events of invocations on b. Without it (or
+// SetBus) an invocation that publishes fails to apply its effects.
+func WithBus(b *bus.Bus) Option { return func(d *Dispatcher) { d.bus.Store(b) } }
+
+// New returns a dispatcher that finds services with lookup.
+func New(lookup Lookup, opts ...Option) *Dispatcher {
+	d := &Dispatcher{lookup: lookup}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// SetBus sets the bus events are published on: the daemon makes the
+// dispatcher before NATS starts, and the bus once it has.
+func (d *Dispatcher) SetBus(b *bus.Bus) { d.bus.Store(b) }
 
 // callState is a reusable runtime.Call with its host.Invocation.
 type callState struct {
@@ -47,18 +102,18 @@ func putCallState(cs *callState) {
 // invoke runs entry on the current version of the service. A version closed
 // between lookup and invocation (a reload or removal) is retried once on
 // whatever serves the service then.
-func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, cs *callState) (*service, error) {
+func (d *Dispatcher) invoke(ctx context.Context, name string, entry runtime.Entry, cs *callState) (Service, error) {
 	for attempt := 0; ; attempt++ {
 		s := d.lookup(name)
 		if s == nil {
 			return nil, fmt.Errorf("service %s is not loaded: %w", name, gateway.ErrUnavailable)
 		}
 		if cs.inv.Base == nil {
-			cs.inv.Base = s.log
+			cs.inv.Base = s.Logger()
 		}
 		start := time.Now()
-		err := s.mod.Invoke(ctx, entry, &cs.call)
-		d.observeInvoke(ctx, name, entry, start, err, cs)
+		err := s.Invoke(ctx, entry, &cs.call)
+		d.observe(ctx, name, entry, start, err, cs)
 		if errors.Is(err, runtime.ErrClosed) && attempt == 0 {
 			continue
 		}
@@ -66,79 +121,45 @@ func (d *Daemon) invoke(ctx context.Context, name string, entry runtime.Entry, c
 	}
 }
 
-// effectsTimeout bounds the application of one invocation's effects.
-const effectsTimeout = 10 * time.Second
-
-// apply applies an invocation's buffered effects: key writes in order, then
-// events. It is called only after the invocation succeeded. Writes are sent
-// as one atomic batch (kv.Store.Apply; with atomic false, for a read
-// model's projections, one by one: kv.Store.ApplyEach), then events
-// together (bus.PublishAll): no event is sent before every write is stored.
-//
-// Once the guest has returned, its effects are applied to the end on a
-// context of their own (bounded by effectsTimeout), whatever happens to
-// ctx: a client that disconnects must not cut a request's effects in half.
-func (d *Daemon) apply(ctx context.Context, s *service, inv *host.Invocation, atomic bool) error {
-	if len(inv.Writes) == 0 && len(inv.Events) == 0 {
-		return nil
+// observe records one invocation of entry on service; start is when the
+// dispatcher asked the pool for an instance. At debug level it also logs
+// the invocation on the invocation's logger, which carries the service,
+// the request or event id and the trace id: with it one trace can be
+// followed through every service it touched.
+func (d *Dispatcher) observe(ctx context.Context, service string, entry runtime.Entry, start time.Time, err error, cs *callState) {
+	m := d.metrics
+	debug := cs.inv.Base != nil && cs.inv.Base.Enabled(ctx, slog.LevelDebug)
+	if m == nil && !debug {
+		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), effectsTimeout)
-	defer cancel()
-	if err := applyWrites(ctx, s, inv.Writes, atomic); err != nil {
-		return err
-	}
-	if len(inv.Events) == 0 {
-		return nil
-	}
-	evs := make([]bus.Pending, len(inv.Events))
-	for i, e := range inv.Events {
-		ev := bus.NewEvent(s.name, e.Type, e.Data)
-		ev.TraceParent = inv.TraceParent
-		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
-	}
-	if err := d.bus.PublishAll(ctx, evs); err != nil {
-		return fmt.Errorf("publishing events: %w", err)
-	}
-	return nil
-}
-
-// applyWrites applies key writes in order to s's store: as one atomic
-// batch, or one by one when atomic is false.
-func applyWrites(ctx context.Context, s *service, writes []host.KVOp, atomic bool) error {
-	if len(writes) == 0 {
-		return nil
-	}
-	ops := make([]kv.Op, len(writes))
-	for i, w := range writes {
-		ops[i] = kv.Op(w)
-	}
-	var err error
-	if atomic {
-		err = s.store.Apply(ctx, ops)
-	} else {
-		err = s.store.ApplyEach(ctx, ops)
-	}
-	// A write of a batch that failed is counted as failed: it was not
-	// confirmed, even where the server stored it.
-	for _, w := range writes {
-		if w.Delete {
-			s.observeKV("delete", err)
-		} else {
-			s.observeKV("put", err)
+	dur := time.Since(start)
+	result := metrics.InvocationResult(err, cs.call.Code == abi.CodeOK)
+	m.Invoked(service, entryLabel(entry), result, dur)
+	if debug {
+		attrs := []slog.Attr{slog.String("entry", entryLabel(entry)), slog.String("result", result), slog.Duration("duration", dur)}
+		if err != nil {
+			attrs = append(attrs, slog.Any("error", err))
+		} else if cs.call.Code != abi.CodeOK {
+			attrs = append(attrs, slog.String("code", cs.call.Code.String()))
 		}
+		cs.inv.Logger().LogAttrs(ctx, slog.LevelDebug, "invoked", attrs...)
 	}
-	if err != nil {
-		return fmt.Errorf("applying %d kv writes: %w", len(writes), err)
-	}
-	return nil
 }
 
-// invoker runs gateway requests on services.
-type invoker struct{ d *Daemon }
+func entryLabel(e runtime.Entry) string {
+	switch e {
+	case runtime.EntryHTTP:
+		return "http"
+	case runtime.EntryEvent:
+		return "event"
+	case runtime.EntryDescribe:
+		return "describe"
+	}
+	return "other"
+}
 
 // InvokeHTTP implements gateway.Invoker.
-func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request, resp *abi.Response) error {
-	d := iv.d
+func (d *Dispatcher) InvokeHTTP(ctx context.Context, name string, req *abi.Request, resp *abi.Response) error {
 	cs := getCallState()
 	defer putCallState(cs)
 	cs.call.Input = req.Append(cs.call.Input[:0])
@@ -159,7 +180,7 @@ func (iv invoker) InvokeHTTP(ctx context.Context, name string, req *abi.Request,
 	if err := resp.Decode(out); err != nil {
 		return fmt.Errorf("service %s returned a malformed response: %w", name, err)
 	}
-	if err := d.apply(ctx, s, &cs.inv, true); err != nil {
+	if err := d.Apply(ctx, s, &cs.inv, true); err != nil {
 		if errors.Is(err, kv.ErrWritesRefused) {
 			// Not logged per request: the store logs the episode.
 			return mapInvokeError(name, err)
@@ -193,16 +214,17 @@ func mapInvokeError(name string, err error) error {
 	return fmt.Errorf("service %s failed: %w", name, err)
 }
 
-// eventHandler delivers events to the service. An error makes the bus
-// redeliver the event later and, after the last attempt, dead-letter it.
-// A subscription handed over at a reload keeps this handler, so the
-// [events] settings are read from the version serving at each delivery.
-func (d *Daemon) eventHandler(s0 *service) bus.Handler {
-	name := s0.name
+// Handler returns the bus handler of the subscriptions of service s0.
+// An error makes the bus redeliver the event later and, after the last
+// attempt, dead-letter it. A subscription handed over at a reload keeps
+// this handler, so the [events] settings are read from the version serving
+// at each delivery.
+func (d *Dispatcher) Handler(s0 Service) bus.Handler {
+	name := s0.Name()
 	return func(ctx context.Context, ev bus.Event) error {
-		cfg := &s0.events
+		cfg := s0.Events()
 		if cur := d.lookup(name); cur != nil {
-			cfg = &cur.events
+			cfg = cur.Events()
 		}
 		cs := getCallState()
 		defer putCallState(cs)
@@ -230,13 +252,13 @@ func (d *Daemon) eventHandler(s0 *service) bus.Handler {
 		if cs.call.Code != abi.CodeOK {
 			return fmt.Errorf("service %s: handler for %s failed (%s): %s", name, ev.Type, cs.call.Code, truncate(cs.call.Output, 200))
 		}
-		if err := checkWrites(&s.events, ev.Type, cs.inv.Writes); err != nil {
+		if err := checkWrites(s.Events(), ev.Type, cs.inv.Writes); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		// A read model's projections are idempotent merges that a replay
 		// rebuilds: their writes skip the atomic batch, which costs the
 		// server a staging store per batch (see kv.Store.ApplyEach).
-		if err := d.apply(ctx, s, &cs.inv, !s.events.ReadModelType(ev.Type)); err != nil {
+		if err := d.Apply(ctx, s, &cs.inv, !s.Events().ReadModelType(ev.Type)); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		return nil
@@ -261,3 +283,6 @@ func truncate(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// Interface guards.
+var _ gateway.Invoker = (*Dispatcher)(nil)

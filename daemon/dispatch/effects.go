@@ -1,0 +1,86 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/kv"
+)
+
+// effectsTimeout bounds the application of one invocation's effects.
+const effectsTimeout = 10 * time.Second
+
+// Apply applies an invocation's buffered effects: key writes in order, then
+// events. It is called only after the invocation succeeded. Writes are sent
+// as one atomic batch (kv.Store.Apply; with atomic false, for a read
+// model's projections, one by one: kv.Store.ApplyEach), then events
+// together (bus.PublishAll): no event is sent before every write is stored.
+//
+// Once the guest has returned, its effects are applied to the end on a
+// context of their own (bounded by effectsTimeout), whatever happens to
+// ctx: a client that disconnects must not cut a request's effects in half.
+func (d *Dispatcher) Apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool) error {
+	if len(inv.Writes) == 0 && len(inv.Events) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), effectsTimeout)
+	defer cancel()
+	if err := applyWrites(ctx, s, inv.Writes, atomic); err != nil {
+		return err
+	}
+	if len(inv.Events) == 0 {
+		return nil
+	}
+	b := d.bus.Load()
+	if b == nil {
+		return fmt.Errorf("publishing events: %w", bus.ErrClosed)
+	}
+	evs := make([]bus.Pending, len(inv.Events))
+	for i, e := range inv.Events {
+		ev := bus.NewEvent(s.Name(), e.Type, e.Data)
+		ev.TraceParent = inv.TraceParent
+		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
+	}
+	if err := b.PublishAll(ctx, evs); err != nil {
+		return fmt.Errorf("publishing events: %w", err)
+	}
+	return nil
+}
+
+// applyWrites applies key writes in order to s's store: as one atomic
+// batch, or one by one when atomic is false.
+func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	store := s.Store()
+	if store == nil { // the binding buffers no write without a kv grant
+		return fmt.Errorf("applying %d kv writes: service %s has no key-value store", len(writes), s.Name())
+	}
+	ops := make([]kv.Op, len(writes))
+	for i, w := range writes {
+		ops[i] = kv.Op(w)
+	}
+	var err error
+	if atomic {
+		err = store.Apply(ctx, ops)
+	} else {
+		err = store.ApplyEach(ctx, ops)
+	}
+	// A write of a batch that failed is counted as failed: it was not
+	// confirmed, even where the server stored it.
+	for _, w := range writes {
+		if w.Delete {
+			s.ObserveKV("delete", err)
+		} else {
+			s.ObserveKV("put", err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("applying %d kv writes: %w", len(writes), err)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/runtime"
+)
+
+// ReplayResult is what Replay did.
+type ReplayResult struct {
+	Service string `json:"service"`
+	Dropped int    `json:"dropped"` // read-model keys deleted
+	Events  int    `json:"events"`  // events replayed
+	Writes  int    `json:"writes"`  // read-model writes applied
+}
+
+// Replay rebuilds service's read model: it deletes every key under the
+// service's [events] read_model_prefix, then hands every stored event of
+// the types it subscribes to to its event handler, oldest first, one at a
+// time. Of each invocation's effects only the writes under the prefix are
+// applied; its events and other writes are dropped (they happened the
+// first time). Live deliveries keep running: the projections are
+// idempotent merges, so they converge with the replay.
+func (d *Dispatcher) Replay(ctx context.Context, name string) (ReplayResult, error) {
+	res := ReplayResult{Service: name}
+	s := d.lookup(name)
+	if s == nil {
+		return res, fmt.Errorf("service %s is not loaded", name)
+	}
+	events := s.Events()
+	prefix := events.ReadModelPrefix
+	if prefix == "" {
+		return res, fmt.Errorf("service %s has no [events] read_model_prefix in its %s.toml: nothing to rebuild", name, name)
+	}
+	store := s.Store()
+	if store == nil {
+		return res, fmt.Errorf("service %s has no key-value store", name)
+	}
+	b := d.bus.Load()
+	if b == nil {
+		return res, bus.ErrClosed
+	}
+	rmLock := d.readModelLock(name, events)
+	if events.Serial {
+		// Pause the live handlers that write the read model while its keys
+		// are dropped.
+		rmLock.Lock()
+	}
+	keys, err := store.Keys(ctx)
+	if err == nil {
+		for _, k := range keys {
+			if !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			if err = store.Delete(ctx, k); err != nil {
+				break
+			}
+			res.Dropped++
+		}
+	}
+	if events.Serial {
+		rmLock.Unlock()
+	}
+	if err != nil {
+		return res, fmt.Errorf("dropping the read model of %s: %w", name, err)
+	}
+	res.Events, err = b.Replay(ctx, s.Subscriptions(), func(ctx context.Context, ev bus.Event) error {
+		n, err := d.replayOne(ctx, s, ev, prefix)
+		res.Writes += n
+		return err
+	})
+	return res, err
+}
+
+// replayOne runs one event through s0's handler and applies the writes
+// under prefix.
+func (d *Dispatcher) replayOne(ctx context.Context, s0 Service, ev bus.Event, prefix string) (int, error) {
+	if events := s0.Events(); events.Serial {
+		mu := d.readModelLock(s0.Name(), events)
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	cs := getCallState()
+	defer putCallState(cs)
+	cs.call.Input = appendEvent(cs.call.Input[:0], ev, 1)
+	cs.inv.Base = s0.Logger()
+	cs.inv.Attrs = append(cs.inv.Attrs, slog.String("event_id", ev.ID), slog.String("event_type", ev.Type), slog.Bool("replay", true))
+	s, err := d.invoke(ctx, s0.Name(), runtime.EntryEvent, cs)
+	if err != nil {
+		return 0, err
+	}
+	if cs.call.Code != abi.CodeOK {
+		return 0, fmt.Errorf("handler failed (%s): %s", cs.call.Code, truncate(cs.call.Output, 200))
+	}
+	// Only the read model's writes; the handler's events are not published again.
+	writes := slices.DeleteFunc(cs.inv.Writes, func(w host.KVOp) bool { return !strings.HasPrefix(w.Key, prefix) })
+	if err := applyWrites(ctx, s, writes, false); err != nil { // a replay rebuilds a read model
+		return 0, err
+	}
+	return len(writes), nil
+}
