@@ -84,8 +84,9 @@ func (c ServerConfig) Validate() error {
 
 // NewServer returns an http.Server for h with c's timeouts and header caps
 // (zero fields take defaults fit for a public listener); its error log goes
-// to slog's default logger at warn level. TLS is the caller's: serve with
-// ServeTLS(l, c.CertFile, c.KeyFile) when c.TLS().
+// to slog's default logger at warn level. Serve it with [Serve], which
+// serves HTTPS when c.TLS() and lets it refuse requests of ambiguous
+// framing.
 //
 // The server runs the checks of [edge] before h; when h is a *Gateway, its
 // refusals are logged and observed as the gateway's own.
@@ -109,20 +110,24 @@ func NewServer(addr string, h http.Handler, c ServerConfig) *http.Server {
 		IdleTimeout:       or(c.IdleTimeout, ServerIdleTimeout),
 		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+		ConnContext:       framingConnContext,
 	}
 }
 
 // edge checks what net/http lets through but a public listener should
 // not, before anything is routed:
 //
-//   - a request target longer than ServerConfig.MaxURIBytes: 414;
-//   - an HTTP/1 request with a Transfer-Encoding: served, then the
-//     connection is closed. net/http frames such a body by the chunked
-//     coding and drops a Content-Length sent with it without telling the
-//     handler, so a request that carried both (the request smuggling of
-//     RFC 9112 section 11.2) cannot be told from a plain chunked one;
-//     closing after every chunked request is what section 6.3 requires
-//     for the first, and costs the second only a new connection.
+//   - an HTTP/1 request whose framing is ambiguous: Content-Length with
+//     Transfer-Encoding (the request smuggling of RFC 9112 section 11.2),
+//     or Transfer-Encoding on HTTP/1.0: 400, and the connection is closed
+//     (section 6.3). net/http frames the first by the chunked coding and
+//     drops its Content-Length, and ignores the second's Transfer-Encoding,
+//     without telling the handler; the framing tracker of a connection
+//     served by [Serve] tells it;
+//   - any other HTTP/1 request with a Transfer-Encoding: served, then the
+//     connection is closed (the tracker stops following the connection
+//     there; on a connection it does not follow, this is all that is done);
+//   - a request target longer than ServerConfig.MaxURIBytes: 414.
 type edge struct {
 	next    http.Handler
 	maxURI  int
@@ -142,8 +147,32 @@ func newEdge(h http.Handler, c ServerConfig) *edge {
 }
 
 func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		w.Header().Set("Connection", "close")
+	if r.ProtoMajor == 1 {
+		switch framingOf(r) {
+		case verdictKnown:
+			if len(r.TransferEncoding) > 0 {
+				// The tracker saw no Transfer-Encoding: it lost track.
+				w.Header().Set("Connection", "close")
+			}
+		case verdictBoth:
+			w.Header().Set("Connection", "close")
+			e.refuse(w, r, http.StatusBadRequest, "bad request",
+				"the request has both Content-Length and Transfer-Encoding, which make its end ambiguous (RFC 9112 section 6.3)")
+			skipBody(w)
+			return
+		case verdictTE10:
+			w.Header().Set("Connection", "close")
+			e.refuse(w, r, http.StatusBadRequest, "bad request",
+				"the HTTP/1.0 request has a Transfer-Encoding, which HTTP/1.0 does not define (RFC 9112 section 6.1)")
+			skipBody(w)
+			return
+		case verdictChunked, verdictLost:
+			w.Header().Set("Connection", "close")
+		case verdictUntracked:
+			if len(r.TransferEncoding) > 0 {
+				w.Header().Set("Connection", "close")
+			}
+		}
 	}
 	if n := len(r.RequestURI); n > e.maxURI {
 		e.refuse(w, r, http.StatusRequestURITooLong, "URI too long",
@@ -172,6 +201,14 @@ func (e *edge) refuse(w http.ResponseWriter, r *http.Request, status int, title,
 	if e.observe != nil {
 		e.observe(Observation{Method: r.Method, Status: status, Duration: time.Since(start)})
 	}
+}
+
+// skipBody keeps net/http from reading the rest of a refused request's
+// body after the handler (it reads up to 256 KiB, to reuse the connection,
+// even when the response closes it): a client that stops sending would hold
+// the connection until the read timeout. The response is still written.
+func skipBody(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // bounded cuts s to at most n bytes, marking a cut with "...".
