@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/meshd/meshd/daemon/dispatch"
+	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/natsd"
@@ -41,15 +42,14 @@ type Daemon struct {
 	listener net.Listener
 
 	mu       sync.Mutex // guards services and the gateway's route set
-	services map[string]*service
+	services map[string]*service.Service
 	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
 	kvCaches sync.Map    // service name → *kv.Cache its stores share, every version (prepare.go)
 	conf     configState // the configuration file, reloaded (configfile.go)
 
-	preparedMu sync.Mutex
-	prepared   map[string]*prepared   // by path: services prepared at start (prepare.go)
-	compiled   map[string]*compileJob // by path: compileDir's, not finished yet
-	obs        observability          // metrics and the admin listener (metrics.go, admin.go)
+	builder *service.Builder // builds services (prepare.go)
+	stage   *service.Stage   // services prepared ahead of their load
+	obs     observability    // metrics and the admin listener (metrics.go, admin.go)
 
 	serveDone chan error
 	closed    atomic.Bool
@@ -67,7 +67,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		cfg:      cfg,
 		log:      log,
 		registry: registry.New(),
-		services: make(map[string]*service),
+		services: make(map[string]*service.Service),
 	}
 	d.initObservability()
 	d.dispatch = dispatch.New(d.lookupDispatch, dispatch.WithMetrics(d.obs.metrics))
@@ -105,6 +105,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: wasm engine: %w", err)
 	}
+	d.newBuilder()
 	d.compileDir(ctx) // overlaps NATS's start; loadDir finishes it
 	d.nats, err = natsd.Start(ctx, natsd.Config{
 		DataDir: d.cfg.DataDir,
@@ -184,7 +185,7 @@ func (d *Daemon) loadDir(ctx context.Context) {
 	// does not decide who gets a contested route; then the checks and swaps
 	// one by one in name order.
 	paths := d.pluginPaths()
-	d.prepareAll(ctx, paths)
+	d.stage.PrepareAll(ctx, paths)
 	defer d.dropPrepared()
 	refused := d.refuseStartConflicts(ctx, paths)
 	for _, e := range entries {
@@ -195,7 +196,7 @@ func (d *Daemon) loadDir(ctx context.Context) {
 		if refused[path] {
 			continue
 		}
-		if wasm := d.preparedBytes(path); wasm != nil {
+		if wasm := d.stage.Bytes(path); wasm != nil {
 			_ = d.loadLogged(ctx, path, wasm) // logs a refusal
 		} else {
 			_ = d.LoadFile(ctx, path)
@@ -226,7 +227,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	_ = d.gateway.Close() // stops JWKS refreshes
 	d.mu.Lock()
-	svcs := make([]*service, 0, len(d.services))
+	svcs := make([]*service.Service, 0, len(d.services))
 	for _, s := range d.services {
 		svcs = append(svcs, s)
 	}
@@ -234,12 +235,12 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	// Subscriptions stop while every service is still loaded: the events
 	// they fetched are handled (Subscription.Stop drains), not failed for a
 	// missing service and left for a redelivery after the restart.
-	stopSubscriptions(ctx, svcs)
+	service.StopAll(ctx, svcs)
 	d.mu.Lock()
 	clear(d.services)
 	d.mu.Unlock()
 	for _, s := range svcs {
-		errs = append(errs, s.close(ctx))
+		errs = append(errs, s.Close(ctx))
 	}
 	if d.bus != nil {
 		errs = append(errs, d.bus.Close(ctx))
@@ -253,21 +254,4 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, d.closeAdmin(ctx)) // last: /readyz says 503 while draining
 	return errors.Join(errs...)
-}
-
-// stopSubscriptions stops the subscriptions of svcs at once and waits for
-// them until ctx ends; bus.Close then cancels the handlers still running.
-func stopSubscriptions(ctx context.Context, svcs []*service) {
-	var wg sync.WaitGroup
-	for _, s := range svcs {
-		for _, sub := range s.subs {
-			wg.Go(sub.Stop)
-		}
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
 }
