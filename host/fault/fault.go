@@ -158,6 +158,10 @@ func (e *Error) Retry() time.Duration {
 // Status is e.Kind.Status().
 func (e *Error) Status() int { return e.Kind.Status() }
 
+// Code is e.Kind.Code(): the ABI code a guest sees for the error (it
+// makes a *Error a host.Coder, which the call host function reads).
+func (e *Error) Code() abi.Code { return e.Kind.Code() }
+
 // Classify returns err as a *Error of service, nil for nil:
 //   - when err wraps a *Error, that error (with Service set to service,
 //     and err as its cause, when it had no service);

@@ -117,8 +117,12 @@ func TestClassifyKeepsAnError(t *testing.T) {
 	if fe.Retry() != 7*time.Second || fe.Status() != http.StatusServiceUnavailable {
 		t.Fatalf("Retry %s, Status %d", fe.Retry(), fe.Status())
 	}
-	if fe.Kind.Code() != abi.CodeUnavailable {
-		t.Fatalf("Code %s", fe.Kind.Code())
+	if fe.Code() != abi.CodeUnavailable {
+		t.Fatalf("Code %s", fe.Code())
+	}
+	var coder interface{ Code() abi.Code } // host.Coder, read by the call host function
+	if !errors.As(fmt.Errorf("calling payment: %w", inner), &coder) || coder.Code() != abi.CodeUnavailable {
+		t.Fatal("a wrapped *Error does not give its ABI code")
 	}
 
 	// One without a service takes the caller's, and keeps the whole chain.
