@@ -437,6 +437,11 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 	if err != nil {
 		return err
 	}
+	if p.cb.State() == gobreaker.StateOpen {
+		// Fail fast before paying for a deadline; Allow below catches a
+		// breaker that opens meanwhile, and half-open's probe limit.
+		return p.openError(gobreaker.ErrOpenState)
+	}
 
 	// The deadline: the call's own timeout, or the caller's deadline less
 	// a reserve when that is earlier.
@@ -546,7 +551,11 @@ func errOrNil(e *fault.Error) error {
 // wrap classifies a target's error as a failure of the callee.
 func (p *pair) wrap(err error) *fault.Error {
 	fe := fault.Classify(p.callee, err)
-	return &fault.Error{Service: p.callee, Kind: fe.Kind, Err: err, RetryAfter: fe.RetryAfter}
+	cause := err
+	if top, ok := err.(*fault.Error); ok && (top.Service == "" || top.Service == p.callee) && top.Err != nil {
+		cause = top.Err // not "service user: busy: service user: busy: ..."
+	}
+	return &fault.Error{Service: p.callee, Kind: fe.Kind, Err: cause, RetryAfter: fe.RetryAfter}
 }
 
 // failure is the error of a call whose context ended: Timeout at its
