@@ -67,11 +67,14 @@ type CallOptions struct {
 	// Retryable lets a call that is not GET, HEAD, PUT or DELETE be
 	// retried: the caller says that running it twice is harmless.
 	Retryable bool
-	// RequestID and TraceParent are the caller's: the call carries the
-	// same request id, and a traceparent in the caller's trace whose
-	// parent id is the call's own (a new trace when TraceParent is not
-	// valid).
-	RequestID   string
+	// RequestID is the caller's: every attempt of the call carries it.
+	// When empty, req's is kept.
+	RequestID string
+	// TraceParent is the caller's: every attempt carries a traceparent in
+	// the caller's trace with a parent id (span) of its own (a new trace
+	// when TraceParent is not valid). When empty, req's traceparent, if
+	// valid, is taken as the call's span, kept by the first attempt;
+	// retries get spans of their own.
 	TraceParent string
 }
 
@@ -473,9 +476,19 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 	if o.RequestID != "" {
 		req.RequestID = []byte(o.RequestID)
 	}
-	tp := appendChild(make([]byte, 0, traceparent.Len), o.TraceParent)
+	var tp []byte
+	switch {
+	case o.TraceParent != "":
+		tp = appendChild(make([]byte, 0, traceparent.Len), o.TraceParent)
+	case traceparent.Valid(string(req.TraceParent)):
+		// The caller made the call's span already: the first attempt
+		// keeps it, retries get their own (in a copy).
+		tp = append(make([]byte, 0, traceparent.Len), req.TraceParent...)
+	default:
+		tp = traceparent.Append(make([]byte, 0, traceparent.Len))
+	}
 	req.TraceParent = tp
-	retryable := o.Retryable || idempotent(req.Method)
+	retryable := o.Retryable || abi.IdempotentMethod(req.Method)
 
 	p.budget.call(c.now())
 	var last *fault.Error // the last attempt's failure; nil when it answered
@@ -596,16 +609,6 @@ func (c *Client) wait(ctx context.Context, n int) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// idempotent reports whether method is one a retry cannot repeat the
-// effects of.
-func idempotent(method []byte) bool {
-	switch string(method) {
-	case "GET", "HEAD", "PUT", "DELETE":
-		return true
-	}
-	return false
 }
 
 // Snapshot returns every breaker, by caller then callee.

@@ -230,6 +230,29 @@ func TestOutgoingRequestFields(t *testing.T) {
 		t.Errorf("%d distinct spans over 3 attempts, want one each", len(spans))
 	}
 
+	// The caller (the host binding) set the call's request id and span on
+	// req: the first attempt keeps them, a retry gets a span of its own,
+	// and the caller's buffer is not written to.
+	const span = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
+	tg.calls.Store(0)
+	tg.mu.Lock()
+	tg.seen = nil
+	tg.mu.Unlock()
+	req = get()
+	req.RequestID, req.TraceParent = []byte("pre"), []byte(span)
+	own := req.TraceParent
+	if err := c.Call(context.Background(), "order", "user", req, &abi.Response{}, CallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	seen = tg.requests()
+	if len(seen) != 3 || seen[0].traceParent != span || seen[0].requestID != "pre" ||
+		traceparent.TraceID(seen[1].traceParent) != traceparent.TraceID(span) || seen[1].traceParent == span {
+		t.Fatalf("attempts saw %+v, want the caller's span first, then new spans in its trace", seen)
+	}
+	if string(own) != span {
+		t.Fatalf("the caller's traceparent buffer became %q", own)
+	}
+
 	// Without a valid traceparent from the caller, a new trace.
 	tg2 := &target{}
 	c2 := newClient(t, resolveTo(tg2))

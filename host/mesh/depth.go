@@ -1,14 +1,19 @@
 package mesh
 
-import "context"
+import (
+	"context"
 
-// MaxDepth bounds call chains: a request from the gateway or an event runs
-// at depth 0, the callee of its call at depth 1, and a call that would run
-// its callee past MaxDepth fails with [fault.Invalid]. With every call
+	"github.com/meshd/meshd/abi"
+)
+
+// MaxDepth bounds call chains (abi.MaxCallDepth): a request from the
+// gateway or an event runs at depth 0, the callee of its call at depth 1,
+// and a call that would run its callee past MaxDepth fails with
+// [fault.Invalid] (CodeInvalid). With every call
 // under a deadline that never grows, this bounds a cycle of services
 // calling each other (order → user → order → ...) to MaxDepth instances
 // held at once instead of a pool exhausted until the deadlines fire.
-const MaxDepth = 8
+const MaxDepth = abi.MaxCallDepth
 
 type depthKey struct{}
 
