@@ -333,8 +333,7 @@ func TestDepth(t *testing.T) {
 func TestDepthChain(t *testing.T) {
 	var c *Client
 	var deepest int
-	var chain Target
-	chain = &target{fn: func(ctx context.Context, _ int64, _ *abi.Request, resp *abi.Response) error {
+	chain := &target{fn: func(ctx context.Context, _ int64, _ *abi.Request, resp *abi.Response) error {
 		deepest = max(deepest, DepthFrom(ctx))
 		if DepthFrom(ctx) > 3*MaxDepth {
 			return errors.New("the chain was not stopped")
