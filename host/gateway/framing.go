@@ -367,11 +367,12 @@ func (t *framingTracker) valueByte(b byte) {
 			t.clState = vsDigits
 			t.clValue = uint64(b - '0')
 		case vsDigits:
-			if t.clValue > (1<<63-1-9)/10 {
-				t.clState = vsBad
+			d := uint64(b - '0')
+			if t.clValue > (1<<63-1-d)/10 {
+				t.clState = vsBad // past 2^63-1: net/http answers 400
 				return
 			}
-			t.clValue = t.clValue*10 + uint64(b-'0')
+			t.clValue = t.clValue*10 + d
 		case vsTrailing:
 			t.clState = vsBad
 		}
