@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/admin"
 	"github.com/meshd/meshd/host/registry"
 )
@@ -126,7 +127,7 @@ func (d *Daemon) servicesView() []admin.Service {
 	loadErrs := d.LoadErrors()
 	subErrs := d.subscriptionErrors()
 	d.mu.Lock()
-	svcs := make([]*service, 0, len(d.services))
+	svcs := make([]*service.Service, 0, len(d.services))
 	for _, s := range d.services {
 		svcs = append(svcs, s)
 	}
@@ -139,33 +140,34 @@ func (d *Daemon) servicesView() []admin.Service {
 	out := make([]admin.Service, 0, len(svcs)+len(loadErrs))
 	seen := make(map[string]bool, len(svcs))
 	for _, s := range svcs {
-		seen[s.name] = true
-		st := s.mod.Stats()
+		seen[s.Name()] = true
+		st := s.Module().Stats()
+		g, decl := s.Grants(), s.Declaration()
 		v := admin.Service{
-			Name:          s.name,
-			Version:       s.version,
-			File:          s.file,
+			Name:          s.Name(),
+			Version:       s.Version(),
+			File:          s.File(),
 			Status:        string(d.statusOf(s)),
 			Instances:     admin.Instances{Idle: st.Idle, Busy: max(st.Live-st.Idle, 0)},
 			Routes:        []string{},
 			Subscriptions: []string{},
-			Publishes:     append([]string{}, s.decl.Publishes...),
+			Publishes:     append([]string{}, decl.Publishes...),
 			Grants: admin.Grants{
-				Publish:   nonNil(s.env.Grants.Publish),
-				Subscribe: nonNil(s.env.Grants.Subscribe),
-				KV:        s.env.Grants.KV,
-				Discover:  nonNil(s.env.Grants.Discover),
+				Publish:   nonNil(g.Publish),
+				Subscribe: nonNil(g.Subscribe),
+				KV:        g.KV,
+				Discover:  nonNil(g.Discover),
 			},
-			LastError: loadErrs[s.name],
+			LastError: loadErrs[s.Name()],
 		}
-		v.LoadedAt = loadedAt[s.name]
-		if why := subErrs[s.name]; why != "" { // the serving version is DOWN
+		v.LoadedAt = loadedAt[s.Name()]
+		if why := subErrs[s.Name()]; why != "" { // the serving version is DOWN
 			v.LastError = errors.Join(errors.New(why), errorOrNil(v.LastError)).Error()
 		}
-		for _, r := range s.decl.Routes {
+		for _, r := range decl.Routes {
 			v.Routes = append(v.Routes, r.Method+" "+r.Path)
 		}
-		for _, sub := range s.decl.Subscriptions {
+		for _, sub := range decl.Subscriptions {
 			v.Subscriptions = append(v.Subscriptions, sub.Type)
 		}
 		out = append(out, v)
@@ -183,13 +185,13 @@ func (d *Daemon) servicesView() []admin.Service {
 }
 
 // statusOf is the registry status of s's version on this node.
-func (d *Daemon) statusOf(s *service) registry.Status {
-	for _, in := range d.registry.Lookup(s.name) {
-		if in.Version == s.version && in.Node == d.cfg.Node {
+func (d *Daemon) statusOf(s *service.Service) registry.Status {
+	for _, in := range d.registry.Lookup(s.Name()) {
+		if in.Version == s.Version() && in.Node == d.cfg.Node {
 			return in.Status
 		}
 	}
-	if st, ok := d.registry.Status(s.name); ok {
+	if st, ok := d.registry.Status(s.Name()); ok {
 		return st
 	}
 	return registry.Status("UNKNOWN")

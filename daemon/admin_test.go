@@ -298,10 +298,10 @@ func TestServicesViewMatchesWhatIsLoaded(t *testing.T) {
 			t.Errorf("%s listed but not loaded", s.Name)
 			continue
 		}
-		if s.Version != live.version || s.Status != "UP" || len(s.Routes) != len(live.decl.Routes) ||
-			len(s.Subscriptions) != len(live.decl.Subscriptions) || s.Instances.Idle+s.Instances.Busy < 1 {
-			t.Errorf("%s: %+v, loaded version %s with %d routes and %d subscriptions", s.Name, s, live.version,
-				len(live.decl.Routes), len(live.decl.Subscriptions))
+		if s.Version != live.Version() || s.Status != "UP" || len(s.Routes) != len(live.Declaration().Routes) ||
+			len(s.Subscriptions) != len(live.Declaration().Subscriptions) || s.Instances.Idle+s.Instances.Busy < 1 {
+			t.Errorf("%s: %+v, loaded version %s with %d routes and %d subscriptions", s.Name, s, live.Version(),
+				len(live.Declaration().Routes), len(live.Declaration().Subscriptions))
 		}
 	}
 	want := append(td.Services(), "broken")
@@ -473,14 +473,14 @@ func withCustomSection(wasm []byte, payload string) []byte {
 func TestReloadIsCounted(t *testing.T) {
 	td := startDaemonWith(t, []string{"order"}, nil, func(c *Config) { c.NoWatch = true })
 	path := filepath.Join(td.dir, "order.wasm")
-	old := td.lookup("order").version
+	old := td.lookup("order").Version()
 	if err := os.WriteFile(path, withCustomSection(readFile(t, path), "v2"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := td.LoadFile(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}
-	if td.lookup("order").version == old {
+	if td.lookup("order").Version() == old {
 		t.Fatal("the new bytes did not make a new version")
 	}
 	if err := os.WriteFile(path, []byte("not wasm"), 0o644); err != nil {

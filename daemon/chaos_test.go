@@ -82,7 +82,7 @@ func TestMisbehavingGuestCostsOneRequest(t *testing.T) {
 			}
 		})
 	}
-	if st := td.lookup("chaos").mod.Stats(); st.Discarded < 2 {
+	if st := td.lookup("chaos").Module().Stats(); st.Discarded < 2 {
 		t.Fatalf("failed instances were not discarded: %+v", st)
 	}
 	if logs := td.logs.String(); !strings.Contains(logs, "deliberate panic") {

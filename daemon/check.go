@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/meshd/meshd/abi"
-	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/runtime"
 )
@@ -54,7 +54,7 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 	} else if _, err := os.Stat(configPath); err != nil {
 		return rep, err
 	}
-	sf, hasFile, err := readServiceFile(configPath)
+	sf, hasFile, err := service.ReadServiceFile(configPath)
 	if err != nil {
 		return rep, err
 	}
@@ -66,37 +66,29 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 		return rep, err
 	}
 	defer engine.Close(context.WithoutCancel(ctx))
-
-	s := &service{name: name, file: base, log: log, events: sf.Events, sf: sf}
-	s.env = &host.Env{Service: name, Grants: sf.HostGrants(), Log: log,
-		Discover: func(string) (abi.ServiceInfo, bool) { return abi.ServiceInfo{}, false }}
-	mc := sf.ModuleConfig(Default().Module)
-	mc.Name = name
-	mc.Logger = log
-	mc.PoolMin = 1
-	if s.mod, err = engine.Load(ctx, wasm, host.Module(s.env), mc); err != nil {
-		return rep, fmt.Errorf("%s: %w", base, err)
+	b := service.NewBuilder(engine, service.WithModuleDefaults(Default().Module), service.WithLogger(log))
+	s, err := b.Check(ctx, wasmPath, wasm, sf)
+	if err != nil {
+		return rep, err
 	}
-	defer s.mod.Close(context.WithoutCancel(ctx))
-	rep.Version = s.mod.Hash()
+	defer s.Close(context.WithoutCancel(ctx))
+	rep.Version = s.Module().Hash()
 	for _, e := range []runtime.Entry{runtime.EntryDescribe, runtime.EntryHTTP, runtime.EntryEvent} {
-		if s.mod.Has(e) {
+		if s.Module().Has(e) {
 			rep.Exports = append(rep.Exports, e.String())
 		}
 	}
-	if s.decl, err = abi.ParseDeclaration(s.mod.Declaration()); err != nil {
-		return rep, fmt.Errorf("%s: meshd_describe: %w", base, err)
+	err = s.Describe() // the declaration against the exports and grants
+	decl := s.Declaration()
+	rep.Declaration = *decl
+	if decl.Version != "" {
+		rep.Version += "+" + decl.Version
 	}
-	rep.Declaration = s.decl
-	if s.decl.Version != "" {
-		rep.Version += "+" + s.decl.Version
+	rep.Needs = needs(decl)
+	if err != nil {
+		return rep, err
 	}
-	rep.Needs = needs(&s.decl)
-	// checkDeclaration uses nothing of the daemon but its arguments.
-	if err = checkDeclaration(s); err != nil {
-		return rep, fmt.Errorf("%s: %w", base, err)
-	}
-	if err = gateway.New(gateway.Config{}, nil, nil).SetRoutes(routesOf(s)); err != nil {
+	if err = gateway.New(gateway.Config{}, nil, nil).SetRoutes(s.Routes()); err != nil {
 		return rep, fmt.Errorf("%s: %w", base, err)
 	}
 	return rep, nil
@@ -107,15 +99,18 @@ func Check(ctx context.Context, wasmPath, configPath string, log *slog.Logger) (
 // does at start: a route of one service that overlaps a route of another
 // refuses both services. It returns every refusal, one per module, or nil.
 func CheckConflicts(reports []*CheckReport) error {
-	claims := make([]claim, 0, len(reports))
+	claims := make([]service.Claim, 0, len(reports))
 	for _, rep := range reports {
-		s := &service{name: rep.Service, decl: rep.Declaration}
-		claims = append(claims, claim{name: rep.Service, file: filepath.Base(rep.File), routes: routesOf(s)})
+		c := service.Claim{Name: rep.Service, File: filepath.Base(rep.File)}
+		for _, r := range rep.Declaration.Routes {
+			c.Routes = append(c.Routes, gateway.Route{Service: rep.Service, Method: r.Method, Path: r.Path})
+		}
+		claims = append(claims, c)
 	}
-	refused := routeConflicts(claims)
+	refused := service.Conflicts(claims)
 	var errs []error
 	for _, c := range claims { // in the order of reports
-		if err := refused[c.file]; err != nil {
+		if err := refused[c.File]; err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -76,16 +76,6 @@ func (d *Daemon) observeRequest() func(gateway.Observation) {
 	}
 }
 
-// observeKV is a service Env's KV hook: reads by the binding, writes when
-// the daemon applies them. A missing key is not an error.
-func (d *Daemon) observeKV(service string) func(op string, err error) {
-	m := d.obs.metrics
-	if m == nil {
-		return nil
-	}
-	return func(op string, err error) { m.KV(service, op, err) }
-}
-
 // observeLoad records the outcome of loading path: a failure, a first load
 // or a reload (a new version of a service that was serving).
 func (d *Daemon) observeLoad(path string, err error) {
@@ -93,7 +83,7 @@ func (d *Daemon) observeLoad(path string, err error) {
 	var version string
 	if err == nil {
 		if s := d.lookup(name); s != nil {
-			version = s.version
+			version = s.Version()
 		}
 	}
 	d.obs.mu.Lock()
@@ -124,7 +114,7 @@ func (d *Daemon) poolStats() []metrics.ServiceStats {
 	d.mu.Lock()
 	out := make([]metrics.ServiceStats, 0, len(d.services))
 	for name, s := range d.services {
-		st := metrics.ServiceStats{Service: name, Stats: s.mod.Stats()}
+		st := metrics.ServiceStats{Service: name, Stats: s.Module().Stats()}
 		if c, ok := d.kvCaches.Load(name); ok {
 			cs := c.(*kv.Cache).Stats()
 			st.KVCache = &metrics.KVCacheStats{Lookups: cs.Lookups, Hits: cs.Hits, Bytes: cs.Bytes}

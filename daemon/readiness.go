@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/metrics"
 	"github.com/meshd/meshd/host/registry"
 )
@@ -72,7 +73,7 @@ func (d *Daemon) pluginReadiness() ([]serviceReadiness, error) {
 			case !r.up:
 				r.reason = string(st)
 			case loadErrs[r.name] != "":
-				r.reason = "version " + s.version + " serves; the module file was refused: " + loadErrs[r.name]
+				r.reason = "version " + s.Version() + " serves; the module file was refused: " + loadErrs[r.name]
 			}
 		}
 		out = append(out, r)
@@ -156,18 +157,12 @@ func bounded(s string, n int) string {
 // already (Start does nothing to them). A failure to start leaves s
 // serving its routes but DOWN in the registry, named by /readyz and
 // /v1/services, until its next load.
-func (d *Daemon) startSubscriptions(s *service) {
-	var errs []error
-	for i, sub := range s.subs {
-		if err := sub.Start(); err != nil {
-			errs = append(errs, fmt.Errorf("subscribe %s: %w", s.decl.Subscriptions[i].Type, err))
-		}
-	}
-	err := errors.Join(errs...)
-	d.setSubscriptionError(s.name, err)
+func (d *Daemon) startSubscriptions(s *service.Service) {
+	err := s.StartSubscriptions()
+	d.setSubscriptionError(s.Name(), err)
 	if err != nil {
-		_ = d.registry.SetStatus(s.name, s.version, d.cfg.Node, registry.Down)
-		s.log.Error("service DOWN: its events are not delivered", slog.String("version", s.version), slog.Any("error", err))
+		_ = d.registry.SetStatus(s.Name(), s.Version(), d.cfg.Node, registry.Down)
+		s.Logger().Error("service DOWN: its events are not delivered", slog.String("version", s.Version()), slog.Any("error", err))
 	}
 }
 

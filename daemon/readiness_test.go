@@ -186,7 +186,7 @@ func TestReadyzNamesServicesThatDoNotServe(t *testing.T) {
 		t.Fatal("garbage loaded")
 	}
 	code, body = adminGet(t, td, "/readyz", "")
-	if code != 200 || !strings.Contains(body, "degraded: service order: version "+td.lookup("order").version+" serves; the module file was refused") {
+	if code != 200 || !strings.Contains(body, "degraded: service order: version "+td.lookup("order").Version()+" serves; the module file was refused") {
 		t.Fatalf("/readyz with order degraded: %d %q", code, body)
 	}
 	if st, _ := td.Registry().Status("order"); st != registry.Up {

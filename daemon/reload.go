@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/meshd/meshd/config"
+	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/registry"
 	"github.com/meshd/meshd/runtime"
 )
@@ -242,7 +243,7 @@ func (d *Daemon) handleFileChange(ctx context.Context, ev runtime.WatchEvent) er
 	case strings.HasSuffix(base, ".wasm") && ev.Op == runtime.WatchRemove:
 		return d.RemoveService(ctx, serviceOf(base))
 	case strings.HasSuffix(base, ".wasm"):
-		if s := d.lookup(serviceOf(base)); s != nil && strings.HasPrefix(ev.Hash, s.mod.Hash()) {
+		if s := d.lookup(serviceOf(base)); s != nil && strings.HasPrefix(ev.Hash, s.Module().Hash()) {
 			d.recordLoad(ev.Path, nil) // back to the serving version: nothing refused
 			return nil
 		}
@@ -252,8 +253,8 @@ func (d *Daemon) handleFileChange(ctx context.Context, ev runtime.WatchEvent) er
 		// The same grants as the serving version's (a touch, or a file the
 		// watcher had not read yet) change nothing.
 		if s := d.lookup(serviceOf(base)); s != nil {
-			if sf, err := config.ParseService(ev.Path, ev.Data); err == nil && reflect.DeepEqual(*sf, s.sf) {
-				d.recordLoad(filepath.Join(filepath.Dir(ev.Path), s.file), nil) // nothing refused
+			if sf, err := config.ParseService(ev.Path, ev.Data); err == nil && reflect.DeepEqual(sf, s.ServiceFile()) {
+				d.recordLoad(filepath.Join(filepath.Dir(ev.Path), s.File()), nil) // nothing refused
 				return nil
 			}
 		}
@@ -295,7 +296,7 @@ func (d *Daemon) loadLogged(ctx context.Context, path string, wasm []byte) error
 	if err != nil {
 		attrs := []any{slog.String("file", filepath.Base(path)), slog.String("reason", err.Error())}
 		if s := d.lookup(serviceOf(path)); s != nil {
-			attrs = append(attrs, slog.String("serving", s.version))
+			attrs = append(attrs, slog.String("serving", s.Version()))
 		}
 		d.log.Error("module refused; the serving version (if any) keeps serving", attrs...)
 	}
@@ -328,7 +329,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 			idle = append(idle, path)
 		}
 	}
-	d.prepareAll(ctx, idle)
+	d.stage.PrepareAll(ctx, idle)
 	defer d.dropPrepared()
 	refused := d.refuseStartConflicts(ctx, idle)
 	present := make(map[string]bool)
@@ -342,7 +343,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("daemon: reload: %s refused: its routes conflict with another module's", e.Name()))
 			continue
 		}
-		wasm := d.preparedBytes(path)
+		wasm := d.stage.Bytes(path)
 		var err error
 		if wasm == nil {
 			wasm, err = os.ReadFile(path)
@@ -385,13 +386,10 @@ func (d *Daemon) RemoveService(ctx context.Context, name string) error {
 	if s == nil || d.closed.Load() {
 		return nil
 	}
-	_ = d.registry.SetStatus(name, s.version, d.cfg.Node, registry.OutOfService)
+	_ = d.registry.SetStatus(name, s.Version(), d.cfg.Node, registry.OutOfService)
 	// Stop event delivery first, while the service still answers, so that no
 	// delivery fails (and counts an attempt) because the service is gone.
-	for _, sub := range s.subs {
-		sub.Stop()
-	}
-	s.subs = nil
+	s.StopSubscriptions()
 	d.mu.Lock()
 	if d.services[name] == s {
 		delete(d.services, name)
@@ -404,23 +402,23 @@ func (d *Daemon) RemoveService(ctx context.Context, name string) error {
 	d.recordLoad(name, nil)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DrainTimeout)
 	defer cancel()
-	cerr := s.close(cctx)
-	d.log.Info("service removed", slog.String("service", name), slog.String("version", s.version))
+	cerr := s.Close(cctx)
+	d.log.Info("service removed", slog.String("service", name), slog.String("version", s.Version()))
 	return cerr
 }
 
 // retire drains and closes a replaced version and drops it from the
 // registry. Its subscriptions were handed over or stopped by the caller.
-func (d *Daemon) retire(ctx context.Context, old *service, by string) {
-	if old.version != by {
-		_ = d.registry.SetStatus(old.name, old.version, d.cfg.Node, registry.OutOfService)
+func (d *Daemon) retire(ctx context.Context, old *service.Service, by string) {
+	if old.Version() != by {
+		_ = d.registry.SetStatus(old.Name(), old.Version(), d.cfg.Node, registry.OutOfService)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DrainTimeout)
 	defer cancel()
-	if err := old.close(cctx); err != nil {
-		old.log.Warn("closing replaced version", slog.String("version", old.version), slog.Any("error", err))
+	if err := old.Close(cctx); err != nil {
+		old.Logger().Warn("closing replaced version", slog.String("version", old.Version()), slog.Any("error", err))
 	}
-	if old.version != by {
-		d.registry.Deregister(old.name, old.version, d.cfg.Node)
+	if old.Version() != by {
+		d.registry.Deregister(old.Name(), old.Version(), d.cfg.Node)
 	}
 }

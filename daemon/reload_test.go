@@ -71,7 +71,7 @@ func dropInPlace(t testing.TB, dst string, content []byte) {
 // serving is the hash of the version serving name, or "".
 func (td *testDaemon) serving(name string) string {
 	if s := td.lookup(name); s != nil {
-		return s.mod.Hash()
+		return s.Module().Hash()
 	}
 	return ""
 }
@@ -263,7 +263,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		served := time.Now()
 		toServe = append(toServe, served.Sub(written))
 		swaps = append(swaps, window{written, served})
-		replaced = append(replaced, old.mod)
+		replaced = append(replaced, old.Module())
 		time.Sleep(300 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -490,10 +490,10 @@ func TestReloadGrantsChange(t *testing.T) {
 		}
 		return ""
 	})
-	if ins := td.Registry().Lookup("order"); len(ins) != 1 || ins[0].Status != registry.Up || ins[0].Version != before.version {
+	if ins := td.Registry().Lookup("order"); len(ins) != 1 || ins[0].Status != registry.Up || ins[0].Version != before.Version() {
 		t.Fatalf("registry after a grants reload: %+v", ins)
 	}
-	if st := before.mod.Stats(); st.Live != 0 {
+	if st := before.Module().Stats(); st.Live != 0 {
 		t.Fatalf("replaced version has %d live instances", st.Live)
 	}
 	r := td.do(t, "POST", "/orders", "application/json", orderBody)
@@ -521,7 +521,7 @@ func TestReloadRemoveAndReadd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version := td.lookup("payment").version
+	version := td.lookup("payment").Version()
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -648,12 +648,7 @@ func compiledAtStart(t *testing.T) (td *testDaemon, path string, wasm []byte) {
 		t.Fatal(err)
 	}
 	td.compileDir(context.Background())
-	td.preparedMu.Lock()
-	jobs := td.compiled
-	td.preparedMu.Unlock()
-	for _, j := range jobs {
-		j.wait()
-	}
+	td.stage.WaitCompiled()
 	return td, path, wasm
 }
 
@@ -671,15 +666,13 @@ func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
 	if err := os.Chtimes(path, later, later); err != nil {
 		t.Fatal(err)
 	}
-	td.prepareAll(ctx, []string{path})
+	td.stage.PrepareAll(ctx, []string{path})
 	defer td.dropPrepared()
-	td.preparedMu.Lock()
-	p := td.prepared[path]
-	td.preparedMu.Unlock()
-	if p == nil || p.err != nil {
+	p := td.stage.Peek(path)
+	if p == nil || p.Err != nil {
 		t.Fatalf("prepared = %+v", p)
 	}
-	if p.hash != sha256.Sum256(changed) {
+	if p.Hash != sha256.Sum256(changed) {
 		t.Fatal("prepared the bytes compiled before the change, not the file's current bytes")
 	}
 }
@@ -689,8 +682,8 @@ func TestStartPreparesAgainAFileChangedAfterCompiling(t *testing.T) {
 func TestCompiledAtStartIsNotTakenUnfinished(t *testing.T) {
 	td, path, wasm := compiledAtStart(t)
 	defer td.dropPrepared()
-	if p, _ := td.takePrepared(path, wasm); p != nil {
-		p.discard()
+	if p, _ := td.stage.Take(path, wasm); p != nil {
+		p.Discard()
 		t.Fatal("takePrepared handed out a module compileDir compiled but nothing finished")
 	}
 }

@@ -125,4 +125,3 @@ func TestCheckWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

@@ -1,8 +1,9 @@
-package daemon
+package service
 
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -29,21 +30,12 @@ type logWriter struct {
 	cut bool   // the current line passed the cap and was logged
 }
 
-// newLogWriter is the WASI stdout and stderr writer of service, rate-limited
-// like the log host function (host.LogLimits' defaults, buckets of its own)
-// and counting dropped lines in meshd_guest_log_dropped_total.
-func (d *Daemon) newLogWriter(service string, log *slog.Logger) *logWriter {
-	return &logWriter{log: log, limit: host.NewLogLimiter(host.LogLimits{}, "guest stdio", d.guestLogDropped(service))}
-}
-
-// guestLogDropped is the metric hook of service's guest log limits, nil
-// when metrics are off.
-func (d *Daemon) guestLogDropped(service string) func(n int) {
-	m := d.obs.metrics
-	if m == nil {
-		return nil
-	}
-	return func(n int) { m.GuestLogDropped(service, n) }
+// NewLogWriter is the WASI stdout and stderr writer of a service logging
+// to log, rate-limited like the log host function (host.LogLimits'
+// defaults, buckets of its own) and reporting dropped lines to dropped
+// (meshd_guest_log_dropped_total; nil: not counted).
+func NewLogWriter(log *slog.Logger, dropped func(n int)) io.Writer {
+	return &logWriter{log: log, limit: host.NewLogLimiter(host.LogLimits{}, "guest stdio", dropped)}
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
