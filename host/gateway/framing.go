@@ -192,6 +192,32 @@ func (t *framingTracker) Feed(p []byte) {
 			p = p[t.body:]
 			t.body = 0
 			t.nextRequest()
+		case tsStart:
+			for t.skip > 0 && len(p) > 0 && (p[0] == '\r' || p[0] == '\n') {
+				if !t.count(1) {
+					return
+				}
+				t.skip--
+				p = p[1:]
+			}
+			if len(p) > 0 {
+				t.skip = 0
+				t.state = tsRequestLine
+			}
+		case tsRequestLine:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				if t.count(len(p)) {
+					t.requestLine(p)
+				}
+				return
+			}
+			if !t.count(i + 1) {
+				return
+			}
+			t.requestLine(p[:i])
+			t.endRequestLine()
+			p = p[i+1:]
 		case tsSkipLine:
 			i := bytes.IndexByte(p, '\n')
 			if i < 0 {
@@ -227,15 +253,6 @@ func (t *framingTracker) count(k int) bool {
 
 func (t *framingTracker) step(b byte) {
 	switch t.state {
-	case tsStart:
-		if t.skip > 0 && (b == '\r' || b == '\n') {
-			t.skip--
-			return
-		}
-		t.state = tsRequestLine
-		t.requestLine(b)
-	case tsRequestLine:
-		t.requestLine(b)
 	case tsLineStart:
 		switch b {
 		case ' ', '\t':
@@ -256,6 +273,14 @@ func (t *framingTracker) step(b byte) {
 			t.state = tsLineStartCR
 		default:
 			t.endField()
+			if c := b | 0x20; c != 'c' && c != 't' {
+				// Not Content-Length nor Transfer-Encoding. (Were the line
+				// without a colon, net/http would refuse the request and
+				// close the connection: the tracker need not notice.)
+				t.field = fieldOther
+				t.state = tsSkipLine
+				return
+			}
 			t.nameN = 0
 			t.state = tsName
 			t.nameByte(b)
@@ -277,25 +302,23 @@ func (t *framingTracker) step(b byte) {
 	}
 }
 
-func (t *framingTracker) requestLine(b byte) {
-	if b == '\n' {
-		t.endRequestLine()
-		return
-	}
+// requestLine follows seg, a piece of the request line without its LF.
+func (t *framingTracker) requestLine(seg []byte) {
 	if t.headN < len(t.head) {
-		t.head[t.headN] = b
-		t.headN++
+		t.headN += copy(t.head[t.headN:], seg)
 	}
-	switch {
-	case t.spaces >= 2:
-		if t.protoN < len(t.proto) {
-			t.proto[t.protoN] = b
-			t.protoN++
-		} else {
-			t.protoLong = true
+	for t.spaces < 2 {
+		i := bytes.IndexByte(seg, ' ')
+		if i < 0 {
+			return
 		}
-	case b == ' ':
 		t.spaces++
+		seg = seg[i+1:]
+	}
+	n := copy(t.proto[t.protoN:], seg)
+	t.protoN += n
+	if n < len(seg) {
+		t.protoLong = true
 	}
 }
 
@@ -325,9 +348,6 @@ func (t *framingTracker) nameByte(b byte) {
 	case ':':
 		t.field = fieldOther
 		t.state = tsSkipLine
-		if t.nameN < 0 {
-			return
-		}
 		name := t.name[:t.nameN]
 		switch {
 		case asciiEqualFold(name, "content-length"):
@@ -342,14 +362,14 @@ func (t *framingTracker) nameByte(b byte) {
 	case '\n':
 		t.stop(verdictLost) // net/http: a header line without a colon
 	default:
-		switch {
-		case t.nameN < 0:
-		case t.nameN < len(t.name):
-			t.name[t.nameN] = b
-			t.nameN++
-		default:
-			t.nameN = -1 // longer than any name of interest
+		if t.nameN == len(t.name) {
+			// Longer than any name of interest.
+			t.field = fieldOther
+			t.state = tsSkipLine
+			return
 		}
+		t.name[t.nameN] = b
+		t.nameN++
 	}
 }
 
