@@ -380,6 +380,12 @@ func (s *Store) instantiate(
 	allocator, _ := ctx.Value(expctxkeys.MemoryAllocatorKey{}).(experimental.MemoryAllocator)
 
 	m.buildGlobals(module, m.Engine.FunctionInstanceReference)
+	restore, restoring := ctx.Value(expctxkeys.RestoreKey{}).([]uint64) // meshd patch
+	if restoring {
+		if err = m.restoreMutableGlobals(restore); err != nil {
+			return nil, err
+		}
+	}
 	m.buildTags(module)
 	m.buildMemory(module, allocator)
 	m.Exports = module.Exports
@@ -403,7 +409,12 @@ func (s *Store) instantiate(
 	m.buildElementInstances(module.ElementSection)
 
 	// Now all the validation passes, we are safe to mutate memory instances (possibly imported ones).
-	if err = m.applyData(module.DataSection); err != nil {
+	if restoring { // meshd patch: the memory comes with its contents
+		m.DataInstances = make([][]byte, len(module.DataSection))
+		for i := range module.DataSection {
+			m.DataInstances[i] = module.DataSection[i].Init
+		}
+	} else if err = m.applyData(module.DataSection); err != nil {
 		return nil, err
 	}
 
@@ -412,7 +423,7 @@ func (s *Store) instantiate(
 	m.Engine.DoneInstantiation()
 
 	// Execute the start function.
-	if module.StartSection != nil {
+	if module.StartSection != nil && !restoring {
 		funcIdx := *module.StartSection
 		ce := m.Engine.NewFunction(funcIdx)
 		_, err = ce.Call(ctx)
@@ -734,4 +745,57 @@ func (s *Store) CloseWithExitCode(ctx context.Context, exitCode uint32) error {
 	s.nameToModuleCap = 0
 	s.typeIDs = nil
 	return errors.Join(errs...)
+}
+
+// MutableGlobalValues returns the values of the mutable globals m defines,
+// two words each, and false if one holds a reference (meshd patch; see
+// experimental.MutableGlobals).
+func (m *ModuleInstance) MutableGlobalValues() ([]uint64, bool) {
+	own := m.Globals[m.Source.ImportGlobalCount:]
+	var vals []uint64
+	for _, g := range own {
+		if !g.Type.Mutable {
+			continue
+		}
+		if !isNumericValueType(g.Type.ValType) {
+			return nil, false
+		}
+		lo, hi := g.Value()
+		vals = append(vals, lo, hi)
+	}
+	return vals, true
+}
+
+// restoreMutableGlobals sets the mutable globals m defines to vals, as
+// MutableGlobalValues returns them (meshd patch).
+func (m *ModuleInstance) restoreMutableGlobals(vals []uint64) error {
+	own := m.Globals[m.Source.ImportGlobalCount:]
+	n := 0
+	for _, g := range own {
+		if !g.Type.Mutable {
+			continue
+		}
+		if !isNumericValueType(g.Type.ValType) {
+			return errors.New("restore: a mutable global holds a reference")
+		}
+		if n+2 > len(vals) {
+			return errors.New("restore: fewer global values than mutable globals")
+		}
+		// Before DoneInstantiation: an engine that owns globals copies
+		// Val and ValHi then, as it does the initialisers' values.
+		g.Val, g.ValHi = vals[n], vals[n+1]
+		n += 2
+	}
+	if n != len(vals) {
+		return errors.New("restore: more global values than mutable globals")
+	}
+	return nil
+}
+
+func isNumericValueType(t ValueType) bool {
+	switch t {
+	case ValueTypeI32, ValueTypeI64, ValueTypeF32, ValueTypeF64, ValueTypeV128:
+		return true
+	}
+	return false
 }
