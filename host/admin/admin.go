@@ -1,6 +1,8 @@
 // Package admin is meshd's operator listener: Prometheus metrics, health
-// and readiness, and a JSON view of the loaded services.
+// and readiness, a JSON view of the loaded services, and the operator's
+// console (package console) that draws them.
 //
+//	GET /             the console: a web page that shows the mesh live
 //	GET /metrics      Prometheus exposition of meshd's own registry
 //	GET /healthz      200 while the process serves (never needs the token)
 //	GET /readyz       200 when ready, else 503 with the reason (never needs the token)
@@ -17,7 +19,10 @@
 // unless a bearer token is set or Config.Public forces it: metrics and the
 // services view describe the deployment and should not be open to a
 // network by accident. With a token, every path but the health probes
-// needs "Authorization: Bearer <token>" (401 otherwise).
+// needs "Authorization: Bearer <token>" (401 otherwise). A browser may
+// send the token as the password of HTTP Basic authentication instead
+// (any user name): a 401 offers both, so opening the console prompts for
+// it.
 //
 // Every path but the health probes also answers only requests addressed to
 // the listener by one of its own names, from no other web origin, so that
@@ -44,6 +49,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshd/meshd/host/admin/console"
 )
 
 // ErrNotLoopback is returned by New for a non-loopback address without a
@@ -176,6 +183,7 @@ type Server struct {
 	hosts  hostRule
 	mux    *http.ServeMux
 	jobs   *Jobs
+	cons   *console.Console
 	ln     net.Listener
 	srv    *http.Server
 	done   chan error
@@ -244,6 +252,16 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 	})
 	s.mux.HandleFunc("GET /v1/jobs", s.jobs.handleList)
 	s.mux.HandleFunc("GET /v1/jobs/{id}", s.jobs.handleGet)
+	var gatherer prometheus.Gatherer
+	if src.Registry != nil {
+		gatherer = src.Registry
+	}
+	cons, err := console.New(console.Source{Gatherer: gatherer}, log)
+	if err != nil {
+		return nil, err
+	}
+	s.cons = cons
+	cons.Register(s.mux) // GET /, /console/..., /v1/console
 	return s, nil
 }
 
@@ -302,11 +320,16 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 		return next
 	}
 	want := []byte("Bearer " + s.cfg.Token)
+	token := []byte(s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !probe(r.URL.Path) {
 			got := []byte(r.Header.Get("Authorization"))
-			if subtle.ConstantTimeCompare(got, want) != 1 {
+			// A browser's Basic login, the token as its password: what
+			// the console's user types at the browser's prompt.
+			_, password, basic := r.BasicAuth()
+			if subtle.ConstantTimeCompare(got, want) != 1 && (!basic || subtle.ConstantTimeCompare([]byte(password), token) != 1) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meshd admin"`)
+				w.Header().Add("WWW-Authenticate", `Basic realm="meshd admin", charset="UTF-8"`)
 				Problem(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
 				return
 			}
@@ -441,6 +464,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.done = make(chan error, 1)
 	go func() { s.done <- s.srv.Serve(ln) }()
+	s.cons.Start()
 	if !IsLoopback(hostOf(ln.Addr().String())) && s.cfg.Token == "" {
 		s.log.Warn("admin listener is reachable from the network without a token", slog.String("addr", ln.Addr().String()))
 	}
@@ -456,12 +480,12 @@ func (s *Server) Addr() string {
 }
 
 // Close stops the listener, letting in-flight requests finish until ctx is
-// done, then cancels the running jobs and waits for them until ctx is
-// done. It is idempotent.
+// done, then cancels the running jobs and stops the console's sampler, and
+// waits for them until ctx is done. It is idempotent.
 func (s *Server) Close(ctx context.Context) error {
 	s.closed.Do(func() {
 		defer func() {
-			if err := s.jobs.Close(ctx); err != nil && s.err == nil {
+			if err := errors.Join(s.jobs.Close(ctx), s.cons.Close(ctx)); err != nil && s.err == nil {
 				s.err = err
 			}
 		}()
