@@ -148,3 +148,5 @@ clean:
 # make wazero-check, make wazero-test: the fork as a patch queue (last, so
 # that `make` alone still builds meshd and the plugins).
 include third_party/wazero-patches/patches.mk
+# Rust guests (the SDK, the shipping plugin, the Rust conformance guest).
+include sdk/rust/rust.mk

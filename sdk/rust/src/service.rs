@@ -2,7 +2,7 @@
 //! declaration generated from them, and the exports' dispatch.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::codec::quote;
@@ -26,9 +26,9 @@ pub struct Service {
     name: String,
     version: String,
     routes: Vec<Route>,
-    handlers: HashMap<String, HttpHandler>, // by the declared route, "METHOD /path"
+    handlers: BTreeMap<String, HttpHandler>, // by the declared route, "METHOD /path"
     subscriptions: Vec<String>,
-    subscribers: HashMap<String, EventHandler>, // by event type
+    subscribers: BTreeMap<String, EventHandler>, // by event type
     publishes: Vec<String>,
     problems: Vec<String>,
 }
