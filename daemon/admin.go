@@ -126,12 +126,7 @@ func (d *Daemon) ready(context.Context) error {
 func (d *Daemon) servicesView() []admin.Service {
 	loadErrs := d.LoadErrors()
 	subErrs := d.subscriptionErrors()
-	d.mu.Lock()
-	svcs := make([]*service.Service, 0, len(d.services))
-	for _, s := range d.services {
-		svcs = append(svcs, s)
-	}
-	d.mu.Unlock()
+	svcs := d.locals() // the registry's record of what this node serves
 
 	d.obs.mu.Lock()
 	loadedAt := maps.Clone(d.obs.loadedAt)

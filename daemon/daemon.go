@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,8 +39,7 @@ type Daemon struct {
 	server   *http.Server
 	listener net.Listener
 
-	mu       sync.Mutex // guards services and the gateway's route set
-	services map[string]*service.Service
+	mu       sync.Mutex  // held for a swap: the gateway's route set and the services the registry serves change together
 	reload   reloadState // hot reload: watcher, load lock, load errors (reload.go)
 	kvCaches sync.Map    // service name → *kv.Cache its stores share, every version (prepare.go)
 	conf     configState // the configuration file, reloaded (configfile.go)
@@ -67,10 +64,9 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		cfg:      cfg,
 		log:      log,
 		registry: registry.New(),
-		services: make(map[string]*service.Service),
 	}
 	d.initObservability()
-	d.dispatch = dispatch.New(d.lookupDispatch, dispatch.WithMetrics(d.obs.metrics))
+	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics))
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
@@ -167,9 +163,10 @@ func (d *Daemon) Bus() *bus.Bus { return d.bus }
 
 // Services returns the names of the loaded services, sorted.
 func (d *Daemon) Services() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	names := slices.Sorted(maps.Keys(d.services))
+	var names []string
+	for _, s := range d.locals() {
+		names = append(names, s.Name())
+	}
 	return names
 }
 
@@ -226,18 +223,15 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}
 	}
 	_ = d.gateway.Close() // stops JWKS refreshes
-	d.mu.Lock()
-	svcs := make([]*service.Service, 0, len(d.services))
-	for _, s := range d.services {
-		svcs = append(svcs, s)
-	}
-	d.mu.Unlock()
+	svcs := d.locals()
 	// Subscriptions stop while every service is still loaded: the events
 	// they fetched are handled (Subscription.Stop drains), not failed for a
 	// missing service and left for a redelivery after the restart.
 	service.StopAll(ctx, svcs)
 	d.mu.Lock()
-	clear(d.services)
+	for _, s := range svcs {
+		d.registry.Withdraw(s.Name(), s.Version(), d.cfg.Node)
+	}
 	d.mu.Unlock()
 	for _, s := range svcs {
 		errs = append(errs, s.Close(ctx))

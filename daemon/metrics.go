@@ -111,17 +111,16 @@ const refusedVersion = "refused"
 
 // poolStats reads every serving module's pool (the metrics source).
 func (d *Daemon) poolStats() []metrics.ServiceStats {
-	d.mu.Lock()
-	out := make([]metrics.ServiceStats, 0, len(d.services))
-	for name, s := range d.services {
-		st := metrics.ServiceStats{Service: name, Stats: s.Module().Stats()}
-		if c, ok := d.kvCaches.Load(name); ok {
+	svcs := d.locals()
+	out := make([]metrics.ServiceStats, 0, len(svcs))
+	for _, s := range svcs {
+		st := metrics.ServiceStats{Service: s.Name(), Stats: s.Module().Stats()}
+		if c, ok := d.kvCaches.Load(s.Name()); ok {
 			cs := c.(*kv.Cache).Stats()
 			st.KVCache = &metrics.KVCacheStats{Lookups: cs.Lookups, Hits: cs.Hits, Bytes: cs.Bytes}
 		}
 		out = append(out, st)
 	}
-	d.mu.Unlock()
 	return out
 }
 

@@ -391,9 +391,7 @@ func (d *Daemon) RemoveService(ctx context.Context, name string) error {
 	// delivery fails (and counts an attempt) because the service is gone.
 	s.StopSubscriptions()
 	d.mu.Lock()
-	if d.services[name] == s {
-		delete(d.services, name)
-	}
+	d.registry.Withdraw(name, s.Version(), d.cfg.Node)
 	err := d.gateway.SetRoutes(d.routesLocked(nil))
 	d.mu.Unlock()
 	if err != nil {

@@ -34,14 +34,12 @@ func (d *Daemon) refuseStartConflicts(ctx context.Context, paths []string) map[s
 			fileOf[c.File] = path
 		}
 	}
-	d.mu.Lock()
-	for name, s := range d.services {
-		if slices.ContainsFunc(claims, func(c service.Claim) bool { return c.Name == name }) {
+	for _, s := range d.locals() {
+		if slices.ContainsFunc(claims, func(c service.Claim) bool { return c.Name == s.Name() }) {
 			continue // the version prepared now replaces it
 		}
 		claims = append(claims, s.Incumbent())
 	}
-	d.mu.Unlock()
 
 	refused := make(map[string]bool)
 	for file, err := range service.Conflicts(claims) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
-	"github.com/meshd/meshd/daemon/dispatch"
 	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/registry"
@@ -93,7 +92,7 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	tSubs := time.Since(p.Began) - p.TKV - p.TModule
 
 	d.mu.Lock()
-	if d.services[name] != cur {
+	if d.lookup(name) != cur {
 		d.mu.Unlock()
 		return fmt.Errorf("%s: service %s changed while loading; try again", base, name)
 	}
@@ -101,10 +100,9 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		d.mu.Unlock()
 		return fmt.Errorf("%s: %w", base, err)
 	}
-	d.services[name] = s
+	d.registry.Serve(registry.Instance{Service: name, Version: s.Version(), Node: d.cfg.Node, Status: registry.Up, Local: s})
 	d.mu.Unlock()
 
-	reg(s.Version(), registry.Up)
 	d.startSubscriptions(s) // readiness.go: DOWN if they cannot start
 	log := s.Logger()
 	if cur == nil {
@@ -128,10 +126,11 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	return nil
 }
 
-// routesLocked is every loaded service's routes, plus extra's.
+// routesLocked is every served service's routes, plus extra's; the caller
+// holds d.mu.
 func (d *Daemon) routesLocked(extra *service.Service) []gateway.Route {
 	var routes []gateway.Route
-	for _, s := range d.services {
+	for _, s := range d.locals() {
 		if extra != nil && s.Name() == extra.Name() {
 			continue // the version extra replaces
 		}
@@ -143,20 +142,27 @@ func (d *Daemon) routesLocked(extra *service.Service) []gateway.Route {
 	return routes
 }
 
-// lookup returns the serving version of a service, or nil.
+// lookup returns the version of a service this node serves (the
+// registry's Local instance), or nil.
 func (d *Daemon) lookup(name string) *service.Service {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.services[name]
+	in, ok := d.registry.Local(name)
+	if !ok {
+		return nil
+	}
+	s, _ := in.Local.(*service.Service)
+	return s
 }
 
-// lookupDispatch is lookup for the dispatcher (nil, not a nil
-// *service.Service, when there is none).
-func (d *Daemon) lookupDispatch(name string) dispatch.Service {
-	if s := d.lookup(name); s != nil {
-		return s
+// locals returns every version this node serves, by service name.
+func (d *Daemon) locals() []*service.Service {
+	ins := d.registry.Locals()
+	out := make([]*service.Service, 0, len(ins))
+	for _, in := range ins {
+		if s, ok := in.Local.(*service.Service); ok {
+			out = append(out, s)
+		}
 	}
-	return nil
+	return out
 }
 
 // discover answers the discover host function.

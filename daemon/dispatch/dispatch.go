@@ -16,16 +16,16 @@ import (
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/metrics"
+	"github.com/meshd/meshd/host/registry"
 	"github.com/meshd/meshd/internal/traceparent"
 	"github.com/meshd/meshd/runtime"
 )
 
 // Service is a serving version of a service, as dispatch invokes it.
 type Service interface {
+	registry.Local // Invoke
 	// Name is the service's name.
 	Name() string
-	// Invoke runs entry on one of the version's instances.
-	Invoke(ctx context.Context, entry runtime.Entry, call *runtime.Call) error
 	// Logger is the service's logger.
 	Logger() *slog.Logger
 	// Events is the [events] table of the version's service file.
@@ -38,12 +38,9 @@ type Service interface {
 	ObserveKV(op string, err error)
 }
 
-// Lookup returns the serving version of the service name, or nil.
-type Lookup func(name string) Service
-
 // Dispatcher runs requests, events and replays on services.
 type Dispatcher struct {
-	lookup  Lookup
+	reg     *registry.Registry
 	bus     atomic.Pointer[bus.Bus]
 	metrics *metrics.Metrics // nil: metrics off
 	serial  sync.Map         // service name → *serialLocks of its serial event handlers
@@ -59,13 +56,25 @@ func WithMetrics(m *metrics.Metrics) Option { return func(d *Dispatcher) { d.met
 // SetBus) an invocation that publishes fails to apply its effects.
 func WithBus(b *bus.Bus) Option { return func(d *Dispatcher) { d.bus.Store(b) } }
 
-// New returns a dispatcher that finds services with lookup.
-func New(lookup Lookup, opts ...Option) *Dispatcher {
-	d := &Dispatcher{lookup: lookup}
+// New returns a dispatcher that finds services in reg: the version of a
+// service this node serves is the registry's Local instance of it (its
+// Local a Service), resolved at every call.
+func New(reg *registry.Registry, opts ...Option) *Dispatcher {
+	d := &Dispatcher{reg: reg}
 	for _, o := range opts {
 		o(d)
 	}
 	return d
+}
+
+// lookup returns the version of service name this node serves, or nil.
+func (d *Dispatcher) lookup(name string) Service {
+	in, ok := d.reg.Local(name)
+	if !ok {
+		return nil
+	}
+	s, _ := in.Local.(Service)
+	return s
 }
 
 // SetBus sets the bus events are published on: the daemon makes the

@@ -1,12 +1,16 @@
 package registry
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshd/meshd/runtime"
 )
 
 // Status is an instance's state.
@@ -30,6 +34,17 @@ type Instance struct {
 	Node    string    `json:"node"`
 	Status  Status    `json:"status"`
 	Since   time.Time `json:"since"` // when Status last changed
+	// Local is the handle of the version this node serves (Serve), nil
+	// for any other instance: one that is starting, draining, refused, or
+	// served by another node.
+	Local Local `json:"-"`
+}
+
+// Local is the handle of a service version served on this node: what a
+// request, an event or a call to the service invokes.
+type Local interface {
+	// Invoke runs entry with call on one of the version's instances.
+	Invoke(ctx context.Context, entry runtime.Entry, call *runtime.Call) error
 }
 
 // Registry is a set of instances keyed by service, version and node.
@@ -46,17 +61,84 @@ func New() *Registry {
 }
 
 // Register adds inst, or replaces the instance with the same service,
-// version and node.
+// version and node; a replacement keeps the Local it had unless inst
+// carries one (Serve hands a service over).
 func (r *Registry) Register(inst Instance) {
 	inst.Since = r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.registerLocked(inst)
+}
+
+func (r *Registry) registerLocked(inst Instance) {
 	list := r.instances[inst.Service]
 	if i := index(list, inst.Version, inst.Node); i >= 0 {
+		if inst.Local == nil {
+			inst.Local = list[i].Local
+		}
 		list[i] = inst
 		return
 	}
 	r.instances[inst.Service] = append(list, inst)
+}
+
+// Serve registers inst, whose Local is set, as the version of its service
+// that its node serves, and in the same step takes the Local off every
+// other instance of the service on that node: from then on Local returns
+// inst, never the version it replaces, so a swap drops no request (a call
+// that picked the old version just before finishes on it while it drains).
+func (r *Registry) Serve(inst Instance) {
+	inst.Since = r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, in := range r.instances[inst.Service] {
+		if in.Node == inst.Node && in.Version != inst.Version {
+			r.instances[inst.Service][i].Local = nil
+		}
+	}
+	r.registerLocked(inst)
+}
+
+// Withdraw takes the Local off one instance: its node serves it no more
+// (it stays registered, with its status, until Deregister).
+func (r *Registry) Withdraw(service, version, node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.instances[service]
+	if i := index(list, version, node); i >= 0 {
+		list[i].Local = nil
+	}
+}
+
+// Local returns the instance of service that this node serves (the one
+// with a Local), whatever its status: a version whose subscriptions failed
+// (DOWN) still serves its routes.
+func (r *Registry) Local(service string) (Instance, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, in := range r.instances[service] {
+		if in.Local != nil {
+			return in, true
+		}
+	}
+	return Instance{}, false
+}
+
+// Locals returns every instance this node serves (those with a Local),
+// by service name.
+func (r *Registry) Locals() []Instance {
+	r.mu.RLock()
+	var out []Instance
+	for _, list := range r.instances {
+		for _, in := range list {
+			if in.Local != nil {
+				out = append(out, in)
+			}
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Instance) int { return cmp.Compare(a.Service, b.Service) })
+	return out
 }
 
 // SetStatus changes the status of one instance.
