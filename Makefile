@@ -145,6 +145,9 @@ check: lint tidy-check
 clean:
 	rm -rf bin build $(GO_GUEST_WASM)
 
+# make browser-tools, make test-browser: the console's browser test.
+include test/browser/browser.mk
+
 # make wazero-check, make wazero-test: the fork as a patch queue (last, so
 # that `make` alone still builds meshd and the plugins).
 include third_party/wazero-patches/patches.mk
