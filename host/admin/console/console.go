@@ -193,7 +193,10 @@ func (c *Console) Close(ctx context.Context) error {
 // that fails in part keeps what it returned, and says why in the data.
 func (c *Console) sample(now time.Time) {
 	mfs, err := c.src.Gatherer.Gather()
-	s := parse(now, mfs, c.cfg)
+	c.mu.Lock()
+	prev := c.latest
+	c.mu.Unlock()
+	s := parse(now, mfs, prev, c.cfg)
 	if err != nil {
 		s.err = bound(err.Error(), maxErrorBytes)
 		c.log.Debug("console: gathering metrics", slog.String("error", s.err))

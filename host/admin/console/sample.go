@@ -42,6 +42,7 @@ type routeKey struct{ service, route string }
 // codes: requests, 5xx answers, and the latency histogram's cumulative
 // bucket counts (bounds shared by every sample of the route).
 type routeRaw struct {
+	key      routeKey
 	requests float64
 	errors   float64
 	bounds   []float64 // upper bounds, ascending, +Inf excluded
@@ -85,7 +86,9 @@ func label[L labelPair](ls []L, name string) string {
 }
 
 // parse makes a sample of a gather's families (mfs is
-// []*io_prometheus_client.MetricFamily).
+// []*io_prometheus_client.MetricFamily). A route's name and bucket bounds
+// are shared with the previous sample (prev, nil for none), so that the
+// ring holds each once.
 func parse[F interface {
 	GetName() string
 	GetMetric() []M
@@ -97,7 +100,7 @@ func parse[F interface {
 }, L labelPair, C interface{ GetValue() float64 }, G interface{ GetValue() float64 }, H interface {
 	GetBucket() []B
 	GetSampleCount() uint64
-}, B bucket](at time.Time, mfs []F, cfg Config) *sample {
+}, B bucket](at time.Time, mfs []F, prev *sample, cfg Config) *sample {
 	s := &sample{at: at, routes: make(map[routeKey]*routeRaw)}
 	type ct struct{ service, topic string }
 	consumers := make(map[ct]*Consumer)
@@ -127,8 +130,11 @@ func parse[F interface {
 		}
 		r := s.routes[k]
 		if r == nil {
-			r = &routeRaw{}
-			s.routes[k] = r
+			r = &routeRaw{key: k}
+			if p := prev.route(k); p != nil {
+				r.key, r.bounds = p.key, p.bounds
+			}
+			s.routes[r.key] = r
 		}
 		return r
 	}
@@ -152,12 +158,15 @@ func parse[F interface {
 				}
 				h := m.GetHistogram()
 				bs := h.GetBucket()
-				if r.bounds == nil {
-					r.bounds = make([]float64, 0, len(bs))
+				if r.buckets == nil {
+					bounds := make([]float64, 0, len(bs))
 					for _, b := range bs {
 						if !math.IsInf(b.GetUpperBound(), 1) {
-							r.bounds = append(r.bounds, b.GetUpperBound())
+							bounds = append(bounds, b.GetUpperBound())
 						}
+					}
+					if !slices.Equal(bounds, r.bounds) {
+						r.bounds = bounds
 					}
 					r.buckets = make([]float64, len(r.bounds))
 				}
@@ -242,6 +251,14 @@ func parse[F interface {
 	slices.SortFunc(s.modules, func(a, b Module) int { return cmp.Compare(a.Service, b.Service) })
 	s.modules = s.modules[:min(len(s.modules), cfg.MaxRows)]
 	return s
+}
+
+// route is the sample's figures of route k, nil when s is nil or lacks it.
+func (s *sample) route(k routeKey) *routeRaw {
+	if s == nil {
+		return nil
+	}
+	return s.routes[k]
 }
 
 func compareRoutes(a, b routeKey) int {

@@ -147,7 +147,7 @@
       let seg = [];
       const flush = () => {
         if (seg.length > 0) {
-          if (seg.length === 1) seg.push([seg[0][0] + 0.5, seg[0][1]]);
+          if (seg.length === 1) seg.push([seg[0][0] + 0.5, seg[0][1]]); // a lone point: a dot
           const pl = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
           pl.setAttribute("class", cls);
           pl.setAttribute("points", seg.map((q) => q[0].toFixed(1) + "," + q[1].toFixed(1)).join(" "));
@@ -276,7 +276,7 @@
         box.append(head);
         if (n === 0) return box;
         const rows = st.letters.slice(0, MAX_LETTERS).map((d) => el("tr", { "data-letter": d.id },
-          td("Event", el("code", {}, d.id)), td("Type", el("code", {}, d.type)),
+          td("Event", el("code", {}, d.id)), td("Type", el("code", { class: "nowrap" }, d.type)),
           td("Reason", el("span", { class: "error" }, d.reason || "–")),
           num("Attempts", d.attempts), td("Failed", fmtTime(d.failed_at)),
           td("", redriveButton(s.name, d.id, "Redrive"))));
