@@ -240,7 +240,9 @@ var cases = []testCase{
 			return fmt.Sprintf("routes %s; subscriptions %v; publishes %v", strings.Join(routes, ", "), subs, d.Publishes)
 		}},
 	{"echo: input and output", `200 application/json "{\"hello\":\"guest\"}"`,
-		func(t *testing.T, h *harness) string { return h.request(h.m, "POST /echo", `{"hello":"guest"}`).String() }},
+		func(t *testing.T, h *harness) string {
+			return h.request(h.m, "POST /echo", `{"hello":"guest"}`).String()
+		}},
 	{"kv: absent key", `404 application/json "{}"`,
 		func(t *testing.T, h *harness) string { return h.request(h.m, "GET /kv", "").String() }},
 	{"kv: read your write, buffered", `200 application/json "{\"n\":1}" write value="{\"n\":1}"`,
