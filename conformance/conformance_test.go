@@ -7,7 +7,7 @@ import (
 	"github.com/meshd/meshd/internal/wattest"
 )
 
-func fixture(t *testing.T, path string) []byte {
+func fixture(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
