@@ -13,6 +13,23 @@ type ConstantExpression struct {
 	Data []byte
 }
 
+// RefFunc returns the function index of an expression that is a single
+// ref.func (meshd patch). That is the init of nearly every element of an
+// element segment, and a Go-built module's table has thousands: each
+// instantiation evaluated each one with the general evaluator, a slice
+// and a closure call apiece.
+func (e *ConstantExpression) RefFunc() (Index, bool) {
+	d := e.Data
+	if len(d) < 3 || d[0] != OpcodeRefFunc || d[len(d)-1] != OpcodeEnd {
+		return 0, false
+	}
+	v, n, err := leb128.LoadUint32(d[1:])
+	if err != nil || int(n)+2 != len(d) {
+		return 0, false
+	}
+	return v, true
+}
+
 // I32Const returns the value of an expression that is a single i32.const
 // (meshd patch). That is the offset of nearly every data segment, and a
 // Go-built module has tens of thousands of segments (its linker splits data

@@ -192,8 +192,12 @@ func (m *ModuleInstance) buildElementInstances(elements []ElementSegment) {
 			inits := elm.Init
 			inst := make([]Reference, len(inits))
 			m.ElementInstances[i] = inst
-			for j, idx := range inits {
-				initExprResults := evaluateConstExprInModuleInstance(&idx, m)
+			for j := range inits {
+				if f, ok := inits[j].RefFunc(); ok { // meshd patch: the common case
+					inst[j] = m.Engine.FunctionInstanceReference(f)
+					continue
+				}
+				initExprResults := evaluateConstExprInModuleInstance(&inits[j], m)
 				inst[j] = Reference(initExprResults[0])
 			}
 		}
@@ -208,8 +212,13 @@ func (m *ModuleInstance) applyElements(elems []ElementSegment) {
 			len(elem.Init) == 0 {
 			continue
 		}
-		offsetExprResults := evaluateConstExprInModuleInstance(&elem.OffsetExpr, m)
-		offset := uint32(offsetExprResults[0])
+		var offset uint32
+		if v, ok := elem.OffsetExpr.I32Const(); ok { // meshd patch: the common case
+			offset = uint32(v)
+		} else {
+			offsetExprResults := evaluateConstExprInModuleInstance(&elem.OffsetExpr, m)
+			offset = uint32(offsetExprResults[0])
+		}
 
 		table := m.Tables[elem.TableIndex]
 		references := table.References
@@ -229,8 +238,13 @@ func (m *ModuleInstance) applyElements(elems []ElementSegment) {
 				references[offset+uint32(i)] = Reference(0)
 			}
 		} else {
-			for i, init := range elem.Init {
-				initExprResults := evaluateConstExprInModuleInstance(&init, m)
+			for i := range elem.Init {
+				init := &elem.Init[i]
+				if f, ok := init.RefFunc(); ok { // meshd patch: the common case
+					references[offset+uint32(i)] = m.Engine.FunctionInstanceReference(f)
+					continue
+				}
+				initExprResults := evaluateConstExprInModuleInstance(init, m)
 				references[offset+uint32(i)] = Reference(initExprResults[0])
 			}
 		}
@@ -410,9 +424,14 @@ func (s *Store) instantiate(
 
 	// Now all the validation passes, we are safe to mutate memory instances (possibly imported ones).
 	if restoring { // meshd patch: the memory comes with its contents
-		m.DataInstances = make([][]byte, len(module.DataSection))
-		for i := range module.DataSection {
-			m.DataInstances[i] = module.DataSection[i].Init
+		// memory.init and data.drop need a data count section: without
+		// one no code reads the data instances, and a Go-built module's
+		// tens of thousands of segments would cost a slice per instance.
+		if module.DataCountSection != nil {
+			m.DataInstances = make([][]byte, len(module.DataSection))
+			for i := range module.DataSection {
+				m.DataInstances[i] = module.DataSection[i].Init
+			}
 		}
 	} else if err = m.applyData(module.DataSection); err != nil {
 		return nil, err

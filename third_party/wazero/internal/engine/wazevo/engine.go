@@ -761,6 +761,15 @@ func (e *engine) NewModuleEngine(m *wasm.Module, mi *wasm.ModuleInstance) (wasm.
 	me.parent = compiled
 	me.module = mi
 	me.listeners = compiled.listeners
+	// meshd patch: one chunk for the function instances the element
+	// segments will ask for (FunctionInstanceReference).
+	var refs int
+	for i := range m.ElementSection {
+		refs += len(m.ElementSection[i].Init)
+	}
+	if refs > 0 {
+		me.localFunctionInstances = [][]functionInstance{make([]functionInstance, 0, refs)}
+	}
 
 	if m.IsHostModule {
 		me.opaque = buildHostModuleOpaque(m, compiled.listeners)

@@ -23,14 +23,26 @@ type (
 		parent                 *compiledModule
 		module                 *wasm.ModuleInstance
 		opaque                 moduleContextOpaque
-		localFunctionInstances []*functionInstance
+		// localFunctionInstances keeps alive the function instances
+		// FunctionInstanceReference hands out as bare pointers. They are
+		// allocated in chunks (meshd patch): a Go-built module's table
+		// asks for thousands of them at every instantiation.
+		localFunctionInstances [][]functionInstance
 		importedFunctions      []importedFunction
 		listeners              []experimental.FunctionListener
 	}
 
+	// functionInstance is what a funcref points to. Its two addresses are
+	// uintptrs (meshd patch), so that the thousands an instance of a
+	// Go-built module makes hold no pointer for the garbage collector to
+	// scan: executable is in the compiled code's mapping, outside the Go
+	// heap, and moduleContextOpaquePtr in moduleEngine.opaque, kept alive
+	// as long as the moduleEngine, which also keeps its function instances
+	// (localFunctionInstances). The compiled code reads them by offset;
+	// the layout is unchanged.
 	functionInstance struct {
-		executable             *byte
-		moduleContextOpaquePtr *byte
+		executable             uintptr
+		moduleContextOpaquePtr uintptr
 		typeID                 wasm.FunctionTypeID
 		indexInModule          wasm.Index
 	}
@@ -332,14 +344,23 @@ func (m *moduleEngine) FunctionInstanceReference(funcIndex wasm.Index) wasm.Refe
 	executable := &p.executable[p.functionOffsets[localIndex]]
 	typeID := m.module.TypeIDs[m.module.Source.FunctionSection[localIndex]]
 
-	lf := &functionInstance{
-		executable:             executable,
-		moduleContextOpaquePtr: m.opaquePtr,
+	chunks := m.localFunctionInstances
+	if len(chunks) == 0 || len(chunks[len(chunks)-1]) == cap(chunks[len(chunks)-1]) {
+		n := 16
+		if len(chunks) > 0 {
+			n = min(2*cap(chunks[len(chunks)-1]), 4096)
+		}
+		chunks = append(chunks, make([]functionInstance, 0, n))
+		m.localFunctionInstances = chunks
+	}
+	last := &chunks[len(chunks)-1]
+	*last = append(*last, functionInstance{ // within its capacity: never moves
+		executable:             uintptr(unsafe.Pointer(executable)),
+		moduleContextOpaquePtr: uintptr(unsafe.Pointer(m.opaquePtr)),
 		typeID:                 typeID,
 		indexInModule:          funcIndex,
-	}
-	m.localFunctionInstances = append(m.localFunctionInstances, lf)
-	return uintptr(unsafe.Pointer(lf))
+	})
+	return uintptr(unsafe.Pointer(&(*last)[len(*last)-1]))
 }
 
 // LookupFunction implements wasm.ModuleEngine.
@@ -356,7 +377,7 @@ func (m *moduleEngine) LookupFunction(t *wasm.TableInstance, typeId wasm.Functio
 	if tf.typeID != typeId {
 		panic(wasmruntime.ErrRuntimeIndirectCallTypeMismatch)
 	}
-	return moduleInstanceFromOpaquePtr(tf.moduleContextOpaquePtr), tf.indexInModule
+	return moduleInstanceFromOpaquePtr(wazevoapi.PtrFromUintptr[byte](tf.moduleContextOpaquePtr)), tf.indexInModule
 }
 
 func moduleInstanceFromOpaquePtr(ptr *byte) *wasm.ModuleInstance {
