@@ -157,6 +157,9 @@ func TestPublishAll(t *testing.T) {
 	var published atomic.Int64
 	cfg := testConfig
 	cfg.Hooks.Published = func(string) { published.Add(1) }
+	// One handler at a time: the order of delivery is the stream's, which
+	// several workers would not keep.
+	cfg.Concurrency = 1
 	_, b := setup(t, cfg)
 	ctx := testCtx(t)
 	streamMsgs := func(name string) uint64 {

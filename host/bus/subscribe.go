@@ -35,14 +35,21 @@ type Subscription struct {
 	cons    jetstream.Consumer
 	name    string // of cons: ConsumerName's, or a replacement's (see ensureConsumer)
 
-	startMu sync.Mutex                // orders Start against Stop
-	it      jetstream.MessagesContext // set by Start
+	startMu sync.Mutex // orders Start against Stop
+	started bool       // set by Start
 
 	ctx    context.Context // parent of handler contexts
 	cancel context.CancelFunc
 
+	// The puller asks the server for as many events as there are free
+	// workers (one token each in free) and hands them over on work.
+	free        chan struct{}
+	work        chan jetstream.Msg
+	pulls       context.Context // the open pull requests' parent; cancelled by Stop
+	cancelPulls context.CancelFunc
+
 	stopping chan struct{}
-	wg       sync.WaitGroup // the workers
+	wg       sync.WaitGroup // the puller and the workers
 	stopOnce sync.Once
 
 	// refused counts, per stream sequence, the deliveries whose handler
@@ -190,23 +197,106 @@ func (s *Subscription) Start() error {
 		return ErrClosed
 	default:
 	}
-	if s.it != nil {
+	if s.started {
 		return nil
 	}
-	// Short pulls: if a pull request is lost (seen under heavy load: the
-	// consumer sat with events pending and none in flight), the client
-	// notices the missing heartbeat after half the expiry and pulls again,
-	// so delivery stalls for seconds, not the default 15 to 30.
-	it, err := s.cons.Messages(jetstream.PullMaxMessages(s.b.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return fmt.Errorf("bus: consume %s: %w", s.name, err)
+	s.started = true
+	n := s.b.cfg.Concurrency
+	s.free = make(chan struct{}, n)
+	for range n {
+		s.free <- struct{}{}
 	}
-	s.it = it
-	s.wg.Add(s.b.cfg.Concurrency)
-	for range s.b.cfg.Concurrency {
+	s.work = make(chan jetstream.Msg)
+	s.pulls, s.cancelPulls = context.WithCancel(context.Background())
+	s.wg.Add(n + 1)
+	go s.puller()
+	for range n {
 		go s.worker()
 	}
 	return nil
+}
+
+// Pull requests: each asks for at most as many events as there are free
+// workers and lasts pullExpiry; the server sends a heartbeat every
+// pullHeartbeat while it has nothing, and a request that hears nothing for
+// two heartbeats (lost by the server) ends then, so that a new one is
+// made: a lost request costs at most 2 s, not a stall.
+const (
+	pullExpiry    = 5 * time.Second
+	pullHeartbeat = time.Second
+)
+
+// puller keeps a pull request open for every free worker. It replaces
+// jetstream's Messages iterator, whose shared pending count lost a wake-up:
+// its Next decides whether to pull again only when it starts or receives
+// something, and skips the pull while the previous request is still being
+// published (fetchInProgress); when that request's events were all
+// delivered and taken before the flag was cleared (the publishing goroutine
+// descheduled on the shared in-process connection's lock), every worker
+// waited in Next with nothing requested, until the missing-heartbeat check
+// pulled again 5 s later. Here one goroutine owns the count (the free
+// tokens), a request's unused tokens come back when it ends, and a token
+// is back the moment its worker is free, so a free worker always has a
+// request open for it.
+func (s *Subscription) puller() {
+	defer s.wg.Done()
+	var open sync.WaitGroup // requests still handing out events
+	defer func() {
+		open.Wait()
+		close(s.work)
+	}()
+	for {
+		select {
+		case <-s.free:
+		case <-s.stopping:
+			return
+		}
+		n := 1
+	more:
+		for n < s.b.cfg.Concurrency {
+			select {
+			case <-s.free:
+				n++
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(s.pulls, pullExpiry)
+		batch, err := s.cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(pullHeartbeat))
+		if err != nil {
+			cancel()
+			s.giveBack(n)
+			if s.pulls.Err() != nil {
+				return
+			}
+			s.b.log.Warn("bus: fetching events", "service", s.service, "type", s.typ, "error", err)
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-s.stopping:
+				return
+			}
+			continue
+		}
+		open.Go(func() {
+			defer cancel()
+			got := 0
+			for msg := range batch.Messages() {
+				got++
+				s.work <- msg // a worker is free: this event holds its token
+			}
+			s.giveBack(n - got)
+			if err := batch.Error(); err != nil && s.pulls.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+				s.b.log.Warn("bus: fetching events", "service", s.service, "type", s.typ, "error", err)
+			}
+		})
+	}
+}
+
+// giveBack returns n tokens of free workers to the puller.
+func (s *Subscription) giveBack(n int) {
+	for range n {
+		s.free <- struct{}{}
+	}
 }
 
 // Stop stops delivery and waits for in-flight handlers to return. Events
@@ -218,10 +308,12 @@ func (s *Subscription) Stop() {
 	s.stopOnce.Do(func() {
 		s.startMu.Lock()
 		close(s.stopping)
-		it := s.it
+		started := s.started
 		s.startMu.Unlock()
-		if it != nil { // nil: never started
-			it.Drain() // Next hands out what was fetched, then reports closed
+		if started {
+			// Open requests end now; what they received is still handed
+			// out (a request's received events outlive its cancellation).
+			s.cancelPulls()
 		}
 		s.wg.Wait()
 		s.cancel()
@@ -231,27 +323,14 @@ func (s *Subscription) Stop() {
 	})
 }
 
-// worker handles deliveries one after another until the iterator stops.
-// Config.Concurrency workers share one iterator (Next is safe for
-// concurrent use); long-lived workers keep their grown stacks, where a
-// goroutine per event grew a fresh stack through wazero on every delivery.
+// worker handles deliveries one after another until the puller stops.
+// Long-lived workers keep their grown stacks, where a goroutine per event
+// grew a fresh stack through wazero on every delivery.
 func (s *Subscription) worker() {
 	defer s.wg.Done()
-	for {
-		msg, err := s.it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
-			s.b.log.Warn("bus: fetching events", "service", s.service, "type", s.typ, "error", err)
-			select {
-			case <-time.After(250 * time.Millisecond):
-			case <-s.stopping:
-				return
-			}
-			continue
-		}
+	for msg := range s.work {
 		s.handle(msg)
+		s.free <- struct{}{}
 	}
 }
 
