@@ -102,6 +102,12 @@ type ModuleConfig struct {
 	AcquireTimeout time.Duration
 	// MaxCallsPerInstance recycles an instance after that many calls (10000).
 	MaxCallsPerInstance int
+	// DisableSnapshot starts every instance the ordinary way (instantiate,
+	// run the initialiser) instead of from a snapshot of the first one
+	// taken after its initialiser ran (snapshot.go). For a guest whose
+	// initialiser keeps state that must differ per instance (a secret
+	// drawn from random bytes, a start time) that meshd cannot detect.
+	DisableSnapshot bool
 	// Stdout and Stderr receive the guest's WASI output (discarded if nil).
 	Stdout, Stderr io.Writer
 	// Logger receives the pool's own messages.

@@ -58,6 +58,9 @@ type Stats struct {
 	Recycled  uint64 // instances retired after MaxCallsPerInstance calls
 	// Waits counts calls that found every instance busy and waited for one.
 	Waits uint64
+	// Restored counts the instances started from the module's snapshot
+	// (included in Created).
+	Restored uint64
 	// MemoryBytes is the linear memory of the live instances, as last seen
 	// when each was created or returned to the pool.
 	MemoryBytes uint64
@@ -71,6 +74,14 @@ type Module struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	modCfg   wazero.ModuleConfig
+	// restoreCfg is modCfg without start functions: a restored instance's
+	// initialiser has run (snapshot.go).
+	restoreCfg wazero.ModuleConfig
+	// snap is the snapshot instances after the first start from (nil:
+	// none; snapInfo says why). Both are set by Start before any other
+	// instance is made, and only read afterwards.
+	snap     *snapshot
+	snapInfo SnapshotInfo
 	has      [numEntries]bool
 	hasInit  bool
 	decl     []byte
@@ -89,8 +100,8 @@ type Module struct {
 	bgCtx    context.Context    // the refiller's: cancelled by Close, which stops an initialiser it runs
 	bgStop   context.CancelFunc // nil until Start
 
-	calls, failures, busy, created, discarded, recycled, waits atomic.Uint64
-	memBytes                                                   atomic.Int64 // sum of instance.mem
+	calls, failures, busy, created, discarded, recycled, waits, restored atomic.Uint64
+	memBytes                                                             atomic.Int64 // sum of instance.mem
 }
 
 type instance struct {
@@ -222,6 +233,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 		WithSysWalltime().WithSysNanotime().
 		// nanosleep: each instance's own (instance.sleep), set by newInstance
 		WithRandSource(rand.Reader)
+	m.restoreCfg = m.modCfg.WithStartFunctions()
 	if m.hasInit {
 		m.modCfg = m.modCfg.WithStartFunctions(abi.ExportInitialize)
 	} else {
@@ -249,7 +261,34 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 			return fmt.Errorf("linking host functions: %w", err)
 		}
 	}
-	for range m.cfg.PoolMin {
+	// The first instance initialises the ordinary way; its state, fresh
+	// from the initialiser, is the snapshot the others start from.
+	var rc *randCounter
+	if !m.cfg.DisableSnapshot {
+		rc = new(randCounter)
+	}
+	first, err := m.instantiate(ctx, rc)
+	if err != nil {
+		return err
+	}
+	m.snapInfo.Refused = "disabled by the module's configuration"
+	if rc != nil {
+		m.snap, m.snapInfo.Refused = m.takeSnapshot(first, rc.n.Load())
+	}
+	if s := m.snap; s != nil {
+		m.snapInfo = SnapshotInfo{Taken: true, MemoryBytes: uint64(s.pages) * 65536,
+			ImageBytes: s.image.nonZero, CopyOnWrite: s.image.copyOnWrite(), Reseeded: len(s.reseed)}
+		// The first instance holds all its memory as its own; one
+		// restored in its place shares the image's pages and, idle, costs
+		// only the few it wrote.
+		m.closeInstance(first)
+		if first, err = m.newInstance(ctx); err != nil {
+			return err
+		}
+	}
+	m.logSnapshot(m.snapInfo)
+	m.idle <- first
+	for range m.cfg.PoolMin - 1 {
 		inst, ierr := m.newInstance(ctx)
 		if ierr != nil {
 			return ierr
@@ -327,16 +366,43 @@ func signature(params, results []api.ValueType) string {
 	return names(params) + " -> " + names(results)
 }
 
-// newInstance instantiates the module and runs its initialiser under the
-// call timeout.
+// newInstance makes an instance ready to serve: restored from the
+// module's snapshot, or, without one (or if restoring fails), instantiated
+// with its initialiser run under the call timeout.
 func (m *Module) newInstance(parent context.Context) (*instance, error) {
+	if s := m.snap; s != nil {
+		ctx, cancel := context.WithTimeout(m.cfg.instanceContext(parent), m.cfg.CallTimeout)
+		inst := &instance{stack: make([]uint64, 1), ctx: ctx}
+		mod, err := m.restore(ctx, s, inst)
+		cancel()
+		inst.ctx = nil
+		if err == nil {
+			m.restored.Add(1)
+			return m.ready(inst, mod), nil
+		}
+		if parent.Err() != nil {
+			return nil, fmt.Errorf("restoring from the snapshot: %w", err)
+		}
+		m.log.Warn("restoring an instance from the snapshot failed; initialising it instead",
+			slog.String("module", m.cfg.Name), slog.Any("error", err))
+	}
+	return m.instantiate(parent, nil)
+}
+
+// instantiate instantiates the module and runs its initialiser under the
+// call timeout; with rc, the instance reads its random bytes through it.
+func (m *Module) instantiate(parent context.Context, rc *randCounter) (*instance, error) {
 	ctx, cancel := context.WithTimeout(m.cfg.instanceContext(parent), m.cfg.CallTimeout)
 	defer cancel()
 	if memoryAllocator != nil {
 		ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator)
 	}
 	inst := &instance{stack: make([]uint64, 1), ctx: ctx}
-	mod, err := m.rt.InstantiateModule(ctx, m.compiled, m.modCfg.WithNanosleep(inst.sleep))
+	cfg := m.modCfg.WithNanosleep(inst.sleep)
+	if rc != nil {
+		cfg = cfg.WithRandSource(rc)
+	}
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	inst.ctx = nil
 	if err != nil {
 		var exit *sys.ExitError
@@ -345,6 +411,11 @@ func (m *Module) newInstance(parent context.Context) (*instance, error) {
 		}
 		return nil, fmt.Errorf("instantiating: %w", err)
 	}
+	return m.ready(inst, mod), nil
+}
+
+// ready finishes inst around its module instance: export handles, counts.
+func (m *Module) ready(inst *instance, mod api.Module) *instance {
 	inst.mod = mod
 	for e := range numEntries {
 		if m.has[e] {
@@ -354,7 +425,7 @@ func (m *Module) newInstance(parent context.Context) (*instance, error) {
 	m.live.Add(1)
 	m.created.Add(1)
 	m.trackMemory(inst)
-	return inst, nil
+	return inst
 }
 
 func (m *Module) closeInstance(inst *instance) {
@@ -396,5 +467,10 @@ func (m *Module) Stats() Stats {
 		Calls: m.calls.Load(), Failures: m.failures.Load(), Busy: m.busy.Load(),
 		Created: m.created.Load(), Discarded: m.discarded.Load(), Recycled: m.recycled.Load(),
 		Waits: m.waits.Load(), MemoryBytes: uint64(max(m.memBytes.Load(), 0)),
+		Restored: m.restored.Load(),
 	}
 }
+
+// Snapshot says whether the module's instances start from a snapshot
+// (set by Start).
+func (m *Module) Snapshot() SnapshotInfo { return m.snapInfo }

@@ -229,6 +229,7 @@ func (m *Module) Close(ctx context.Context) error {
 	if cerr := m.rt.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 		err = cerr
 	}
+	m.snap.close() // no instance is being made: every call and the refiller are done
 	return err
 }
 

@@ -1,0 +1,4 @@
+package runtime
+
+// sysMemfdCreate is memfd_create(2)'s number.
+const sysMemfdCreate = 279

@@ -1,0 +1,156 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// memoryImage is a snapshot's linear memory. On Linux it lives in a
+// sealed memfd (anonymous shared memory, no file system), written once,
+// without its all-zero pages (holes cost nothing and read as zeros), and
+// each restored instance maps it privately at the start of its memory's
+// reservation: the instances of a module version share the image's pages
+// through the page cache, and a page one of them writes becomes its own
+// copy, invisible to the others (copy-on-write). The seals forbid any
+// write to the file, so no instance and no bug can change the image under
+// the others. Where the memfd or the mapping is refused, instances get a
+// copy of the image (data) instead.
+type memoryImage struct {
+	fd      int    // the memfd, or -1
+	data    []byte // the contents: a read-only shared mapping of fd, or a Go copy
+	mapped  bool   // data is a mapping (munmap at close)
+	nonZero uint64 // bytes of the pages that are not all zero
+}
+
+// Linux memfd_create(2) and fcntl(2) constants not in package syscall.
+const (
+	mfdCloexec      = 0x1
+	mfdAllowSealing = 0x2
+	fAddSeals       = 1033
+	fSealSeal       = 0x1
+	fSealShrink     = 0x2
+	fSealGrow       = 0x4
+	fSealWrite      = 0x8
+)
+
+// pageSize is the granularity of the image's holes and of copy-on-write.
+var pageSize = os.Getpagesize()
+
+// newMemoryImage makes the image of mem. It fails only when it cannot
+// make a copy; a refused memfd gives an image that instances copy.
+func newMemoryImage(mem []byte) (*memoryImage, error) {
+	img := &memoryImage{fd: -1, nonZero: nonZeroBytes(mem)}
+	if fd, err := newMemfd(mem); err == nil {
+		data, merr := syscall.Mmap(fd, 0, len(mem), syscall.PROT_READ, syscall.MAP_SHARED)
+		if merr == nil || len(mem) == 0 {
+			img.fd, img.data, img.mapped = fd, data, merr == nil
+			return img, nil
+		}
+		_ = syscall.Close(fd)
+	}
+	img.data = append([]byte(nil), mem...)
+	return img, nil
+}
+
+// newMemfd makes the memfd of an image. A variable, so that tests can
+// refuse it.
+var newMemfd = memfdImage
+
+// memfdImage writes mem's non-zero pages into a new sealed memfd.
+func memfdImage(mem []byte) (int, error) {
+	if sysMemfdCreate < 0 {
+		return -1, errors.New("memfd_create: not on this architecture")
+	}
+	// A fixed label (shown in /proc/PID/maps): a module's name is the
+	// guest author's to choose.
+	label, err := syscall.BytePtrFromString("meshd-snapshot")
+	if err != nil {
+		return -1, err
+	}
+	nr := sysMemfdCreate
+	r, _, errno := syscall.Syscall(uintptr(nr), uintptr(unsafe.Pointer(label)), mfdCloexec|mfdAllowSealing, 0)
+	if errno != 0 {
+		return -1, fmt.Errorf("memfd_create: %w", errno)
+	}
+	fd := int(r)
+	fail := func(err error) (int, error) {
+		_ = syscall.Close(fd)
+		return -1, err
+	}
+	if err := syscall.Ftruncate(fd, int64(len(mem))); err != nil {
+		return fail(fmt.Errorf("ftruncate: %w", err))
+	}
+	for off := 0; off < len(mem); off += pageSize {
+		page := mem[off:min(off+pageSize, len(mem))]
+		if allZero(page) {
+			continue
+		}
+		for done := 0; done < len(page); {
+			n, err := syscall.Pwrite(fd, page[done:], int64(off+done))
+			if err != nil {
+				return fail(fmt.Errorf("pwrite: %w", err))
+			}
+			done += n
+		}
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), fAddSeals,
+		fSealSeal|fSealShrink|fSealGrow|fSealWrite); errno != 0 {
+		return fail(fmt.Errorf("sealing: %w", errno))
+	}
+	return fd, nil
+}
+
+// mapPrivate maps length bytes of fd over the start of the reservation at
+// addr, privately (copy-on-write). A variable, so that tests can refuse it.
+var mapPrivate = func(addr uintptr, length, fd int) error {
+	r, _, errno := syscall.Syscall6(syscall.SYS_MMAP, addr, uintptr(length),
+		syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, uintptr(fd), 0)
+	if errno != 0 {
+		return errno
+	}
+	if r != addr {
+		return errors.New("mmap: mapped elsewhere")
+	}
+	return nil
+}
+
+// linearMemory gives a restored instance its memory: a reservation of
+// limit bytes (as mmapAllocator's) with the image mapped privately over
+// its start, or, where that is refused, copied into it; where even the
+// reservation is refused, a Go slice holding a copy.
+func (img *memoryImage) linearMemory(capacity, limit uint64) experimental.LinearMemory {
+	n := len(img.data)
+	if limit == 0 || limit > 1<<32 || uint64(n) > limit {
+		return copyMemory(img.data, limit)
+	}
+	buf, err := syscall.Mmap(-1, 0, int(limit), syscall.PROT_READ|syscall.PROT_WRITE,
+		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if err != nil {
+		return copyMemory(img.data, limit)
+	}
+	if n > 0 {
+		if img.fd < 0 || mapPrivate(uintptr(unsafe.Pointer(&buf[0])), n, img.fd) != nil {
+			copy(buf, img.data)
+		}
+	}
+	return &mmapMemory{buf: buf}
+}
+
+// copyOnWrite reports whether instances map the image rather than copy it.
+func (img *memoryImage) copyOnWrite() bool { return img.fd >= 0 }
+
+func (img *memoryImage) close() {
+	if img.mapped {
+		_ = syscall.Munmap(img.data)
+	}
+	img.data, img.mapped = nil, false
+	if img.fd >= 0 {
+		_ = syscall.Close(img.fd)
+		img.fd = -1
+	}
+}

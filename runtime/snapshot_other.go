@@ -1,0 +1,24 @@
+//go:build !linux
+
+package runtime
+
+import "github.com/tetratelabs/wazero/experimental"
+
+// memoryImage is a snapshot's linear memory: where no copy-on-write
+// mapping is written, a copy each restored instance copies.
+type memoryImage struct {
+	data    []byte
+	nonZero uint64
+}
+
+func newMemoryImage(mem []byte) (*memoryImage, error) {
+	return &memoryImage{data: append([]byte(nil), mem...), nonZero: nonZeroBytes(mem)}, nil
+}
+
+func (img *memoryImage) linearMemory(_, limit uint64) experimental.LinearMemory {
+	return copyMemory(img.data, limit)
+}
+
+func (img *memoryImage) copyOnWrite() bool { return false }
+
+func (img *memoryImage) close() { img.data = nil }

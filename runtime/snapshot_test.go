@@ -1,0 +1,268 @@
+//go:build linux
+
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/internal/wattest"
+)
+
+// ioHost links input_read and output_write, the two host functions the
+// snapshot test guests import.
+func ioHost(ctx context.Context, r wazero.Runtime) error {
+	i32 := api.ValueTypeI32
+	b := r.NewHostModuleBuilder(abi.ModuleName)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+		c := CallFrom(ctx)
+		buf, capacity := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+		in := c.Input[:min(len(c.Input), int(capacity))]
+		if !m.Memory().Write(buf, in) {
+			stack[0] = api.EncodeI32(c.SetError(abi.CodeBadPointer, "bad buffer"))
+			return
+		}
+		stack[0] = api.EncodeI32(int32(len(in)))
+	}), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.FnInputRead)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+		c := CallFrom(ctx)
+		p, ok := m.Memory().Read(api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+		if !ok {
+			stack[0] = api.EncodeI32(c.SetError(abi.CodeBadPointer, "bad buffer"))
+			return
+		}
+		stack[0] = api.EncodeI32(-int32(c.WriteOutput(p)))
+	}), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.FnOutputWrite)
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// loadIO loads wasm linked with ioHost.
+func loadIO(tb testing.TB, wasm []byte, cfg ModuleConfig) *Module {
+	tb.Helper()
+	ctx := context.Background()
+	e, err := NewEngine(EngineConfig{CacheDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = e.Close(ctx) })
+	m, err := e.Load(ctx, wasm, ioHost, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = m.Close(ctx) })
+	return m
+}
+
+// instances makes n instances of m, closed at the test's end.
+func instances(t *testing.T, m *Module, n int) []*instance {
+	t.Helper()
+	var out []*instance
+	for range n {
+		inst, err := m.newInstance(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.closeInstance(inst) })
+		out = append(out, inst)
+	}
+	return out
+}
+
+// callOn runs meshd_http on inst itself (not through the pool) and
+// returns its output.
+func callOn(t *testing.T, inst *instance, input string) []byte {
+	t.Helper()
+	c := &Call{Input: []byte(input), maxOutput: 1 << 20}
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callKey{}, c), 20*time.Second)
+	defer cancel()
+	inst.stack[0] = uint64(len(c.Input))
+	inst.ctx = ctx
+	err := inst.fns[EntryHTTP].CallWithStack(ctx, inst.stack)
+	inst.ctx = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Output
+}
+
+// marker reads what snap-marker.wat reports: its bytes at 70000 and
+// 200000, its initialiser's runs and its data segment's byte.
+func marker(t *testing.T, inst *instance) string {
+	t.Helper()
+	return string(callOn(t, inst, "r"))
+}
+
+const markerFresh = "\x11\x22\x01D" // as the initialiser left it, once
+
+// TestSnapshotIsolation: instances restored from one snapshot start as the
+// initialiser left the first (memory, grown memory, mutable globals, data)
+// without running it again, and a write by one never shows in another,
+// whether the image is mapped copy-on-write, mapping is refused (each
+// instance copies the image), or the memfd is refused.
+func TestSnapshotIsolation(t *testing.T) {
+	wasm := wattest.Build(t, "testdata/snap-marker.wat")
+	for _, tc := range []struct {
+		name                 string
+		refuseMap, refuseFd  bool
+		copyOnWrite, mapsHit bool
+	}{
+		{name: "copy-on-write", copyOnWrite: goruntime.GOOS == "linux", mapsHit: goruntime.GOOS == "linux"},
+		{name: "mapping refused", refuseMap: true, copyOnWrite: goruntime.GOOS == "linux", mapsHit: goruntime.GOOS == "linux"},
+		{name: "memfd refused", refuseFd: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var maps atomic.Int64
+			restoreHooks(t)
+			prevMap := mapPrivate
+			mapPrivate = func(addr uintptr, length, fd int) error {
+				maps.Add(1)
+				if tc.refuseMap {
+					return syscall.EPERM
+				}
+				return prevMap(addr, length, fd)
+			}
+			if tc.refuseFd {
+				newMemfd = func([]byte) (int, error) { return -1, errors.New("refused by the test") }
+			}
+			m := loadIO(t, wasm, ModuleConfig{Name: "marker"})
+			info := m.Snapshot()
+			if !info.Taken || info.CopyOnWrite != tc.copyOnWrite || info.MemoryBytes != 4*65536 || info.Reseeded != 0 {
+				t.Fatalf("snapshot: %+v", info)
+			}
+			insts := instances(t, m, 2)
+			a, b := insts[0], insts[1]
+			if got := marker(t, a); got != markerFresh {
+				t.Fatalf("restored instance reads %q, want %q", got, markerFresh)
+			}
+			callOn(t, a, "w")
+			if got := marker(t, a); got != "\x77\x77\x01D" {
+				t.Fatalf("writer reads %q after its write", got)
+			}
+			if got := marker(t, b); got != markerFresh {
+				t.Fatalf("another instance reads %q after the write, want %q", got, markerFresh)
+			}
+			if got := marker(t, instances(t, m, 1)[0]); got != markerFresh {
+				t.Fatalf("an instance made after the write reads %q, want %q", got, markerFresh)
+			}
+			if (maps.Load() > 0) != tc.mapsHit {
+				t.Fatalf("%d private mappings tried", maps.Load())
+			}
+			// The pool's instances are restored too (the first one was
+			// replaced) and behave the same.
+			var c Call
+			c.Input = []byte("r")
+			if err := m.Invoke(context.Background(), EntryHTTP, &c); err != nil || string(c.Output) != markerFresh {
+				t.Fatalf("pooled instance: %q, %v", c.Output, err)
+			}
+			if st := m.Stats(); st.Restored < 4 || st.Restored != st.Created-1 {
+				t.Fatalf("stats: %+v", st)
+			}
+		})
+	}
+}
+
+// restoreHooks puts mapPrivate and newMemfd back at the test's end.
+func restoreHooks(t *testing.T) {
+	prevMap, prevFd := mapPrivate, newMemfd
+	t.Cleanup(func() { mapPrivate, newMemfd = prevMap, prevFd })
+}
+
+// TestSnapshotOptOut: with DisableSnapshot every instance runs its
+// initialiser.
+func TestSnapshotOptOut(t *testing.T) {
+	m := loadIO(t, wattest.Build(t, "testdata/snap-marker.wat"), ModuleConfig{Name: "marker", DisableSnapshot: true})
+	if info := m.Snapshot(); info.Taken || !strings.Contains(info.Refused, "disabled") {
+		t.Fatalf("snapshot: %+v", info)
+	}
+	for _, inst := range instances(t, m, 2) {
+		if got := marker(t, inst); got != markerFresh {
+			t.Fatalf("instance reads %q", got)
+		}
+	}
+	if st := m.Stats(); st.Restored != 0 {
+		t.Fatalf("restored %d instances", st.Restored)
+	}
+}
+
+// TestSnapshotRefusedForRandomState: an initialiser that read random bytes
+// and keeps no generator meshd can reseed gets no snapshot; its instances
+// initialise each with their own random bytes.
+func TestSnapshotRefusedForRandomState(t *testing.T) {
+	m := loadIO(t, wattest.Build(t, "testdata/snap-random.wat"), ModuleConfig{Name: "random"})
+	if info := m.Snapshot(); info.Taken || !strings.Contains(info.Refused, "read 16 random bytes") {
+		t.Fatalf("snapshot: %+v", info)
+	}
+	insts := instances(t, m, 2)
+	a, b := callOn(t, insts[0], ""), callOn(t, insts[1], "")
+	if len(a) != 16 || bytes.Equal(a, b) {
+		t.Fatalf("two instances kept %x and %x", a, b)
+	}
+	if st := m.Stats(); st.Restored != 0 {
+		t.Fatalf("restored %d instances", st.Restored)
+	}
+}
+
+const snapGuest = "testdata/guest-snap.wasm"
+
+// TestSnapshotGoGuestIsUnique: two instances of a Go guest restored from
+// one snapshot draw different random values (math/rand/v2 and crypto/rand),
+// seed hash/maphash and maps differently (a map's iteration order), read
+// the current clock, and still hold what their initialiser computed,
+// having run it once.
+func TestSnapshotGoGuestIsUnique(t *testing.T) {
+	wasm, err := os.ReadFile(snapGuest)
+	if err != nil {
+		t.Fatalf("%s is missing: run `make fixtures` (or `make test`) first", snapGuest)
+	}
+	m := loadIO(t, wasm, ModuleConfig{Name: "snap"})
+	info := m.Snapshot()
+	if !info.Taken || info.Reseeded < 1 {
+		t.Fatalf("snapshot: %+v", info)
+	}
+	before := time.Now()
+	insts := instances(t, m, 2)
+	a, b := report(t, callOn(t, insts[0], "")), report(t, callOn(t, insts[1], ""))
+	after := time.Now()
+	for _, k := range []string{"rand", "maphash", "order", "crypto"} {
+		if a[k] == "" || a[k] == b[k] {
+			t.Errorf("%s: both restored instances report %q", k, a[k])
+		}
+	}
+	for _, r := range []map[string]string{a, b} {
+		now, err := strconv.ParseInt(r["now"], 10, 64)
+		if err != nil || now < before.Add(-time.Second).UnixNano() || now > after.Add(time.Second).UnixNano() {
+			t.Errorf("clock %q is not between %v and %v", r["now"], before, after)
+		}
+		if r["inits"] != "1" || r["calls"] != "1" || r["table"] != "100" {
+			t.Errorf("state: inits %s, calls %s, table %s; want 1, 1, 100", r["inits"], r["calls"], r["table"])
+		}
+	}
+}
+
+// report parses guest-snap's "key value" lines.
+func report(t *testing.T, out []byte) map[string]string {
+	t.Helper()
+	r := map[string]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if !ok {
+			t.Fatalf("report line %q", line)
+		}
+		r[k] = v
+	}
+	return r
+}
