@@ -36,7 +36,7 @@ func init() {
 	// Command side.
 	guest.Subscribe(eventPaymentCompleted, func(e *guest.Event) error { return paymentCompleted(svc, e.Data) })
 	guest.Subscribe(eventPaymentFailed, func(e *guest.Event) error { return paymentFailed(svc, e.Data) })
-	guest.Subscribe(eventPaymentTimeout, func(e *guest.Event) error { return paymentTimedOut(svc, e.Data) })
+	guest.Subscribe(eventPaymentTimeout, func(e *guest.Event) error { return paymentTimedOut(svc, pays, e.Data) })
 	// Read model.
 	guest.Subscribe(eventOrderCreated, func(e *guest.Event) error { return projectCreated(svc, e.Data) })
 	guest.Subscribe(eventOrderPaid, func(e *guest.Event) error { return projectPaid(svc, e.Data) })

@@ -196,9 +196,23 @@ func paymentFailed(e env, data []byte) error {
 	return cancel(e, eventPaymentFailed, f["order_id"], reason)
 }
 
-// paymentTimedOut cancels an order still waiting for its payment.
-func paymentTimedOut(e env, data []byte) error {
-	f, err := svcenv.Fields(data, "order_id")
+// paymentTimedOut settles an order still waiting for its payment when its
+// payment timeout fires. The timeout must not cancel an order whose payment
+// was made but whose PAYMENT_COMPLETED the order service has not handled
+// yet (its events behind, or the payment service's): a customer charged
+// and then refunded. So it asks the payment service first:
+//   - the payment is COMPLETED: the order is paid now, as its
+//     PAYMENT_COMPLETED would (which, when it comes, finds it paid by that
+//     payment and only publishes ORDER_PAID again);
+//   - the payment was declined: cancelled with its reason, as its
+//     PAYMENT_FAILED would;
+//   - the payment service has no payment for the order yet, or does not
+//     answer: the deadline is extended by another payment timeout (the
+//     event scheduled again, counting extensions), up to
+//     payment_timeout_extensions times; only then is the order cancelled
+//     for the timeout (a payment made after that is refunded, as before).
+func paymentTimedOut(e env, p payments, data []byte) error {
+	f, err := svcenv.Fields(data, "order_id", "extension")
 	if err != nil {
 		return errors.New(eventPaymentTimeout + ": invalid data: " + err.Error())
 	}
@@ -206,5 +220,74 @@ func paymentTimedOut(e env, data []byte) error {
 	if !ok || o.Status != statusCreated {
 		return err
 	}
-	return cancelOrder(e, o, reasonTimeout)
+	pay, found, err := p.PaymentOf(o.ID)
+	switch {
+	case err == nil && found && pay.Status == paymentStatusCompleted && pay.ID != "":
+		e.Log(guest.LevelInfo, "payment timeout of order "+o.ID+": payment "+pay.ID+" completed, its event not handled yet; the order is paid")
+		o.Status = statusPaid
+		o.PaymentID = pay.ID
+		o.PaidAt = svcenv.Timestamp(e.Now())
+		if err := storeOrder(e, &o); err != nil {
+			return err
+		}
+		return publish(e, eventOrderPaid, paidEvent(&o))
+	case err == nil && found && pay.Status == paymentStatusDeclined:
+		reason := pay.Reason
+		if reason == "" {
+			reason = "payment failed"
+		}
+		return cancelOrder(e, o, reason)
+	case err == nil && found:
+		// Refunded, or a status this service does not know: not paid.
+		return cancelOrder(e, o, reasonTimeout)
+	}
+	n, _ := strconv.Atoi(f["extension"])
+	limit := paymentTimeoutExtensions(e)
+	why := "the payment service has no payment for it yet"
+	if err != nil {
+		why = "the payment service did not answer: " + err.Error()
+	}
+	if n >= limit {
+		e.Log(guest.LevelWarn, "payment timeout of order "+o.ID+": "+why+" after "+strconv.Itoa(n)+" extensions; cancelling")
+		return cancelOrder(e, o, reasonTimeout)
+	}
+	d := paymentTimeout(e)
+	e.Log(guest.LevelInfo, "payment timeout of order "+o.ID+": "+why+"; extended by "+d.String())
+	if err := e.PublishDelayed(eventPaymentTimeout, timeoutEvent(o.ID, n+1), d); err != nil {
+		return errors.New("scheduling " + eventPaymentTimeout + ": " + err.Error())
+	}
+	return nil
+}
+
+// The payment service's statuses the timeout acts on.
+const (
+	paymentStatusCompleted = "COMPLETED"
+	paymentStatusDeclined  = "DECLINED"
+)
+
+const defaultPaymentTimeoutExtensions = 3
+
+// paymentTimeoutExtensions is the [config] payment_timeout_extensions of
+// the service (a count, 0 to 100), or the default.
+func paymentTimeoutExtensions(e env) int {
+	v, err := e.Config("payment_timeout_extensions")
+	if err != nil {
+		return defaultPaymentTimeoutExtensions
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 100 {
+		e.Log(guest.LevelWarn, "config payment_timeout_extensions "+strconv.Quote(v)+" is not a count from 0 to 100; using 3")
+		return defaultPaymentTimeoutExtensions
+	}
+	return n
+}
+
+// timeoutEvent is the data of an ORDER_PAYMENT_TIMEOUT extended n times.
+func timeoutEvent(id string, n int) []byte {
+	var w jsonx.Writer
+	w.ObjectStart()
+	w.StringField("order_id", id)
+	w.StringField("extension", strconv.Itoa(n))
+	w.ObjectEnd()
+	return w.Bytes()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -47,7 +48,7 @@ func TestSagaCommandSide(t *testing.T) {
 	}
 	// The timeout then changes nothing; a late payment is refunded.
 	e.Published = nil
-	if err := paymentTimedOut(e, []byte(`{"order_id":"`+a+`"}`)); err != nil || len(e.Published) != 0 {
+	if err := paymentTimedOut(e, noPayments(t), []byte(`{"order_id":"`+a+`"}`)); err != nil || len(e.Published) != 0 {
 		t.Fatalf("timeout on cancelled order: %v %v", err, e.Published)
 	}
 	if err := paymentCompleted(e, []byte(`{"order_id":"`+a+`","payment_id":"p1"}`)); err != nil {
@@ -56,14 +57,92 @@ func TestSagaCommandSide(t *testing.T) {
 	if s, _ := status(t, e, orderKey(a)); s != "CANCELLED" || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], "REFUND_REQUESTED ") || !strings.Contains(e.Published[0], `"payment_id":"p1"`) {
 		t.Fatalf("late payment: %s %v", s, e.Published)
 	}
-	// Timeout on a waiting order cancels it.
+	// Timeout on a waiting order whose payment never came, past its
+	// extensions, cancels it.
 	b := create(t, e, validOrder)
 	e.Published = nil
-	if err := paymentTimedOut(e, []byte(`{"order_id":"`+b+`"}`)); err != nil {
+	if err := paymentTimedOut(e, fakePayments{}, []byte(`{"order_id":"`+b+`","extension":"3"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if s, r := status(t, e, orderKey(b)); s != "CANCELLED" || r != "payment timeout" || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], "ORDER_CANCELLED ") {
 		t.Fatalf("timeout: %s %q %v", s, r, e.Published)
+	}
+}
+
+// noPayments fails the test if the payment service is asked.
+type noPaymentsT struct{ t *testing.T }
+
+func noPayments(t *testing.T) payments { return noPaymentsT{t} }
+
+func (n noPaymentsT) PaymentOf(id string) (payment, bool, error) {
+	n.t.Fatalf("payment service asked about %s", id)
+	return payment{}, false, nil
+}
+
+// fakePayments answers with p (found when p.Status is set) or err.
+type fakePayments struct {
+	p   payment
+	err error
+}
+
+func (f fakePayments) PaymentOf(id string) (payment, bool, error) {
+	if f.err != nil {
+		return payment{}, false, f.err
+	}
+	return f.p, f.p.Status != "", nil
+}
+
+// TestPaymentTimeoutAsksPayment: the payment timeout never cancels an
+// order whose payment completed but whose PAYMENT_COMPLETED the order
+// service has not handled yet; it extends the deadline while the payment
+// service has no result, and cancels only past the extensions.
+func TestPaymentTimeoutAsksPayment(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		pays       fakePayments
+		data       string // after the order_id
+		settings   map[string]string
+		wantStatus string
+		wantReason string
+		wantEvent  string // prefix of the one event published
+	}{
+		{"completed", fakePayments{p: payment{ID: "pay-x", Status: "COMPLETED"}}, ``, nil, "PAID", "", "ORDER_PAID "},
+		{"declined", fakePayments{p: payment{ID: "pay-x", Status: "DECLINED", Reason: "over limit"}}, ``, nil, "CANCELLED", "over limit", "ORDER_CANCELLED "},
+		{"refunded", fakePayments{p: payment{ID: "pay-x", Status: "REFUNDED"}}, ``, nil, "CANCELLED", "payment timeout", "ORDER_CANCELLED "},
+		{"not yet", fakePayments{}, ``, nil, "CREATED", "", `ORDER_PAYMENT_TIMEOUT after 2s {"order_id":"{id}","extension":"1"}`},
+		{"unreachable", fakePayments{err: errors.New("unavailable")}, `,"extension":"2"`, nil, "CREATED", "", `ORDER_PAYMENT_TIMEOUT after 2s {"order_id":"{id}","extension":"3"}`},
+		{"past extensions", fakePayments{}, `,"extension":"3"`, nil, "CANCELLED", "payment timeout", "ORDER_CANCELLED "},
+		{"no extensions", fakePayments{}, ``, map[string]string{"payment_timeout_extensions": "0"}, "CANCELLED", "payment timeout", "ORDER_CANCELLED "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := svcenvtest.New("id-")
+			e.Settings = map[string]string{"payment_timeout": "2s"}
+			for k, v := range tc.settings {
+				e.Settings[k] = v
+			}
+			id := create(t, e, validOrder)
+			e.Published = nil
+			if err := paymentTimedOut(e, tc.pays, []byte(`{"order_id":"`+id+`"`+tc.data+`}`)); err != nil {
+				t.Fatal(err)
+			}
+			s, r := status(t, e, orderKey(id))
+			want := strings.ReplaceAll(tc.wantEvent, "{id}", id)
+			if s != tc.wantStatus || r != tc.wantReason || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], want) {
+				t.Fatalf("status %s %q, published %v; want %s %q and %q", s, r, e.Published, tc.wantStatus, tc.wantReason, want)
+			}
+			if tc.wantStatus != "PAID" {
+				return
+			}
+			// Its PAYMENT_COMPLETED, handled later, finds it paid by that
+			// payment: ORDER_PAID again, no refund.
+			e.Published = nil
+			if err := paymentCompleted(e, []byte(`{"order_id":"`+id+`","payment_id":"pay-x"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if s, _ := status(t, e, orderKey(id)); s != "PAID" || len(e.Published) != 1 || !strings.HasPrefix(e.Published[0], "ORDER_PAID ") {
+				t.Fatalf("PAYMENT_COMPLETED after the timeout: %s %v", s, e.Published)
+			}
+		})
 	}
 }
 
