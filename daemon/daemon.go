@@ -25,6 +25,31 @@ import (
 // ErrClosed is returned by Start after Shutdown.
 var ErrClosed = errors.New("daemon: shut down")
 
+// Lock order. A goroutine holding one of these locks takes only locks
+// further down the list:
+//
+//  1. a service's lock (reload.services, one per service name): held for
+//     the whole of a load or removal of that service, so that its changes
+//     apply one at a time, in order (reload.go);
+//  2. reload.mu: the checks and the swap of a load, a removal, and the
+//     start's route-conflict decision, one at a time (reload.go);
+//  3. Daemon.mu: the swap itself: the gateway's route set and the
+//     version the registry serves (registry.Serve, Withdraw) change
+//     together under it;
+//  4. the registry's lock (host/registry), taken by every lookup of a
+//     served version (dispatch, admin views) and by Serve and Withdraw:
+//     nothing is taken under it.
+//
+// Leaves, each held for a map or field update only and taking nothing:
+// the stage's lock (service.Stage), reload.loadMu, reload.changeMu,
+// reload.wmu, reload.errMu, obs.mu. conf.mu is held for a whole
+// configuration reload and takes only the gateway's own lock under it.
+//
+// The serial groups of event handlers (dispatch.Dispatcher, one set per
+// service name) are held by event handlers and replays around an
+// invocation and its effects, never by a load or a swap; under them only
+// the registry's lock is taken (the lookup of the served version).
+
 // Daemon is one meshd node.
 type Daemon struct {
 	cfg Config

@@ -31,7 +31,8 @@ import (
 // them.
 //
 // Lock order: a service's lock (services), then reloadState.mu, then
-// Daemon.mu.
+// Daemon.mu, then the registry's (the whole order is written above
+// Daemon, in daemon.go).
 type reloadState struct {
 	mu       sync.Mutex // held for the checks and swap of a load, and for a removal
 	services sync.Map   // service name → *sync.Mutex held for its whole load or removal

@@ -15,8 +15,10 @@ type Call struct {
 	Output []byte
 	// Code is the code the export returned (abi.CodeOK on success).
 	Code abi.Code
-	// Data is the caller's, for host functions (see CallFrom).
-	Data any
+	// Data is the caller's state for its host functions (see CallFrom):
+	// meshd's host package puts its Invocation here. The runtime only
+	// carries it.
+	Data Hook
 
 	maxOutput int
 	overflow  bool
@@ -54,6 +56,11 @@ func (c *Call) SetError(code abi.Code, msg string) int32 {
 
 // LastError is the message of the last failed host call.
 func (c *Call) LastError() string { return c.lastErr }
+
+// Hook is what a caller attaches to a Call for its host functions (the
+// host package's *Invocation: request ids, buffered effects). CallHook
+// marks the types meant for it, so that no stray value rides along.
+type Hook interface{ CallHook() }
 
 type callKey struct{}
 
