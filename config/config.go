@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -262,4 +263,25 @@ func (f *File) check() []error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errs
+}
+
+// RestartOnly names the settings other than the gateway policies that
+// differ between old and new (their TOML keys).
+func RestartOnly(old, new *File) []string {
+	if old == nil || new == nil {
+		return nil
+	}
+	var keys []string
+	ov, nv := reflect.ValueOf(old).Elem(), reflect.ValueOf(new).Elem()
+	for i := range ov.NumField() {
+		key := ov.Type().Field(i).Tag.Get("toml")
+		switch key {
+		case "mount", "auth", "policy", "-", "":
+			continue
+		}
+		if !reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"time"
 
@@ -115,7 +114,7 @@ func (d *Daemon) applyConfig(f *config.File, err error) error {
 			slog.String("file", d.cfg.ConfigFile), slog.Any("error", err))
 		return fmt.Errorf("daemon: configuration file: %w", err)
 	}
-	if keys := restartOnly(d.conf.applied, f); len(keys) > 0 {
+	if keys := config.RestartOnly(d.conf.applied, f); len(keys) > 0 {
 		d.log.Warn("configuration file: these settings take effect at the next start",
 			slog.String("file", d.cfg.ConfigFile), slog.Any("keys", keys))
 	}
@@ -123,27 +122,6 @@ func (d *Daemon) applyConfig(f *config.File, err error) error {
 	d.log.Info("configuration file applied: gateway policies replaced", slog.String("file", d.cfg.ConfigFile),
 		slog.Int("mounts", len(f.Mount)), slog.Int("authenticators", len(f.Auth)), slog.Int("policies", len(f.Policy)))
 	return nil
-}
-
-// restartOnly names the settings other than the gateway policies that
-// differ between old and new (their TOML keys).
-func restartOnly(old, new *config.File) []string {
-	if old == nil || new == nil {
-		return nil
-	}
-	var keys []string
-	ov, nv := reflect.ValueOf(old).Elem(), reflect.ValueOf(new).Elem()
-	for i := range ov.NumField() {
-		key := ov.Type().Field(i).Tag.Get("toml")
-		switch key {
-		case "mount", "auth", "policy", "-", "":
-			continue
-		}
-		if !reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {
-			keys = append(keys, key)
-		}
-	}
-	return keys
 }
 
 // configHandler serves GET /v1/config.

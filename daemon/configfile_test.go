@@ -142,10 +142,10 @@ func TestRestartOnlyKeys(t *testing.T) {
 	}
 	b.HTTP = new(string)
 	*b.HTTP = ":9999"
-	if got := restartOnly(a, b); !slices.Equal(got, []string{"http", "server"}) {
+	if got := config.RestartOnly(a, b); !slices.Equal(got, []string{"http", "server"}) {
 		t.Fatalf("restart-only keys %v, want [http server] (policies reload)", got)
 	}
-	if got := restartOnly(a, a); len(got) != 0 {
+	if got := config.RestartOnly(a, a); len(got) != 0 {
 		t.Fatalf("same file: %v", got)
 	}
 }
