@@ -213,7 +213,9 @@ type Bus struct {
 	closed bool
 	subs   map[*Subscription]struct{}
 
-	sched *scheduler
+	sched   *scheduler
+	lag     lagMonitor
+	lagOnce sync.Once // stops lag
 }
 
 // New creates or updates the event and dead-letter streams and returns a
@@ -256,6 +258,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 		return nil, err
 	}
 	b.sched = sched
+	b.startLagMonitor()
 	return b, nil
 }
 
@@ -396,6 +399,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	if b.sched != nil {
 		b.sched.stop()
 	}
+	b.lagOnce.Do(b.stopLagMonitor)
 
 	done := make(chan struct{})
 	go func() {
