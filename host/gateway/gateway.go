@@ -109,6 +109,9 @@ type Gateway struct {
 	inv    Invoker
 	log    *slog.Logger
 	router atomic.Pointer[router]
+	// admission, when set, may shed a request before it is read (see
+	// SetAdmission).
+	admission atomic.Pointer[Admission]
 
 	mu       sync.Mutex // serialises SetRoutes, SetPolicies and Close
 	policies *policySet // the current policies, compiled

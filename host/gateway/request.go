@@ -100,6 +100,9 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if h.shed(w, r) {
+		return
+	}
 	x := getExchange()
 	defer putExchange(x)
 
