@@ -13,6 +13,7 @@ import (
 	"github.com/meshd/meshd/config"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/metrics"
@@ -115,7 +116,7 @@ func (d *Dispatcher) invoke(ctx context.Context, name string, entry runtime.Entr
 	for attempt := 0; ; attempt++ {
 		s := d.lookup(name)
 		if s == nil {
-			return nil, fmt.Errorf("service %s is not loaded: %w", name, gateway.ErrUnavailable)
+			return nil, fault.New(name, fault.Unavailable, errNotLoaded)
 		}
 		if cs.inv.Base == nil {
 			cs.inv.Base = s.Logger()
@@ -178,50 +179,33 @@ func (d *Dispatcher) InvokeHTTP(ctx context.Context, name string, req *abi.Reque
 		slog.String("trace_id", traceparent.TraceID(cs.inv.TraceParent)))
 	s, err := d.invoke(ctx, name, runtime.EntryHTTP, cs)
 	if err != nil {
-		return mapInvokeError(name, err)
+		return fault.Classify(name, err)
 	}
 	if cs.call.Code != abi.CodeOK {
-		return fmt.Errorf("service %s failed the request (%s): %s", name, cs.call.Code, truncate(cs.call.Output, 200))
+		// Failed: a caller (the gateway, a calling service) sees 500 or
+		// abi.CodeInternal, whatever code the guest answered with.
+		return fault.New(name, fault.Failed, fmt.Errorf("failed the request (%s): %q", cs.call.Code, truncate(cs.call.Output, 200)))
 	}
 	// The response takes the output buffer; the call gets a new one next time.
 	out := cs.call.Output
 	cs.call.Output = nil
 	if err := resp.Decode(out); err != nil {
-		return fmt.Errorf("service %s returned a malformed response: %w", name, err)
+		return fault.New(name, fault.Failed, fmt.Errorf("malformed response: %w", err))
 	}
 	if err := d.Apply(ctx, s, &cs.inv, true); err != nil {
 		if errors.Is(err, kv.ErrWritesRefused) {
 			// Not logged per request: the store logs the episode.
-			return mapInvokeError(name, err)
+			return fault.Classify(name, err)
 		}
 		cs.inv.Logger().Error("request effects not applied", slog.Any("error", err))
-		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
+		return fault.New(name, fault.Unavailable, err)
 	}
 	return nil
 }
 
-// mapInvokeError turns runtime errors, and a store refusing writes, into
-// the gateway's classes.
-func mapInvokeError(name string, err error) error {
-	switch {
-	case errors.Is(err, runtime.ErrBusy):
-		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrBusy)
-	case errors.Is(err, runtime.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		// Both wrapped: the gateway reads which deadline it was (Limit).
-		return fmt.Errorf("service %s: %w: %w", name, err, gateway.ErrTimeout)
-	case errors.Is(err, runtime.ErrOutputTooLarge):
-		// The service's answer passed its cap: the service failed (500), not
-		// the client's request (413).
-		return fmt.Errorf("service %s failed: %w", name, err)
-	case errors.Is(err, runtime.ErrTooLarge):
-		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrTooLarge)
-	case errors.Is(err, runtime.ErrClosed):
-		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrUnavailable)
-	case errors.Is(err, kv.ErrWritesRefused): // the same as bus.ErrWritesRefused
-		return fmt.Errorf("service %s: %v: %w", name, err, gateway.ErrStoreRefused)
-	}
-	return fmt.Errorf("service %s failed: %w", name, err)
-}
+// errNotLoaded is the cause of the Unavailable error of a service this
+// node does not serve.
+var errNotLoaded = errors.New("not loaded")
 
 // Handler returns the bus handler of the subscriptions of service s0.
 // An error makes the bus redeliver the event later and, after the last

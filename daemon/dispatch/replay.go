@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -32,20 +34,20 @@ func (d *Dispatcher) Replay(ctx context.Context, name string) (ReplayResult, err
 	res := ReplayResult{Service: name}
 	s := d.lookup(name)
 	if s == nil {
-		return res, fmt.Errorf("service %s is not loaded", name)
+		return res, fault.New(name, fault.NotFound, errNotLoaded)
 	}
 	events := s.Events()
 	prefix := events.ReadModelPrefix
 	if prefix == "" {
-		return res, fmt.Errorf("service %s has no [events] read_model_prefix in its %s.toml: nothing to rebuild", name, name)
+		return res, fault.New(name, fault.Invalid, fmt.Errorf("no [events] read_model_prefix in %s.toml: nothing to rebuild", name))
 	}
 	store := s.Store()
 	if store == nil {
-		return res, fmt.Errorf("service %s has no key-value store", name)
+		return res, fault.New(name, fault.Invalid, errors.New("no key-value store: nothing to rebuild"))
 	}
-	b := d.bus.Load()
-	if b == nil {
-		return res, bus.ErrClosed
+	b, err := d.liveBus()
+	if err != nil {
+		return res, fault.New(name, fault.Unavailable, err)
 	}
 	rmLock := d.readModelLock(name, events)
 	if events.Serial {
@@ -97,7 +99,7 @@ func (d *Dispatcher) replayOne(ctx context.Context, s0 Service, ev bus.Event, pr
 		return 0, err
 	}
 	if cs.call.Code != abi.CodeOK {
-		return 0, fmt.Errorf("handler failed (%s): %s", cs.call.Code, truncate(cs.call.Output, 200))
+		return 0, fmt.Errorf("handler failed (%s): %q", cs.call.Code, truncate(cs.call.Output, 200))
 	}
 	// Only the read model's writes; the handler's events are not published again.
 	writes := slices.DeleteFunc(cs.inv.Writes, func(w host.KVOp) bool { return !strings.HasPrefix(w.Key, prefix) })
