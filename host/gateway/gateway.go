@@ -13,31 +13,6 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
-	"github.com/meshd/meshd/host/fault"
-)
-
-// Errors an Invoker once wrapped (with %w) to choose the HTTP status. Each
-// is a *fault.Error without a service, so it answers as its kind does.
-var (
-	// ErrUnavailable: the service has no instance able to serve. Answered
-	// 503 with Retry-After.
-	//
-	// Deprecated: return a *fault.Error of kind fault.Unavailable.
-	ErrUnavailable error = &fault.Error{Kind: fault.Unavailable, Err: errors.New("gateway: service unavailable")}
-	// ErrBusy: every instance is busy and the wait for one ran out.
-	// Answered 503 with Retry-After.
-	//
-	// Deprecated: return a *fault.Error of kind fault.Busy.
-	ErrBusy error = &fault.Error{Kind: fault.Busy, Err: errors.New("gateway: service busy")}
-	// ErrTimeout: the invocation ran past its deadline. Answered 504.
-	//
-	// Deprecated: return a *fault.Error of kind fault.Timeout.
-	ErrTimeout error = &fault.Error{Kind: fault.Timeout, Err: errors.New("gateway: service timed out")}
-	// ErrTooLarge: the request passed a size cap of the service. Answered
-	// 413.
-	//
-	// Deprecated: return a *fault.Error of kind fault.TooLarge.
-	ErrTooLarge error = &fault.Error{Kind: fault.TooLarge, Err: errors.New("gateway: payload too large")}
 )
 
 // Route is one route a service serves: an HTTP method and a Go 1.22

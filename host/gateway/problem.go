@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,20 +9,6 @@ import (
 
 	"github.com/meshd/meshd/host/fault"
 )
-
-// ErrStoreRefused is wrapped by an Invoker's error when the service's
-// effects could not be stored because the store refuses writes (its disk
-// is full or failing). Answered 503 with Retry-After: StoreRetryAfter
-// seconds.
-//
-// Deprecated: return a *fault.Error of kind fault.StoreRefused.
-var ErrStoreRefused error = &fault.Error{Kind: fault.StoreRefused, Err: errors.New("gateway: store refuses writes")}
-
-// StoreRetryAfter is the Retry-After, in seconds, of a request refused
-// because the store refuses writes.
-//
-// Deprecated: use fault.StoreRetryAfter.
-const StoreRetryAfter = int(fault.StoreRetryAfter / time.Second)
 
 // faultProblem is the title and detail of the problem answering fe, a
 // failure of service's route with the route's timeout: what a client may
