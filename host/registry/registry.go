@@ -51,13 +51,30 @@ type Local interface {
 type Registry struct {
 	mu        sync.RWMutex
 	instances map[string][]Instance // by service
+	holds     map[string]hold       // by service; only services with a hold
 	next      atomic.Uint64         // round-robin cursor for Pick
+	gen       atomic.Uint64         // Generation
 	now       func() time.Time
+	observe   func(Transition)
+	obsMu     sync.Mutex // held while the observer runs; taken under mu
 }
 
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithObserver calls fn after every change of an instance's status (as
+// lookups report it, holds included), outside the registry's lock, in the
+// order of the changes. fn may read the registry but must not change it,
+// and must not block for long.
+func WithObserver(fn func(Transition)) Option { return func(r *Registry) { r.observe = fn } }
+
 // New returns an empty registry.
-func New() *Registry {
-	return &Registry{instances: make(map[string][]Instance), now: time.Now}
+func New(opts ...Option) *Registry {
+	r := &Registry{instances: make(map[string][]Instance), holds: make(map[string]hold), now: time.Now}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Register adds inst, or replaces the instance with the same service,
@@ -65,9 +82,7 @@ func New() *Registry {
 // carries one (Serve hands a service over).
 func (r *Registry) Register(inst Instance) {
 	inst.Since = r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.registerLocked(inst)
+	r.change(inst.Service, func() { r.registerLocked(inst) })
 }
 
 func (r *Registry) registerLocked(inst Instance) {
@@ -87,27 +102,34 @@ func (r *Registry) registerLocked(inst Instance) {
 // other instance of the service on that node: from then on Local returns
 // inst, never the version it replaces, so a swap drops no request (a call
 // that picked the old version just before finishes on it while it drains).
+//
+// A load starts afresh: the failing hold of the service (SetFailing) is
+// cleared; a drain (SetDrained) stays.
 func (r *Registry) Serve(inst Instance) {
 	inst.Since = r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i, in := range r.instances[inst.Service] {
-		if in.Node == inst.Node && in.Version != inst.Version {
-			r.instances[inst.Service][i].Local = nil
+	r.change(inst.Service, func() {
+		for i, in := range r.instances[inst.Service] {
+			if in.Node == inst.Node && in.Version != inst.Version {
+				r.instances[inst.Service][i].Local = nil
+			}
 		}
-	}
-	r.registerLocked(inst)
+		if h, ok := r.holds[inst.Service]; ok && h.failing {
+			h.failing = false
+			r.setHold(inst.Service, h)
+		}
+		r.registerLocked(inst)
+	})
 }
 
 // Withdraw takes the Local off one instance: its node serves it no more
 // (it stays registered, with its status, until Deregister).
 func (r *Registry) Withdraw(service, version, node string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	list := r.instances[service]
-	if i := index(list, version, node); i >= 0 {
-		list[i].Local = nil
-	}
+	r.change(service, func() {
+		list := r.instances[service]
+		if i := index(list, version, node); i >= 0 {
+			list[i].Local = nil
+		}
+	})
 }
 
 // Local returns the instance of service that this node serves (the one
@@ -118,6 +140,7 @@ func (r *Registry) Local(service string) (Instance, bool) {
 	defer r.mu.RUnlock()
 	for _, in := range r.instances[service] {
 		if in.Local != nil {
+			in.Status = r.effective(in)
 			return in, true
 		}
 	}
@@ -132,6 +155,7 @@ func (r *Registry) Locals() []Instance {
 	for _, list := range r.instances {
 		for _, in := range list {
 			if in.Local != nil {
+				in.Status = r.effective(in)
 				out = append(out, in)
 			}
 		}
@@ -142,41 +166,53 @@ func (r *Registry) Locals() []Instance {
 }
 
 // SetStatus changes the status of one instance.
+//
+// It sets the status the daemon's lifecycle gives the instance; a hold on
+// its service (SetDrained, SetFailing) still shows over it.
 func (r *Registry) SetStatus(service, version, node string, s Status) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	list := r.instances[service]
-	i := index(list, version, node)
-	if i < 0 {
-		return ErrNotFound
-	}
-	if list[i].Status != s {
-		list[i].Status = s
-		list[i].Since = r.now()
-	}
-	return nil
+	err := ErrNotFound
+	r.change(service, func() {
+		list := r.instances[service]
+		i := index(list, version, node)
+		if i < 0 {
+			return
+		}
+		err = nil
+		if list[i].Status != s {
+			list[i].Status = s
+			list[i].Since = r.now()
+		}
+	})
+	return err
 }
 
 // Deregister removes one instance.
+//
+// When the service has no instance left, its holds are dropped too.
 func (r *Registry) Deregister(service, version, node string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	list := r.instances[service]
-	if i := index(list, version, node); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
-	if len(list) == 0 {
-		delete(r.instances, service)
-	} else {
-		r.instances[service] = list
-	}
+	r.change(service, func() {
+		list := r.instances[service]
+		if i := index(list, version, node); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+		}
+		if len(list) == 0 {
+			delete(r.instances, service)
+			delete(r.holds, service)
+		} else {
+			r.instances[service] = list
+		}
+	})
 }
 
 // Lookup returns a copy of the service's instances.
 func (r *Registry) Lookup(service string) []Instance {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return slices.Clone(r.instances[service])
+	out := slices.Clone(r.instances[service])
+	for i := range out {
+		out[i].Status = r.effective(out[i])
+	}
+	return out
 }
 
 // Status returns the best status of the service: UP if any instance is UP,
@@ -189,11 +225,11 @@ func (r *Registry) Status(service string) (s Status, ok bool) {
 		return "", false
 	}
 	for _, in := range list {
-		if in.Status == Up {
+		if r.effective(in) == Up {
 			return Up, true
 		}
 	}
-	return list[len(list)-1].Status, true
+	return r.effective(list[len(list)-1]), true
 }
 
 // Pick returns one UP instance of the service, spreading picks round-robin
@@ -204,7 +240,7 @@ func (r *Registry) Pick(service string) (Instance, error) {
 	list := r.instances[service]
 	n := 0
 	for _, in := range list {
-		if in.Status == Up {
+		if r.effective(in) == Up {
 			n++
 		}
 	}
@@ -213,8 +249,9 @@ func (r *Registry) Pick(service string) (Instance, error) {
 	}
 	k := int(r.next.Add(1) % uint64(n))
 	for _, in := range list {
-		if in.Status == Up {
+		if r.effective(in) == Up {
 			if k == 0 {
+				in.Status = Up
 				return in, nil
 			}
 			k--
