@@ -5,12 +5,14 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/mesh"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -27,6 +29,55 @@ type Service struct {
 	Config map[string]string `toml:"config"`
 	// Events tunes the service's subscriptions.
 	Events Events `toml:"events"`
+	// Calls tunes the service's calls to other services, by callee: a
+	// [calls.<callee>] table per callee named in grants.calls.
+	Calls map[string]Call `toml:"calls"`
+}
+
+// Call is a [calls.<callee>] table: the timeout of this service's calls
+// to the callee, and the thresholds of the circuit breakers in front of
+// the callee. A zero (left out) value takes the daemon's default (see
+// host/mesh: DefaultTimeout, DefaultSettings). The breaker thresholds
+// apply to every caller's breaker of the callee: when two service files
+// set different ones for one callee, the first caller by name wins and the
+// daemon logs the disagreement.
+type Call struct {
+	// Timeout bounds one call (every attempt of it); the call still ends
+	// before its caller's deadline.
+	Timeout Duration `toml:"timeout"`
+	// ConsecutiveFailures trips the breaker after that many failed
+	// attempts in a row.
+	ConsecutiveFailures uint32 `toml:"consecutive_failures"`
+	// FailureRatio trips the breaker when that share of the attempts in
+	// Window failed, once MinRequests were made.
+	FailureRatio float64 `toml:"failure_ratio"`
+	// MinRequests is how many attempts Window needs before FailureRatio
+	// applies.
+	MinRequests uint32 `toml:"min_requests"`
+	// Window is the rolling window of FailureRatio.
+	Window Duration `toml:"window"`
+	// OpenFor is how long an open breaker fails calls fast before it lets
+	// probes through.
+	OpenFor Duration `toml:"open_for"`
+	// Probes is how many probe calls a half-open breaker lets through, and
+	// how many successes in a row close it.
+	Probes uint32 `toml:"probes"`
+}
+
+// MaxCallTimeout bounds [calls.<callee>] timeout: a call never outlives its
+// caller, whose own deadline is bounded far below it.
+const MaxCallTimeout = 10 * time.Minute
+
+// Breaker is c's breaker thresholds.
+func (c Call) Breaker() mesh.Settings {
+	return mesh.Settings{
+		ConsecutiveFailures: c.ConsecutiveFailures,
+		FailureRatio:        c.FailureRatio,
+		MinRequests:         c.MinRequests,
+		Window:              c.Window.Duration,
+		OpenFor:             c.OpenFor.Duration,
+		Probes:              c.Probes,
+	}
 }
 
 // ServiceGrants is the [grants] table of a service file.
@@ -162,11 +213,36 @@ func ParseService(name string, data []byte) (*Service, error) {
 		bad("limits.acquire_timeout", "must not be negative")
 	}
 	s.Events.check(bad)
+	s.checkCalls(bad)
 	if len(e.Problems) > 0 {
 		sortProblems(e.Problems)
 		return nil, e
 	}
 	return &s, nil
+}
+
+// checkCalls reports the problems of the [calls.<callee>] tables.
+func (s *Service) checkCalls(bad func(key, format string, args ...any)) {
+	for _, callee := range slices.Sorted(maps.Keys(s.Calls)) {
+		key := "calls." + callee
+		if !abi.ValidServiceName(callee) {
+			bad("calls", "%s is not a service name (%s)", abi.Excerpt(callee), abi.ServiceNamePattern)
+			continue
+		}
+		if !slices.Contains(s.Grants.Calls, callee) && !slices.Contains(s.Grants.Calls, "*") {
+			bad(key, "the service is not granted calling %s: add it to grants.calls", callee)
+		}
+		c := s.Calls[callee]
+		if d := c.Timeout.Duration; d < 0 || d > MaxCallTimeout {
+			bad(key+".timeout", "%v: must be between 0 and %v", d, MaxCallTimeout)
+		}
+		if err := c.Breaker().Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				field, msg, _ := strings.Cut(line, ": ")
+				bad(key+"."+field, "%s", msg)
+			}
+		}
+	}
 }
 
 // check reports the problems of an [events] table.
