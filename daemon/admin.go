@@ -54,7 +54,7 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv.Handle("/v1/events/", d.EventsHandler())    // daemon/events.go
+	srv.Handle("/v1/events/", d.EventsHandler(srv.Jobs()))
 	srv.Handle("GET /v1/config", d.configHandler()) // daemon/configfile.go
 	if err := srv.Start(ctx); err != nil {
 		if d.cfg.AdminAddr == defaultAdminAddr && errors.Is(err, syscall.EADDRINUSE) {

@@ -248,6 +248,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}
 	}
 	_ = d.gateway.Close() // stops JWKS refreshes
+	// Replays (admin jobs) use the services, bus and stores closed below.
+	errs = append(errs, d.stopJobs(ctx))
 	svcs := d.locals()
 	// Subscriptions stop while every service is still loaded: the events
 	// they fetched are handled (Subscription.Stop drains), not failed for a

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/meshd/meshd/daemon/dispatch"
+	"github.com/meshd/meshd/host/admin"
 	"github.com/meshd/meshd/host/bus"
 )
 
@@ -42,5 +43,16 @@ func loadOrNew[T any](m *sync.Map, key string, mk func() *T) *T {
 }
 
 // EventsHandler is the events admin API (dispatch.Dispatcher.EventsHandler),
-// mounted on the admin listener under /v1/events/.
-func (d *Daemon) EventsHandler() http.Handler { return d.dispatch.EventsHandler() }
+// mounted on the admin listener under /v1/events/; replays run as jobs of
+// jobs.
+func (d *Daemon) EventsHandler(jobs *admin.Jobs) http.Handler { return d.dispatch.EventsHandler(jobs) }
+
+// stopJobs cancels the admin listener's jobs (replays) and waits for them,
+// bounded by ctx: they use the services, bus and stores Shutdown closes
+// after it. The listener itself closes last.
+func (d *Daemon) stopJobs(ctx context.Context) error {
+	if d.obs.admin.server == nil {
+		return nil
+	}
+	return d.obs.admin.server.Jobs().Close(ctx)
+}

@@ -32,19 +32,12 @@ type ReplayResult struct {
 // idempotent merges, so they converge with the replay.
 func (d *Dispatcher) Replay(ctx context.Context, name string) (ReplayResult, error) {
 	res := ReplayResult{Service: name}
-	s := d.lookup(name)
-	if s == nil {
-		return res, fault.New(name, fault.NotFound, errNotLoaded)
+	s, err := d.replayTarget(name)
+	if err != nil {
+		return res, err
 	}
-	events := s.Events()
+	events, store := s.Events(), s.Store()
 	prefix := events.ReadModelPrefix
-	if prefix == "" {
-		return res, fault.New(name, fault.Invalid, fmt.Errorf("no [events] read_model_prefix in %s.toml: nothing to rebuild", name))
-	}
-	store := s.Store()
-	if store == nil {
-		return res, fault.New(name, fault.Invalid, errors.New("no key-value store: nothing to rebuild"))
-	}
 	b, err := d.liveBus()
 	if err != nil {
 		return res, fault.New(name, fault.Unavailable, err)
@@ -79,6 +72,23 @@ func (d *Dispatcher) Replay(ctx context.Context, name string) (ReplayResult, err
 		return err
 	})
 	return res, err
+}
+
+// replayTarget is the version of service name a replay rebuilds the read
+// model of: a NotFound fault when the service is not loaded, an Invalid
+// one when it has no read model (no [events] read_model_prefix, or no
+// key-value store).
+func (d *Dispatcher) replayTarget(name string) (Service, error) {
+	s := d.lookup(name)
+	switch {
+	case s == nil:
+		return nil, fault.New(name, fault.NotFound, errNotLoaded)
+	case s.Events().ReadModelPrefix == "":
+		return nil, fault.New(name, fault.Invalid, fmt.Errorf("no [events] read_model_prefix in %s.toml: nothing to rebuild", name))
+	case s.Store() == nil:
+		return nil, fault.New(name, fault.Invalid, errors.New("no key-value store: nothing to rebuild"))
+	}
+	return s, nil
 }
 
 // replayOne runs one event through s0's handler and applies the writes
