@@ -1,0 +1,263 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/mesh"
+	"github.com/nats-io/nats.go"
+)
+
+// Handler runs one call of a service on this node: req on the service's
+// HTTP entry point, filling resp. ctx carries the call's deadline and its
+// depth (mesh.DepthFrom). req and resp are valid only until it returns.
+// A failure is an error fault.Classify understands.
+type Handler func(ctx context.Context, req *abi.Request, resp *abi.Response) error
+
+// Defaults of a ServerConfig.
+const (
+	// DefaultMaxInFlight bounds the calls one service runs at once for
+	// other nodes; a call past it is answered Busy at once.
+	DefaultMaxInFlight = 256
+	// DefaultMaxTimeout bounds the deadline a call from another node may
+	// ask for.
+	DefaultMaxTimeout = time.Minute
+)
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// Node is this node's name, sent with every answer.
+	Node string
+	// MaxInFlight bounds the calls of one service running at once
+	// (DefaultMaxInFlight when 0).
+	MaxInFlight int
+	// MaxTimeout bounds a call's deadline (DefaultMaxTimeout when 0).
+	MaxTimeout time.Duration
+	// Log receives the failures of answering; nil discards them.
+	Log *slog.Logger
+}
+
+// Server answers calls from other nodes for the services this node
+// serves. Each served service is one queue subscription on its Subject.
+type Server struct {
+	nc    *nats.Conn
+	node  string
+	max   int
+	maxTO time.Duration
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[string]*served
+	closed bool
+	wg     sync.WaitGroup // calls running
+}
+
+// served is one service's subscription.
+type served struct {
+	sub  *nats.Subscription
+	h    Handler
+	sem  chan struct{}
+	name string
+}
+
+// NewServer returns a Server answering on nc.
+func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
+	var errs []error
+	if nc == nil {
+		errs = append(errs, errors.New("connection: nil"))
+	}
+	if cfg.Node == "" || len(cfg.Node) > MaxNodeBytes {
+		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d bytes", display(cfg.Node), MaxNodeBytes))
+	}
+	if cfg.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("MaxInFlight: %d is negative", cfg.MaxInFlight))
+	}
+	if cfg.MaxTimeout < 0 {
+		errs = append(errs, fmt.Errorf("MaxTimeout: %v is negative", cfg.MaxTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("remote: server config: %w", err)
+	}
+	s := &Server{nc: nc, node: cfg.Node, max: cfg.MaxInFlight, maxTO: cfg.MaxTimeout, log: cfg.Log, subs: make(map[string]*served)}
+	if s.max == 0 {
+		s.max = DefaultMaxInFlight
+	}
+	if s.maxTO == 0 {
+		s.maxTO = DefaultMaxTimeout
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Serve answers calls of service with h, replacing the handler of a
+// service served already (calls running finish on the old one).
+func (s *Server) Serve(service string, h Handler) error {
+	subj, err := Subject(service)
+	if err != nil {
+		return err
+	}
+	if h == nil {
+		return errors.New("remote: Serve: nil handler")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if old := s.subs[service]; old != nil {
+		old.h = h // read under s.mu by the callback
+		return nil
+	}
+	sv := &served{h: h, sem: make(chan struct{}, s.max), name: service}
+	sub, err := s.nc.QueueSubscribe(subj, subj, func(m *nats.Msg) { s.receive(sv, m) })
+	if err != nil {
+		return fmt.Errorf("remote: serve %s: %w", service, err)
+	}
+	// The client's default pending limits (512 Ki messages, 64 MiB) bound
+	// what waits for the callback; the callback only starts goroutines.
+	sv.sub = sub
+	s.subs[service] = sv
+	return nil
+}
+
+// Stop stops answering calls of service; calls running finish. Calls
+// already on their way to this node get no answer and time out at the
+// caller, which is why a node stops answering only after its Directory
+// no longer announces the service.
+func (s *Server) Stop(service string) error {
+	s.mu.Lock()
+	sv := s.subs[service]
+	delete(s.subs, service)
+	s.mu.Unlock()
+	if sv == nil {
+		return nil
+	}
+	return sv.sub.Unsubscribe()
+}
+
+// Close stops answering every service and waits, until ctx ends, for the
+// calls running to finish. It is idempotent.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = map[string]*served{}
+	s.closed = true
+	s.mu.Unlock()
+	var errs []error
+	for _, sv := range subs {
+		if err := sv.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("remote: close: calls still running: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// receive takes one call: it answers Busy when the service runs its
+// maximum already, else runs it in a goroutine of its own.
+func (s *Server) receive(sv *served, m *nats.Msg) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.fail(m, fault.New(sv.name, fault.Unavailable, errors.New("node closing")))
+		return
+	}
+	h := sv.h
+	select {
+	case sv.sem <- struct{}{}:
+	default:
+		s.mu.Unlock()
+		s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", cap(sv.sem))))
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-sv.sem }()
+		s.run(sv.name, h, m)
+	}()
+}
+
+// run runs one call and answers it.
+func (s *Server) run(service string, h Handler, m *nats.Msg) {
+	ms, err := strconv.ParseInt(m.Header.Get(HeaderDeadline), 10, 64)
+	if err != nil || ms <= 0 {
+		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("%s: %s is not a positive number of milliseconds", HeaderDeadline, bounded(m.Header.Get(HeaderDeadline), 32))))
+		return
+	}
+	timeout := min(time.Duration(ms)*time.Millisecond, s.maxTO)
+	depth, err := strconv.Atoi(m.Header.Get(HeaderDepth))
+	if err != nil || depth < 0 || depth > mesh.MaxDepth {
+		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("%s: %s is not a call depth of 0 to %d", HeaderDepth, bounded(m.Header.Get(HeaderDepth), 32), mesh.MaxDepth)))
+		return
+	}
+	var req abi.Request
+	if err := req.Decode(m.Data); err != nil {
+		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("garbled request of %d bytes: %w", len(m.Data), err)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(mesh.WithDepth(context.Background(), depth), timeout)
+	defer cancel()
+	var resp abi.Response
+	if err := callHandler(ctx, h, &req, &resp); err != nil {
+		s.fail(m, fault.Classify(service, err))
+		return
+	}
+	data := resp.Append(nil)
+	if limit := s.nc.MaxPayload() - headerRoom; int64(len(data)) > limit {
+		s.fail(m, fault.New(service, fault.Failed, fmt.Errorf("answer of %d bytes passes the %d bytes a NATS message may carry", len(data), limit)))
+		return
+	}
+	reply := &nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{HeaderNode: []string{s.node}}}
+	if err := m.RespondMsg(reply); err != nil {
+		s.log.Warn("remote: answering a call failed", slog.String("service", service), slog.String("error", err.Error()))
+	}
+}
+
+// callHandler runs h, turning a panic into a Failed error.
+func callHandler(ctx context.Context, h Handler, req *abi.Request, resp *abi.Response) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fault.New("", fault.Failed, fmt.Errorf("remote: handler panicked: %s", bounded(fmt.Sprint(r), MaxErrorBytes)))
+		}
+	}()
+	return h(ctx, req, resp)
+}
+
+// fail answers m with fe's kind, message and Retry-After.
+func (s *Server) fail(m *nats.Msg, fe *fault.Error) {
+	if m.Reply == "" {
+		return
+	}
+	msg := ""
+	if fe.Err != nil {
+		msg = fe.Err.Error()
+	}
+	hdr := nats.Header{
+		HeaderFault: []string{fe.Kind.String()},
+		HeaderError: []string{bounded(msg, MaxErrorBytes)},
+		HeaderNode:  []string{s.node},
+	}
+	if r := fe.Retry(); r > 0 {
+		hdr[HeaderRetry] = []string{millis(r)}
+	}
+	if err := m.RespondMsg(&nats.Msg{Subject: m.Reply, Header: hdr}); err != nil {
+		s.log.Warn("remote: answering a call failed", slog.String("service", fe.Service), slog.String("error", err.Error()))
+	}
+}
