@@ -175,6 +175,7 @@ type Directory struct {
 	watcher   jetstream.KeyWatcher
 	ready     chan struct{}
 	readyOnce sync.Once
+	wcancel   context.CancelFunc
 	pubFailed bool // owned by the heartbeat goroutine
 }
 
@@ -208,10 +209,15 @@ func StartDirectory(ctx context.Context, js jetstream.JetStream, cfg DirectoryCo
 		ready:   make(chan struct{}),
 	}
 	d.subj = "$KV." + Bucket + "." + d.key
-	w, err := kv.WatchAll(context.Background())
+	// The watch's context lives as long as the Directory: the client
+	// keeps a goroutine waiting on it.
+	wctx, wcancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
 	if err != nil {
+		wcancel()
 		return nil, fmt.Errorf("remote: watch %s: %w", Bucket, err)
 	}
+	d.wcancel = wcancel
 	d.watcher = w
 	d.wg.Add(2)
 	go d.watch()
@@ -392,9 +398,9 @@ func (d *Directory) refuse(key, why string) {
 
 // prune drops the nodes not heard of for their TTL plus expiryGrace.
 func (d *Directory) prune() {
-	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := d.now()
 	n := len(d.nodes)
 	for k, v := range d.nodes {
 		ttl := time.Duration(v.ann.TTLMs) * time.Millisecond
@@ -464,6 +470,7 @@ func (d *Directory) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		d.wg.Wait()
+		d.wcancel()
 		// The client's callback may be blocked handing the watcher an
 		// update nobody reads any more: take them until it gives up.
 		drain(d.watcher.Updates())

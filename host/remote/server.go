@@ -73,8 +73,8 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	if nc == nil {
 		errs = append(errs, errors.New("connection: nil"))
 	}
-	if cfg.Node == "" || len(cfg.Node) > MaxNodeBytes {
-		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d bytes", display(cfg.Node), MaxNodeBytes))
+	if !validNode(cfg.Node) {
+		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d letters, digits, '.', '_' or '-'", display(cfg.Node), MaxNodeBytes))
 	}
 	if cfg.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("MaxInFlight: %d is negative", cfg.MaxInFlight))
@@ -109,25 +109,36 @@ func (s *Server) Serve(service string, h Handler) error {
 		return errors.New("remote: Serve: nil handler")
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
 	}
 	if old := s.subs[service]; old != nil {
 		old.h = h // read under s.mu by the callback
+		s.mu.Unlock()
 		return nil
 	}
 	sv := &served{h: h, sem: make(chan struct{}, s.max), name: service}
-	sub, err := s.nc.QueueSubscribe(subj, subj, func(m *nats.Msg) { s.receive(sv, m) })
-	if err != nil {
-		return fmt.Errorf("remote: serve %s: %w", service, err)
-	}
 	// The client's default pending limits (512 Ki messages, 64 MiB) bound
 	// what waits for the callback; the callback only starts goroutines.
+	sub, err := s.nc.QueueSubscribe(subj, subj, func(m *nats.Msg) { s.receive(sv, m) })
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("remote: serve %s: %w", service, err)
+	}
 	sv.sub = sub
 	s.subs[service] = sv
+	s.mu.Unlock()
+	// Return once the server knows of the subscription: a call sent after
+	// Serve returns finds this node.
+	if err := s.nc.FlushTimeout(flushTimeout); err != nil {
+		return fmt.Errorf("remote: serve %s: %w", service, err)
+	}
 	return nil
 }
+
+// flushTimeout bounds the wait for the server to confirm a subscription.
+const flushTimeout = 5 * time.Second
 
 // Stop stops answering calls of service; calls running finish. Calls
 // already on their way to this node get no answer and time out at the
