@@ -56,6 +56,8 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	}
 	srv.Handle("/v1/events/", d.EventsHandler(srv.Jobs()))
 	srv.Handle("GET /v1/config", d.configHandler()) // daemon/configfile.go
+	srv.Handle("POST /v1/services/{name}/drain", service.DrainHandler(d.registry, true))
+	srv.Handle("POST /v1/services/{name}/undrain", service.DrainHandler(d.registry, false))
 	if err := srv.Start(ctx); err != nil {
 		if d.cfg.AdminAddr == defaultAdminAddr && errors.Is(err, syscall.EADDRINUSE) {
 			d.log.Error("admin listener not started: its default address is in use; metrics, health and /v1/services are unavailable (choose one with --admin ADDR, or --admin off)",
@@ -154,6 +156,7 @@ func (d *Daemon) servicesView() []admin.Service {
 				Discover:  nonNil(g.Discover),
 			},
 			LastError: loadErrs[s.Name()],
+			Breakers:  d.calls.Breakers(s.Name()),
 		}
 		v.LoadedAt = loadedAt[s.Name()]
 		if why := subErrs[s.Name()]; why != "" { // the serving version is DOWN

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshd/meshd/daemon/calls"
 	"github.com/meshd/meshd/daemon/dispatch"
 	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/bus"
@@ -41,9 +42,12 @@ var ErrClosed = errors.New("daemon: shut down")
 //     nothing is taken under it.
 //
 // Leaves, each held for a map or field update only and taking nothing:
-// the stage's lock (service.Stage), reload.loadMu, reload.changeMu,
-// reload.wmu, reload.errMu, obs.mu. conf.mu is held for a whole
-// configuration reload and takes only the gateway's own lock under it.
+// the stage's lock (service.Stage), the load gate's (reload.gate,
+// daemon/internal/loadgate), reload.wmu, reload.errMu, obs.mu. The change
+// coalescer's lock (reload.changes, daemon/internal/coalesce) takes only
+// the load gate's under it (starting a service's worker). conf.mu is
+// held for a whole configuration reload and takes only the gateway's own
+// lock under it.
 //
 // The serial groups of event handlers (dispatch.Dispatcher, one set per
 // service name) are held by event handlers and replays around an
@@ -60,6 +64,8 @@ type Daemon struct {
 	bus      *bus.Bus
 	registry *registry.Registry
 	dispatch *dispatch.Dispatcher
+	calls    *calls.Calls    // service-to-service calls (daemon/calls)
+	health   *service.Health // DOWN on repeated failures
 	gateway  *gateway.Gateway
 	server   *http.Server
 	listener net.Listener
@@ -85,13 +91,15 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	transitions := service.NewTransitionsCounter()
 	d := &Daemon{
 		cfg:      cfg,
 		log:      log,
-		registry: registry.New(),
+		registry: registry.New(registry.WithObserver(service.StatusLog(log, cfg.Node, transitions))),
 	}
 	d.initObservability()
-	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics))
+	d.health = service.NewHealth(d.registry, log, 0, 0, 0)
+	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics), dispatch.WithHealth(d.health.Observe))
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
@@ -99,6 +107,13 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}, d.dispatch, log.With(slog.String("component", "gateway")))
 	if err := d.gateway.SetPolicies(cfg.Gateway); err != nil {
 		return nil, fmt.Errorf("gateway policies:\n%w", err)
+	}
+	var err error
+	if d.calls, err = calls.New(d.registry, d.dispatch.InvokeCall, d.gateway.Match, log.With(slog.String("component", "calls"))); err != nil {
+		return nil, err
+	}
+	if m := d.obs.metrics; m != nil {
+		m.Registry().MustRegister(d.calls.Collector(), service.StatusCollector(d.registry), transitions)
 	}
 	return d, nil
 }
@@ -248,6 +263,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}
 	}
 	_ = d.gateway.Close() // stops JWKS refreshes
+	d.health.Close()
 	// Replays (admin jobs) use the services, bus and stores closed below.
 	errs = append(errs, d.stopJobs(ctx))
 	svcs := d.locals()

@@ -23,7 +23,8 @@ func (d *Daemon) newBuilder() {
 		service.WithDiscover(d.discover),
 		service.WithNATS(func() jetstream.JetStream { return d.nats.JetStream() },
 			func() int64 { return d.nats.Conn().MaxPayload() }),
-		service.WithKVCache(d.kvCache))
+		service.WithKVCache(d.kvCache),
+		service.WithCaller(d.calls.Call))
 	d.stage = service.NewStage(d.builder, d.loadContext)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/host/mesh"
 	"github.com/meshd/meshd/host/metrics"
 	"github.com/meshd/meshd/host/registry"
 	"github.com/meshd/meshd/internal/traceparent"
@@ -45,6 +46,7 @@ type Dispatcher struct {
 	bus     atomic.Pointer[bus.Bus]
 	metrics *metrics.Metrics // nil: metrics off
 	serial  sync.Map         // service name → *serialLocks of its serial event handlers
+	health  func(service string, err error)
 }
 
 // Option configures a Dispatcher.
@@ -52,6 +54,13 @@ type Option func(*Dispatcher)
 
 // WithMetrics records every invocation in m (nil: metrics off).
 func WithMetrics(m *metrics.Metrics) Option { return func(d *Dispatcher) { d.metrics = m } }
+
+// WithHealth reports the outcome of every invocation to fn (the error the
+// module's Invoke returned, nil on success), which judges whether the
+// service keeps failing (service.Health.Observe).
+func WithHealth(fn func(service string, err error)) Option {
+	return func(d *Dispatcher) { d.health = fn }
+}
 
 // WithBus publishes the events of invocations on b. Without it (or
 // SetBus) an invocation that publishes fails to apply its effects.
@@ -111,12 +120,20 @@ func putCallState(cs *callState) {
 
 // invoke runs entry on the current version of the service. A version closed
 // between lookup and invocation (a reload or removal) is retried once on
-// whatever serves the service then.
+// whatever serves the service then. A request or a call (EntryHTTP) goes
+// only to a service whose status is UP: one drained, DOWN or starting
+// fails at once with Unavailable (see notUp); events are handled whatever
+// the status, since their consumers are durable and a refusal would only
+// spend delivery attempts.
 func (d *Dispatcher) invoke(ctx context.Context, name string, entry runtime.Entry, cs *callState) (Service, error) {
 	for attempt := 0; ; attempt++ {
-		s := d.lookup(name)
-		if s == nil {
+		in, ok := d.reg.Local(name)
+		s, _ := in.Local.(Service)
+		if !ok || s == nil {
 			return nil, fault.New(name, fault.Unavailable, errNotLoaded)
+		}
+		if entry == runtime.EntryHTTP && in.Status != registry.Up {
+			return nil, notUp(name, in.Status)
 		}
 		if cs.inv.Base == nil {
 			cs.inv.Base = s.Logger()
@@ -124,6 +141,9 @@ func (d *Dispatcher) invoke(ctx context.Context, name string, entry runtime.Entr
 		start := time.Now()
 		err := s.Invoke(ctx, entry, &cs.call)
 		d.observe(ctx, name, entry, start, err, cs)
+		if d.health != nil {
+			d.health(name, err)
+		}
 		if errors.Is(err, runtime.ErrClosed) && attempt == 0 {
 			continue
 		}
@@ -170,9 +190,24 @@ func entryLabel(e runtime.Entry) string {
 
 // InvokeHTTP implements gateway.Invoker.
 func (d *Dispatcher) InvokeHTTP(ctx context.Context, name string, req *abi.Request, resp *abi.Response) error {
+	return d.invokeHTTP(ctx, name, req, resp, 0)
+}
+
+// InvokeCall runs a call from another service on service name's HTTP
+// entry point, as InvokeHTTP does a request: req's Route and Params are
+// set (the route the call matched), ctx carries the call's deadline and
+// its depth (mesh.DepthFrom), which the callee's invocation takes, so the
+// calls it makes in turn are bounded. The callee's effects are applied
+// when it succeeds, whatever becomes of its caller.
+func (d *Dispatcher) InvokeCall(ctx context.Context, name string, req *abi.Request, resp *abi.Response) error {
+	return d.invokeHTTP(ctx, name, req, resp, mesh.DepthFrom(ctx))
+}
+
+func (d *Dispatcher) invokeHTTP(ctx context.Context, name string, req *abi.Request, resp *abi.Response, depth int) error {
 	cs := getCallState()
 	defer putCallState(cs)
 	cs.call.Input = req.Append(cs.call.Input[:0])
+	cs.inv.Depth = depth
 	cs.inv.RequestID = string(req.RequestID)
 	cs.inv.TraceParent = string(req.TraceParent)
 	cs.inv.Attrs = append(cs.inv.Attrs, slog.String("request_id", cs.inv.RequestID),
@@ -203,6 +238,30 @@ func (d *Dispatcher) InvokeHTTP(ctx context.Context, name string, req *abi.Reque
 	return nil
 }
 
+// Retry-After of a request to a service that is not UP, by status: a
+// drain lasts as long as the operator wants (a minute is a polite guess);
+// a DOWN service is probed again after its cool-down; a starting one is
+// up in moments.
+const (
+	retryDrained  = time.Minute
+	retryDown     = 10 * time.Second
+	retryStarting = time.Second
+)
+
+// notUp is the error of a request or call to a service whose status is st
+// (not UP): Unavailable, answered 503 with Retry-After.
+func notUp(name string, st registry.Status) *fault.Error {
+	retry := retryStarting
+	switch st {
+	case registry.OutOfService:
+		retry = retryDrained
+	case registry.Down:
+		retry = retryDown
+	}
+	return &fault.Error{Service: name, Kind: fault.Unavailable, RetryAfter: retry,
+		Err: fmt.Errorf("dispatch: service %s is %s", name, st)}
+}
+
 // errNotLoaded is the cause of the Unavailable error of a service this
 // node does not serve.
 var errNotLoaded = errors.New("not loaded")
@@ -223,6 +282,7 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 		defer putCallState(cs)
 		cs.call.Input = appendEvent(cs.call.Input[:0], ev, uint32(ev.Attempt))
 		cs.inv.TraceParent = ev.TraceParent
+		cs.inv.RequestID = ev.ID // the request id of the calls the handler makes (docs/ABI.md)
 		cs.inv.Attrs = append(cs.inv.Attrs, slog.String("event_id", ev.ID), slog.String("event_type", ev.Type),
 			slog.String("trace_id", traceparent.TraceID(ev.TraceParent)))
 		if cfg.Serial {

@@ -33,7 +33,11 @@ func Conflicts(claims []Claim) map[string]error {
 	for i := range claims {
 		c := &claims[i]
 		by[c.Name] = c
-		routes = append(routes, c.Routes...)
+		for _, r := range c.Routes {
+			if !r.Internal { // takes no HTTP request: conflicts with no other service
+				routes = append(routes, r)
+			}
+		}
 	}
 	found := make(map[string][]string) // refused file → why
 	for _, cf := range gateway.Conflicts(routes) {

@@ -33,6 +33,7 @@ type Builder struct {
 	jetStream  func() jetstream.JetStream
 	maxPayload func() int64
 	kvCache    func(service string) *kv.Cache
+	call       host.Caller
 }
 
 // Option configures a Builder.
@@ -66,6 +67,10 @@ func WithNATS(js func() jetstream.JetStream, maxPayload func() int64) Option {
 func WithKVCache(fn func(service string) *kv.Cache) Option {
 	return func(b *Builder) { b.kvCache = fn }
 }
+
+// WithCaller makes the services' calls to other services (host.Env.Call;
+// without it a call answers unavailable).
+func WithCaller(fn host.Caller) Option { return func(b *Builder) { b.call = fn } }
 
 // NewBuilder returns a builder compiling with engine.
 func NewBuilder(engine *runtime.Engine, opts ...Option) *Builder {
@@ -164,7 +169,7 @@ func (b *Builder) Link(ctx context.Context, p *Prepared) {
 	began := time.Now()
 	s.env = &host.Env{Service: s.name, Grants: s.sf.HostGrants(), Log: s.log, Discover: b.discover,
 		Config: s.sf.Config, Observe: b.observeKV(s.name), LogDropped: b.guestLogDropped(s.name),
-		MaxPayload: b.maxPayload}
+		MaxPayload: b.maxPayload, Call: b.call}
 	if err := s.mod.Start(ctx, host.Module(s.env)); err != nil { // closes the module
 		p.Service, p.Err = nil, fmt.Errorf("%s: %w", s.file, err)
 		return

@@ -86,7 +86,7 @@ func (s *Service) ObserveKV(op string, err error) {
 func (s *Service) Routes() []gateway.Route {
 	routes := make([]gateway.Route, len(s.decl.Routes))
 	for i, r := range s.decl.Routes {
-		routes[i] = gateway.Route{Service: s.name, Method: r.Method, Path: r.Path}
+		routes[i] = gateway.Route{Service: s.name, Method: r.Method, Path: r.Path, Internal: r.Internal}
 	}
 	return routes
 }

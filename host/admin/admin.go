@@ -147,6 +147,11 @@ type Service struct {
 	// version shown (if any) is the one still serving.
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+	// Breakers are the circuit breakers of the service's calls to other
+	// services, one per callee (the daemon's mesh client's BreakerInfo:
+	// caller, callee, state, since, counts, transitions); nil leaves the
+	// field out.
+	Breakers any `json:"breakers,omitempty"`
 }
 
 // Instances counts a service's instances.
