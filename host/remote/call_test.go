@@ -265,7 +265,7 @@ func TestServerBoundsConcurrentCalls(t *testing.T) {
 	a, b := connect(t, ns), connect(t, ns)
 	release := make(chan struct{})
 	started := make(chan struct{}, 2)
-	serve(t, b, "held", func(ctx context.Context, req *abi.Request, resp *abi.Response) error {
+	srv := serve(t, b, "held", func(ctx context.Context, req *abi.Request, resp *abi.Response) error {
 		started <- struct{}{}
 		select {
 		case <-release:
@@ -287,6 +287,9 @@ func TestServerBoundsConcurrentCalls(t *testing.T) {
 	}
 	if n := tg.InFlight(); n != 2 {
 		t.Errorf("InFlight %d with two calls held, want 2", n)
+	}
+	if n := srv.InFlight("held"); n != 2 {
+		t.Errorf("Server.InFlight %d with two calls held, want 2", n)
 	}
 	err := tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{}, &abi.Response{})
 	if k := kindOfErr(t, err); k != fault.Busy {

@@ -140,6 +140,17 @@ func (s *Server) Serve(service string, h Handler) error {
 // flushTimeout bounds the wait for the server to confirm a subscription.
 const flushTimeout = 5 * time.Second
 
+// InFlight is how many calls of service from other nodes run now: the
+// load this node announces for it, with its local work.
+func (s *Server) InFlight(service string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sv := s.subs[service]; sv != nil {
+		return len(sv.sem)
+	}
+	return 0
+}
+
 // Stop stops answering calls of service; calls running finish. Calls
 // already on their way to this node get no answer and time out at the
 // caller, which is why a node stops answering only after its Directory
