@@ -99,8 +99,10 @@ type DirectoryConfig struct {
 	Log *slog.Logger
 }
 
-// Validate reports every problem of c (with defaults applied).
+// Validate reports every problem of c, its zero fields taken as their
+// defaults.
 func (c DirectoryConfig) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	if !validNode(c.Node) {
 		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d letters, digits, '.', '_' or '-'", display(c.Node), MaxNodeBytes))
