@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/internal/expctxkeys"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -30,14 +31,44 @@ func (m *ModuleInstance) FailIfClosed() (err error) {
 //
 // Callers of this function must invoke the returned context.CancelFunc to release the spawned Goroutine.
 func (m *ModuleInstance) CloseModuleOnCanceledOrTimeout(ctx context.Context) context.CancelFunc {
-	// Creating an empty channel in this case is a bit more efficient than
-	// creating a context.Context and canceling it with the same effect. We
-	// really just need to be notified when to stop listening to the users
-	// context. Closing the channel will unblock the select in the goroutine
-	// causing it to return an stop listening to ctx.Done().
-	cancelChan := make(chan struct{})
-	go m.closeModuleOnCanceledOrTimeout(ctx, cancelChan)
-	return func() { close(cancelChan) }
+	// meshd patch: no goroutine per call. A context that can never be done
+	// needs no watch; an instance context (experimental.WithInstanceContext)
+	// is watched once per instance; for the others context.AfterFunc
+	// registers the close with the context (no goroutine for the standard
+	// library's contexts, one for others, as before) instead of starting
+	// a goroutine that waits for either the context or the call's end:
+	// that goroutine was about a third of a short call's cost.
+	done := ctx.Done()
+	if done == nil {
+		return noopCancel
+	}
+	if instance, _ := ctx.Value(expctxkeys.InstanceContextKey{}).(bool); instance {
+		// The caller reuses ctx for every call into this instance and
+		// closes its Done only to stop the instance: watched once, for
+		// good.
+		m.watchMu.Lock()
+		defer m.watchMu.Unlock()
+		if m.watchedDone != done {
+			m.watchedDone = done
+			context.AfterFunc(ctx, func() { m.closeOnContextDone(ctx) })
+		}
+		return noopCancel
+	}
+	stop := context.AfterFunc(ctx, func() { m.closeOnContextDone(ctx) })
+	return func() { stop() }
+}
+
+func noopCancel() {}
+
+// closeOnContextDone closes the module with the exit code of ctx's error,
+// without closing its resources (as closeModuleOnCanceledOrTimeout does).
+func (m *ModuleInstance) closeOnContextDone(ctx context.Context) {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		_ = m.closeWithExitCodeWithoutClosingResource(sys.ExitCodeContextCanceled)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		_ = m.closeWithExitCodeWithoutClosingResource(sys.ExitCodeDeadlineExceeded)
+	}
 }
 
 // closeModuleOnCanceledOrTimeout is extracted from CloseModuleOnCanceledOrTimeout for testing.

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/internal/expctxkeys"
 	internalsys "github.com/tetratelabs/wazero/internal/sys"
 	"github.com/tetratelabs/wazero/internal/sysfs"
 	testfs "github.com/tetratelabs/wazero/internal/testing/fs"
 	"github.com/tetratelabs/wazero/internal/testing/hammer"
 	"github.com/tetratelabs/wazero/internal/testing/require"
+	wazerosys "github.com/tetratelabs/wazero/sys"
 )
 
 func TestModuleInstance_String(t *testing.T) {
@@ -451,4 +453,38 @@ func TestModuleInstance_ensureResourcesClosed(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, 2, closer.called)
+}
+
+func TestModuleInstance_CloseModuleOnCanceledOrTimeout_instanceContext(t *testing.T) {
+	s := newStore()
+	t.Run("watched once, closed when done between calls", func(t *testing.T) {
+		cc := &ModuleInstance{ModuleName: "test", s: s, Sys: internalsys.DefaultContext(nil)}
+		parent, cancel := context.WithCancel(context.Background())
+		ctx := context.WithValue(parent, expctxkeys.InstanceContextKey{}, true)
+		for range 3 { // three calls: each returns at once, the watch stays
+			done := cc.CloseModuleOnCanceledOrTimeout(ctx)
+			done()
+		}
+		require.NotNil(t, cc.watchedDone)
+		require.Equal(t, uint64(0), cc.Closed.Load())
+		cancel() // the instance is stopped: closed, though no call runs
+		for i := 0; cc.Closed.Load() == 0 && i < 2000; i++ {
+			time.Sleep(time.Millisecond)
+		}
+		err := cc.FailIfClosed()
+		require.EqualError(t, err, wazerosys.NewExitError(wazerosys.ExitCodeContextCanceled).Error())
+	})
+	t.Run("a context never done is not watched", func(t *testing.T) {
+		cc := &ModuleInstance{ModuleName: "test", s: s, Sys: internalsys.DefaultContext(nil)}
+		cc.CloseModuleOnCanceledOrTimeout(context.Background())()
+		require.Nil(t, cc.watchedDone)
+	})
+	t.Run("an ordinary context is watched for the call only", func(t *testing.T) {
+		cc := &ModuleInstance{ModuleName: "test", s: s, Sys: internalsys.DefaultContext(nil)}
+		ctx, cancel := context.WithCancel(context.Background())
+		cc.CloseModuleOnCanceledOrTimeout(ctx)()
+		cancel()
+		time.Sleep(10 * time.Millisecond) // the watch was stopped: nothing may close it
+		require.Equal(t, uint64(0), cc.Closed.Load())
+	})
 }

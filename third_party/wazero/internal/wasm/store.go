@@ -114,6 +114,12 @@ type (
 		// See /RATIONALE.md
 		Closed atomic.Uint64
 
+		// watchMu guards watchedDone: the Done channel of an instance
+		// context (experimental.WithInstanceContext) watched for the rest
+		// of the instance's life (meshd patch).
+		watchMu     sync.Mutex
+		watchedDone <-chan struct{}
+
 		// CodeCloser is non-nil when the code should be closed after this module.
 		CodeCloser api.Closer
 

@@ -19,10 +19,10 @@ type (
 	// moduleEngine implements wasm.ModuleEngine.
 	moduleEngine struct {
 		// opaquePtr equals &opaque[0].
-		opaquePtr              *byte
-		parent                 *compiledModule
-		module                 *wasm.ModuleInstance
-		opaque                 moduleContextOpaque
+		opaquePtr *byte
+		parent    *compiledModule
+		module    *wasm.ModuleInstance
+		opaque    moduleContextOpaque
 		// localFunctionInstances keeps alive the function instances
 		// FunctionInstanceReference hands out as bare pointers. They are
 		// allocated in chunks (meshd patch): a Go-built module's table
