@@ -117,6 +117,10 @@ type instance struct {
 	// call (wazero calls host functions on the caller's goroutine), and the
 	// instance passes between goroutines through the pool's channels.
 	ctx context.Context
+	// cc is the context of every call into the instance, and timer its
+	// deadline, armed for each call (callctx.go).
+	cc    *callCtx
+	timer *time.Timer
 }
 
 // sleep is the instance's WASI nanosleep, which wazero's poll_oneoff calls
@@ -414,9 +418,14 @@ func (m *Module) instantiate(parent context.Context, rc *randCounter) (*instance
 	return m.ready(inst, mod), nil
 }
 
-// ready finishes inst around its module instance: export handles, counts.
+// ready finishes inst around its module instance: export handles, call
+// context, counts.
 func (m *Module) ready(inst *instance, mod api.Module) *instance {
 	inst.mod = mod
+	cc := newCallCtx()
+	inst.cc = cc
+	inst.timer = time.AfterFunc(time.Hour, func() { cc.stop(context.DeadlineExceeded) })
+	inst.timer.Stop()
 	for e := range numEntries {
 		if m.has[e] {
 			inst.fns[e] = mod.ExportedFunction(entryExports[e])
@@ -429,6 +438,7 @@ func (m *Module) ready(inst *instance, mod api.Module) *instance {
 }
 
 func (m *Module) closeInstance(inst *instance) {
+	inst.timer.Stop()
 	_ = inst.mod.Close(context.Background())
 	m.live.Add(-1)
 	m.memBytes.Add(-int64(inst.mem))

@@ -44,16 +44,34 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	c.overflow = false
 	c.maxOutput = m.cfg.MaxOutputBytes
 
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
-	cctx = context.WithValue(cctx, callKey{}, c)
+	// The instance's reused call context (callctx.go): its deadline timer
+	// armed for this call, the caller's cancellation watched when it can
+	// come. An instance either of them stopped is never reused, even when
+	// its call ended first.
+	if err := ctx.Err(); err != nil {
+		m.release(inst, false)
+		return fmt.Errorf("%s: %s: stopped: %w", m.cfg.Name, e, err)
+	}
+	cc := inst.cc
+	cc.parent, cc.call = ctx, c
+	cc.deadline = time.Now().Add(m.cfg.CallTimeout)
+	inst.timer.Reset(m.cfg.CallTimeout)
+	var unwatch func() bool
+	if ctx.Done() != nil {
+		unwatch = context.AfterFunc(ctx, func() { cc.stop(ctx.Err()) })
+	}
 	inst.stack[0] = 0
 	if e.takesInput() {
 		inst.stack[0] = uint64(len(c.Input))
 	}
-	inst.ctx = cctx // for inst.sleep
-	err = inst.fns[e].CallWithStack(cctx, inst.stack)
+	inst.ctx = cc // for inst.sleep
+	err = inst.fns[e].CallWithStack(cc, inst.stack)
 	inst.ctx = nil
-	cancel()
+	stopped := !inst.timer.Stop()
+	if unwatch != nil && !unwatch() {
+		stopped = true
+	}
+	cc.parent, cc.call = context.Background(), nil
 	inst.calls++
 	switch {
 	case err != nil:
@@ -66,7 +84,7 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 		return fmt.Errorf("%s: %s: output passes the cap of %d bytes: %w", m.cfg.Name, e, m.cfg.MaxOutputBytes, ErrOutputTooLarge)
 	}
 	c.Code = abi.Code(uint32(inst.stack[0]))
-	m.release(inst, false)
+	m.release(inst, stopped || cc.Err() != nil) // stopped as it returned: done, but closed
 	return nil
 }
 
