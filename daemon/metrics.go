@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/daemon/readiness"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/meshd/meshd/host/metrics"
@@ -52,7 +53,7 @@ func (d *Daemon) initObservability() {
 		Namespace: metrics.Namespace, Name: "event_consumers_replaced_total",
 		Help: "Durable consumers whose stored state could not be opened, replaced by a new one that delivers every stored event of the topic again, by service and topic.",
 	}, []string{"service", "topic"})
-	m.Registry().MustRegister(d.obs.consumersReplaced, serviceUpCollector{d})
+	m.Registry().MustRegister(d.obs.consumersReplaced, readiness.Collector(d.readySource()))
 	prev := h.ConsumerReplaced
 	h.ConsumerReplaced = func(service, topic string) {
 		if prev != nil {
