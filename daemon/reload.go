@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/meshd/meshd/config"
+	"github.com/meshd/meshd/daemon/internal/coalesce"
+	"github.com/meshd/meshd/daemon/internal/loadgate"
 	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/registry"
 	"github.com/meshd/meshd/runtime"
@@ -37,16 +39,9 @@ type reloadState struct {
 	mu       sync.Mutex // held for the checks and swap of a load, and for a removal
 	services sync.Map   // service name → *sync.Mutex held for its whole load or removal
 
-	loadMu  sync.Mutex     // orders loading.Add after d.closed against stopWatchers' Wait
-	loading sync.WaitGroup // loads and file-change workers in progress
-	stop    struct {
-		once   sync.Once
-		ctx    context.Context // cancelled when Shutdown begins
-		cancel context.CancelFunc
-	}
-
-	changeMu sync.Mutex
-	changes  map[string]*runtime.WatchEvent // service → its latest change not handled yet
+	once    sync.Once
+	gate    *loadgate.Gate                          // loads and file-change workers in progress
+	changes *coalesce.Coalescer[runtime.WatchEvent] // per service: its latest change not handled yet
 
 	wmu      sync.Mutex       // guards watcher and watchers
 	watcher  *runtime.Watcher // of the plugin directory (Reload rescans it)
@@ -123,7 +118,7 @@ func (d *Daemon) startWatcher(ctx context.Context) error {
 // stopWatchers cancels the loads in progress, stops every watcher and
 // waits for the loads. Shutdown calls it once d.closed is set.
 func (d *Daemon) stopWatchers(ctx context.Context) error {
-	d.cancelLoads()
+	d.loads().Cancel()
 	d.reload.wmu.Lock()
 	ws := d.reload.watchers
 	d.reload.watcher, d.reload.watchers = nil, nil
@@ -132,50 +127,29 @@ func (d *Daemon) stopWatchers(ctx context.Context) error {
 	for _, w := range ws {
 		errs = append(errs, w.Close(ctx))
 	}
-	err := errors.Join(errs...)
 	// Wait for the loads in progress (watcher, Reload, LoadFile), cancelled
 	// above: an initialiser stops at once; compiling cannot be cancelled,
 	// and the engine it compiles with is closed next. Later loads see
 	// d.closed and do nothing.
-	d.reload.loadMu.Lock()
-	//lint:ignore SA2001 an empty critical section is the barrier: loading.Add is done under loadMu
-	d.reload.loadMu.Unlock()
-	d.reload.loading.Wait()
-	return err
+	d.loads().Close()
+	return errors.Join(errs...)
 }
 
-// stopContext is cancelled when Shutdown begins.
-func (d *Daemon) stopContext() context.Context {
-	st := &d.reload.stop
-	st.once.Do(func() { st.ctx, st.cancel = context.WithCancel(context.Background()) })
-	return st.ctx
-}
-
-// cancelLoads cancels every load in progress and every later one.
-func (d *Daemon) cancelLoads() {
-	d.stopContext()
-	d.reload.stop.cancel()
+// loads is the gate of loads in progress, refusing once Shutdown began,
+// and the coalescer of plugin-file changes, made on first use.
+func (d *Daemon) loads() *loadgate.Gate {
+	d.reload.once.Do(func() {
+		d.reload.gate = loadgate.New(d.closed.Load)
+		d.reload.changes = coalesce.New(d.reload.gate.Go, d.handleChange)
+	})
+	return d.reload.gate
 }
 
 // loadContext is ctx, also cancelled when Shutdown begins: loads run under
 // it, so that an initialiser that sleeps or loops does not hold Shutdown
 // up to its timeout. Call stop when the load is done.
 func (d *Daemon) loadContext(ctx context.Context) (_ context.Context, stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	unhook := context.AfterFunc(d.stopContext(), cancel)
-	return ctx, func() { unhook(); cancel() }
-}
-
-// beginLoad counts a load in progress for stopWatchers to wait for; false
-// once Shutdown has begun.
-func (d *Daemon) beginLoad() bool {
-	d.reload.loadMu.Lock()
-	defer d.reload.loadMu.Unlock()
-	if d.closed.Load() {
-		return false
-	}
-	d.reload.loading.Add(1)
-	return true
+	return d.loads().Context(ctx)
 }
 
 // serviceLock is held for the whole of a load or removal of the service
@@ -191,45 +165,17 @@ func (d *Daemon) serviceLock(name string) *sync.Mutex {
 // another of the same service waits replaces it (only the latest state of
 // the files matters). Refusals are logged by the worker.
 func (d *Daemon) onFileChange(_ context.Context, ev runtime.WatchEvent) error {
-	name := serviceOf(ev.Path)
-	d.reload.changeMu.Lock()
-	defer d.reload.changeMu.Unlock()
-	if d.reload.changes == nil {
-		d.reload.changes = make(map[string]*runtime.WatchEvent)
-	}
-	_, working := d.reload.changes[name]
-	d.reload.changes[name] = &ev
-	if working {
-		return nil
-	}
-	if !d.beginLoad() {
-		delete(d.reload.changes, name)
+	d.loads()
+	if !d.reload.changes.Put(serviceOf(ev.Path), ev) {
 		return ErrClosed
 	}
-	go func() {
-		defer d.reload.loading.Done()
-		d.changeWorker(name)
-	}()
 	return nil
 }
 
-// changeWorker handles the changes of service name until none is left.
-// The service's entry in reload.changes is present while a worker runs,
-// nil when it has taken the latest change.
-func (d *Daemon) changeWorker(name string) {
-	for {
-		d.reload.changeMu.Lock()
-		ev := d.reload.changes[name]
-		if ev == nil {
-			delete(d.reload.changes, name)
-			d.reload.changeMu.Unlock()
-			return
-		}
-		d.reload.changes[name] = nil
-		d.reload.changeMu.Unlock()
-		if err := d.handleFileChange(context.Background(), *ev); err != nil && !errors.Is(err, ErrClosed) {
-			d.log.Warn("plugin file change", slog.String("file", filepath.Base(ev.Path)), slog.Any("error", err))
-		}
+// handleChange is the worker's handling of one change of a service.
+func (d *Daemon) handleChange(_ string, ev runtime.WatchEvent) {
+	if err := d.handleFileChange(context.Background(), ev); err != nil && !errors.Is(err, ErrClosed) {
+		d.log.Warn("plugin file change", slog.String("file", filepath.Base(ev.Path)), slog.Any("error", err))
 	}
 }
 
@@ -276,10 +222,10 @@ func (d *Daemon) handleFileChange(ctx context.Context, ev runtime.WatchEvent) er
 // module is prepared holding only its service's lock, then checked and
 // swapped in under reload.mu (see reloadState).
 func (d *Daemon) loadLogged(ctx context.Context, path string, wasm []byte) error {
-	if !d.beginLoad() {
+	if !d.loads().Begin() {
 		return ErrClosed
 	}
-	defer d.reload.loading.Done()
+	defer d.loads().Done()
 	ctx, stop := d.loadContext(ctx)
 	defer stop()
 	lock := d.serviceLock(serviceOf(path))
