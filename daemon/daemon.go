@@ -45,9 +45,10 @@ var ErrClosed = errors.New("daemon: shut down")
 // the stage's lock (service.Stage), the load gate's (reload.gate,
 // daemon/internal/loadgate), reload.wmu, reload.errMu, obs.mu. The change
 // coalescer's lock (reload.changes, daemon/internal/coalesce) takes only
-// the load gate's under it (starting a service's worker). conf.mu is
-// held for a whole configuration reload and takes only the gateway's own
-// lock under it.
+// the load gate's under it (starting a service's worker). The
+// configuration file reloader's lock (daemon/configfile) is held for a
+// whole configuration reload and takes only the gateway's own lock under
+// it.
 //
 // The serial groups of event handlers (dispatch.Dispatcher, one set per
 // service name) are held by event handlers and replays around an
