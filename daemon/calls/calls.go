@@ -79,6 +79,9 @@ func (c *Calls) Call(ctx context.Context, call *host.ServiceCall, resp *abi.Resp
 	if _, ok := c.reg.Status(call.Callee); !ok {
 		return fault.New(call.Callee, fault.NotFound, fmt.Errorf("calls: no service %s", call.Callee))
 	}
+	if t := c.cache.Load(); t == nil || t.gen != c.reg.Generation() {
+		c.refresh() // the service files' settings, before the client reads them
+	}
 	return c.client.Call(mesh.WithDepth(ctx, call.Depth-1), call.Caller, call.Callee, call.Request, resp,
 		mesh.CallOptions{Retryable: call.Retryable})
 }

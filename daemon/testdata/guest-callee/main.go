@@ -1,0 +1,10 @@
+// Command guest-callee is a test guest of daemon/calls_test.go (see
+// daemon/testdata/meshguest); `make fixtures` builds it into
+// daemon/testdata/guest-callee.wasm.
+package main
+
+import "github.com/meshd/meshd/daemon/testdata/meshguest"
+
+func init() { meshguest.Register("callee") }
+
+func main() {}
