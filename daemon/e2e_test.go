@@ -70,10 +70,11 @@ type testDaemon struct {
 }
 
 // startDaemon runs a daemon on a fresh plugin directory holding the demo
-// plugins, the conformance guest and extra files (name → content).
+// plugins (order, payment, shipping), the conformance guest and extra files
+// (name → content).
 func startDaemon(t testing.TB, extra map[string][]byte, tweak func(*Config)) *testDaemon {
 	t.Helper()
-	return startDaemonWith(t, []string{"order", "payment", "conformance"}, extra, tweak)
+	return startDaemonWith(t, []string{"order", "payment", "shipping", "conformance"}, extra, tweak)
 }
 
 // startDaemonWith is startDaemon with a choice of the demo plugins and the
