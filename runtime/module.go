@@ -105,7 +105,10 @@ type Module struct {
 }
 
 type instance struct {
-	mod   api.Module
+	mod api.Module
+	// fns are the entries' function handles, each looked up at its first
+	// call (fn): a handle costs wazero a call stack, and most instances
+	// only ever run meshd_http.
 	fns   [numEntries]api.Function
 	stack []uint64
 	calls int
@@ -426,15 +429,20 @@ func (m *Module) ready(inst *instance, mod api.Module) *instance {
 	inst.cc = cc
 	inst.timer = time.AfterFunc(time.Hour, func() { cc.stop(context.DeadlineExceeded) })
 	inst.timer.Stop()
-	for e := range numEntries {
-		if m.has[e] {
-			inst.fns[e] = mod.ExportedFunction(entryExports[e])
-		}
-	}
 	m.live.Add(1)
 	m.created.Add(1)
 	m.trackMemory(inst)
 	return inst
+}
+
+// fn is the handle of entry e, which the module exports.
+func (inst *instance) fn(e Entry) api.Function {
+	f := inst.fns[e]
+	if f == nil {
+		f = inst.mod.ExportedFunction(entryExports[e])
+		inst.fns[e] = f
+	}
+	return f
 }
 
 func (m *Module) closeInstance(inst *instance) {

@@ -65,7 +65,7 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 		inst.stack[0] = uint64(len(c.Input))
 	}
 	inst.ctx = cc // for inst.sleep
-	err = inst.fns[e].CallWithStack(cc, inst.stack)
+	err = inst.fn(e).CallWithStack(cc, inst.stack)
 	inst.ctx = nil
 	stopped := !inst.timer.Stop()
 	if unwatch != nil && !unwatch() {

@@ -91,7 +91,7 @@ func callOn(t *testing.T, inst *instance, input string) []byte {
 	defer cancel()
 	inst.stack[0] = uint64(len(c.Input))
 	inst.ctx = ctx
-	err := inst.fns[EntryHTTP].CallWithStack(ctx, inst.stack)
+	err := inst.fn(EntryHTTP).CallWithStack(ctx, inst.stack)
 	inst.ctx = nil
 	if err != nil {
 		t.Fatal(err)
