@@ -174,6 +174,28 @@ func (c *Config) Validate() error {
 		if a.Plaintext {
 			bad("nats-plaintext", "only with --nats-listen")
 		}
+	case c.Cluster != nil:
+		// A cluster node without a client port: its TLS files serve the
+		// cluster listener (validateCluster).
+		if a.TLSCA != "" && a.TLSCert == "" {
+			bad("nats-tls-ca", "certificates are checked only over TLS: give --nats-tls-cert and --nats-tls-key")
+		}
+		var set []string
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"nats-user", a.User != ""}, {"nats-password-file", a.Password != ""},
+			{"nats-nkey-file", a.NKey != ""}, {"nats-creds-file", a.CredsFile != ""},
+			{"nats-allow-publish", len(a.AllowPublish) > 0}, {"nats-allow-subscribe", len(a.AllowSubscribe) > 0},
+		} {
+			if f.set {
+				set = append(set, "--"+f.name)
+			}
+		}
+		if len(set) > 0 {
+			bad("nats-listen", "%s set but no --nats-listen: they are for its clients", strings.Join(set, ", "))
+		}
 	default:
 		var set []string
 		for _, f := range []struct {
@@ -193,6 +215,9 @@ func (c *Config) Validate() error {
 		if len(set) > 0 {
 			bad("nats-listen", "%s set but neither --nats-listen nor --nats-url: meshd's NATS is in-process only", strings.Join(set, ", "))
 		}
+	}
+	if c.Cluster != nil {
+		c.validateCluster(bad)
 	}
 	return errors.Join(errs...)
 }

@@ -13,6 +13,12 @@
 // the credentials of Config.Auth and get its grants only (see Auth). A
 // Listen port without credentials is refused, and so is one beyond
 // loopback without TLS unless Auth.Plaintext.
+//
+// With Config.Cluster the embedded server is a node of a NATS cluster,
+// JetStream clustered: Start returns once the cluster has a JetStream meta
+// leader (a majority of its nodes is up), or fails after Cluster.Wait
+// saying what is missing; Server.Replicas then says how many replicas a
+// stream or bucket can have.
 package natsd
 
 import (
@@ -59,17 +65,24 @@ type Config struct {
 	// Auth holds the credentials, grants and TLS of the Listen port, or
 	// what meshd presents to URL.
 	Auth Auth
+	// Cluster, when set, makes the embedded server a node of a NATS
+	// cluster (see Cluster). Not with URL.
+	Cluster *Cluster
 }
 
 // Server is a running NATS connection, with the embedded server behind it
 // when meshd started one.
 type Server struct {
-	ns   *server.Server // nil in external mode
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	url  string
-	once sync.Once
-	err  error
+	ns  *server.Server // nil in external mode
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	url string
+	// size is the number of cluster nodes up at start (1 alone, 0
+	// external); clustered is whether the embedded server is a node.
+	size      int
+	clustered bool
+	once      sync.Once
+	err       error
 }
 
 // Start starts the embedded server (or connects to Config.URL), connects to
@@ -94,9 +107,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		SyncAlways: cfg.Sync,
 		NoSigs:     true,
 	}
-	if cfg.Listen == "" {
+	switch {
+	case cfg.Listen == "" && cfg.Cluster != nil:
+		// nats-server starts routing only once its client listener is
+		// open, never with DontListen: a cluster node gets a random
+		// loopback client port no one can log in to (its only TCP users
+		// are the Listen port's, and there are none) and which its routes
+		// do not advertise.
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	case cfg.Listen == "":
 		opts.DontListen = true
-	} else {
+	default:
 		host, port, _ := net.SplitHostPort(cfg.Listen) // checked by Validate
 		p, _ := strconv.Atoi(port)
 		if p == 0 {
@@ -108,6 +129,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Cluster != nil {
+		if err := clusterOptions(opts, cfg); err != nil {
+			return nil, err
+		}
+	}
 	selfOpt, err := selfAuth(self)
 	if err != nil {
 		return nil, fmt.Errorf("natsd: meshd's own key: %w", err)
@@ -116,12 +142,27 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsd: new server: %w", err)
 	}
-	ns.SetLoggerV2(&logAdapter{log: log.With("component", "nats-server")}, log.Enabled(ctx, slog.LevelDebug), false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(&logAdapter{log: log.With("component", "nats-server"), fatal: fatal}, log.Enabled(ctx, slog.LevelDebug), false, false)
 	ns.Start()
-	if err := waitReady(ctx, ns); err != nil {
+	if err := waitReady(ctx, ns, fatal); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 		return nil, err
+	}
+	size := 1
+	if cfg.Cluster != nil {
+		size, err = waitCluster(ctx, ns, cfg)
+		if err != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, err
+		}
+		log.Info("nats cluster ready", "cluster", opts.Cluster.Name, "node", opts.ServerName,
+			"cluster_url", clusterURL(ns), "nodes_up", size, "routes", len(opts.Routes), "tls", opts.Cluster.TLSConfig != nil)
+		if opts.Cluster.TLSConfig == nil && !isLoopback(opts.Cluster.Host) {
+			log.Warn("nats cluster port beyond loopback without TLS (--nats-plaintext): events and state cross the network in clear", "cluster_url", clusterURL(ns))
+		}
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), selfOpt, nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log))
 	if err != nil {
@@ -136,8 +177,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("natsd: jetstream: %w", err)
 	}
-	s := &Server{ns: ns, nc: nc, js: js}
-	if !opts.DontListen {
+	s := &Server{ns: ns, nc: nc, js: js, size: size, clustered: cfg.Cluster != nil}
+	if cfg.Listen != "" {
 		s.url = ns.ClientURL()
 	}
 	if s.url == "" {
@@ -157,18 +198,29 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func waitReady(ctx context.Context, ns *server.Server) error {
+// waitReady waits until ns listens, at most readyTimeout, and fails at
+// once when the server reports a fatal error (a listener that cannot
+// bind its port).
+func waitReady(ctx context.Context, ns *server.Server, fatal <-chan string) error {
 	wait := readyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < wait {
 			wait = d
 		}
 	}
-	if !ns.ReadyForConnections(wait) {
+	deadline := time.Now().Add(wait)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("natsd: server not ready: %s", quote(msg))
+		default:
+		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("natsd: server not ready: %w", err)
 		}
-		return fmt.Errorf("natsd: server not ready after %s", wait)
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("natsd: server not ready after %s", wait)
+		}
 	}
 	return nil
 }
@@ -266,7 +318,12 @@ func (s *Server) Close() error {
 // logAdapter sends nats-server logs to slog. Notices go out at debug level,
 // warnings and errors at their own level: the server is an implementation
 // detail, but its problems are ours.
-type logAdapter struct{ log *slog.Logger }
+type logAdapter struct {
+	log *slog.Logger
+	// fatal receives the first fatal error, for Start to report; nil or
+	// full, it drops them.
+	fatal chan<- string
+}
 
 func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logAdapter) Warnf(format string, v ...any) {
@@ -284,7 +341,14 @@ func (l *logAdapter) Warnf(format string, v ...any) {
 // password is not a bcrypt hash.
 const plaintextWarning = "Plaintext passwords detected, use nkeys or bcrypt"
 
-func (l *logAdapter) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
 func (l *logAdapter) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logAdapter) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
