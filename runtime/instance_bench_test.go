@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -36,15 +37,18 @@ func stubHost(m *Module) HostModule {
 	}
 }
 
+// stubEngine is the engine of loadStubbed, shared so that a benchmark run
+// again with a larger b.N compiles from its in-memory cache.
+var stubEngine = sync.OnceValues(func() (*Engine, error) { return NewEngine(EngineConfig{}) })
+
 // loadStubbed compiles and starts wasm with stubHost.
 func loadStubbed(tb testing.TB, wasm []byte, cfg ModuleConfig) *Module {
 	tb.Helper()
 	ctx := context.Background()
-	e, err := NewEngine(EngineConfig{CacheDir: tb.TempDir()})
+	e, err := stubEngine()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = e.Close(ctx) })
 	m, err := e.Compile(ctx, wasm, cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -100,4 +104,51 @@ func BenchmarkNewInstanceGo(b *testing.B) {
 // BenchmarkNewInstanceWAT: a new instance of the WAT test guest.
 func BenchmarkNewInstanceWAT(b *testing.B) {
 	benchNewInstance(b, loadStubbed(b, wattest.Build(b, "testdata/guest.wat"), ModuleConfig{Name: "guest"}))
+}
+
+// orderGet is a GET /orders/{id} as the gateway hands it to the order
+// service.
+func orderGet() []byte {
+	r := abi.Request{Method: []byte("GET"), Path: []byte("/orders/o-1"), Route: []byte("GET /orders/{id}"),
+		Params: []abi.Pair{{Key: []byte("id"), Value: []byte("o-1")}}, RequestID: []byte("r-1")}
+	return r.Append(nil)
+}
+
+// benchOrderGet runs GET /orders/{id} on the order service (stub host
+// functions: its KV reads find nothing) through the pool, four callers at
+// once as the gateway would.
+func benchOrderGet(b *testing.B, cfg ModuleConfig) {
+	m := loadStubbed(b, readOrder(b), cfg)
+	in := orderGet()
+	b.ReportAllocs()
+	b.SetParallelism(2) // 4 callers on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := &Call{Input: in}
+		for pb.Next() {
+			if err := m.Invoke(context.Background(), EntryHTTP, c); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	st := m.Stats()
+	b.ReportMetric(float64(st.Created)/float64(b.N), "instances/op")
+}
+
+// BenchmarkOrderGetPooled: pooled instances (PoolMax 4).
+func BenchmarkOrderGetPooled(b *testing.B) {
+	benchOrderGet(b, ModuleConfig{Name: "order", PoolMax: 4})
+}
+
+// BenchmarkOrderGetFresh: a fresh instance for every call (MaxCallsPerInstance
+// 1, PoolMax 4), restored from the snapshot.
+func BenchmarkOrderGetFresh(b *testing.B) {
+	benchOrderGet(b, ModuleConfig{Name: "order", PoolMax: 4, MaxCallsPerInstance: 1})
+}
+
+// BenchmarkOrderGetFreshNoSnapshot: the same without the snapshot, each
+// instance initialised (the figure before snapshots).
+func BenchmarkOrderGetFreshNoSnapshot(b *testing.B) {
+	benchOrderGet(b, ModuleConfig{Name: "order", PoolMax: 4, MaxCallsPerInstance: 1, DisableSnapshot: true})
 }
