@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,7 +79,16 @@ type Options struct {
 	// 0): they go to the server as one atomic batch, and the server refuses
 	// a batch larger than its own limit (JetStream's max_batch_size).
 	MaxBatch int
+
+	// Replicas is how many copies of the bucket JetStream keeps, on as
+	// many nodes of a cluster (1 when 0; at most MaxReplicas). A bucket
+	// created with fewer is raised to it when opened; one with more is
+	// left as it is (another node may have asked for them).
+	Replicas int
 }
+
+// MaxReplicas is the most replicas JetStream keeps of a bucket.
+const MaxReplicas = 5
 
 // DefaultMaxBatch is nats-server's default limit on the messages of one
 // atomic batch (2.12 and later; the server option max_batch_size changes
@@ -117,8 +127,11 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 	if opts.MaxBatch < 0 {
 		return nil, fmt.Errorf("kv: MaxBatch %d is negative", opts.MaxBatch)
 	}
+	if opts.Replicas < 0 || opts.Replicas > MaxReplicas {
+		return nil, fmt.Errorf("kv: Replicas %d: want 1 to %d (0 for 1)", opts.Replicas, MaxReplicas)
+	}
 	bucket := BucketPrefix + service
-	b, err := openBucket(ctx, js, service, bucket)
+	b, err := openBucket(ctx, js, service, bucket, max(opts.Replicas, 1))
 	if err != nil {
 		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
 	}
@@ -131,13 +144,30 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 // creates or updates it, then turns on atomic batches, which the key-value
 // API has no setting for. A bucket left as it is is never updated, so
 // opening a store (at every load of a service) never turns atomic batches
-// off under another store of the bucket writing one.
-func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string) (jetstream.KeyValue, error) {
+// off under another store of the bucket writing one; one with fewer than
+// replicas is raised to them by an update of its stream's replica count
+// alone (JetStream adds the copies), and one with more keeps them.
+func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string, replicas int) (jetstream.KeyValue, error) {
 	name := "KV_" + bucket // the stream behind a bucket
+	raise := false         // an existing stream gets more replicas
 	if st, err := js.Stream(ctx, name); err == nil {
-		if c := st.CachedInfo().Config; c.AllowAtomicPublish && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage {
+		c := st.CachedInfo().Config
+		if c.AllowAtomicPublish && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage {
+			if c.Replicas < replicas {
+				have := c.Replicas
+				c.Replicas = replicas
+				st, err := js.UpdateStream(ctx, c)
+				if err != nil {
+					return nil, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
+				}
+				if err := waitReplicas(ctx, st, replicas); err != nil {
+					return nil, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
+				}
+			}
 			return js.KeyValue(ctx, bucket)
 		}
+		raise = c.Replicas < replicas
+		replicas = max(replicas, c.Replicas)
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, err
 	}
@@ -146,6 +176,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 		Description: "meshd state of service " + service,
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, err
@@ -160,7 +191,39 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 			return nil, fmt.Errorf("allowing atomic batches: %w", err)
 		}
 	}
+	if raise {
+		if err := waitReplicas(ctx, st, replicas); err != nil {
+			return nil, fmt.Errorf("raising its replicas to %d: %w", replicas, err)
+		}
+	}
 	return b, nil
+}
+
+// replicasWait bounds how long Open waits for the copies of a bucket whose
+// replicas it raised to catch up.
+const replicasWait = 10 * time.Second
+
+// waitReplicas waits until the stream has a leader and its other n-1
+// replicas are caught up, at most replicasWait (then it returns nil: the
+// copies go on catching up, and writes work once the leader has settled)
+// or until ctx ends. Right after a change of replicas, a write may go to
+// the stream's former leader and never be answered: waiting here keeps
+// that from the store's first writes.
+func waitReplicas(ctx context.Context, st jetstream.Stream, n int) error {
+	deadline := time.Now().Add(replicasWait)
+	for time.Now().Before(deadline) {
+		info, err := st.Info(ctx)
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) >= n-1 &&
+			!slices.ContainsFunc(info.Cluster.Replicas, func(p *jetstream.PeerInfo) bool { return p == nil || !p.Current || p.Offline }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the copies to catch up: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Service returns the name of the service the Store belongs to.
