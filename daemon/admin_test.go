@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/internal/syncbuf"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -131,7 +132,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	gets := 0
 	for _, id := range ids {
-		eventually(t, 20*time.Second, func() string {
+		testkit.Eventually(t, 20*time.Second, func() string {
 			gets++
 			if m := td.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "PAID" {
 				return fmt.Sprintf("order %s is %v", id, m["status"])
@@ -145,7 +146,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	// every other series exactly.
 	var a map[string]float64
 	var after string
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		_, after = adminGet(t, td, "/metrics", "")
 		a = samples(t, after)
 		d := sum(a, "meshd_events_delivered_total", `service="payment"`, `topic="ORDER_CREATED"`) -

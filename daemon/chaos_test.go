@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // chaosGrants lets the chaos guest publish and subscribe what it uses, with
@@ -112,7 +113,7 @@ func TestFailedCallEffectsAreDiscarded(t *testing.T) {
 	if n := td.eventsStored(t, "CHAOS_EVENT"); n != 1 {
 		t.Fatalf("%d CHAOS_EVENT in the stream, want 1", n)
 	}
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if r := td.do(t, "GET", "/chaos/seen", "", ""); r.status != 200 || string(r.body) != `{"n":2}` {
 			return "event not handled: " + string(r.body)
 		}
@@ -126,7 +127,7 @@ func TestFailingHandlerIsDeadLettered(t *testing.T) {
 		t.Fatalf("fail-event: %d %s", r.status, r.body)
 	}
 	var dl []bus.DeadLetter
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		var err error
 		dl, err = td.Bus().DeadLetters(context.Background(), "chaos")
 		if err != nil {

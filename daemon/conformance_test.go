@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // TestConformanceGuest drives the hand-written WAT guest
@@ -36,7 +38,7 @@ func TestConformanceGuest(t *testing.T) {
 		if r := td.do(t, "POST", "/wat/publish", "application/json", `{"n":42}`); r.status != http.StatusAccepted {
 			t.Fatalf("publish: %d %s", r.status, r.body)
 		}
-		eventually(t, 10*time.Second, func() string {
+		testkit.Eventually(t, 10*time.Second, func() string {
 			r := td.do(t, "GET", "/wat/event", "", "")
 			if r.status != 200 || string(r.body) != `{"n":42}` {
 				return "event not handled yet: " + string(r.body)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshd/meshd/internal/leakcheck"
 	"github.com/meshd/meshd/internal/syncbuf"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -181,22 +182,6 @@ func (td *testDaemon) do(t testing.TB, method, path, ctype, body string) reply {
 	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-// eventually polls f every 20 ms until it returns "" or the wait passes.
-func eventually(t testing.TB, wait time.Duration, f func() string) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		why := f()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", wait, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func wantProblem(t testing.TB, r reply, status int, detailHas string) {
 	t.Helper()
 	if r.status != status {
@@ -234,7 +219,7 @@ func TestOrderIsPaidEndToEnd(t *testing.T) {
 	if r.header.Get("X-Request-Id") == "" {
 		t.Fatal("no X-Request-Id")
 	}
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		g := td.do(t, "GET", "/orders/"+id, "", "")
 		m := g.json(t)
 		if g.status != 200 || m["status"] != "PAID" {

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 const flakyGrants = `
@@ -33,18 +33,6 @@ func startFlaky(t *testing.T) *testDaemon {
 		"flaky.toml": []byte(flakyGrants),
 	}, func(c *Config) {
 		c.Events = bus.Config{Backoff: []time.Duration{10 * time.Millisecond}}
-	})
-}
-
-// waitUntil polls f every 20 ms for at most d.
-// waitUntil is eventually for a condition with a fixed description.
-func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	eventually(t, d, func() string {
-		if f() {
-			return ""
-		}
-		return what
 	})
 }
 
@@ -70,7 +58,7 @@ func publishFlaky(t *testing.T, td *testDaemon, id string, fail int) {
 func TestFlakyHandlerEffectsAppliedOnce(t *testing.T) {
 	td := startFlaky(t)
 	publishFlaky(t, td, "a", 2)
-	waitUntil(t, 20*time.Second, "the third attempt succeeds", func() bool { return td.flakyCount(t, "a") >= 1 })
+	testkit.Until(t, 20*time.Second, "the third attempt succeeds", func() bool { return td.flakyCount(t, "a") >= 1 })
 	if n := td.flakyCount(t, "a"); n != 1 {
 		t.Fatalf("count = %v, want 1 (effects of failed attempts applied?)", n)
 	}
@@ -90,7 +78,7 @@ func TestAlwaysFailingHandlerDeadLetteredThenRedriven(t *testing.T) {
 	ctx := context.Background()
 	publishFlaky(t, td, "b", -1)
 	var dls []bus.DeadLetter
-	waitUntil(t, 20*time.Second, "dead-lettered", func() bool {
+	testkit.Until(t, 20*time.Second, "dead-lettered", func() bool {
 		var err error
 		dls, err = td.DeadLetters(ctx, "flaky")
 		return err == nil && len(dls) == 1
@@ -114,7 +102,7 @@ func TestAlwaysFailingHandlerDeadLetteredThenRedriven(t *testing.T) {
 	if r := td.adminDo(t, "POST", "/v1/events/dlq/redrive?service=flaky"); !strings.Contains(r, `"redriven":1`) {
 		t.Fatalf("redrive: %s", r)
 	}
-	waitUntil(t, 20*time.Second, "the redriven event is handled", func() bool { return td.flakyCount(t, "b") == 1 })
+	testkit.Until(t, 20*time.Second, "the redriven event is handled", func() bool { return td.flakyCount(t, "b") == 1 })
 	if dls, err := td.DeadLetters(ctx, "flaky"); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters after redrive: %v %v", dls, err)
 	}
@@ -158,29 +146,29 @@ func (td *testDaemon) userOrders(t *testing.T, user string) []orderView {
 func TestSagaThousandOrdersAndReplay(t *testing.T) {
 	td := startDaemonWith(t, []string{"order", "payment"}, nil, nil)
 	const n = 1000
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			user, price := "under", 1000
-			if i%4 == 0 {
-				user, price = "over", 6000000
-			}
-			r := td.do(t, "POST", "/orders", "application/json", fmt.Sprintf(`{"user_id":%q,"items":[{"name":"x","price":%d}]}`, user, price))
-			if r.status != 201 {
-				errs <- fmt.Errorf("POST: %d %s", r.status, r.body)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	tally := testkit.Hammer(context.Background(), t, testkit.Load{Workers: 8, Calls: n, For: 5 * time.Minute}, func(ctx context.Context, i int) error {
+		user, price := "under", 1000
+		if i%4 == 0 {
+			user, price = "over", 6000000
+		}
+		req, err := http.NewRequestWithContext(ctx, "POST", td.base+"/orders", strings.NewReader(fmt.Sprintf(`{"user_id":%q,"items":[{"name":"x","price":%d}]}`, user, price)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 201 {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("POST /orders: %s %s", resp.Status, b)
+		}
+		return nil
+	})
+	if tally.Calls != n || tally.Failed != 0 {
+		t.Fatalf("orders: %d of %d made, %d failed; first: %v", tally.Calls, n, tally.Failed, tally.First)
 	}
 	settled := func(user, want string, count int) func() bool {
 		return func() bool {
@@ -196,8 +184,8 @@ func TestSagaThousandOrdersAndReplay(t *testing.T) {
 			return true
 		}
 	}
-	waitUntil(t, 120*time.Second, "every under-limit order PAID", settled("under", "PAID", n-n/4))
-	waitUntil(t, 120*time.Second, "every over-limit order CANCELLED", settled("over", "CANCELLED", n/4))
+	testkit.Until(t, 120*time.Second, "every under-limit order PAID", settled("under", "PAID", n-n/4))
+	testkit.Until(t, 120*time.Second, "every over-limit order CANCELLED", settled("over", "CANCELLED", n/4))
 	for _, o := range td.userOrders(t, "over") {
 		if !strings.Contains(o.Reason, "over the limit") || o.PaymentID != "" {
 			t.Fatalf("cancelled order %+v", o)
@@ -236,7 +224,7 @@ func TestPaymentTimeoutThenRefund(t *testing.T) {
 	}
 	id := r.json(t)["id"].(string)
 	var o map[string]any
-	waitUntil(t, 20*time.Second, "cancelled by the timeout", func() bool {
+	testkit.Until(t, 20*time.Second, "cancelled by the timeout", func() bool {
 		o = td.do(t, "GET", "/orders/"+id, "", "").json(t)
 		return o["status"] == "CANCELLED"
 	})
@@ -250,7 +238,7 @@ func TestPaymentTimeoutThenRefund(t *testing.T) {
 	if err := td.LoadFile(context.Background(), filepath.Join(td.dir, "payment.wasm")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, "PAYMENT_REFUNDED", func() bool { return td.eventsStored(t, "PAYMENT_REFUNDED") == 1 })
+	testkit.Until(t, 20*time.Second, "PAYMENT_REFUNDED", func() bool { return td.eventsStored(t, "PAYMENT_REFUNDED") == 1 })
 	if o := td.do(t, "GET", "/orders/"+id, "", "").json(t); o["status"] != "CANCELLED" {
 		t.Fatalf("order after late payment %v", o)
 	}
@@ -276,7 +264,7 @@ func countSame(t *testing.T, td *testDaemon, n int) {
 	for range n {
 		publishFlaky(t, td, "same", 0)
 	}
-	waitUntil(t, 60*time.Second, "every event is counted", func() bool { return td.flakyCount(t, "same") >= float64(n) })
+	testkit.Until(t, 60*time.Second, "every event is counted", func() bool { return td.flakyCount(t, "same") >= float64(n) })
 	time.Sleep(200 * time.Millisecond) // a late duplicate would show
 	if got := td.flakyCount(t, "same"); got != float64(n) {
 		t.Fatalf("count = %v after %d events, want %d", got, n, n)
@@ -313,7 +301,7 @@ func TestEventsWaitingForAServiceFailNoAttempt(t *testing.T) {
 	if err := td.LoadFile(ctx, path); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 60*time.Second, "every waiting event is handled", func() bool { return td.flakyCount(t, fmt.Sprint(n-1)) == 1 })
+	testkit.Until(t, 60*time.Second, "every waiting event is handled", func() bool { return td.flakyCount(t, fmt.Sprint(n-1)) == 1 })
 	for i := range n {
 		if c := td.flakyCount(t, fmt.Sprint(i)); c != 1 {
 			t.Fatalf("event %d counted %v times", i, c)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // TestNATSListenRefusedWithoutCredentials: a NATS client port without
@@ -51,7 +53,7 @@ func TestNATSListenClientCannotPayAnOrder(t *testing.T) {
 		t.Fatalf("POST /orders: %d %s", r.status, r.body)
 	}
 	paid, _ := r.json(t)["id"].(string)
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if m := td.do(t, "GET", "/orders/"+paid, "", "").json(t); m["status"] != "PAID" {
 			return fmt.Sprintf("order under the limit: %v", m["status"])
 		}
@@ -99,7 +101,7 @@ func TestNATSListenClientCannotPayAnOrder(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the forged event was not refused")
 	}
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if m := td.do(t, "GET", "/orders/"+unpaid, "", "").json(t); m["status"] != "CANCELLED" {
 			return fmt.Sprintf("order over the limit: %v, want CANCELLED", m["status"])
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/registry"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -70,7 +71,7 @@ func (td *testDaemon) orderPaid(t *testing.T, wait time.Duration) {
 		t.Fatalf("POST /orders: %d %s", r.status, r.body)
 	}
 	id, _ := r.json(t)["id"].(string)
-	eventually(t, wait, func() string {
+	testkit.Eventually(t, wait, func() string {
 		g := td.do(t, "GET", "/orders/"+id, "", "")
 		if m := g.json(t); g.status != 200 || m["status"] != "PAID" {
 			return fmt.Sprintf("GET /orders/%s: %d %v", id, g.status, m)
@@ -275,7 +276,7 @@ func TestLoadingServiceIsHandedNoEvent(t *testing.T) {
 	if err := td.LoadFile(ctx, path); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "every waiting event handled", func() bool { return delivered.Load() >= n })
+	testkit.Until(t, 30*time.Second, "every waiting event handled", func() bool { return delivered.Load() >= n })
 	if f, l := failed.Load(), later.Load(); f != 0 || l != 0 {
 		t.Fatalf("%d deliveries failed, %d were not the first attempt", f, l)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // The read-model handlers run one at a time among themselves (a lock of
@@ -37,7 +38,7 @@ func TestReadModelTypes(t *testing.T) {
 	}
 	publishFlaky(t, td, "outside", 0)
 	var dls []bus.DeadLetter
-	waitUntil(t, 20*time.Second, "dead-lettered", func() bool {
+	testkit.Until(t, 20*time.Second, "dead-lettered", func() bool {
 		var err error
 		dls, err = td.DeadLetters(ctx, "flaky")
 		return err == nil && len(dls) == 1

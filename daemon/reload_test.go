@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/registry"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
 	"github.com/meshd/meshd/runtime"
 )
@@ -254,7 +255,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			dropInPlace(t, orderPath, next)
 		}
 		want := hash12(next)
-		eventually(t, 240*time.Second, func() string {
+		testkit.Eventually(t, 240*time.Second, func() string {
 			if got := td.serving("order"); got != want {
 				return fmt.Sprintf("swap %d: serving %s, want %s; load errors %v", n, got, want, td.LoadErrors())
 			}
@@ -297,7 +298,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	tr.CloseIdleConnections()
 	// (The event backlog the load created drains meanwhile; a leak of
 	// the ten replaced versions would show as ten or more.)
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		g, refillers, dump := goroutines()
 		fd := openFDs()
 		if g > baseG || fd > baseFD+2 {
@@ -372,7 +373,7 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 			} else {
 				dropRename(t, path, c.content)
 			}
-			eventually(t, 30*time.Second, func() string {
+			testkit.Eventually(t, 30*time.Second, func() string {
 				if e := td.LoadErrors()[c.service]; !strings.Contains(e, c.reason) {
 					return fmt.Sprintf("load error of %s: %q, want one containing %q", c.service, e, c.reason)
 				}
@@ -392,7 +393,7 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 			}
 			// The good file back: nothing to load, the error is cleared.
 			dropInPlace(t, path, good[c.service])
-			eventually(t, 30*time.Second, func() string {
+			testkit.Eventually(t, 30*time.Second, func() string {
 				if e, ok := td.LoadErrors()[c.service]; ok {
 					return "load error still reported: " + e
 				}
@@ -426,7 +427,7 @@ func TestSameGrantsReloadNothing(t *testing.T) {
 	if err := os.WriteFile(tomlPath, append(grants, "\n# a comment\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if !strings.Contains(td.logs.String(), `msg="plugin file changed" file=order.toml`) {
 			return "the change was not seen"
 		}
@@ -447,7 +448,7 @@ func TestReloadGrantsChange(t *testing.T) {
 	if err := os.WriteFile(tomlPath, []byte("[grants]\nkv = true\npublish = [\"*\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if e := td.LoadErrors()["order"]; !strings.Contains(e, "not granted") {
 			return fmt.Sprintf("load error %q", e)
 		}
@@ -464,7 +465,7 @@ func TestReloadGrantsChange(t *testing.T) {
 	if err := os.WriteFile(tomlPath, append(grants, "\n# back\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if e, ok := td.LoadErrors()["order"]; ok {
 			return "load error still recorded: " + e
 		}
@@ -481,7 +482,7 @@ func TestReloadGrantsChange(t *testing.T) {
 	if err := os.WriteFile(tomlPath, changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if td.lookup("order") == before {
 			return "not reloaded"
 		}
@@ -502,7 +503,7 @@ func TestReloadGrantsChange(t *testing.T) {
 	}
 	id, _ := r.json(t)["id"].(string)
 	// The subscription carried over: the order still gets paid.
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		g := td.do(t, "GET", "/orders/"+id, "", "")
 		if m := g.json(t); m["status"] != "PAID" {
 			return fmt.Sprintf("order %s: %v", id, m)
@@ -525,7 +526,7 @@ func TestReloadRemoveAndReadd(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if td.lookup("payment") != nil {
 			return "payment still loaded"
 		}
@@ -550,14 +551,14 @@ func TestReloadRemoveAndReadd(t *testing.T) {
 		}
 	}
 	dropInPlace(t, path, wasm)
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if td.lookup("payment") == nil {
 			return "payment not back"
 		}
 		return ""
 	})
 	for _, id := range ids {
-		eventually(t, 20*time.Second, func() string {
+		testkit.Eventually(t, 20*time.Second, func() string {
 			if m := td.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "PAID" {
 				return fmt.Sprintf("order %s: %v", id, m)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -104,7 +105,7 @@ func TestRouteAttackOnReloadIsRefused(t *testing.T) {
 			}
 			// The watcher loads it (a hot reload).
 			var why string
-			eventually(t, 20*time.Second, func() string {
+			testkit.Eventually(t, 20*time.Second, func() string {
 				why = td.LoadErrors()[a.name]
 				if why == "" {
 					return a.name + " not refused yet; serving " + strings.Join(td.Services(), ",")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
 )
 
@@ -27,7 +28,7 @@ func TestSlowInitialiserHoldsUpNothingElse(t *testing.T) {
 	}
 	write("sleepinit.toml", "[limits]\ncall_timeout = \"60s\"\n")
 	write("sleepinit.wasm", string(wattest.Build(t, "testdata/sleepinit.wat")))
-	eventually(t, bound, func() string {
+	testkit.Eventually(t, bound, func() string {
 		if !strings.Contains(td.logs.String(), "file=sleepinit.") {
 			return "the watcher has not reported sleepinit.wasm or .toml"
 		}
@@ -36,7 +37,7 @@ func TestSlowInitialiserHoldsUpNothingElse(t *testing.T) {
 
 	began := time.Now()
 	write("conformance.toml", conformanceGrants+"\n[config]\nchanged = \"yes\"\n")
-	eventually(t, bound, func() string {
+	testkit.Eventually(t, bound, func() string {
 		if !strings.Contains(td.logs.String(), "service replaced") {
 			return "conformance was not replaced while sleepinit initialises"
 		}
