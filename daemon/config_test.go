@@ -5,29 +5,21 @@ import (
 	"testing"
 )
 
-// TestSyncModes: the config accepts the fsync policy by the name the docs
-// give it.
-func TestSyncModes(t *testing.T) {
-	for v, ok := range map[string]bool{"": true, "lazy": true, "always": true, "fsync": false} {
-		c := Default()
-		c.PluginDir, c.DataDir = t.TempDir(), t.TempDir()
-		c.Sync = v
-		if err := c.Validate(); (err == nil) != ok {
-			t.Errorf("Sync %q: %v, want accepted %v", v, err, ok)
-		}
-	}
-}
-
-// TestPoolMinZeroRefused: --pool-min 0 used to become 1 silently.
-func TestPoolMinZeroRefused(t *testing.T) {
+// The daemon's Validate adds the admin listener's checks to the settings'
+// (config.Daemon.Validate), reporting both.
+func TestValidateAddsAdminChecks(t *testing.T) {
 	c := Default()
-	c.PluginDir, c.DataDir = t.TempDir(), t.TempDir()
-	c.Module.PoolMin = 0
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "pool-min") {
-		t.Fatalf("pool-min 0: %v, want it refused", err)
+	if c.AdminAddr != defaultAdminAddr || c.KVCacheBytes != DefaultKVCacheBytes {
+		t.Fatalf("defaults: admin %q, kv cache %d", c.AdminAddr, c.KVCacheBytes)
 	}
-	c.Module.PoolMin = 1
+	c.PluginDir, c.DataDir = t.TempDir(), ""
+	c.AdminAddr = "0.0.0.0:8081" // not loopback, no token, not public
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "data:") || !strings.Contains(err.Error(), "admin:") {
+		t.Fatalf("Validate: %v, want the data and admin problems", err)
+	}
+	c.DataDir, c.AdminToken = t.TempDir(), "secret"
 	if err := c.Validate(); err != nil {
-		t.Fatalf("pool-min 1: %v", err)
+		t.Fatalf("valid: %v", err)
 	}
 }

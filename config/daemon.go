@@ -1,0 +1,163 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/runtime"
+)
+
+// Daemon is the configuration of a meshd daemon (daemon.Config embeds it,
+// adding the admin listener's checks). DefaultDaemon fills it; Validate
+// reports every problem at once, each naming its field by its flag.
+type Daemon struct {
+	PluginDir string // directory of <service>.wasm and <service>.toml files
+	DataDir   string // compilation cache, JetStream store
+	// CacheDir holds compiled modules; empty means DataDir/cache.
+	CacheDir string
+	// Events configures the event bus (zero fields take bus defaults).
+	Events   bus.Config
+	HTTPAddr string // gateway listener
+	Node     string // this node's name in the registry
+
+	NATSURL    string // external NATS; empty = embedded server
+	NATSListen string // embedded server's client listener; empty = in-process only
+	Sync       string // JetStream fsync: "lazy" (or "", the default) or "always"
+	// NATSAuth holds the credentials, grants and TLS clients of NATSListen
+	// need and get, or what meshd presents to NATSURL (natsd.Auth). A
+	// listener without credentials is refused.
+	NATSAuth natsd.Auth
+	// KVCacheBytes is how much of each service's key-value store is kept
+	// in memory for reads (kv.Cache); 0 turns it off. It is used only with
+	// the embedded server and no client listener, where meshd is the
+	// stores' only writer.
+	KVCacheBytes int64
+
+	// Module holds the default limits for every service; a service's
+	// <name>.toml may override them.
+	Module runtime.ModuleConfig
+
+	RequestTimeout time.Duration // gateway deadline per request (504)
+	MaxBodyBytes   int64         // gateway body cap (413)
+	DrainTimeout   time.Duration // how long Shutdown waits for in-flight work
+
+	// Gateway holds the gateway's policies: mounts, auth, rate limits.
+	Gateway gateway.Policies
+	// Server holds the HTTP server's timeouts and TLS.
+	Server gateway.ServerConfig
+
+	// AdminAddr is the admin listener (metrics, health, services view);
+	// "" or "off" disables it. Loopback only unless AdminToken or
+	// AdminPublic (see daemon/admin.go).
+	AdminAddr   string
+	AdminToken  string // bearer token the admin listener requires; empty = none
+	AdminPublic bool   // allow a non-loopback AdminAddr without a token
+	// AdminAllowedHosts are Host names the admin listener answers besides
+	// its own (admin.Config.AllowedHosts).
+	AdminAllowedHosts []string
+	// NoMetrics turns metrics off (for measuring their cost).
+	NoMetrics bool
+
+	// NoWatch turns off hot reload by file drop (SIGHUP/Reload still work).
+	NoWatch bool
+	// ConfigFile is the TOML file the configuration came from (meshd run
+	// --config), if any. Its gateway policies are applied again, all or
+	// nothing, on Reload (SIGHUP) and when the file changes (unless
+	// NoWatch); see ReloadConfig.
+	ConfigFile string
+	// WasmDebugInfo keeps DWARF line tables so trap stack traces name
+	// source lines (slower loads; see runtime.EngineConfig.DebugInfo).
+	WasmDebugInfo bool
+	// WatchQuiet is how long a dropped file must stay unchanged before it
+	// is loaded; zero means runtime.DefaultWatchQuiet.
+	WatchQuiet time.Duration
+}
+
+// DefaultKVCacheBytes is the default Daemon.KVCacheBytes: 16 MiB per
+// service.
+const DefaultKVCacheBytes = 16 << 20
+
+// DefaultAdminAddr is the default Daemon.AdminAddr.
+const DefaultAdminAddr = "127.0.0.1:8081"
+
+// DefaultDaemon returns the documented defaults.
+func DefaultDaemon() Daemon {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "meshd"
+	}
+	return Daemon{
+		PluginDir:      "plugins",
+		DataDir:        "data",
+		HTTPAddr:       ":8080",
+		Node:           host,
+		RequestTimeout: 10 * time.Second,
+		MaxBodyBytes:   1 << 20,
+		DrainTimeout:   15 * time.Second,
+		AdminAddr:      DefaultAdminAddr,
+		KVCacheBytes:   DefaultKVCacheBytes,
+		Module: runtime.ModuleConfig{
+			MemoryLimitPages:    1024,
+			CallTimeout:         5 * time.Second,
+			MaxInputBytes:       1 << 20,
+			MaxOutputBytes:      1 << 20,
+			PoolMin:             1,
+			PoolMax:             4,
+			AcquireTimeout:      time.Second,
+			MaxCallsPerInstance: 10000,
+		},
+	}
+}
+
+// Validate reports every problem in c, each naming its field; the admin
+// listener's fields are the daemon's to check (admin.Config.Validate).
+func (c *Daemon) Validate() error {
+	var errs []error
+	bad := func(field, why string) { errs = append(errs, fmt.Errorf("%s: %s", field, why)) }
+	if c.PluginDir == "" {
+		bad("plugins", "must be set")
+	} else if fi, err := os.Stat(c.PluginDir); err != nil {
+		bad("plugins", err.Error())
+	} else if !fi.IsDir() {
+		bad("plugins", c.PluginDir+" is not a directory")
+	}
+	if c.DataDir == "" {
+		bad("data", "must be set")
+	}
+	if c.HTTPAddr == "" {
+		bad("http", "must be set")
+	}
+	switch c.Sync {
+	case "", "lazy", "always":
+	default:
+		bad("sync", fmt.Sprintf("%q is not \"lazy\" (the default) or \"always\"", c.Sync))
+	}
+	if c.Module.MemoryLimitPages == 0 || c.Module.MemoryLimitPages > 65536 {
+		bad("memory-pages", "must be between 1 and 65536")
+	}
+	if c.Module.CallTimeout <= 0 {
+		bad("call-timeout", "must be positive")
+	}
+	if c.Module.PoolMax <= 0 || c.Module.PoolMin < 1 || c.Module.PoolMin > c.Module.PoolMax {
+		bad("pool", "need 1 <= pool-min <= pool-max")
+	}
+	if c.RequestTimeout <= 0 {
+		bad("request-timeout", "must be positive")
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("max-body", "must be positive")
+	}
+	if c.KVCacheBytes < 0 {
+		bad("kv-cache", "must not be negative")
+	}
+	nc := natsd.Config{URL: c.NATSURL, Listen: c.NATSListen, Auth: c.NATSAuth}
+	if err := nc.Validate(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	return errors.Join(errs...)
+}
