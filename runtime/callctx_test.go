@@ -13,6 +13,51 @@ import (
 	"github.com/meshd/meshd/internal/wattest"
 )
 
+// ioHost links input_read and output_write, the two host functions the
+// snapshot test guests import.
+func ioHost(ctx context.Context, r wazero.Runtime) error {
+	i32 := api.ValueTypeI32
+	b := r.NewHostModuleBuilder(abi.ModuleName)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+		c := CallFrom(ctx)
+		buf, capacity := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+		in := c.Input[:min(len(c.Input), int(capacity))]
+		if !m.Memory().Write(buf, in) {
+			stack[0] = api.EncodeI32(c.SetError(abi.CodeBadPointer, "bad buffer"))
+			return
+		}
+		stack[0] = api.EncodeI32(int32(len(in)))
+	}), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.FnInputRead)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+		c := CallFrom(ctx)
+		p, ok := m.Memory().Read(api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+		if !ok {
+			stack[0] = api.EncodeI32(c.SetError(abi.CodeBadPointer, "bad buffer"))
+			return
+		}
+		stack[0] = api.EncodeI32(-int32(c.WriteOutput(p)))
+	}), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.FnOutputWrite)
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// loadIO loads wasm linked with ioHost.
+func loadIO(tb testing.TB, wasm []byte, cfg ModuleConfig) *Module {
+	tb.Helper()
+	ctx := context.Background()
+	e, err := NewEngine(EngineConfig{CacheDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = e.Close(ctx) })
+	m, err := e.Load(ctx, wasm, ioHost, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = m.Close(ctx) })
+	return m
+}
+
 type testKey struct{}
 
 // seen is what a host function saw of its context during a call.

@@ -289,6 +289,8 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 		// restored in its place shares the image's pages and, idle, costs
 		// only the few it wrote.
 		m.closeInstance(first)
+		m.learnHotPages(ctx, s)
+		m.snapInfo.PrefaultBytes = s.hotBytes()
 		if first, err = m.newInstance(ctx); err != nil {
 			return err
 		}

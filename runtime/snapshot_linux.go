@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -152,5 +153,33 @@ func (img *memoryImage) close() {
 	if img.fd >= 0 {
 		_ = syscall.Close(img.fd)
 		img.fd = -1
+	}
+}
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14): fault pages in
+// as if written (here: their private copies made), in one call.
+const madvPopulateWrite = 23
+
+// prefaultRefused is set once the kernel refused to populate (older than
+// 5.14): the pages are then faulted during the first call.
+var prefaultRefused atomic.Bool
+
+// prefault has the runs of mem copied now, as the first write would.
+func prefault(mem []byte, runs []pageRun) {
+	for _, r := range runs {
+		if prefaultRefused.Load() {
+			return
+		}
+		end := uint64(r.off) + uint64(r.n)
+		if end > uint64(len(mem)) {
+			return
+		}
+		p := mem[r.off:end]
+		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), madvPopulateWrite); errno != 0 {
+			if errno == syscall.EINVAL {
+				prefaultRefused.Store(true)
+			}
+			return
+		}
 	}
 }

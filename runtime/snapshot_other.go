@@ -22,3 +22,7 @@ func (img *memoryImage) linearMemory(_, limit uint64) experimental.LinearMemory 
 func (img *memoryImage) copyOnWrite() bool { return false }
 
 func (img *memoryImage) close() { img.data = nil }
+
+// prefault does nothing where no copy-on-write mapping is written: the
+// instance's memory is a copy, all its own already.
+func prefault([]byte, []pageRun) {}
