@@ -152,3 +152,14 @@ func BenchmarkOrderGetFresh(b *testing.B) {
 func BenchmarkOrderGetFreshNoSnapshot(b *testing.B) {
 	benchOrderGet(b, ModuleConfig{Name: "order", PoolMax: 4, MaxCallsPerInstance: 1, DisableSnapshot: true})
 }
+
+// BenchmarkNewInstanceGoNoSnapshot: the same with snapshots off
+// (DisableSnapshot): instantiated and initialised, the fallback path.
+func BenchmarkNewInstanceGoNoSnapshot(b *testing.B) {
+	benchNewInstance(b, loadStubbed(b, readOrder(b), ModuleConfig{Name: "order", DisableSnapshot: true}))
+}
+
+// BenchmarkNewInstanceWATNoSnapshot: the WAT guest with snapshots off.
+func BenchmarkNewInstanceWATNoSnapshot(b *testing.B) {
+	benchNewInstance(b, loadStubbed(b, wattest.Build(b, "testdata/guest.wat"), ModuleConfig{Name: "guest", DisableSnapshot: true}))
+}
