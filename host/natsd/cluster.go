@@ -283,7 +283,8 @@ func readCluster(ns *server.Server) clusterState {
 
 // waitCluster waits until the cluster's JetStream has a meta leader this
 // node is caught up with, then, for at most peerGrace more, until every
-// node the meta group knows is up. It returns how many nodes are up. When
+// node the meta group knows, and every node this one has a route to, is
+// up in the meta group. It returns how many nodes are up. When
 // no leader comes before Cluster.Wait (or ctx) ends, its error names what
 // is missing: a node without a majority of the cluster never becomes
 // usable (no stream can be created or written), and saying so now beats a
@@ -306,7 +307,10 @@ func waitCluster(ctx context.Context, ns *server.Server, cfg Config) (int, error
 			if leaderAt.IsZero() {
 				leaderAt = time.Now()
 			}
-			if st.up >= st.size || time.Since(leaderAt) >= peerGrace || !time.Now().Before(deadline) {
+			// The meta group's size can lag behind the nodes up (a
+			// leader elected by two of three counts two until the third
+			// is added): the nodes this one has routes to are up too.
+			if st.up >= max(st.size, st.routes+1) || time.Since(leaderAt) >= peerGrace || !time.Now().Before(deadline) {
 				return max(st.up, 1), nil
 			}
 		} else if !leaderAt.IsZero() {

@@ -86,6 +86,51 @@ func TestClusterReplicatedStream(t *testing.T) {
 	})
 }
 
+// TestClusterNodeRestart: a node closed and started again on its data
+// directory joins the cluster at once (the others kept a majority) and
+// finds the replicated stream with what was written while it was down.
+func TestClusterNodeRestart(t *testing.T) {
+	nodes, cfgs := natsdtest.ClusterConfigs(t, 3)
+	ctx := ctxFor(t, 60*time.Second)
+	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{
+		Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, func() string {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := nodes[0].JetStream().Publish(pctx, "t.a", []byte("while down")); err != nil {
+			return fmt.Sprintf("publish with node 3 down: %v", err)
+		}
+		return ""
+	})
+	again, err := natsd.Start(ctx, cfgs[2], nil)
+	if err != nil {
+		t.Fatalf("start node 3 again: %v", err)
+	}
+	defer again.Close()
+	if again.ClusterSize() != 3 {
+		t.Fatalf("ClusterSize after restart = %d, want 3", again.ClusterSize())
+	}
+	testkit.Eventually(t, 30*time.Second, func() string {
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		st, err := again.JetStream().Stream(gctx, "T")
+		if err != nil {
+			return fmt.Sprintf("stream through node 3: %v", err)
+		}
+		m, err := st.GetLastMsgForSubject(gctx, "t.a")
+		if err != nil || string(m.Data) != "while down" {
+			return fmt.Sprintf("t.a through node 3 = %v, %v", m, err)
+		}
+		return ""
+	})
+}
+
 // TestClusterLoneNode: a node whose routes lead nowhere never has a
 // majority; Start says so within Cluster.Wait, naming the cluster, the
 // node and the routes, instead of hanging.

@@ -164,7 +164,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			log.Warn("nats cluster port beyond loopback without TLS (--nats-plaintext): events and state cross the network in clear", "cluster_url", clusterURL(ns))
 		}
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), selfOpt, nats.Name("meshd"), nats.MaxReconnects(-1), asyncErrors(log))
+	// In a cluster the server tells its clients of the other nodes' client
+	// ports: meshd's own connection is to its own server only.
+	nc, err := nats.Connect("", nats.InProcessServer(ns), selfOpt, nats.Name("meshd"), nats.MaxReconnects(-1), nats.IgnoreDiscoveredServers(), asyncErrors(log))
 	if err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()

@@ -106,24 +106,33 @@ func StartAll(ctx context.Context, cfgs []natsd.Config) ([]*natsd.Server, error)
 // ones, a few times.
 func Cluster(t testing.TB, n int) []*natsd.Server {
 	t.Helper()
+	servers, _ := ClusterConfigs(t, n)
+	return servers
+}
+
+// ClusterConfigs is Cluster, and returns the nodes' configurations too
+// (to start a node again).
+func ClusterConfigs(t testing.TB, n int) ([]*natsd.Server, []natsd.Config) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*startWait)
 	defer cancel()
 	var err error
 	for range 3 {
 		var servers []*natsd.Server
-		servers, err = StartAll(ctx, Configs(t, FreePorts(t, n)))
+		cfgs := Configs(t, FreePorts(t, n))
+		servers, err = StartAll(ctx, cfgs)
 		if err == nil {
 			t.Cleanup(func() {
 				for _, s := range servers {
 					_ = s.Close()
 				}
 			})
-			return servers
+			return servers, cfgs
 		}
 		if msg := err.Error(); !strings.Contains(msg, "address already in use") && !strings.Contains(msg, "Error listening") {
 			break
 		}
 	}
 	t.Fatalf("start a %d-node cluster: %v", n, err)
-	return nil
+	return nil, nil
 }
