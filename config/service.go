@@ -137,7 +137,28 @@ type Events struct {
 	// of that key (an order's, a user's); the read-model handlers keep
 	// their own set of locks apart from the others, as with Serial.
 	SerialKeys map[string]string `toml:"serial_keys"`
+	// AdmissionLag bounds the age of the service's oldest unhandled event:
+	// past it, the gateway sheds the requests of the routes that feed the
+	// service (503 with Retry-After). Zero takes the daemon's default.
+	AdmissionLag Duration `toml:"admission_lag"`
+	// AdmissionEvents bounds the service's unhandled events (delivered and
+	// not acknowledged, or not delivered yet) the same way. Zero takes the
+	// daemon's default.
+	AdmissionEvents int `toml:"admission_events"`
+	// Admission, when false, keeps the service's lag out of admission: it
+	// never sheds a request, however far behind the service falls (a
+	// service whose backlog may grow, an audit log, a report). Nil is true.
+	Admission *bool `toml:"admission"`
 }
+
+// MaxAdmissionLag is the largest events.admission_lag a service file may
+// set: a bound past it would admit work long after business timeouts
+// undo it; a service that may lag that far sets admission = false.
+const MaxAdmissionLag = time.Hour
+
+// AdmissionOn reports whether the service's lag takes part in admission
+// (events.admission, true unless set false).
+func (e *Events) AdmissionOn() bool { return e.Admission == nil || *e.Admission }
 
 // ReadModelType reports whether typ is one of e's read-model types.
 func (e *Events) ReadModelType(typ string) bool { return slices.Contains(e.ReadModelTypes, typ) }
@@ -212,7 +233,7 @@ func ParseService(name string, data []byte) (*Service, error) {
 	if l.AcquireTimeout.Duration < 0 {
 		bad("limits.acquire_timeout", "must not be negative")
 	}
-	s.Events.check(bad)
+	s.Events.check(bad, func(key string) bool { return md.IsDefined("events", key) })
 	s.checkCalls(bad)
 	if len(e.Problems) > 0 {
 		sortProblems(e.Problems)
@@ -246,7 +267,7 @@ func (s *Service) checkCalls(bad func(key, format string, args ...any)) {
 }
 
 // check reports the problems of an [events] table.
-func (c *Events) check(bad func(key, format string, args ...any)) {
+func (c *Events) check(bad func(key, format string, args ...any), defined func(key string) bool) {
 	if c.MaxAttempts < 0 {
 		bad("events.max_attempts", "must not be negative")
 	}
@@ -256,6 +277,26 @@ func (c *Events) check(bad func(key, format string, args ...any)) {
 	for _, typ := range c.ReadModelTypes {
 		if err := abi.ValidEventType(typ); err != nil {
 			bad("events.read_model_types", "%s: %v", abi.Excerpt(typ), err)
+		}
+	}
+	switch d := c.AdmissionLag.Duration; {
+	case d < 0 || d > MaxAdmissionLag:
+		bad("events.admission_lag", "%v: must be between 0 and %v", d, MaxAdmissionLag)
+	case d == 0 && defined("admission_lag"):
+		bad("events.admission_lag", "0: must be positive (leave it out for the default, or set events.admission = false)")
+	}
+	switch n := c.AdmissionEvents; {
+	case n < 0:
+		bad("events.admission_events", "%d: must not be negative", n)
+	case n == 0 && defined("admission_events"):
+		bad("events.admission_events", "0: must be at least 1 (leave it out for the default, or set events.admission = false)")
+	}
+	if !c.AdmissionOn() {
+		if defined("admission_lag") {
+			bad("events.admission_lag", "has no effect with events.admission = false")
+		}
+		if defined("admission_events") {
+			bad("events.admission_events", "has no effect with events.admission = false")
 		}
 	}
 	if len(c.SerialKeys) > 0 && !c.Serial {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshd/meshd/daemon/admission"
 	"github.com/meshd/meshd/daemon/calls"
 	"github.com/meshd/meshd/daemon/dispatch"
 	"github.com/meshd/meshd/daemon/service"
@@ -160,6 +161,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
 	d.dispatch.SetBus(d.bus)
+	d.gateway.SetAdmission(admission.New(d.registry, d.bus).Admit) // shed routes whose events fall behind
 	// Watch first, so a file that changes while the directory loads is
 	// reported (a change to the bytes just loaded is a no-op).
 	if err := d.startWatcher(ctx); err != nil {
