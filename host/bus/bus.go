@@ -101,6 +101,12 @@ type Config struct {
 	HandlerTimeout time.Duration
 	// Concurrency is the number of handlers run at once per subscription.
 	Concurrency int
+	// Replicas is how many copies JetStream keeps of the event,
+	// dead-letter and schedule streams, on as many nodes of a cluster (1
+	// when 0, at most 5): natsd.Server.Replicas gives what the cluster can
+	// hold. A stream with fewer is raised to it at New; one with more keeps
+	// them (another node may have asked for them).
+	Replicas int
 	// DuplicateWindow is how long the stream remembers event ids to drop
 	// repeated publishes.
 	DuplicateWindow time.Duration
@@ -178,6 +184,9 @@ func (c Config) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("Concurrency %d < 1", c.Concurrency))
 	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("Replicas %d: want 1 to 5 (0 for 1)", c.Replicas))
+	}
 	if c.DuplicateWindow < 0 || c.MaxAge < 0 || c.MaxBytes < 0 {
 		errs = append(errs, errors.New("DuplicateWindow, MaxAge and MaxBytes must not be negative"))
 	}
@@ -237,6 +246,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    maxBytes(cfg.MaxBytes),
+		Replicas:    cfg.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.Stream, err)
 	}
@@ -247,6 +257,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  cfg.DuplicateWindow,
+		Replicas:    cfg.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", cfg.DLQStream, err)
 	}

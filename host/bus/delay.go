@@ -96,6 +96,7 @@ func (b *Bus) startScheduler(ctx context.Context) (*scheduler, error) {
 		// Work queue: a scheduled event is removed once published.
 		Retention:  jetstream.WorkQueuePolicy,
 		Duplicates: b.cfg.DuplicateWindow,
+		Replicas:   b.cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", b.cfg.ScheduleStream, err)

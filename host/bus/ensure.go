@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -16,11 +17,50 @@ import (
 // nothing to change still rewrites the stream's metadata on disk (about a
 // millisecond, where reading the stream's info is a fraction of one), and
 // a start ensures several streams and one consumer per subscription.
+//
+// cfg.Replicas (1 when 0) is raised to the stream's own count, never
+// lowered; when the stream gets more copies, ensureStream waits for them
+// to catch up (a publish sent during the change can go unanswered).
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
-		return st, nil
+	cfg.Replicas = max(cfg.Replicas, 1)
+	raise := false
+	if st, err := js.Stream(ctx, cfg.Name); err == nil {
+		have := st.CachedInfo().Config
+		raise = have.Replicas < cfg.Replicas
+		cfg.Replicas = max(cfg.Replicas, have.Replicas)
+		if sameStream(have, cfg) {
+			return st, nil
+		}
 	}
-	return js.CreateOrUpdateStream(ctx, cfg)
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil || !raise {
+		return st, err
+	}
+	return st, waitReplicas(ctx, st, cfg.Replicas)
+}
+
+// replicasWait bounds how long ensureStream waits for the copies of a
+// stream whose replicas it raised to catch up.
+const replicasWait = 10 * time.Second
+
+// waitReplicas waits until the stream has a leader and its other n-1
+// replicas are caught up, at most replicasWait (then it returns nil: the
+// copies go on catching up) or until ctx ends.
+func waitReplicas(ctx context.Context, st jetstream.Stream, n int) error {
+	deadline := time.Now().Add(replicasWait)
+	for time.Now().Before(deadline) {
+		info, err := st.Info(ctx)
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) >= n-1 &&
+			!slices.ContainsFunc(info.Cluster.Replicas, func(p *jetstream.PeerInfo) bool { return p == nil || !p.Current || p.Offline }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the copies of %s to catch up: %w", st.CachedInfo().Config.Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // sameStream reports whether have has the settings the bus sets in want
@@ -31,7 +71,8 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 	}
 	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 		have.Storage == want.Storage && have.Retention == want.Retention &&
-		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes
+		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
+		have.Replicas == want.Replicas
 }
 
 // MaxConsumerReplacements bounds how many replacement durables one
