@@ -26,10 +26,12 @@ import (
 // own address too is harmless: the server skips a route to itself, and one
 // Routes list for every node is the simplest configuration). The cluster
 // listener follows the client listener's rules (see Auth): routes
-// authenticate with User and Password, always, and a Listen address
+// authenticate with User and Password, and a Listen address
 // beyond loopback needs TLS (Auth.TLSCert, Auth.TLSKey and Auth.TLSCA,
 // which then also verify the certificates of the other nodes) unless
-// Auth.Plaintext.
+// Auth.Plaintext. A cluster on one machine (Listen and every route on
+// loopback) may go without User and Password: any process of the machine
+// may then join it as a node, which Start warns of.
 type Cluster struct {
 	// Name is the cluster's name, the same on every node (DefaultClusterName
 	// when empty).
@@ -136,8 +138,11 @@ func (c *Config) validateCluster(bad func(field, format string, args ...any)) {
 		bad("cluster-listen", "%v", err)
 	}
 	switch {
+	case k.User == "" && k.Password == "" && err == nil && k.Listen != "" && loopbackCluster(host, k.Routes):
+		// A cluster on one machine (a demo, a test): no credentials, with
+		// a warning at Start (see Cluster).
 	case k.User == "" || k.Password == "":
-		bad("cluster-user", "the cluster listener needs credentials: give --cluster-user with --cluster-password-file, the same on every node")
+		bad("cluster-user", "the cluster listener needs credentials beyond loopback: give --cluster-user with --cluster-password-file, the same on every node")
 	case len(k.User) > maxUserBytes || strings.ContainsFunc(k.User, unicode.IsControl):
 		bad("cluster-user", "%s: at most %d bytes, no control characters", quote(k.User), maxUserBytes)
 	case len(k.Password) > maxPasswordBytes:
@@ -160,6 +165,22 @@ func (c *Config) validateCluster(bad func(field, format string, args ...any)) {
 			bad("cluster-routes", "%v", err)
 		}
 	}
+}
+
+// loopbackCluster reports whether a cluster listener on host with routes
+// stays on this machine: host and every route's host are loopback. Such a
+// cluster may go without route credentials.
+func loopbackCluster(host string, routes []string) bool {
+	if !isLoopback(host) {
+		return false
+	}
+	for _, r := range routes {
+		u, err := routeURL(r)
+		if err != nil || !isLoopback(u.Hostname()) {
+			return false
+		}
+	}
+	return true
 }
 
 // routeURL parses one of Cluster.Routes. Its errors never repeat a
@@ -224,7 +245,9 @@ func clusterOptions(opts *server.Options, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("natsd: cluster-routes: %w", err)
 		}
-		u.User = url.UserPassword(k.User, k.Password)
+		if k.User != "" {
+			u.User = url.UserPassword(k.User, k.Password)
+		}
 		opts.Routes = append(opts.Routes, u)
 	}
 	if a := cfg.Auth; a.TLSCert != "" {

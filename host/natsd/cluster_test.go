@@ -204,6 +204,27 @@ func TestClusterRouteAuth(t *testing.T) {
 	}
 }
 
+// TestClusterLoopbackNoCredentials: a cluster on loopback alone may go
+// without route credentials (Validate refusing them beyond loopback is
+// TestClusterValidate's).
+func TestClusterLoopbackNoCredentials(t *testing.T) {
+	cfgs := natsdtest.Configs(t, natsdtest.FreePorts(t, 2))
+	for i := range cfgs {
+		cfgs[i].Cluster.User, cfgs[i].Cluster.Password = "", ""
+	}
+	servers, err := natsdtest.StartAll(ctxFor(t, 60*time.Second), cfgs)
+	if err != nil {
+		t.Fatalf("two loopback nodes without credentials: %v", err)
+	}
+	for _, s := range servers {
+		if s.ClusterSize() != 2 {
+			t.Errorf("ClusterSize = %d, want 2", s.ClusterSize())
+		}
+		s.Close()
+	}
+
+}
+
 // TestClusterTLS: routes over TLS, each node verifying the other's
 // certificate against the CA, with the route credentials on top.
 func TestClusterTLS(t *testing.T) {
@@ -254,7 +275,15 @@ func TestClusterValidate(t *testing.T) {
 	}{
 		{"loopback", func(*natsd.Config) {}, ""},
 		{"no listen", func(c *natsd.Config) { c.Cluster.Listen = "" }, "cluster-listen"},
-		{"no credentials", func(c *natsd.Config) { c.Cluster.User, c.Cluster.Password = "", "" }, "cluster-user"},
+		{"no credentials on loopback", func(c *natsd.Config) { c.Cluster.User, c.Cluster.Password = "", "" }, ""},
+		{"no credentials, listening beyond loopback", func(c *natsd.Config) {
+			c.Cluster.User, c.Cluster.Password, c.Cluster.Listen, c.Auth.Plaintext = "", "", "10.0.0.1:6222", true
+		}, "cluster-user"},
+		{"no credentials, a route beyond loopback", func(c *natsd.Config) {
+			c.Cluster.User, c.Cluster.Password = "", ""
+			c.Cluster.Routes = []string{"nats://127.0.0.1:6223", "nats://10.0.0.2:6222"}
+		}, "cluster-user"},
+		{"a user without a password on loopback", func(c *natsd.Config) { c.Cluster.Password = "" }, "cluster-user"},
 		{"no password", func(c *natsd.Config) { c.Cluster.Password = "" }, "cluster-user"},
 		{"bcrypt", func(c *natsd.Config) { c.Cluster.Password = "$2a$11$abcdefghijklmnopqrstuv" }, "bcrypt"},
 		{"beyond loopback in clear", func(c *natsd.Config) { c.Cluster.Listen = "10.0.0.1:6222" }, "not a loopback address"},

@@ -160,6 +160,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		log.Info("nats cluster ready", "cluster", opts.Cluster.Name, "node", opts.ServerName,
 			"cluster_url", clusterURL(ns), "nodes_up", size, "routes", len(opts.Routes), "tls", opts.Cluster.TLSConfig != nil)
+		if opts.Cluster.Username == "" {
+			log.Warn("nats cluster routes without credentials (a loopback cluster): any process of this machine may join it as a node; give --cluster-user and --cluster-password-file to close it", "cluster_url", clusterURL(ns))
+		}
 		if opts.Cluster.TLSConfig == nil && !isLoopback(opts.Cluster.Host) {
 			log.Warn("nats cluster port beyond loopback without TLS (--nats-plaintext): events and state cross the network in clear", "cluster_url", clusterURL(ns))
 		}
