@@ -15,6 +15,8 @@
 //	calls   how many calls this instance served
 package main
 
+//lint:file-ignore U1000 the host calls these: go:wasmexport makes them the module's exports
+
 import (
 	crand "crypto/rand"
 	"encoding/hex"
