@@ -27,6 +27,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/meshd/meshd/host/gateway"
+	"github.com/meshd/meshd/host/natsd"
 )
 
 // File is the decoded configuration file. Pointer fields are nil when the
@@ -68,6 +69,9 @@ type File struct {
 	AdminToken  *string `toml:"admin_token"`
 	AdminPublic *bool   `toml:"admin_public"`
 
+	// NATS holds the embedded server's cluster settings ([nats]).
+	NATS NATS `toml:"nats"`
+
 	// Server holds the HTTP server's timeouts, header cap and TLS.
 	Server gateway.ServerConfig `toml:"server"`
 
@@ -75,6 +79,20 @@ type File struct {
 	Mount  []gateway.Mount               `toml:"mount"`
 	Auth   map[string]gateway.AuthConfig `toml:"auth"`
 	Policy []gateway.Policy              `toml:"policy"`
+}
+
+// NATS is the [nats] table: the embedded NATS server as a node of a
+// cluster (the flags of the same names: cluster_listen is
+// --cluster-listen). The password is read from a file.
+type NATS struct {
+	ClusterName         *string        `toml:"cluster_name"`
+	ClusterListen       *string        `toml:"cluster_listen"`
+	ClusterRoutes       []string       `toml:"cluster_routes"`
+	ClusterUser         *string        `toml:"cluster_user"`
+	ClusterPasswordFile *string        `toml:"cluster_password_file"`
+	ClusterWait         *time.Duration `toml:"cluster_wait"`
+	// Replicas is the copies of the streams and buckets (0: automatic).
+	Replicas *int `toml:"replicas"`
 }
 
 // Policies returns the gateway policies of the file.
@@ -227,6 +245,23 @@ func (f *File) check() []error {
 				bad(fmt.Sprintf("%s[%d]", key, i), "must not be empty")
 			}
 		}
+	}
+	for key, v := range map[string]*string{"nats.cluster_name": f.NATS.ClusterName, "nats.cluster_listen": f.NATS.ClusterListen,
+		"nats.cluster_user": f.NATS.ClusterUser, "nats.cluster_password_file": f.NATS.ClusterPasswordFile} {
+		if v != nil && *v == "" {
+			bad(key, "must not be empty (leave the key out)")
+		}
+	}
+	for i, r := range f.NATS.ClusterRoutes {
+		if strings.TrimSpace(r) == "" {
+			bad(fmt.Sprintf("nats.cluster_routes[%d]", i), "must not be empty")
+		}
+	}
+	if v := f.NATS.ClusterWait; v != nil && *v < 0 {
+		bad("nats.cluster_wait", "must not be negative")
+	}
+	if v := f.NATS.Replicas; v != nil && (*v < 0 || *v > natsd.MaxReplicas) {
+		bad("nats.replicas", "%d: want 0 (automatic) to %d", *v, natsd.MaxReplicas)
 	}
 	if f.Sync != nil && *f.Sync != "" && *f.Sync != "lazy" && *f.Sync != "always" {
 		bad("sync", "%q is not \"lazy\" (the default) or \"always\"", *f.Sync)

@@ -32,6 +32,14 @@ type Daemon struct {
 	// need and get, or what meshd presents to NATSURL (natsd.Auth). A
 	// listener without credentials is refused.
 	NATSAuth natsd.Auth
+	// Cluster, when set, makes the embedded NATS server a node of a NATS
+	// cluster (natsd.Cluster; its Node is Node). Other nodes then share the
+	// streams and buckets, and serve and call services over it.
+	Cluster *natsd.Cluster
+	// Replicas is the copies of the event streams and key-value buckets
+	// (natsd.Server.Replicas: 0 takes 3 in a cluster, 1 alone, at most
+	// the nodes up at the start).
+	Replicas int
 	// KVCacheBytes is how much of each service's key-value store is kept
 	// in memory for reads (kv.Cache); 0 turns it off. It is used only with
 	// the embedded server and no client listener, where meshd is the
@@ -155,7 +163,10 @@ func (c *Daemon) Validate() error {
 	if c.KVCacheBytes < 0 {
 		bad("kv-cache", "must not be negative")
 	}
-	nc := natsd.Config{URL: c.NATSURL, Listen: c.NATSListen, Auth: c.NATSAuth}
+	if c.Replicas < 0 || c.Replicas > natsd.MaxReplicas {
+		bad("replicas", fmt.Sprintf("%d: want 0 (automatic) to %d", c.Replicas, natsd.MaxReplicas))
+	}
+	nc := natsd.Config{URL: c.NATSURL, Listen: c.NATSListen, Auth: c.NATSAuth, Cluster: c.Cluster, Name: c.Node}
 	if err := nc.Validate(); err != nil {
 		errs = append(errs, unjoin(err)...)
 	}

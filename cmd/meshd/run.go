@@ -35,6 +35,8 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only); needs --nats-user and --nats-password-file or --nats-nkey-file, and beyond loopback --nats-tls-cert/--nats-tls-key or --nats-plaintext")
 	var natsFiles natsFlags
 	defineNATSFlags(fs, &cfg, &natsFiles)
+	var clusterSettings clusterFlags
+	defineClusterFlags(fs, &cfg, &clusterSettings)
 	fs.StringVar(&cfg.Sync, "sync", "", `JetStream fsync policy: "lazy" (the default: the OS flushes) or "always" (fsync every write)`)
 	fs.DurationVar(&cfg.Events.MaxAge, "events-max-age", 0, "keep events at most this long (0: no age limit); replay rebuilds only from what is kept")
 	fs.Int64Var(&cfg.Events.MaxBytes, "events-max-bytes", 0, "keep at most this many bytes of events, dropping the oldest (0: no size limit)")
@@ -86,6 +88,12 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	warnings = append(warnings, natsWarnings...)
+	clusterWarnings, err := resolveCluster(&cfg, clusterSettings, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "meshd run:", err)
+		return 2
+	}
+	warnings = append(warnings, clusterWarnings...)
 
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

@@ -52,6 +52,9 @@ func loadConfigFile(path string, fs *flag.FlagSet, args []string, cfg *daemon.Co
 			return err
 		}
 	}
+	if err := applyClusterFile(fs, f.NATS); err != nil {
+		return err
+	}
 	setStr(logFormat, f.LogFormat)
 	setStr(&cfg.AdminAddr, f.Admin)
 	setStr(&cfg.AdminToken, f.AdminToken)
