@@ -45,6 +45,10 @@ const (
 	// announced service.
 	MaxVersionBytes = 128
 	MaxStatusBytes  = 32
+	// MaxRoutes bounds the routes announced of one service version, and
+	// MaxRouteBytes a route's method and path together.
+	MaxRoutes     = 256
+	MaxRouteBytes = 512
 	// expiryGrace is how long past an announcement's TTL a watcher keeps
 	// it when no delete marker came.
 	expiryGrace = time.Second
@@ -60,6 +64,16 @@ type Service struct {
 	Status  string `json:"status"`
 	// Load is the calls and requests the version runs or holds now.
 	Load int `json:"load"`
+	// Routes are the version's public routes (internal ones are not
+	// announced): another node's gateway serves them by forwarding.
+	Routes []Route `json:"routes,omitempty"`
+}
+
+// Route is one public route of an announced service: an HTTP method and a
+// net/http path pattern.
+type Route struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
 }
 
 // Announcement is the value of a node's key in Bucket.
@@ -78,6 +92,7 @@ type Instance struct {
 	Status  string    `json:"status"`
 	Load    int       `json:"load"`
 	Seen    time.Time `json:"last_seen"`
+	Routes  []Route   `json:"-"`
 }
 
 // DirectoryConfig configures a Directory.
@@ -97,6 +112,12 @@ type DirectoryConfig struct {
 	Local func() []Service
 	// Log receives announcement and watch failures; nil discards them.
 	Log *slog.Logger
+	// OnChange, when set, is called after the view changed what other
+	// nodes serve (a node, service, version, status or route came or
+	// went; a change of load alone does not call it). It is called from
+	// the Directory's goroutine, holding none of its locks, and should
+	// return quickly.
+	OnChange func()
 }
 
 // Validate reports every problem of c, its zero fields taken as their
@@ -167,6 +188,7 @@ type Directory struct {
 	mu      sync.RWMutex
 	nodes   map[string]*nodeView // by key
 	serving map[string]int       // service → UP instances on other nodes
+	shape   string               // what other nodes serve, loads aside: a change calls OnChange
 	full    bool                 // a node was refused for MaxNodes
 
 	kick      chan struct{}
@@ -329,6 +351,14 @@ func (d *Directory) publish() {
 
 // validService reports whether s can be announced and kept.
 func validService(s Service) bool {
+	if len(s.Routes) > MaxRoutes {
+		return false
+	}
+	for _, r := range s.Routes {
+		if r.Method == "" || len(r.Method)+len(r.Path) > MaxRouteBytes || !plain(r.Method) || !strings.HasPrefix(r.Path, "/") {
+			return false
+		}
+	}
 	return abi.ValidServiceName(s.Service) && len(s.Version) <= MaxVersionBytes &&
 		s.Status != "" && len(s.Status) <= MaxStatusBytes && s.Load >= 0
 }
@@ -360,8 +390,9 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		d.mu.Lock()
 		delete(d.nodes, key)
-		d.reindexLocked()
+		changed := d.reindexLocked()
 		d.mu.Unlock()
+		d.changed(changed)
 		return
 	}
 	var ann Announcement
@@ -382,16 +413,25 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	}
 	ann.Services = slices.DeleteFunc(ann.Services, func(s Service) bool { return !validService(s) })
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if _, ok := d.nodes[key]; !ok && len(d.nodes) >= MaxNodes {
 		if !d.full {
 			d.cfg.Log.Warn("remote: more nodes than a directory keeps; ignoring the others", slog.Int("max_nodes", MaxNodes))
 		}
 		d.full = true
+		d.mu.Unlock()
 		return
 	}
 	d.nodes[key] = &nodeView{ann: ann, seen: d.now()}
-	d.reindexLocked()
+	changed := d.reindexLocked()
+	d.mu.Unlock()
+	d.changed(changed)
+}
+
+// changed calls OnChange when the view's shape changed.
+func (d *Directory) changed(changed bool) {
+	if changed && d.cfg.OnChange != nil {
+		d.cfg.OnChange()
+	}
 }
 
 func (d *Directory) refuse(key, why string) {
@@ -401,7 +441,11 @@ func (d *Directory) refuse(key, why string) {
 // prune drops the nodes not heard of for their TTL plus expiryGrace.
 func (d *Directory) prune() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	changed := false
+	defer func() {
+		d.mu.Unlock()
+		d.changed(changed)
+	}()
 	now := d.now()
 	n := len(d.nodes)
 	for k, v := range d.nodes {
@@ -414,13 +458,15 @@ func (d *Directory) prune() {
 		}
 	}
 	if len(d.nodes) != n {
-		d.reindexLocked()
+		changed = d.reindexLocked()
 	}
 }
 
-// reindexLocked rebuilds serving from nodes.
-func (d *Directory) reindexLocked() {
+// reindexLocked rebuilds serving from nodes, and reports whether what
+// other nodes serve changed, loads aside.
+func (d *Directory) reindexLocked() bool {
 	clear(d.serving)
+	var shape []string
 	for _, v := range d.nodes {
 		if v.ann.Node == d.cfg.Node {
 			continue
@@ -429,9 +475,17 @@ func (d *Directory) reindexLocked() {
 			if s.Status == StatusUp {
 				d.serving[s.Service]++
 			}
+			if d.cfg.OnChange != nil {
+				shape = append(shape, fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v", v.ann.Node, s.Service, s.Version, s.Status, s.Routes))
+			}
 		}
 	}
 	d.full = d.full && len(d.nodes) >= MaxNodes
+	slices.Sort(shape)
+	sh := strings.Join(shape, "\n")
+	changed := sh != d.shape
+	d.shape = sh
+	return changed
 }
 
 // Serving reports whether another node serves service UP.
@@ -451,7 +505,7 @@ func (d *Directory) Instances() []Instance {
 			continue
 		}
 		for _, s := range v.ann.Services {
-			out = append(out, Instance{Node: v.ann.Node, Service: s.Service, Version: s.Version, Status: s.Status, Load: s.Load, Seen: v.seen})
+			out = append(out, Instance{Node: v.ann.Node, Service: s.Service, Version: s.Version, Status: s.Status, Load: s.Load, Seen: v.seen, Routes: s.Routes})
 		}
 	}
 	d.mu.RUnlock()

@@ -272,3 +272,64 @@ func TestRemotesResolveAndCall(t *testing.T) {
 		t.Errorf("call after b left: kind %v, want unavailable (%v)", k, err)
 	}
 }
+
+// TestDirectoryRoutesAndOnChange: a service's routes reach the other
+// nodes; OnChange is called when what another node serves changes, not
+// when only its load does.
+func TestDirectoryRoutesAndOnChange(t *testing.T) {
+	ns := startNATS(t)
+	a, b := connect(t, ns), connect(t, ns)
+	var bl local
+	orders := Service{Service: "orders", Version: "v1", Status: StatusUp,
+		Routes: []Route{{Method: "POST", Path: "/orders"}, {Method: "GET", Path: "/orders/{id}"}}}
+	bl.set(orders)
+	var mu sync.Mutex
+	changes := 0
+	da := startDir(t, a, DirectoryConfig{Node: "node-a", Heartbeat: 100 * time.Millisecond, TTL: time.Second, OnChange: func() {
+		mu.Lock()
+		changes++
+		mu.Unlock()
+	}})
+	db := startDir(t, b, DirectoryConfig{Node: "node-b", Heartbeat: 100 * time.Millisecond, TTL: time.Second, Local: bl.get})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return changes }
+	testkit.Eventually(t, 10*time.Second, func() string {
+		in := da.Instances()
+		if len(in) != 1 || fmt.Sprint(in[0].Routes) != "[{POST /orders} {GET /orders/{id}}]" {
+			return fmt.Sprintf("node-a sees %+v", in)
+		}
+		return ""
+	})
+	if count() != 1 {
+		t.Fatalf("OnChange called %d times after one node came, want 1", count())
+	}
+	orders.Load = 7
+	bl.set(orders)
+	db.Announce()
+	testkit.Eventually(t, 10*time.Second, func() string {
+		if in := da.Instances(); len(in) != 1 || in[0].Load != 7 {
+			return fmt.Sprintf("node-a sees %+v", in)
+		}
+		return ""
+	})
+	if count() != 1 {
+		t.Fatalf("OnChange called %d times after a change of load alone, want 1", count())
+	}
+	orders.Routes = orders.Routes[:1]
+	bl.set(orders)
+	db.Announce()
+	testkit.Eventually(t, 10*time.Second, func() string {
+		if n := count(); n != 2 {
+			return fmt.Sprintf("OnChange called %d times after a route went, want 2", n)
+		}
+		return ""
+	})
+	// A route that is not one is not announced.
+	bl.set(Service{Service: "bad", Version: "v1", Status: StatusUp, Routes: []Route{{Method: "GET", Path: "no-slash"}}})
+	db.Announce()
+	testkit.Eventually(t, 10*time.Second, func() string {
+		if in := da.Instances(); len(in) != 0 {
+			return fmt.Sprintf("node-a sees %+v, want nothing", in)
+		}
+		return ""
+	})
+}
