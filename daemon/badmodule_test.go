@@ -48,8 +48,8 @@ func TestBadModulesAreRefused(t *testing.T) {
 		}
 	}
 	got := strings.Join(td.Services(), ",")
-	if got != "conformance,order,payment" {
-		t.Fatalf("loaded services %s, want conformance,order,payment", got)
+	if got != "conformance,order,payment,shipping" {
+		t.Fatalf("loaded services %s, want conformance,order,payment,shipping", got)
 	}
 	if r := td.do(t, "POST", "/orders", "application/json", orderBody); r.status != 201 {
 		t.Fatalf("POST /orders beside bad modules: %d %s", r.status, r.body)
