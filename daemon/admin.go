@@ -178,7 +178,13 @@ func (d *Daemon) servicesView() []admin.Service {
 			Routes: []string{}, Subscriptions: []string{}, Publishes: []string{},
 			Grants: admin.Grants{Publish: []string{}, Subscribe: []string{}, Discover: []string{}}})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if d.cluster != nil {
+		for i := range out {
+			out[i].Node = d.cfg.Node
+		}
+		out = append(out, d.cluster.Services()...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 

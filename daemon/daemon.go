@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshd/meshd/daemon/admission"
 	"github.com/meshd/meshd/daemon/calls"
+	"github.com/meshd/meshd/daemon/cluster"
 	"github.com/meshd/meshd/daemon/dispatch"
 	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/bus"
@@ -69,6 +70,8 @@ type Daemon struct {
 	calls    *calls.Calls    // service-to-service calls (daemon/calls)
 	health   *service.Health // DOWN on repeated failures
 	gateway  *gateway.Gateway
+	invoker  *cluster.Invoker // the gateway's: local services, else forwarded to other nodes
+	cluster  *cluster.Node    // the mesh of nodes on a NATS cluster; nil alone
 	server   *http.Server
 	listener net.Listener
 
@@ -102,11 +105,12 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	d.initObservability()
 	d.health = service.NewHealth(d.registry, log, 0, 0, 0)
 	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics), dispatch.WithHealth(d.health.Observe))
+	d.invoker = cluster.NewInvoker(d.dispatch, d.registry)
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
 		Observe:        d.observeRequest(),
-	}, d.dispatch, log.With(slog.String("component", "gateway")))
+	}, d.invoker, log.With(slog.String("component", "gateway")))
 	if err := d.gateway.SetPolicies(cfg.Gateway); err != nil {
 		return nil, fmt.Errorf("gateway policies:\n%w", err)
 	}
@@ -152,11 +156,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Sync:    d.cfg.Sync == "always",
 		Name:    d.cfg.Node,
 		Auth:    d.cfg.NATSAuth,
+		Cluster: d.cfg.Cluster,
 	}, d.log.With(slog.String("component", "nats")))
 	if err != nil {
 		return fmt.Errorf("daemon: nats: %w", err)
 	}
-	d.bus, err = bus.New(ctx, d.nats.JetStream(), d.cfg.Events, d.log.With(slog.String("component", "bus")))
+	events := d.cfg.Events
+	events.Replicas = d.nats.Replicas(d.cfg.Replicas)
+	d.bus, err = bus.New(ctx, d.nats.JetStream(), events, d.log.With(slog.String("component", "bus")))
 	if err != nil {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
@@ -171,6 +178,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.loadDir(ctx)
+	if err := d.startCluster(ctx); err != nil {
+		return err
+	}
 
 	d.listener, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
@@ -244,6 +254,53 @@ func (d *Daemon) loadDir(ctx context.Context) {
 	}
 }
 
+// startCluster makes a cluster node one of the mesh (daemon/cluster):
+// it answers for its services, announces them, and serves other nodes'
+// services through its gateway and calls.
+func (d *Daemon) startCluster(ctx context.Context) error {
+	if d.cfg.Cluster == nil {
+		return nil
+	}
+	rebuild := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := d.gateway.SetRoutes(d.routesLocked(nil)); err != nil {
+			d.log.Error("rebuilding routes with other nodes' routes", slog.Any("error", err))
+		}
+	}
+	n, err := cluster.Start(ctx, cluster.Config{
+		Node: d.cfg.Node, Conn: d.nats.Conn(), JS: d.nats.JetStream(), Registry: d.registry,
+		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, RoutesChanged: rebuild,
+		Log: d.log.With(slog.String("component", "cluster")),
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.mu.Lock() // routesLocked reads d.cluster under it
+	d.cluster = n
+	d.mu.Unlock()
+	d.calls.SetRemote(n.Targets)
+	d.invoker.SetForward(d.calls.Forward)
+	rebuild()
+	return nil
+}
+
+// meshRoutes is local plus the routes other nodes of the mesh serve for
+// services this node does not (cluster.Node.Routes).
+func (d *Daemon) meshRoutes(local []gateway.Route) []gateway.Route {
+	if d.cluster == nil {
+		return local
+	}
+	locals := make(map[string]bool)
+	for _, in := range d.registry.Locals() {
+		locals[in.Service] = true
+	}
+	for _, r := range local {
+		locals[r.Service] = true
+	}
+	return d.cluster.Routes(local, locals)
+}
+
 // Shutdown stops taking requests, lets in-flight requests and event
 // handlers finish (bounded by ctx and the drain timeout), then stops every
 // service, the bus and NATS. It is safe to call more than once.
@@ -256,6 +313,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.DrainTimeout)
 	defer cancel()
 	var errs []error
+	if d.cluster != nil { // other nodes stop sending here; calls from them finish
+		d.invoker.SetForward(nil)
+		d.calls.SetRemote(nil)
+		errs = append(errs, d.cluster.Close(ctx))
+	}
 	if d.server != nil {
 		if err := d.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))

@@ -24,6 +24,7 @@ func (d *Daemon) newBuilder() {
 		service.WithNATS(func() jetstream.JetStream { return d.nats.JetStream() },
 			func() int64 { return d.nats.Conn().MaxPayload() }),
 		service.WithKVCache(d.kvCache),
+		service.WithReplicas(func() int { return d.nats.Replicas(d.cfg.Replicas) }),
 		service.WithCaller(d.calls.Call))
 	d.stage = service.NewStage(d.builder, d.loadContext)
 }
@@ -52,10 +53,11 @@ func (d *Daemon) dropPrepared() {
 // kvCache returns the cache the stores of service share across its
 // versions (a store is opened per load, and an old version may still write
 // while a new one serves), or nil when there is none: when it is turned
-// off, or when NATS is reachable by others (an external server, or the
-// embedded one with a client port), who could write the store behind it.
+// off, or when NATS is reachable by others (an external server, the
+// embedded one with a client port, or a cluster node), who could write the
+// store behind it.
 func (d *Daemon) kvCache(service string) *kv.Cache {
-	if d.cfg.KVCacheBytes <= 0 || d.cfg.NATSURL != "" || d.cfg.NATSListen != "" {
+	if d.cfg.KVCacheBytes <= 0 || d.cfg.NATSURL != "" || d.cfg.NATSListen != "" || d.cfg.Cluster != nil {
 		return nil
 	}
 	return loadOrNew(&d.kvCaches, service, func() *kv.Cache { return kv.NewCache(int(d.cfg.KVCacheBytes)) })

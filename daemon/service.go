@@ -139,7 +139,7 @@ func (d *Daemon) routesLocked(extra *service.Service) []gateway.Route {
 	if extra != nil {
 		routes = append(routes, extra.Routes()...)
 	}
-	return routes
+	return d.meshRoutes(routes)
 }
 
 // lookup returns the version of a service this node serves (the

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -42,7 +43,8 @@ type Calls struct {
 	log    *slog.Logger
 	client *mesh.Client
 
-	cache atomic.Pointer[targets] // targets by service, at a registry generation
+	cache  atomic.Pointer[targets]       // targets by service, at a registry generation
+	remote atomic.Pointer[mesh.Resolver] // other nodes' targets, when none is UP here (SetRemote)
 
 	mu      sync.Mutex                        // the settings below, and rebuilds of cache
 	applied map[string]map[string]config.Call // caller → its [calls.<callee>] tables, as applied
@@ -66,6 +68,41 @@ func New(reg *registry.Registry, invoke Invoker, match Matcher, log *slog.Logger
 	return c, nil
 }
 
+// SetRemote makes r the targets of a callee with no UP instance on this
+// node: the other nodes of a mesh serving it (cluster.Node.Targets). Nil
+// turns it off.
+func (c *Calls) SetRemote(r mesh.Resolver) {
+	if r == nil {
+		c.remote.Store(nil)
+		return
+	}
+	c.remote.Store(&r)
+}
+
+// remoteTargets is the other nodes' targets of service, nil without a
+// mesh.
+func (c *Calls) remoteTargets(service string) []mesh.Target {
+	if r := c.remote.Load(); r != nil {
+		return (*r)(service)
+	}
+	return nil
+}
+
+// Forward sends a request this node cannot serve to a node of the mesh
+// that serves service, through the mesh client as caller (its deadline:
+// ctx's; its retries: safe methods only; its breaker and 503 answers),
+// for the gateway.
+func (c *Calls) Forward(ctx context.Context, caller, service string, req *abi.Request, resp *abi.Response) error {
+	if t := c.cache.Load(); t == nil || t.gen != c.reg.Generation() {
+		c.refresh()
+	}
+	var o mesh.CallOptions
+	if dl, ok := ctx.Deadline(); ok {
+		o.Timeout = max(time.Until(dl), time.Millisecond)
+	}
+	return c.client.Call(ctx, caller, service, req, resp, o)
+}
+
 // Collector is the mesh client's metrics (meshd_breaker_state,
 // meshd_breaker_transitions_total, meshd_call_retries_total,
 // meshd_call_retries_refused_total).
@@ -76,7 +113,7 @@ func (c *Calls) Collector() prometheus.Collector { return c.client.Collector() }
 // registry does not know at all is NotFound (an unknown service); one it
 // knows with no UP instance is Unavailable, at once.
 func (c *Calls) Call(ctx context.Context, call *host.ServiceCall, resp *abi.Response) error {
-	if _, ok := c.reg.Status(call.Callee); !ok {
+	if _, ok := c.reg.Status(call.Callee); !ok && len(c.remoteTargets(call.Callee)) == 0 {
 		return fault.New(call.Callee, fault.NotFound, fmt.Errorf("calls: no service %s", call.Callee))
 	}
 	if t := c.cache.Load(); t == nil || t.gen != c.reg.Generation() {
@@ -106,7 +143,10 @@ func (c *Calls) resolve(service string) []mesh.Target {
 	if t == nil || t.gen != c.reg.Generation() {
 		t = c.refresh()
 	}
-	return t.by[service]
+	if ts := t.by[service]; len(ts) > 0 {
+		return ts
+	}
+	return c.remoteTargets(service)
 }
 
 // refresh rebuilds the targets when the registry changed since they were

@@ -33,6 +33,7 @@ type Builder struct {
 	jetStream  func() jetstream.JetStream
 	maxPayload func() int64
 	kvCache    func(service string) *kv.Cache
+	replicas   func() int
 	call       host.Caller
 }
 
@@ -62,6 +63,10 @@ func WithDiscover(fn func(name string) (abi.ServiceInfo, bool)) Option {
 func WithNATS(js func() jetstream.JetStream, maxPayload func() int64) Option {
 	return func(b *Builder) { b.jetStream, b.maxPayload = js, maxPayload }
 }
+
+// WithReplicas sets the copies a service's key-value bucket is opened
+// with (kv.Options.Replicas); called when the store is opened.
+func WithReplicas(fn func() int) Option { return func(b *Builder) { b.replicas = fn } }
 
 // WithKVCache sets the read cache a service's store uses (nil: none).
 func WithKVCache(fn func(service string) *kv.Cache) Option {
@@ -188,7 +193,11 @@ func (b *Builder) OpenKV(ctx context.Context, p *Prepared) {
 	if b.kvCache != nil {
 		cache = b.kvCache(s.name)
 	}
-	store, err := kv.Open(ctx, b.jetStream(), s.name, kv.Options{Cache: cache})
+	opts := kv.Options{Cache: cache}
+	if b.replicas != nil {
+		opts.Replicas = b.replicas()
+	}
+	store, err := kv.Open(ctx, b.jetStream(), s.name, opts)
 	if err != nil {
 		_ = s.mod.Close(ctx)
 		p.Service, p.Err = nil, fmt.Errorf("%s: key-value store: %w", s.file, err)

@@ -132,6 +132,9 @@ func IsLoopback(host string) bool {
 // Service is one service as /v1/services shows it.
 type Service struct {
 	Name string `json:"name"`
+	// Node is the node serving this version, in a mesh of nodes (empty
+	// alone).
+	Node string `json:"node,omitempty"`
 	// Version is the version identity: module hash, plus "+" and the
 	// declared version when the module declares one.
 	Version       string    `json:"version,omitempty"`
