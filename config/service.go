@@ -107,6 +107,10 @@ type ServiceLimits struct {
 	MaxCalls       int      `toml:"max_calls"`
 	MaxInputBytes  int      `toml:"max_input_bytes"`
 	MaxOutputBytes int      `toml:"max_output_bytes"`
+	// Snapshot, when false, starts every instance by running the module's
+	// initialiser instead of restoring the version's snapshot (on when left
+	// out).
+	Snapshot *bool `toml:"snapshot"`
 }
 
 // Events is the [events] table of a service file.
@@ -343,5 +347,8 @@ func (s *Service) ModuleConfig(base runtime.ModuleConfig) runtime.ModuleConfig {
 	set(&base.MaxCallsPerInstance, l.MaxCalls)
 	set(&base.MaxInputBytes, l.MaxInputBytes)
 	set(&base.MaxOutputBytes, l.MaxOutputBytes)
+	if l.Snapshot != nil {
+		base.DisableSnapshot = !*l.Snapshot
+	}
 	return base
 }

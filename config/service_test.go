@@ -172,3 +172,18 @@ func TestServiceCallsGrant(t *testing.T) {
 		t.Fatalf("grants %+v: want order callable and payment not", g)
 	}
 }
+
+func TestServiceSnapshotOptOut(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		off  bool
+	}{{"", false}, {"[limits]\nsnapshot = true\n", false}, {"[limits]\nsnapshot = false\n", true}} {
+		sf, err := ParseService("s.toml", []byte(c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sf.ModuleConfig(runtime.ModuleConfig{}).DisableSnapshot; got != c.off {
+			t.Errorf("%q: DisableSnapshot %v, want %v", c.file, got, c.off)
+		}
+	}
+}

@@ -109,10 +109,11 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 		log.Info("service up", slog.String("file", base), slog.String("version", s.Version()),
 			slog.Int("routes", len(s.Declaration().Routes)), slog.Int("subscriptions", len(s.Declaration().Subscriptions)),
 			slog.Duration("took", time.Since(p.Began)), slog.Duration("kv", p.TKV),
-			slog.Duration("module", p.TModule), slog.Duration("subscribe", tSubs))
+			slog.Duration("module", p.TModule), slog.Duration("subscribe", tSubs),
+			slog.String("instances", s.SnapshotNote()))
 	} else {
 		log.Info("service replaced", slog.String("file", base), slog.String("version", s.Version()),
-			slog.String("replaced", cur.Version()),
+			slog.String("replaced", cur.Version()), slog.String("instances", s.SnapshotNote()),
 			slog.Int("routes", len(s.Declaration().Routes)), slog.Int("subscriptions", len(s.Declaration().Subscriptions)))
 		s.Activated(cur, h)
 		d.retire(ctx, cur, s.Version())

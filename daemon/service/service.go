@@ -175,3 +175,19 @@ func (s *Service) checkCatchAll() error {
 	}
 	return errors.Join(errs...)
 }
+
+// SnapshotNote says, for the load's log line, how the version's instances
+// start: "restored" (from its snapshot, copy-on-write or copied), or
+// "initialised: <why not>".
+func (s *Service) SnapshotNote() string {
+	info := s.mod.Snapshot()
+	switch {
+	case info.Taken && info.CopyOnWrite:
+		return "restored, copy-on-write"
+	case info.Taken:
+		return "restored, copied"
+	case info.Refused != "":
+		return "initialised: " + info.Refused
+	}
+	return "initialised"
+}
