@@ -1,0 +1,219 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/internal/syncbuf"
+)
+
+// callsPerLoop is how many calls one invocation of the caller's
+// /caller/loop makes in the benchmarks below (an invocation may make at
+// most host.DefaultMaxCalls, 64).
+const callsPerLoop = 50
+
+// startCallBench runs a daemon serving the caller and callee test guests
+// (daemon/testdata/guest-caller, guest-callee) with callerToml as the
+// caller's service file, logging at info level (runDaemon's debug level
+// would log every invocation, and time that).
+func startCallBench(b *testing.B, callerToml string) *testDaemon {
+	b.Helper()
+	dir := b.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for name, content := range map[string][]byte{
+		"caller.wasm": readFile(b, fixture(b, "testdata/guest-caller.wasm")),
+		"caller.toml": []byte(callerToml),
+		"callee.wasm": readFile(b, fixture(b, "testdata/guest-callee.wasm")),
+		"callee.toml": []byte("[grants]\nkv = true\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(plugins, name), content, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := Default()
+	cfg.PluginDir = plugins
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.CacheDir = sharedCache
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.Node = "test"
+	logs := &syncbuf.Buffer{}
+	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		b.Fatalf("start: %v\nlogs:\n%s", err, logs)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := d.Shutdown(ctx); err != nil {
+			b.Errorf("shutdown: %v", err)
+		}
+		if b.Failed() {
+			b.Logf("daemon logs:\n%s", logs)
+		}
+	})
+	return &testDaemon{Daemon: d, base: "http://" + d.Addr(), logs: logs, dir: plugins}
+}
+
+// invokeGET runs GET path (route: the route it matches) on service in
+// process, through the dispatcher as the gateway does after its match:
+// no HTTP, no gateway policies.
+func (td *testDaemon) invokeGET(ctx context.Context, service, route, path, query string, resp *abi.Response) error {
+	req := abi.Request{Method: []byte("GET"), Path: []byte(path), Query: []byte(query), Route: []byte(route),
+		RequestID: []byte("01J9Z3K4XQ8M2N5P7R9T1V3W5Y")}
+	*resp = abi.Response{}
+	return td.dispatch.InvokeHTTP(ctx, service, &req, resp)
+}
+
+// loopResult is what /caller/loop answers.
+type loopResult struct {
+	OK     int    `json:"ok"`
+	Failed int    `json:"failed"`
+	Code   string `json:"code"`
+}
+
+// runLoop invokes the caller's /caller/loop making n calls of GET path to
+// callee, and returns its answer.
+func (td *testDaemon) runLoop(b *testing.B, ctx context.Context, callee, path string, n int, resp *abi.Response) loopResult {
+	q := "to=" + callee + "&path=" + path + "&n=" + strconv.Itoa(n)
+	if err := td.invokeGET(ctx, "caller", "GET /caller/loop", "/caller/loop", q, resp); err != nil {
+		b.Fatal(err)
+	}
+	var r loopResult
+	if resp.Status != 200 || json.Unmarshal(resp.Body, &r) != nil {
+		b.Fatalf("/caller/loop: %d %q", resp.Status, resp.Body)
+	}
+	return r
+}
+
+// BenchmarkServiceCall is the cost of a call from one guest to another's
+// no-op route on the same node:
+//
+//   - direct: the callee's GET /callee/noop invoked in process through the
+//     dispatcher, as the gateway invokes a request it matched (no HTTP):
+//     the callee's own cost;
+//   - loop-0: the caller's /caller/loop making no call: the cost of the
+//     caller's invocation itself;
+//   - loop-50: the same making 50 calls to /callee/noop (granted, the
+//     breaker closed); ns/call is ns/op divided by 50.
+//
+// A call's overhead on top of the callee's own work is about loop-50's
+// ns/call minus direct's ns/op (loop-0's share, divided by 50, is small).
+func BenchmarkServiceCall(b *testing.B) {
+	td := startCallBench(b, "[grants]\nkv = true\ncalls = [\"callee\"]\n")
+	ctx := context.Background()
+	b.Run("direct", func(b *testing.B) {
+		var resp abi.Response
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := td.invokeGET(ctx, "callee", "GET /callee/noop", "/callee/noop", "", &resp); err != nil || resp.Status != 200 {
+				b.Fatalf("/callee/noop: %v %d %q", err, resp.Status, resp.Body)
+			}
+		}
+	})
+	for _, n := range []int{0, callsPerLoop} {
+		b.Run("loop-"+strconv.Itoa(n), func(b *testing.B) {
+			var resp abi.Response
+			b.ReportAllocs()
+			m := mallocs()
+			for b.Loop() {
+				if r := td.runLoop(b, ctx, "callee", "/callee/noop", n, &resp); r.OK != n {
+					b.Fatalf("%d calls: %+v", n, r)
+				}
+			}
+			if n > 0 {
+				perCall(b, n, m)
+			}
+		})
+	}
+}
+
+// BenchmarkServiceCallOpenBreaker is a guest's call refused by an open
+// breaker (caller→callee opened by one failure, for 10 minutes): 50 such
+// calls in one invocation of /caller/loop, ns/call the cost of each.
+func BenchmarkServiceCallOpenBreaker(b *testing.B) {
+	td := startCallBench(b, `[grants]
+kv = true
+calls = ["callee"]
+[calls.callee]
+consecutive_failures = 1
+open_for = "10m"
+`)
+	ctx := context.Background()
+	var resp abi.Response
+	req := abi.Request{Method: []byte("POST"), Path: []byte("/callee/mode"), Query: []byte("fail=1"), Route: []byte("POST /callee/mode")}
+	if err := td.dispatch.InvokeHTTP(ctx, "callee", &req, &resp); err != nil || resp.Status != 200 {
+		b.Fatalf("/callee/mode?fail=1: %v %d", err, resp.Status)
+	}
+	if r := td.runLoop(b, ctx, "callee", "/callee/maybe", 1, &resp); r.Failed != 1 {
+		b.Fatalf("a call to the failing callee: %+v", r)
+	}
+	if st := breakerState(b, td, "caller", "callee"); st != "open" {
+		b.Fatalf("breaker caller→callee %q after a failure, want open", st)
+	}
+	b.ReportAllocs()
+	m := mallocs()
+	for b.Loop() {
+		if r := td.runLoop(b, ctx, "callee", "/callee/maybe", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "unavailable" {
+			b.Fatalf("%d calls with the breaker open: %+v, want every one unavailable", callsPerLoop, r)
+		}
+	}
+	perCall(b, callsPerLoop, m)
+}
+
+// mallocs is the process's count of heap allocations so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// perCall reports ns/call and allocs/call: b's time and the process's
+// allocations since start (mallocs) per op, divided by the n calls each op
+// makes (the daemon's background work included, a small share).
+func perCall(b *testing.B, n int, start uint64) {
+	if b.N == 0 {
+		return
+	}
+	calls := float64(b.N) * float64(n)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/calls, "ns/call")
+	b.ReportMetric(float64(mallocs()-start)/calls, "allocs/call")
+}
+
+// breakerState is caller's breaker of callee in /v1/services ("" when it
+// has none).
+func breakerState(t testing.TB, td *testDaemon, caller, callee string) string {
+	t.Helper()
+	_, body := adminGet(t, td, "/v1/services", "")
+	var v struct {
+		Services []struct {
+			Name     string
+			Breakers []struct{ Caller, Callee, State string }
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range v.Services {
+		for _, br := range s.Breakers {
+			if s.Name == caller && br.Callee == callee {
+				return br.State
+			}
+		}
+	}
+	return ""
+}
