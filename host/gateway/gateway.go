@@ -120,6 +120,7 @@ type router struct {
 	// calls holds, per service, a mux of every route of the service,
 	// internal ones included, for Match.
 	calls map[string]*http.ServeMux
+	match matchCache // Match's answers for this route set
 }
 
 // routeHandler serves one declared route.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -179,5 +180,46 @@ func BenchmarkMatch(b *testing.B) {
 		if _, _, ok := g.Match("orders", "POST", "/orders/42/reserve"); !ok {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// TestMatchCache: Match answers a repeated path from its cache without
+// allocating, the same as the first time; a full cache is emptied and
+// answers stay right; a path too long to cache is matched every time; a
+// SetRoutes drops the cached answers of the old route set.
+func TestMatchCache(t *testing.T) {
+	g, _ := newTestGateway(t, Config{}, internalRoutes)
+	check := func(path, wantID string) {
+		t.Helper()
+		route, params, ok := g.Match("orders", "POST", path)
+		if !ok || route != "POST /orders/{id}/reserve" || len(params) != 1 || string(params[0].Value) != wantID {
+			t.Fatalf("Match(orders, POST, %s) = %q %v %v, want id %s", path, route, params, ok, wantID)
+		}
+	}
+	check("/orders/42/reserve", "42")
+	check("/orders/42/reserve", "42")
+	if !raceEnabled {
+		if n := testing.AllocsPerRun(100, func() { g.Match("orders", "POST", "/orders/42/reserve") }); n != 0 {
+			t.Fatalf("a cached Match allocates %v times", n)
+		}
+	}
+	for i := range maxMatchCache + 10 {
+		check("/orders/"+strconv.Itoa(i)+"/reserve", strconv.Itoa(i))
+	}
+	check("/orders/42/reserve", "42")
+	if n := len(g.router.Load().match.m); n > maxMatchCache {
+		t.Fatalf("%d cached answers, above the bound of %d", n, maxMatchCache)
+	}
+	long := strings.Repeat("x", maxCachedPath)
+	check("/orders/"+long+"/reserve", long)
+	check("/orders/"+long+"/reserve", long)
+	if _, ok := g.router.Load().match.m[matchKey{"orders", "POST", "/orders/" + long + "/reserve"}]; ok {
+		t.Fatal("a path longer than maxCachedPath was cached")
+	}
+	if err := g.SetRoutes(testRoutes); err != nil {
+		t.Fatal(err)
+	}
+	if route, _, ok := g.Match("orders", "POST", "/orders/42/reserve"); ok {
+		t.Fatalf("after SetRoutes without the route: matched %q from the old route set", route)
 	}
 }
