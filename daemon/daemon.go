@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshd/meshd/daemon/admission"
 	"github.com/meshd/meshd/daemon/calls"
@@ -163,7 +164,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	events := d.cfg.Events
 	events.Replicas = d.nats.Replicas(d.cfg.Replicas)
-	d.bus, err = bus.New(ctx, d.nats.JetStream(), events, d.log.With(slog.String("component", "bus")))
+	err = cluster.Settle(ctx, d.settle(), d.log, "event bus", func(ctx context.Context) (err error) {
+		d.bus, err = bus.New(ctx, d.nats.JetStream(), events, d.log.With(slog.String("component", "bus")))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
@@ -270,7 +274,7 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 	}
 	n, err := cluster.Start(ctx, cluster.Config{
 		Node: d.cfg.Node, Conn: d.nats.Conn(), JS: d.nats.JetStream(), Registry: d.registry,
-		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, RoutesChanged: rebuild,
+		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, RoutesChanged: rebuild, Settle: d.settle(),
 		Log: d.log.With(slog.String("component", "cluster")),
 	})
 	if err != nil {
@@ -283,6 +287,15 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 	d.invoker.SetForward(d.calls.Forward)
 	rebuild()
 	return nil
+}
+
+// settle bounds the retries of a start on a cluster still forming
+// (cluster.Settle): twice the cluster's wait; none alone.
+func (d *Daemon) settle() time.Duration {
+	if d.cfg.Cluster == nil {
+		return -1
+	}
+	return 2 * d.cfg.Cluster.Wait
 }
 
 // meshRoutes is local plus the routes other nodes of the mesh serve for

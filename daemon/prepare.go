@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/daemon/cluster"
 	"github.com/meshd/meshd/daemon/service"
 	"github.com/meshd/meshd/host/kv"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,9 @@ func (d *Daemon) newBuilder() {
 			func() int64 { return d.nats.Conn().MaxPayload() }),
 		service.WithKVCache(d.kvCache),
 		service.WithReplicas(func() int { return d.nats.Replicas(d.cfg.Replicas) }),
+		service.WithSettle(func(ctx context.Context, what string, f func(context.Context) error) error {
+			return cluster.Settle(ctx, d.settle(), d.log, what, f)
+		}),
 		service.WithCaller(d.calls.Call))
 	d.stage = service.NewStage(d.builder, d.loadContext)
 }

@@ -42,7 +42,9 @@ type Config struct {
 	// RoutesChanged is called when the routes other nodes announce
 	// changed: the daemon rebuilds its gateway's route set (Routes).
 	RoutesChanged func()
-	Log           *slog.Logger
+	// Settle bounds the retries of the directory's start (see Settle).
+	Settle time.Duration
+	Log    *slog.Logger
 }
 
 // syncEvery is how often a Node brings its answering subscriptions and its
@@ -79,13 +81,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w (--node)", err)
 	}
 	n.sync() // answer before announcing
-	n.dir, err = remote.StartDirectory(ctx, cfg.JS, remote.DirectoryConfig{
-		Node: cfg.Node, Local: n.local, Log: cfg.Log,
-		OnChange: func() {
-			if cfg.RoutesChanged != nil {
-				cfg.RoutesChanged()
-			}
-		},
+	err = Settle(ctx, cfg.Settle, cfg.Log, "directory", func(ctx context.Context) (err error) {
+		n.dir, err = remote.StartDirectory(ctx, cfg.JS, remote.DirectoryConfig{
+			Node: cfg.Node, Local: n.local, Log: cfg.Log,
+			OnChange: func() {
+				if cfg.RoutesChanged != nil {
+					cfg.RoutesChanged()
+				}
+			},
+		})
+		return err
 	})
 	if err != nil {
 		_ = n.server.Close(ctx)

@@ -34,6 +34,7 @@ type Builder struct {
 	maxPayload func() int64
 	kvCache    func(service string) *kv.Cache
 	replicas   func() int
+	settle     func(ctx context.Context, what string, f func(context.Context) error) error
 	call       host.Caller
 }
 
@@ -67,6 +68,12 @@ func WithNATS(js func() jetstream.JetStream, maxPayload func() int64) Option {
 // WithReplicas sets the copies a service's key-value bucket is opened
 // with (kv.Options.Replicas); called when the store is opened.
 func WithReplicas(fn func() int) Option { return func(b *Builder) { b.replicas = fn } }
+
+// WithSettle retries the opening of a service's key-value bucket with
+// settle (a cluster still forming: cluster.Settle).
+func WithSettle(fn func(ctx context.Context, what string, f func(context.Context) error) error) Option {
+	return func(b *Builder) { b.settle = fn }
+}
 
 // WithKVCache sets the read cache a service's store uses (nil: none).
 func WithKVCache(fn func(service string) *kv.Cache) Option {
@@ -197,7 +204,17 @@ func (b *Builder) OpenKV(ctx context.Context, p *Prepared) {
 	if b.replicas != nil {
 		opts.Replicas = b.replicas()
 	}
-	store, err := kv.Open(ctx, b.jetStream(), s.name, opts)
+	var store *kv.Store
+	open := func(ctx context.Context) (err error) {
+		store, err = kv.Open(ctx, b.jetStream(), s.name, opts)
+		return err
+	}
+	var err error
+	if b.settle != nil {
+		err = b.settle(ctx, "key-value store of "+s.name, open)
+	} else {
+		err = open(ctx)
+	}
 	if err != nil {
 		_ = s.mod.Close(ctx)
 		p.Service, p.Err = nil, fmt.Errorf("%s: key-value store: %w", s.file, err)

@@ -175,7 +175,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("natsd: in-process connect: %w", err)
 	}
-	js, err := newJetStream(nc)
+	js, err := newJetStream(nc, cfg.Cluster != nil)
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -257,7 +257,7 @@ func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server
 	if err != nil {
 		return nil, fmt.Errorf("natsd: connect %s: %w", redactURL(cfg.URL), err)
 	}
-	js, err := newJetStream(nc)
+	js, err := newJetStream(nc, false)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("natsd: jetstream: %w", err)
@@ -369,6 +369,17 @@ var _ server.Logger = (*logAdapter)(nil)
 // process.
 const asyncAckTimeout = 30 * time.Second
 
-func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
+func newJetStream(nc *nats.Conn, clustered bool) (jetstream.JetStream, error) {
+	opts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(asyncAckTimeout)}
+	if clustered {
+		opts = append(opts, jetstream.WithDefaultTimeout(clusterAPITimeout))
+	}
+	return jetstream.New(nc, opts...)
 }
+
+// clusterAPITimeout bounds a JetStream request without a deadline of its
+// own on a cluster node (5 s alone): a stream or bucket created by several
+// nodes at once, or one whose leader was lost, answers once its replicas
+// have elected a leader, which takes nats-server's election timeout (4 to
+// 9 s), longer on a loaded machine.
+const clusterAPITimeout = 20 * time.Second
