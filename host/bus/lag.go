@@ -90,9 +90,9 @@ func (b *Bus) stopLagMonitor() {
 }
 
 // readLag reads the lag of every subscription: its consumer's pending
-// counts and, when it has unhandled events, the time of the first event
-// past its ack floor on its type's subject (the oldest it has not
-// acknowledged, or close after it when acknowledgements came out of order).
+// counts and, when events wait to be delivered, the time of the first
+// event past its delivered floor on its type's subject (the oldest one no
+// handler has taken yet).
 func (b *Bus) readLag() {
 	b.mu.Lock()
 	subs := make([]*Subscription, 0, len(b.subs))
@@ -114,14 +114,20 @@ func (b *Bus) readLag() {
 		l.At = now
 		l.Pending += info.NumPending
 		l.AckPending += uint64(max(0, info.NumAckPending))
-		if info.NumPending+uint64(max(0, info.NumAckPending)) > 0 {
+		// The age is that of the oldest event not yet delivered: how long
+		// events wait for a free handler. Events delivered and not yet
+		// acknowledged are being handled, or wait for a redelivery after
+		// their handler failed: a failing handler is not a pipeline that
+		// falls behind, and one poison event must not shed every request
+		// that feeds its service. They count in Pending+AckPending.
+		if info.NumPending > 0 {
 			if stream == nil {
 				if stream, err = b.js.Stream(ctx, b.cfg.Stream); err != nil {
 					stream = nil
 				}
 			}
 			if stream != nil {
-				msg, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(b.cfg.Subjects+"."+s.typ))
+				msg, err := stream.GetMsg(ctx, info.Delivered.Stream+1, jetstream.WithGetMsgSubject(b.cfg.Subjects+"."+s.typ))
 				if err == nil {
 					l.Oldest = max(l.Oldest, now.Sub(msg.Time))
 				}

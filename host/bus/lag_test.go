@@ -2,8 +2,10 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -63,5 +65,43 @@ func TestLagOf(t *testing.T) {
 	})
 	if behind, _ := b.Behind([]string{"slow"}, func(string) LagBound { return LagBound{MaxEvents: 1, MaxAge: time.Millisecond} }); behind {
 		t.Fatal("Behind after catching up")
+	}
+}
+
+// An event whose handler fails waits for its redelivery as ack-pending:
+// it counts as an unhandled event, but its age is not the pipeline's, so a
+// poison event alone never makes its service behind by age.
+func TestLagAgeIgnoresFailingEvents(t *testing.T) {
+	old := LagInterval
+	LagInterval = 20 * time.Millisecond
+	t.Cleanup(func() { LagInterval = old })
+	cfg := testConfig
+	cfg.Concurrency = 1
+	_, b := setup(t, cfg)
+	ctx := testCtx(t)
+	var calls atomic.Int64
+	sub, err := b.Subscribe(ctx, "poison", "lag.p", func(context.Context, Event) error {
+		calls.Add(1)
+		return errors.New("always fails")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	if err := b.Publish(ctx, NewEvent("src", "lag.p", nil)); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, waitFor, func() error {
+		if l := b.LagOf("poison"); calls.Load() == 0 || l.Events() != 1 || l.Pending != 0 {
+			return fmt.Errorf("lag %+v after %d calls: want the one event delivered, unacknowledged", l, calls.Load())
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond) // the failing event ages past the bound below
+	if l := b.LagOf("poison"); l.Oldest != 0 {
+		t.Fatalf("a failing, delivered event gives the service an age: %+v", l)
+	}
+	if behind, _ := b.Behind([]string{"poison"}, func(string) LagBound { return LagBound{MaxAge: 10 * time.Millisecond} }); behind {
+		t.Fatal("one failing event makes its service behind")
 	}
 }
