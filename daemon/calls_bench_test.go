@@ -109,7 +109,9 @@ func (td *testDaemon) runLoop(b *testing.B, ctx context.Context, callee, path st
 //   - loop-0: the caller's /caller/loop making no call: the cost of the
 //     caller's invocation itself;
 //   - loop-50: the same making 50 calls to /callee/noop (granted, the
-//     breaker closed); ns/call is ns/op divided by 50.
+//     breaker closed); ns/call is ns/op divided by 50;
+//   - denied: 50 calls the caller's grants refuse, answered by the host
+//     binding before the mesh client: the floor of a (failing) call.
 //
 // A call's overhead on top of the callee's own work is about loop-50's
 // ns/call minus direct's ns/op (loop-0's share, divided by 50, is small).
@@ -124,6 +126,20 @@ func BenchmarkServiceCall(b *testing.B) {
 				b.Fatalf("/callee/noop: %v %d %q", err, resp.Status, resp.Body)
 			}
 		}
+	})
+	b.Run("denied", func(b *testing.B) {
+		// A call the caller's grants refuse: the binding answers it before
+		// the mesh client, so this is the guest's and the ABI's own cost
+		// of a call (a failing one: the guest reads the error message).
+		var resp abi.Response
+		b.ReportAllocs()
+		m := mallocs()
+		for b.Loop() {
+			if r := td.runLoop(b, ctx, "ungranted", "/ungranted/x", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "denied" {
+				b.Fatalf("%d ungranted calls: %+v, want every one denied", callsPerLoop, r)
+			}
+		}
+		perCall(b, callsPerLoop, m)
 	})
 	for _, n := range []int{0, callsPerLoop} {
 		b.Run("loop-"+strconv.Itoa(n), func(b *testing.B) {
