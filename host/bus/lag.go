@@ -60,8 +60,8 @@ func (b *Bus) LagOf(service string) Lag {
 	if since > lagStale {
 		return Lag{}
 	}
-	if l.Events() > 0 {
-		l.Oldest += since
+	if l.Pending > 0 {
+		l.Oldest += since // the oldest undelivered event has aged since the read
 	}
 	return l
 }

@@ -77,6 +77,7 @@ func TestLagAgeIgnoresFailingEvents(t *testing.T) {
 	t.Cleanup(func() { LagInterval = old })
 	cfg := testConfig
 	cfg.Concurrency = 1
+	cfg.Backoff = []time.Duration{time.Minute} // the failed event waits, unacknowledged
 	_, b := setup(t, cfg)
 	ctx := testCtx(t)
 	var calls atomic.Int64
