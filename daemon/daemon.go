@@ -275,6 +275,7 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 	n, err := cluster.Start(ctx, cluster.Config{
 		Node: d.cfg.Node, Conn: d.nats.Conn(), JS: d.nats.JetStream(), Registry: d.registry,
 		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, RoutesChanged: rebuild, Settle: d.settle(),
+		Replicas: d.nats.Replicas(d.cfg.Replicas),
 		Log: d.log.With(slog.String("component", "cluster")),
 	})
 	if err != nil {

@@ -42,6 +42,8 @@ type Config struct {
 	// RoutesChanged is called when the routes other nodes announce
 	// changed: the daemon rebuilds its gateway's route set (Routes).
 	RoutesChanged func()
+	// Replicas is the copies of the directory's bucket.
+	Replicas int
 	// Settle bounds the retries of the directory's start (see Settle).
 	Settle time.Duration
 	Log    *slog.Logger
@@ -83,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.sync() // answer before announcing
 	err = Settle(ctx, cfg.Settle, cfg.Log, "directory", func(ctx context.Context) (err error) {
 		n.dir, err = remote.StartDirectory(ctx, cfg.JS, remote.DirectoryConfig{
-			Node: cfg.Node, Local: n.local, Log: cfg.Log,
+			Node: cfg.Node, Local: n.local, Log: cfg.Log, Replicas: cfg.Replicas,
 			OnChange: func() {
 				if cfg.RoutesChanged != nil {
 					cfg.RoutesChanged()

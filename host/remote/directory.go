@@ -112,6 +112,11 @@ type DirectoryConfig struct {
 	Local func() []Service
 	// Log receives announcement and watch failures; nil discards them.
 	Log *slog.Logger
+	// Replicas is the copies of Bucket JetStream keeps, on as many nodes
+	// of a cluster (1 when 0): with one copy, the node holding it takes
+	// every node's announcements with it when it goes. A bucket with more
+	// keeps them.
+	Replicas int
 	// OnChange, when set, is called after the view changed what other
 	// nodes serve (a node, service, version, status or route came or
 	// went; a change of load alone does not call it). It is called from
@@ -219,7 +224,7 @@ func StartDirectory(ctx context.Context, js jetstream.JetStream, cfg DirectoryCo
 	if js == nil {
 		return nil, errors.New("remote: StartDirectory: nil JetStream")
 	}
-	kv, err := ensureBucket(ctx, js)
+	kv, err := ensureBucket(ctx, js, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -255,9 +260,19 @@ func StartDirectory(ctx context.Context, js jetstream.JetStream, cfg DirectoryCo
 	return d, nil
 }
 
-// ensureBucket creates Bucket, or updates it to this version's settings.
-func ensureBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+// ensureBucket creates Bucket, or updates it to this version's settings,
+// with replicas copies or the bucket's own count when that is more.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	replicas = max(replicas, 1)
+	if kv, err := js.KeyValue(ctx, Bucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil {
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				replicas = max(replicas, bs.StreamInfo().Config.Replicas)
+			}
+		}
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Replicas:       replicas,
 		Bucket:         Bucket,
 		Description:    "meshd: the services each node serves, one key per node, kept alive by a heartbeat",
 		History:        1,
@@ -333,7 +348,7 @@ func (d *Directory) publish() {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			// The bucket is gone (an external server restarted): make it
 			// again; the next heartbeat writes into it.
-			if _, berr := ensureBucket(ctx, d.js); berr != nil {
+			if _, berr := ensureBucket(ctx, d.js, d.cfg.Replicas); berr != nil {
 				err = errors.Join(err, berr)
 			}
 		}

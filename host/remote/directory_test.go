@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/natsd/natsdtest"
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -332,4 +333,34 @@ func TestDirectoryRoutesAndOnChange(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestDirectoryReplicas: on a cluster the bucket gets the copies asked
+// for, and a node asking fewer does not lower them.
+func TestDirectoryReplicas(t *testing.T) {
+	nodes := natsdtest.Cluster(t, 3)
+	ctx := ctxFor(t, 60*time.Second)
+	replicas := func() int {
+		st, err := nodes[0].JetStream().Stream(ctx, "KV_"+Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.Replicas
+	}
+	d1, err := StartDirectory(ctx, nodes[0].JetStream(), DirectoryConfig{Node: "n1", Replicas: 3, Local: func() []Service { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Close(ctx)
+	if r := replicas(); r != 3 {
+		t.Fatalf("bucket has %d replicas, want 3", r)
+	}
+	d2, err := StartDirectory(ctx, nodes[1].JetStream(), DirectoryConfig{Node: "n2", Replicas: 1, Local: func() []Service { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close(ctx)
+	if r := replicas(); r != 3 {
+		t.Fatalf("bucket has %d replicas after a node asked 1, want 3", r)
+	}
 }
