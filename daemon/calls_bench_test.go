@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/internal/syncbuf"
 )
 
@@ -106,6 +107,9 @@ func (td *testDaemon) runLoop(b *testing.B, ctx context.Context, callee, path st
 //   - direct: the callee's GET /callee/noop invoked in process through the
 //     dispatcher, as the gateway invokes a request it matched (no HTTP):
 //     the callee's own cost;
+//   - host: the same call made from Go as the host binding hands it to
+//     the daemon (daemon/calls, the mesh client, the route's match, the
+//     callee's invocation): the host's share, without the caller's guest;
 //   - loop-0: the caller's /caller/loop making no call: the cost of the
 //     caller's invocation itself;
 //   - loop-50: the same making 50 calls to /callee/noop (granted, the
@@ -124,6 +128,22 @@ func BenchmarkServiceCall(b *testing.B) {
 		for b.Loop() {
 			if err := td.invokeGET(ctx, "callee", "GET /callee/noop", "/callee/noop", "", &resp); err != nil || resp.Status != 200 {
 				b.Fatalf("/callee/noop: %v %d %q", err, resp.Status, resp.Body)
+			}
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		// The call as the binding hands it to the daemon (calls.Call: the
+		// mesh client, the route's match, the callee's invocation), from
+		// Go: what the call costs the host without the caller's guest.
+		var resp abi.Response
+		req := abi.Request{Method: []byte("GET"), Path: []byte("/callee/noop"),
+			Consumer: []byte("service:caller"), RequestID: []byte("01J9Z3K4XQ8M2N5P7R9T1V3W5Y")}
+		b.ReportAllocs()
+		for b.Loop() {
+			sc := host.ServiceCall{Caller: "caller", Callee: "callee", Request: &req, Retryable: true, Depth: 1}
+			req.TraceParent = nil
+			if err := td.calls.Call(ctx, &sc, &resp); err != nil || resp.Status != 200 {
+				b.Fatalf("calls.Call: %v %d %q", err, resp.Status, resp.Body)
 			}
 		}
 	})
