@@ -311,7 +311,12 @@ func (d *Directory) heartbeat() {
 		case <-d.kick:
 		}
 		d.publish()
-		d.prune()
+		if !d.pubFailed {
+			// While this node cannot write to the bucket either, the
+			// silence is the bucket's (its copies electing a leader),
+			// not the other nodes': keep them.
+			d.prune()
+		}
 	}
 }
 
