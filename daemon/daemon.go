@@ -276,7 +276,7 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 		Node: d.cfg.Node, Conn: d.nats.Conn(), JS: d.nats.JetStream(), Registry: d.registry,
 		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, RoutesChanged: rebuild, Settle: d.settle(),
 		Replicas: d.nats.Replicas(d.cfg.Replicas),
-		Log: d.log.With(slog.String("component", "cluster")),
+		Log:      d.log.With(slog.String("component", "cluster")),
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
