@@ -60,7 +60,7 @@
     return el("time", { datetime: t.toISOString(), title: t.toISOString() }, rel);
   }
   // status is a badge whose word and symbol say the state without colour.
-  const SYMBOL = { UP: "●", STARTING: "◐", DOWN: "✕", FAILED: "✕", OUT_OF_SERVICE: "⏸",
+  const SYMBOL = { UP: "●", STARTING: "◐", DOWN: "✕", FAILED: "✕", OUT_OF_SERVICE: "◌",
     closed: "●", "half-open": "◐", open: "✕" };
   function status(s) {
     const word = String(s || "UNKNOWN");
