@@ -48,7 +48,10 @@ func (e Entry) takesInput() bool { return e != EntryDescribe }
 
 // Stats is a snapshot of a module's pool.
 type Stats struct {
-	Live      int    // instances alive (idle + busy)
+	Live int // instances alive (idle + busy), closing ones apart
+	// Closing counts the retired instances the closer has yet to close:
+	// their memory is still mapped (and in MemoryBytes).
+	Closing   int
 	Idle      int    // instances waiting for a call
 	Calls     uint64 // calls started
 	Failures  uint64 // calls that trapped, timed out or broke the ABI
@@ -61,8 +64,8 @@ type Stats struct {
 	// Restored counts the instances started from the module's snapshot
 	// (included in Created).
 	Restored uint64
-	// MemoryBytes is the linear memory of the live instances, as last seen
-	// when each was created or returned to the pool.
+	// MemoryBytes is the linear memory of the live and closing instances,
+	// as last seen when each was created or returned to the pool.
 	MemoryBytes uint64
 }
 
@@ -87,10 +90,17 @@ type Module struct {
 	decl     []byte
 	log      *slog.Logger
 
-	tokens chan struct{}  // one per instance allowed to be busy
-	idle   chan *instance // warm instances
+	// The pool's PoolMax slots (pool.go): each is a free token, an idle
+	// instance, a busy one, or one being made in its place when one retires.
+	tokens chan struct{}  // free slots
+	idle   chan *instance // warm instances, each in its slot
 	live   atomic.Int64
 	refill chan struct{}
+	// retired are the instances waiting for the closer (at most
+	// maxClosing), closing counts them and the one it is closing.
+	retired    chan *instance
+	closing    atomic.Int64
+	closerDone chan struct{}
 
 	mu       sync.RWMutex
 	closed   bool
@@ -191,14 +201,17 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 		sum = sha256.Sum256(wasm)
 	}
 	m := &Module{
-		cfg:    cfg,
-		hash:   hex.EncodeToString(sum[:6]),
-		log:    cfg.Logger,
-		tokens: make(chan struct{}, cfg.PoolMax),
-		idle:   make(chan *instance, cfg.PoolMax),
-		refill: make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		cfg:        cfg,
+		hash:       hex.EncodeToString(sum[:6]),
+		log:        cfg.Logger,
+		tokens:     make(chan struct{}, cfg.PoolMax),
+		idle:       make(chan *instance, cfg.PoolMax),
+		refill:     make(chan struct{}, 1),
+		retired:    make(chan *instance, maxClosing(cfg.PoolMax)),
+		closerDone: make(chan struct{}),
+		done:       make(chan struct{}),
 	}
+	go m.closer() // Close stops it
 	for range cfg.PoolMax {
 		m.tokens <- struct{}{}
 	}
@@ -209,6 +222,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 		WithMemoryLimitPages(cfg.MemoryLimitPages))
 	defer func() {
 		if err != nil {
+			close(m.retired) // no instance was made: the closer stops
 			_ = m.rt.Close(ctx)
 			err = fmt.Errorf("%s: %w: %w", cfg.Name, ErrInvalidModule, err)
 		}
@@ -296,10 +310,13 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 		}
 	}
 	m.logSnapshot(m.snapInfo)
+	<-m.tokens // a slot for each instance made here (PoolMin <= PoolMax)
 	m.idle <- first
 	for range m.cfg.PoolMin - 1 {
+		<-m.tokens
 		inst, ierr := m.newInstance(ctx)
 		if ierr != nil {
+			m.tokens <- struct{}{}
 			return ierr
 		}
 		m.idle <- inst
@@ -447,12 +464,24 @@ func (inst *instance) fn(e Entry) api.Function {
 	return f
 }
 
+// closeInstance closes a live instance now.
 func (m *Module) closeInstance(inst *instance) {
+	m.live.Add(-1)
+	m.free(inst)
+}
+
+// free closes inst, no longer counted live: its wazero module and its
+// memory.
+func (m *Module) free(inst *instance) {
 	inst.timer.Stop()
 	_ = inst.mod.Close(context.Background())
-	m.live.Add(-1)
 	m.memBytes.Add(-int64(inst.mem))
 }
+
+// maxClosing is how many retired instances of a pool of poolMax may wait
+// for the closer: as many as the pool holds, so that at most twice its
+// instances (and one the closer is closing) have their memory mapped.
+func maxClosing(poolMax int) int { return poolMax }
 
 // trackMemory records inst's current linear memory size in memBytes.
 func (m *Module) trackMemory(inst *instance) {
@@ -483,7 +512,7 @@ func (m *Module) Has(e Entry) bool { return e >= 0 && e < numEntries && m.has[e]
 // Stats returns a snapshot of the pool.
 func (m *Module) Stats() Stats {
 	return Stats{
-		Live: int(m.live.Load()), Idle: len(m.idle),
+		Live: int(m.live.Load()), Idle: len(m.idle), Closing: int(max(m.closing.Load(), 0)),
 		Calls: m.calls.Load(), Failures: m.failures.Load(), Busy: m.busy.Load(),
 		Created: m.created.Load(), Discarded: m.discarded.Load(), Recycled: m.recycled.Load(),
 		Waits: m.waits.Load(), MemoryBytes: uint64(max(m.memBytes.Load(), 0)),

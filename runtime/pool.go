@@ -104,33 +104,48 @@ func (m *Module) callError(ctx context.Context, e Entry, err error) error {
 	return fmt.Errorf("%s: %s: %w: %v", m.cfg.Name, e, ErrTrap, err)
 }
 
-// acquire takes an idle instance or creates one, waiting at most
-// AcquireTimeout for a free slot.
+// acquire takes an idle instance or, with a free slot, creates one,
+// waiting at most AcquireTimeout for either. A slot is one of the PoolMax
+// instances that may be alive (idle, busy or being made, closing ones
+// apart): an idle instance holds its slot, a free one is a token.
 func (m *Module) acquire(ctx context.Context) (*instance, error) {
-	select {
-	case <-m.tokens:
-	default:
-		m.waits.Add(1)
-		t := time.NewTimer(m.cfg.AcquireTimeout)
-		select {
-		case <-m.tokens:
-			t.Stop()
-		case <-t.C:
-			m.busy.Add(1)
-			return nil, fmt.Errorf("%s: %d instances busy for %s: %w", m.cfg.Name, m.cfg.PoolMax, m.cfg.AcquireTimeout, ErrBusy)
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%s: waiting for an instance: %w", m.cfg.Name, ctx.Err())
-		case <-m.done:
-			t.Stop()
-			return nil, fmt.Errorf("%s: %w", m.cfg.Name, ErrClosed)
-		}
-	}
 	select {
 	case inst := <-m.idle:
 		return inst, nil
 	default:
 	}
+	select {
+	case <-m.tokens:
+		return m.create(ctx)
+	default:
+	}
+	m.waits.Add(1)
+	t := time.NewTimer(m.cfg.AcquireTimeout)
+	defer t.Stop()
+	select {
+	case inst := <-m.idle:
+		return inst, nil
+	case <-m.tokens:
+	case <-t.C:
+		m.busy.Add(1)
+		return nil, fmt.Errorf("%s: %d instances busy for %s: %w", m.cfg.Name, m.cfg.PoolMax, m.cfg.AcquireTimeout, ErrBusy)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for an instance: %w", m.cfg.Name, ctx.Err())
+	case <-m.done:
+		return nil, fmt.Errorf("%s: %w", m.cfg.Name, ErrClosed)
+	}
+	select { // a slot came; an instance that came as well is cheaper
+	case inst := <-m.idle:
+		m.tokens <- struct{}{}
+		return inst, nil
+	default:
+	}
+	return m.create(ctx)
+}
+
+// create makes an instance in a slot the caller holds, freeing the slot
+// when it fails.
+func (m *Module) create(ctx context.Context) (*instance, error) {
 	inst, err := m.newInstance(context.WithoutCancel(ctx))
 	if err != nil {
 		m.tokens <- struct{}{}
@@ -140,8 +155,8 @@ func (m *Module) acquire(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-// release returns inst to the pool, or closes it when it failed or has
-// served its share of calls, and frees its slot.
+// release returns inst to the pool with its slot or, when it failed or has
+// served its share of calls, retires it.
 func (m *Module) release(inst *instance, failed bool) {
 	if !failed {
 		m.trackMemory(inst)
@@ -149,20 +164,76 @@ func (m *Module) release(inst *instance, failed bool) {
 	switch {
 	case failed:
 		m.discarded.Add(1)
-		m.closeInstance(inst)
-		m.wantRefill()
+		m.retire(inst)
 	case inst.calls >= m.cfg.MaxCallsPerInstance:
 		m.recycled.Add(1)
-		m.closeInstance(inst)
-		m.wantRefill()
+		m.retire(inst)
 	default:
 		select {
 		case m.idle <- inst:
-		default:
+		default: // cannot happen: the idle channel has a place per slot
 			m.closeInstance(inst)
+			m.tokens <- struct{}{}
 		}
 	}
-	m.tokens <- struct{}{}
+}
+
+// retire takes inst out of the pool off the caller's path: the closer
+// closes it (unmapping its memory, closing its wazero module), and its
+// slot goes to a replacement made in the background, so that the next
+// call finds an instance ready rather than make it. A retired instance
+// never serves again. At most maxClosing wait to be closed (their memory
+// is still mapped): past that, the caller closes inst itself, which slows
+// the calls that retire faster than the closer keeps up rather than let
+// memory pile up.
+func (m *Module) retire(inst *instance) {
+	m.live.Add(-1)
+	m.closing.Add(1)
+	select {
+	case m.retired <- inst:
+	default:
+		m.free(inst)
+		m.closing.Add(-1)
+	}
+	m.mu.RLock()                    // Close waits for m.bg after setting closed
+	if m.closed || m.bgCtx == nil { // closing, or still starting
+		m.mu.RUnlock()
+		m.tokens <- struct{}{}
+		return
+	}
+	m.bg.Add(1)
+	m.mu.RUnlock()
+	go m.replacement()
+}
+
+// closer closes retired instances until Close closes m.retired.
+func (m *Module) closer() {
+	defer close(m.closerDone)
+	for inst := range m.retired {
+		m.free(inst)
+		m.closing.Add(-1)
+	}
+}
+
+// replacement makes an instance in the slot of a retired one. One runs
+// per retired instance, each in its slot: as many at once as calls would
+// have made on their own, at most PoolMax.
+func (m *Module) replacement() {
+	defer m.bg.Done()
+	inst, err := m.newInstance(m.bgCtx)
+	if err != nil {
+		m.tokens <- struct{}{}
+		if m.bgCtx.Err() == nil {
+			m.log.Warn("making an instance in place of a retired one failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
+		}
+		return
+	}
+	select {
+	case m.idle <- inst:
+	default: // cannot happen: the idle channel has a place per slot
+		m.closeInstance(inst)
+		m.tokens <- struct{}{}
+	}
 }
 
 func (m *Module) wantRefill() {
@@ -187,7 +258,7 @@ func (m *Module) refiller() {
 				return
 			case <-m.tokens:
 			default:
-				goto next // every slot busy: calls create what they need
+				goto next // every slot taken: calls create what they need
 			}
 			inst, err := m.newInstance(m.bgCtx)
 			if err != nil {
@@ -199,8 +270,8 @@ func (m *Module) refiller() {
 			case m.idle <- inst:
 			default:
 				m.closeInstance(inst)
+				m.tokens <- struct{}{}
 			}
-			m.tokens <- struct{}{}
 		}
 	next:
 	}
@@ -244,6 +315,8 @@ func (m *Module) Close(ctx context.Context) error {
 	}
 	m.bg.Wait()
 	m.closeInstances(ctx)
+	close(m.retired) // every call, the refiller and the replacer are done
+	<-m.closerDone
 	if cerr := m.rt.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 		err = cerr
 	}
