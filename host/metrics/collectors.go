@@ -39,6 +39,9 @@ var (
 	instancesRecycledDesc = desc("instances_recycled_total",
 		"Instances retired after serving their share of calls.",
 		"service")
+	instancesRestoredDesc = desc("instances_restored_total",
+		"Instances started from the service's snapshot rather than initialised (counted in instances_created_total).",
+		"service")
 	kvCacheLookupsDesc = desc("kv_cache_lookups_total",
 		"Key-value reads of a service that looked in its in-memory cache.",
 		"service")
@@ -52,7 +55,7 @@ var (
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{instancesDesc, instanceMemoryDesc, poolWaitsDesc, poolRejectionsDesc,
-		instancesCreatedDesc, instancesDiscardedDesc, instancesRecycledDesc,
+		instancesCreatedDesc, instancesDiscardedDesc, instancesRecycledDesc, instancesRestoredDesc,
 		kvCacheLookupsDesc, kvCacheHitsDesc, kvCacheBytesDesc} {
 		ch <- d
 	}
@@ -70,6 +73,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(instancesCreatedDesc, prometheus.CounterValue, float64(st.Created), s.Service)
 		ch <- prometheus.MustNewConstMetric(instancesDiscardedDesc, prometheus.CounterValue, float64(st.Discarded), s.Service)
 		ch <- prometheus.MustNewConstMetric(instancesRecycledDesc, prometheus.CounterValue, float64(st.Recycled), s.Service)
+		ch <- prometheus.MustNewConstMetric(instancesRestoredDesc, prometheus.CounterValue, float64(st.Restored), s.Service)
 		if c := s.KVCache; c != nil {
 			ch <- prometheus.MustNewConstMetric(kvCacheLookupsDesc, prometheus.CounterValue, float64(c.Lookups), s.Service)
 			ch <- prometheus.MustNewConstMetric(kvCacheHitsDesc, prometheus.CounterValue, float64(c.Hits), s.Service)
