@@ -191,6 +191,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		failures []string
 		lats     []latency
 		total    atomic.Int64
+		shed     atomic.Int64 // POSTs admission refused (503 overloaded)
 	)
 	fail := func(s string) {
 		mu.Lock()
@@ -209,6 +210,13 @@ func TestReloadUnderLoad(t *testing.T) {
 				code, b, err := do("POST", "/orders", orderBody)
 				mine = append(mine, latency{start, time.Since(start)})
 				total.Add(1)
+				if err == nil && code == http.StatusServiceUnavailable && strings.Contains(string(b), `"title":"overloaded"`) {
+					// Admission shed it: the saga fell behind these clients
+					// at full speed (under -race, beside a compile on the
+					// same cores). Not a request the swap dropped.
+					shed.Add(1)
+					continue
+				}
 				if err != nil || code != 201 {
 					fail(fmt.Sprintf("client %d: POST /orders: %d %s %v", c, code, b, err))
 					continue
@@ -274,9 +282,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("%d requests of %d failed during reloads; first: %s", len(failures), total.Load(), strings.Join(failures, "\n"))
 	}
-	if total.Load() < 100 {
-		t.Fatalf("only %d requests completed", total.Load())
+	if n := total.Load() - shed.Load(); n < 100 {
+		t.Fatalf("only %d requests completed (%d shed by admission)", n, shed.Load())
 	}
+	t.Logf("%d requests, %d shed by admission", total.Load(), shed.Load())
 	// Every replaced version is closed and holds no instance.
 	for i, m := range replaced {
 		if st := m.Stats(); st.Live != 0 {
