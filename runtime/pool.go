@@ -236,13 +236,6 @@ func (m *Module) replacement() {
 	}
 }
 
-func (m *Module) wantRefill() {
-	select {
-	case m.refill <- struct{}{}:
-	default:
-	}
-}
-
 // refiller keeps PoolMin instances warm off the request path.
 func (m *Module) refiller() {
 	defer m.bg.Done()
