@@ -7,9 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/host/internal/jsreplicas"
 )
 
 // ensureStream returns the stream cfg names, created, or updated to cfg; a
@@ -36,31 +37,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if err != nil || !raise {
 		return st, err
 	}
-	return st, waitReplicas(ctx, st, cfg.Replicas)
-}
-
-// replicasWait bounds how long ensureStream waits for the copies of a
-// stream whose replicas it raised to catch up.
-const replicasWait = 10 * time.Second
-
-// waitReplicas waits until the stream has a leader and its other n-1
-// replicas are caught up, at most replicasWait (then it returns nil: the
-// copies go on catching up) or until ctx ends.
-func waitReplicas(ctx context.Context, st jetstream.Stream, n int) error {
-	deadline := time.Now().Add(replicasWait)
-	for time.Now().Before(deadline) {
-		info, err := st.Info(ctx)
-		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) >= n-1 &&
-			!slices.ContainsFunc(info.Cluster.Replicas, func(p *jetstream.PeerInfo) bool { return p == nil || !p.Current || p.Offline }) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the copies of %s to catch up: %w", st.CachedInfo().Config.Name, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
+	return st, jsreplicas.Wait(ctx, st, cfg.Replicas)
 }
 
 // sameStream reports whether have has the settings the bus sets in want

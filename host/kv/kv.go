@@ -26,13 +26,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/internal/jsasync"
+	"github.com/meshd/meshd/host/internal/jsreplicas"
 	"github.com/meshd/meshd/host/internal/storefail"
 )
 
@@ -160,7 +160,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 				if err != nil {
 					return nil, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
-				if err := waitReplicas(ctx, st, replicas); err != nil {
+				if err := jsreplicas.Wait(ctx, st, replicas); err != nil {
 					return nil, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
 			}
@@ -192,38 +192,11 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 		}
 	}
 	if raise {
-		if err := waitReplicas(ctx, st, replicas); err != nil {
+		if err := jsreplicas.Wait(ctx, st, replicas); err != nil {
 			return nil, fmt.Errorf("raising its replicas to %d: %w", replicas, err)
 		}
 	}
 	return b, nil
-}
-
-// replicasWait bounds how long Open waits for the copies of a bucket whose
-// replicas it raised to catch up.
-const replicasWait = 10 * time.Second
-
-// waitReplicas waits until the stream has a leader and its other n-1
-// replicas are caught up, at most replicasWait (then it returns nil: the
-// copies go on catching up, and writes work once the leader has settled)
-// or until ctx ends. Right after a change of replicas, a write may go to
-// the stream's former leader and never be answered: waiting here keeps
-// that from the store's first writes.
-func waitReplicas(ctx context.Context, st jetstream.Stream, n int) error {
-	deadline := time.Now().Add(replicasWait)
-	for time.Now().Before(deadline) {
-		info, err := st.Info(ctx)
-		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) >= n-1 &&
-			!slices.ContainsFunc(info.Cluster.Replicas, func(p *jetstream.PeerInfo) bool { return p == nil || !p.Current || p.Offline }) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the copies to catch up: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // Service returns the name of the service the Store belongs to.
