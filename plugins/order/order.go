@@ -75,17 +75,7 @@ func parseCreate(body []byte) (userID string, items []item, problems []string, e
 	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
 		switch string(key) {
 		case "user_id":
-			switch r.Kind() {
-			case jsonx.String:
-				userID, userValid = r.StringUTF8()
-				userBad = false
-			case jsonx.Null:
-				r.Skip()
-				userID, userBad, userValid = "", false, true
-			default:
-				r.Skip()
-				userBad = true
-			}
+			userID, userValid, userBad = svcenv.StringField(&r)
 		case "items":
 			seenItems = true
 			if r.Kind() != jsonx.Array {
@@ -114,17 +104,8 @@ func parseCreate(body []byte) (userID string, items []item, problems []string, e
 	if err := r.Finish(); err != nil {
 		return "", nil, nil, err
 	}
-	if userBad {
-		problems = append([]string{"user_id must be a string"}, problems...)
-	} else if !userValid {
-		// Read as U+FFFD, "v\xff" and "v\xfe" would be one user.
-		problems = append([]string{"user_id must be valid UTF-8 (no invalid bytes, no unpaired surrogate escapes)"}, problems...)
-	} else if userID == "" {
-		problems = append([]string{"user_id is required"}, problems...)
-	} else if strings.TrimSpace(userID) == "" {
-		problems = append([]string{"user_id must not be blank"}, problems...)
-	} else if len(userID) > maxIDLen {
-		problems = append([]string{"user_id is longer than " + strconv.Itoa(maxIDLen) + " bytes"}, problems...)
+	if p := svcenv.CheckText("user_id", userID, userBad, userValid, maxIDLen); p != "" {
+		problems = append([]string{p}, problems...)
 	}
 	if !seenItems {
 		problems = append(problems, "items: at least one item is required")

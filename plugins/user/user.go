@@ -72,9 +72,9 @@ func parsePut(body []byte) (id, name string, problems []string, err error) {
 	for key, ok := r.ObjectNext(); ok; key, ok = r.ObjectNext() {
 		switch string(key) {
 		case "id":
-			id, idValid, idBad = stringField(&r)
+			id, idValid, idBad = svcenv.StringField(&r)
 		case "name":
-			name, nameValid, nameBad = stringField(&r)
+			name, nameValid, nameBad = svcenv.StringField(&r)
 		default:
 			r.Skip()
 		}
@@ -82,49 +82,17 @@ func parsePut(body []byte) (id, name string, problems []string, err error) {
 	if err := r.Finish(); err != nil {
 		return "", "", nil, err
 	}
-	if p := checkText("id", id, idBad, idValid, maxIDLen); p != "" {
+	if p := svcenv.CheckText("id", id, idBad, idValid, maxIDLen); p != "" {
 		problems = append(problems, p)
 	} else if id == "." || id == ".." {
 		// URLs drop such segments ("/users/.." is "/"): no path could
 		// name the user.
 		problems = append(problems, `id must not be "." or ".."`)
 	}
-	if p := checkText("name", name, nameBad, nameValid, maxNameLen); p != "" {
+	if p := svcenv.CheckText("name", name, nameBad, nameValid, maxNameLen); p != "" {
 		problems = append(problems, p)
 	}
 	return id, name, problems, nil
-}
-
-// stringField reads a field that must be a string; null reads as absent.
-func stringField(r *jsonx.Reader) (s string, valid, bad bool) {
-	switch r.Kind() {
-	case jsonx.String:
-		s, valid = r.StringUTF8()
-		return s, valid, false
-	case jsonx.Null:
-		r.Skip()
-		return "", true, false
-	}
-	r.Skip()
-	return "", true, true
-}
-
-// checkText validates a required string field, or returns why not.
-func checkText(field, s string, bad, valid bool, max int) string {
-	switch {
-	case bad:
-		return field + " must be a string"
-	case !valid:
-		// Read as U+FFFD, "v\xff" and "v\xfe" would be one user.
-		return field + " must be valid UTF-8 (no invalid bytes, no unpaired surrogate escapes)"
-	case s == "":
-		return field + " is required"
-	case strings.TrimSpace(s) == "":
-		return field + " must not be blank"
-	case len(s) > max:
-		return field + " is longer than " + strconv.Itoa(max) + " bytes"
-	}
-	return ""
 }
 
 // appendUser writes u's fields into an open JSON object.

@@ -1,4 +1,4 @@
-// Package svcenv is what the demo plugins (order, payment) need from the
+// Package svcenv is what the demo plugins (order, payment, user) need from the
 // host, as an interface their logic takes so that tests can substitute a
 // fake (svcenvtest), and its implementation on the guest SDK.
 package svcenv
@@ -6,6 +6,8 @@ package svcenv
 import (
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/guest"
@@ -103,4 +105,38 @@ func Timestamp(t time.Time) string {
 	put(20, 9, t.Nanosecond())
 	b[29] = 'Z'
 	return string(b[:])
+}
+
+// StringField reads a field that must be a string; null reads as absent.
+// valid is false when the string holds invalid UTF-8, bad when the field
+// is not a string (see CheckText).
+func StringField(r *jsonx.Reader) (s string, valid, bad bool) {
+	switch r.Kind() {
+	case jsonx.String:
+		s, valid = r.StringUTF8()
+		return s, valid, false
+	case jsonx.Null:
+		r.Skip()
+		return "", true, false
+	}
+	r.Skip()
+	return "", true, true
+}
+
+// CheckText validates a required string field, or returns why not.
+func CheckText(field, s string, bad, valid bool, max int) string {
+	switch {
+	case bad:
+		return field + " must be a string"
+	case !valid:
+		// Read as U+FFFD, "v\xff" and "v\xfe" would be one value.
+		return field + " must be valid UTF-8 (no invalid bytes, no unpaired surrogate escapes)"
+	case s == "":
+		return field + " is required"
+	case strings.TrimSpace(s) == "":
+		return field + " must not be blank"
+	case len(s) > max:
+		return field + " is longer than " + strconv.Itoa(max) + " bytes"
+	}
+	return ""
 }
