@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -80,41 +79,17 @@ func runServices(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "meshd services %s: unexpected %q\n", sub, fs.Arg(0))
 		return 2
 	}
-	base := *admin
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	base = strings.TrimSuffix(base, "/")
 	method, path := http.MethodGet, "/v1/services"
 	if name != "" {
 		method, path = http.MethodPost, "/v1/services/"+url.PathEscape(name)+"/"+sub
 	}
-	req, err := http.NewRequest(method, base+path, nil)
+	status, _, body, err := newAdminClient(*admin, *timeout).do(method, path)
 	if err != nil {
 		fmt.Fprintln(stderr, "meshd services:", err)
 		return 1
 	}
-	if tok := os.Getenv("MESHD_ADMIN_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := (&http.Client{Timeout: *timeout}).Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "meshd services:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		fmt.Fprintln(stderr, "meshd services:", err)
-		return 1
-	}
-	if resp.StatusCode != http.StatusOK {
-		var p struct{ Title, Detail string }
-		if json.Unmarshal(body, &p) == nil && p.Title != "" {
-			fmt.Fprintf(stderr, "meshd services %s: %s: %s\n", sub, p.Title, p.Detail)
-		} else {
-			fmt.Fprintf(stderr, "meshd services %s: %s\n", sub, resp.Status)
-		}
+	if status != http.StatusOK {
+		fmt.Fprintf(stderr, "meshd services %s: %s\n", sub, problemText(status, body))
 		return 1
 	}
 	if name != "" {
