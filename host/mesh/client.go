@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/internal/names"
 	"github.com/meshd/meshd/internal/traceparent"
 	"github.com/sony/gobreaker/v2"
 )
@@ -53,9 +53,7 @@ const (
 	// MaxPairs bounds the (caller, callee) pairs a Client keeps a breaker
 	// for. Calls pass a grant check first, so pairs are bounded by the
 	// grants; this bounds memory if they are not.
-	MaxPairs = 4096
-	// displayLen bounds a name in log lines and error messages.
-	displayLen  = 64
+	MaxPairs    = 4096
 	maxAttempts = 10
 )
 
@@ -269,7 +267,7 @@ func New(resolve Resolver, opts ...Option) (*Client, error) {
 // settings start over, closed; equal settings change nothing.
 func (c *Client) SetBreakerSettings(callee string, s Settings) error {
 	if err := s.Validate(); err != nil {
-		return fmt.Errorf("breaker settings of %s: %w", display(callee), err)
+		return fmt.Errorf("breaker settings of %s: %w", names.Display(callee), err)
 	}
 	s = s.withDefaultsFrom(c.defaults)
 	c.mu.Lock()
@@ -290,7 +288,7 @@ func (c *Client) SetBreakerSettings(callee string, s Settings) error {
 // it, so the Client's applies.
 func (c *Client) SetPairTimeout(caller, callee string, d time.Duration) error {
 	if d < 0 {
-		return fmt.Errorf("timeout of %s→%s: %v is negative", display(caller), display(callee), d)
+		return fmt.Errorf("timeout of %s→%s: %v is negative", names.Display(caller), names.Display(callee), d)
 	}
 	k := pairKey{caller, callee}
 	c.mu.Lock()
@@ -341,7 +339,7 @@ func (c *Client) pair(caller, callee string) (*pair, error) {
 		return p, nil
 	}
 	if len(c.pairs) >= MaxPairs {
-		return nil, fault.New(display(callee), fault.Unavailable,
+		return nil, fault.New(names.Display(callee), fault.Unavailable,
 			fmt.Errorf("mesh: more than %d caller→callee pairs", MaxPairs))
 	}
 	s, ok := c.settings[callee]
@@ -355,8 +353,8 @@ func (c *Client) pair(caller, callee string) (*pair, error) {
 	}
 	p = &pair{
 		c:        c,
-		caller:   display(caller),
-		callee:   display(callee),
+		caller:   names.Display(caller),
+		callee:   names.Display(callee),
 		budget:   b,
 		openFor:  s.OpenFor,
 		consumer: []byte("service:" + caller),
@@ -428,12 +426,12 @@ func (p *pair) openError(err error) *fault.Error {
 func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Request, resp *abi.Response, o CallOptions) error {
 	depth := DepthFrom(ctx)
 	if depth >= MaxDepth {
-		return fault.New(display(callee), fault.Invalid,
+		return fault.New(names.Display(callee), fault.Invalid,
 			fmt.Errorf("mesh: a call from %s would run %s at depth %d, past the limit of %d (a chain of calls too long, or a cycle)",
-				display(caller), display(callee), depth+1, MaxDepth))
+				names.Display(caller), names.Display(callee), depth+1, MaxDepth))
 	}
 	if callee == "" || len(callee) > MaxNameLen {
-		return fault.New(display(callee), fault.Invalid,
+		return fault.New(names.Display(callee), fault.Invalid,
 			fmt.Errorf("mesh: a service name is 1 to %d bytes, not %d", MaxNameLen, len(callee)))
 	}
 	p, err := c.pair(caller, callee)
@@ -646,30 +644,4 @@ func (c *Client) Snapshot() []BreakerInfo {
 		return out[i].Callee < out[j].Callee
 	})
 	return out
-}
-
-// display bounds and escapes a name for log lines and messages: a name of
-// letters, digits, '.', '_' and '-' up to displayLen bytes as is, anything
-// else quoted with Go escapes, cut at displayLen bytes.
-func display(name string) string {
-	if len(name) <= displayLen && plain(name) {
-		return name
-	}
-	if len(name) > displayLen {
-		return strconv.QuoteToASCII(name[:displayLen]) + "…"
-	}
-	return strconv.QuoteToASCII(name)
-}
-
-func plain(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/internal/names"
 	"github.com/meshd/meshd/internal/traceparent"
 )
 
@@ -414,7 +415,7 @@ func TestNamesBoundedAndEscaped(t *testing.T) {
 	if k := kindOf(t, err); k != fault.Invalid || len(err.Error()) > 2*MaxNameLen+100 {
 		t.Fatalf("a %d-byte name: %v (%d bytes)", len(long), err, len(err.Error()))
 	}
-	if got := display(strings.Repeat("é", 100)); len(got) > 4*displayLen+10 || !strings.HasSuffix(got, "…") {
+	if got := names.Display(strings.Repeat("é", 100)); len(got) > 4*names.DisplayLen+10 || !strings.HasSuffix(got, "…") {
 		t.Fatalf("display of a long name: %q", got)
 	}
 }

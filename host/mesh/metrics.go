@@ -1,6 +1,9 @@
 package mesh
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/meshd/meshd/host/internal/names"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 var (
 	breakerStateDesc = prometheus.NewDesc("meshd_breaker_state",
@@ -50,7 +53,7 @@ func (m collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	rows := make([]row, 0, len(m.c.budgets))
 	for callee, b := range m.c.budgets {
-		rows = append(rows, row{display(callee), b.granted.Load(), b.refused.Load()})
+		rows = append(rows, row{names.Display(callee), b.granted.Load(), b.refused.Load()})
 	}
 	m.c.mu.RUnlock()
 	for _, r := range rows {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/internal/names"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -131,7 +132,7 @@ func (c DirectoryConfig) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	if !validNode(c.Node) {
-		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d letters, digits, '.', '_' or '-'", display(c.Node), MaxNodeBytes))
+		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d letters, digits, '.', '_' or '-'", names.Display(c.Node), MaxNodeBytes))
 	}
 	if c.Heartbeat <= 0 {
 		errs = append(errs, fmt.Errorf("Heartbeat: %v is not positive", c.Heartbeat))
@@ -159,7 +160,7 @@ func (c DirectoryConfig) withDefaults() DirectoryConfig {
 
 // validNode reports whether name can name a node.
 func validNode(name string) bool {
-	return len(name) <= MaxNodeBytes && plain(name)
+	return len(name) <= MaxNodeBytes && names.Plain(name)
 }
 
 // nodeKey escapes a node name into a key of Bucket: letters, digits, '_'
@@ -375,7 +376,7 @@ func validService(s Service) bool {
 		return false
 	}
 	for _, r := range s.Routes {
-		if r.Method == "" || len(r.Method)+len(r.Path) > MaxRouteBytes || !plain(r.Method) || !strings.HasPrefix(r.Path, "/") {
+		if r.Method == "" || len(r.Method)+len(r.Path) > MaxRouteBytes || !names.Plain(r.Method) || !strings.HasPrefix(r.Path, "/") {
 			return false
 		}
 	}
@@ -455,7 +456,7 @@ func (d *Directory) changed(changed bool) {
 }
 
 func (d *Directory) refuse(key, why string) {
-	d.cfg.Log.Warn("remote: ignoring a node's announcement", slog.String("key", display(key)), slog.String("reason", why))
+	d.cfg.Log.Warn("remote: ignoring a node's announcement", slog.String("key", names.Display(key)), slog.String("reason", why))
 }
 
 // prune drops the nodes not heard of for their TTL plus expiryGrace.
@@ -552,7 +553,7 @@ func (d *Directory) Close(ctx context.Context) error {
 		drain(d.watcher.Updates())
 		if d.cfg.Local != nil {
 			if err := d.kv.Purge(ctx, d.key, jetstream.PurgeTTL(markerTTL)); err != nil && !errors.Is(err, jetstream.ErrConnectionClosed) {
-				errs = append(errs, fmt.Errorf("remote: withdraw node %s: %w", display(d.cfg.Node), err))
+				errs = append(errs, fmt.Errorf("remote: withdraw node %s: %w", names.Display(d.cfg.Node), err))
 			}
 		}
 		d.closeErr = errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/internal/names"
 )
 
 // SubjectPrefix is the prefix of the subjects calls travel on.
@@ -46,8 +47,6 @@ const (
 	// request or answer; the data gets the connection's maximum payload
 	// less this.
 	headerRoom = 1024
-	// displayLen bounds a name in log lines and error messages.
-	displayLen = 64
 )
 
 // Errors.
@@ -65,7 +64,7 @@ var (
 // '-') need no escaping in a NATS subject; any other name is refused.
 func Subject(service string) (string, error) {
 	if !abi.ValidServiceName(service) {
-		return "", fmt.Errorf("%w: service %s", ErrInvalidName, display(service))
+		return "", fmt.Errorf("%w: service %s", ErrInvalidName, names.Display(service))
 	}
 	return SubjectPrefix + service, nil
 }
@@ -114,30 +113,6 @@ func bounded(s string, n int) string {
 	}
 	b.WriteString(suffix)
 	return b.String()
-}
-
-// display bounds and escapes a name for log lines and messages.
-func display(name string) string {
-	if len(name) <= displayLen && plain(name) {
-		return name
-	}
-	if len(name) > displayLen {
-		return strconv.QuoteToASCII(name[:displayLen]) + "…"
-	}
-	return strconv.QuoteToASCII(name)
-}
-
-func plain(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // millis formats d as whole milliseconds, at least 1.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/internal/names"
 	"github.com/meshd/meshd/host/mesh"
 	"github.com/nats-io/nats.go"
 )
@@ -74,7 +75,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		errs = append(errs, errors.New("connection: nil"))
 	}
 	if !validNode(cfg.Node) {
-		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d letters, digits, '.', '_' or '-'", display(cfg.Node), MaxNodeBytes))
+		errs = append(errs, fmt.Errorf("Node: %s is not 1 to %d letters, digits, '.', '_' or '-'", names.Display(cfg.Node), MaxNodeBytes))
 	}
 	if cfg.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("MaxInFlight: %d is negative", cfg.MaxInFlight))
