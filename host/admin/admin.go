@@ -445,13 +445,7 @@ func (s *Server) checkOrigin(next http.Handler) http.Handler {
 }
 
 // bound cuts a client-supplied string for a log line or an answer.
-func bound(s string) string {
-	const n = 100
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+func bound(s string) string { return cut(s, 100) }
 
 // Start listens on the configured address and serves in the background
 // until Close.
