@@ -128,13 +128,7 @@ func paymentCompleted(e env, data []byte) error {
 	paymentID := f["payment_id"]
 	switch {
 	case o.Status == statusCreated:
-		o.Status = statusPaid
-		o.PaymentID = paymentID
-		o.PaidAt = svcenv.Timestamp(e.Now())
-		if err := storeOrder(e, &o); err != nil {
-			return err
-		}
-		return publish(e, eventOrderPaid, paidEvent(&o))
+		return payOrder(e, o, paymentID)
 	case o.Status == statusPaid && o.PaymentID == paymentID:
 		return publish(e, eventOrderPaid, paidEvent(&o))
 	default:
@@ -151,6 +145,18 @@ func paymentCompleted(e env, data []byte) error {
 		w.ObjectEnd()
 		return publish(e, eventRefundRequested, w.Bytes())
 	}
+}
+
+// payOrder marks a CREATED order PAID by paymentID and publishes
+// ORDER_PAID.
+func payOrder(e env, o order, paymentID string) error {
+	o.Status = statusPaid
+	o.PaymentID = paymentID
+	o.PaidAt = svcenv.Timestamp(e.Now())
+	if err := storeOrder(e, &o); err != nil {
+		return err
+	}
+	return publish(e, eventOrderPaid, paidEvent(&o))
 }
 
 // cancel cancels a CREATED order with reason and publishes
@@ -224,13 +230,7 @@ func paymentTimedOut(e env, p payments, data []byte) error {
 	switch {
 	case err == nil && found && pay.Status == paymentStatusCompleted && pay.ID != "":
 		e.Log(guest.LevelInfo, "payment timeout of order "+o.ID+": payment "+pay.ID+" completed, its event not handled yet; the order is paid")
-		o.Status = statusPaid
-		o.PaymentID = pay.ID
-		o.PaidAt = svcenv.Timestamp(e.Now())
-		if err := storeOrder(e, &o); err != nil {
-			return err
-		}
-		return publish(e, eventOrderPaid, paidEvent(&o))
+		return payOrder(e, o, pay.ID)
 	case err == nil && found && pay.Status == paymentStatusDeclined:
 		reason := pay.Reason
 		if reason == "" {
