@@ -150,16 +150,9 @@ func Load(path string) (*File, error) {
 // Parse is Load on data read from the file named name.
 func Parse(name string, data []byte) (*File, error) {
 	var f File
-	e := &Error{File: name}
-	lines := locate(string(data))
-	md, err := toml.Decode(string(data), &f)
-	if err != nil {
-		e.Problems = append(e.Problems, decodeProblem(err))
+	e, lines, _, ok := decode(name, data, &f)
+	if !ok {
 		return nil, e
-	}
-	for _, k := range md.Undecoded() {
-		path := keyPath(k, lines)
-		e.Problems = append(e.Problems, Problem{Key: path, Line: lines.line(path), Msg: "unknown key"})
 	}
 	var errs []error
 	errs = append(errs, f.check()...)
@@ -184,6 +177,25 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, e
 	}
 	return &f, nil
+}
+
+// decode decodes data, read from the file named name, into v. It returns
+// the *Error to which the caller adds its problems, already holding one
+// for each unknown key; ok is false when the decoder refused the file
+// (e then holds that problem alone).
+func decode(name string, data []byte, v any) (e *Error, lines lineIndex, md toml.MetaData, ok bool) {
+	e = &Error{File: name}
+	lines = locate(string(data))
+	md, err := toml.Decode(string(data), v)
+	if err != nil {
+		e.Problems = append(e.Problems, decodeProblem(err))
+		return e, lines, md, false
+	}
+	for _, k := range md.Undecoded() {
+		path := keyPath(k, lines)
+		e.Problems = append(e.Problems, Problem{Key: path, Line: lines.line(path), Msg: "unknown key"})
+	}
+	return e, lines, md, true
 }
 
 // decodeProblem is the problem of a file the TOML decoder refused.

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/mesh"
@@ -193,16 +191,9 @@ func LoadService(path string) (*Service, error) {
 // reports every problem at once (unknown keys, bad values) as an *Error.
 func ParseService(name string, data []byte) (*Service, error) {
 	var s Service
-	e := &Error{File: name}
-	lines := locate(string(data))
-	md, err := toml.Decode(string(data), &s)
-	if err != nil {
-		e.Problems = append(e.Problems, decodeProblem(err))
+	e, lines, md, ok := decode(name, data, &s)
+	if !ok {
 		return nil, e
-	}
-	for _, k := range md.Undecoded() {
-		path := keyPath(k, lines)
-		e.Problems = append(e.Problems, Problem{Key: path, Line: lines.line(path), Msg: "unknown key"})
 	}
 	bad := func(key, format string, args ...any) {
 		e.Problems = append(e.Problems, Problem{Key: key, Line: lines.line(key), Msg: fmt.Sprintf(format, args...)})
