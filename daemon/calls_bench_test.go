@@ -198,7 +198,7 @@ open_for = "10m"
 	if r := td.runLoop(b, ctx, "callee", "/callee/maybe", 1, &resp); r.Failed != 1 {
 		b.Fatalf("a call to the failing callee: %+v", r)
 	}
-	if st := breakerState(b, td, "caller", "callee"); st != "open" {
+	if st, _ := td.breakerView(b, "caller", "callee"); st != "open" {
 		b.Fatalf("breaker caller→callee %q after a failure, want open", st)
 	}
 	b.ReportAllocs()
@@ -228,28 +228,4 @@ func perCall(b *testing.B, n int, start uint64) {
 	calls := float64(b.N) * float64(n)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/calls, "ns/call")
 	b.ReportMetric(float64(mallocs()-start)/calls, "allocs/call")
-}
-
-// breakerState is caller's breaker of callee in /v1/services ("" when it
-// has none).
-func breakerState(t testing.TB, td *testDaemon, caller, callee string) string {
-	t.Helper()
-	_, body := adminGet(t, td, "/v1/services", "")
-	var v struct {
-		Services []struct {
-			Name     string
-			Breakers []struct{ Caller, Callee, State string }
-		}
-	}
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range v.Services {
-		for _, br := range s.Breakers {
-			if s.Name == caller && br.Callee == callee {
-				return br.State
-			}
-		}
-	}
-	return ""
 }

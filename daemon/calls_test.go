@@ -92,7 +92,7 @@ func adminPost(t *testing.T, td *testDaemon, path string) (int, string) {
 }
 
 // breakerView is caller's breaker of callee in /v1/services.
-func (td *testDaemon) breakerView(t *testing.T, caller, callee string) (state string, found bool) {
+func (td *testDaemon) breakerView(t testing.TB, caller, callee string) (state string, found bool) {
 	t.Helper()
 	_, body := adminGet(t, td, "/v1/services", "")
 	var v struct {
