@@ -141,8 +141,11 @@ func TestClusterServesEveryService(t *testing.T) {
 	}
 	_ = nodes[0].cmd.Wait()
 	// The directory's TTL is 5 s; a request forwarded to node 1 meanwhile
-	// fails, the next goes to node 2.
-	paid(postWithin(10*time.Second, "after node 1 was killed"))
+	// fails, the next goes to node 2. Requests failing on the dead node can
+	// open the gateway's breaker for its 5 s, and the streams and the
+	// directory elect new leaders in 4-9 s: 30 s is a liveness bound on a
+	// loaded machine, not the figure (docs/cluster.md).
+	paid(postWithin(30*time.Second, "after node 1 was killed"))
 }
 
 // quiet is the last n bytes of logs without the lines of routes to a node
