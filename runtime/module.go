@@ -95,6 +95,7 @@ type Module struct {
 	tokens chan struct{}  // free slots
 	idle   chan *instance // warm instances, each in its slot
 	live   atomic.Int64
+	refill chan struct{}
 	// retired are the instances waiting for the closer (at most
 	// maxClosing), closing counts them and the one it is closing.
 	retired    chan *instance
@@ -106,7 +107,7 @@ type Module struct {
 	inflight sync.WaitGroup
 	done     chan struct{}
 	bg       sync.WaitGroup
-	bgCtx    context.Context    // replacements': cancelled by Close, which stops an initialiser they run
+	bgCtx    context.Context    // the refiller's: cancelled by Close, which stops an initialiser it runs
 	bgStop   context.CancelFunc // nil until Start
 
 	calls, failures, busy, created, discarded, recycled, waits, restored atomic.Uint64
@@ -205,6 +206,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 		log:        cfg.Logger,
 		tokens:     make(chan struct{}, cfg.PoolMax),
 		idle:       make(chan *instance, cfg.PoolMax),
+		refill:     make(chan struct{}, 1),
 		retired:    make(chan *instance, maxClosing(cfg.PoolMax)),
 		closerDone: make(chan struct{}),
 		done:       make(chan struct{}),
@@ -330,6 +332,8 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 	m.mu.Lock()
 	m.bgCtx, m.bgStop = context.WithCancel(context.Background())
 	m.mu.Unlock()
+	m.bg.Add(1)
+	go m.refiller()
 	return nil
 }
 

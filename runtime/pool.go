@@ -236,6 +236,40 @@ func (m *Module) replacement() {
 	}
 }
 
+// refiller keeps PoolMin instances warm off the request path.
+func (m *Module) refiller() {
+	defer m.bg.Done()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-m.refill:
+		}
+		for len(m.idle) < m.cfg.PoolMin {
+			select {
+			case <-m.done:
+				return
+			case <-m.tokens:
+			default:
+				goto next // every slot taken: calls create what they need
+			}
+			inst, err := m.newInstance(m.bgCtx)
+			if err != nil {
+				m.tokens <- struct{}{}
+				m.log.Warn("warming an instance failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
+				break
+			}
+			select {
+			case m.idle <- inst:
+			default:
+				m.closeInstance(inst)
+				m.tokens <- struct{}{}
+			}
+		}
+	next:
+	}
+}
+
 // Close stops new calls, waits for in-flight calls until ctx is done (and,
 // past that, up to CallTimeout more, since every call ends by its deadline;
 // calls still running then leave the runtime open rather than have their
@@ -250,7 +284,7 @@ func (m *Module) Close(ctx context.Context) error {
 	m.closed = true
 	close(m.done)
 	if m.bgStop != nil {
-		m.bgStop() // an instance a replacement is making stops now
+		m.bgStop() // an instance the refiller is warming stops now
 	}
 	m.mu.Unlock()
 
@@ -274,12 +308,12 @@ func (m *Module) Close(ctx context.Context) error {
 	}
 	m.bg.Wait()
 	m.closeInstances(ctx)
-	close(m.retired) // every call and replacement is done
+	close(m.retired) // every call, the refiller and the replacer are done
 	<-m.closerDone
 	if cerr := m.rt.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 		err = cerr
 	}
-	m.snap.close() // no instance is being made: every call and replacement is done
+	m.snap.close() // no instance is being made: every call and the refiller are done
 	return err
 }
 
