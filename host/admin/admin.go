@@ -445,7 +445,13 @@ func (s *Server) checkOrigin(next http.Handler) http.Handler {
 }
 
 // bound cuts a client-supplied string for a log line or an answer.
-func bound(s string) string { return cut(s, 100) }
+func bound(s string) string {
+	const n = 100
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
 
 // Start listens on the configured address and serves in the background
 // until Close.
