@@ -15,29 +15,30 @@ import (
 // read, never fe's cause. err is the invoker's error (for the deadline it
 // ran into).
 func faultProblem(fe *fault.Error, service string, timeout time.Duration, err error) (title, detail string) {
-	if fe.Kind == fault.Timeout {
+	switch fe.Kind {
+	case fault.Timeout:
 		return "service timed out", fmt.Sprintf("service %s did not answer within %s", service, timeoutOf(err, timeout))
+	case fault.Busy:
+		return "service busy", fmt.Sprintf("service %s is at capacity; retry later", service)
+	case fault.StoreRefused:
+		return "storage unavailable", fmt.Sprintf("service %s could not store the request's effects: the store refuses writes (disk full or failing); retry later", service)
+	case fault.Unavailable:
+		return "service unavailable", fmt.Sprintf("service %s is not available; retry later", service)
+	case fault.CircuitOpen:
+		return "service unavailable", fmt.Sprintf("service %s depends on a service that keeps failing; retry later", service)
+	case fault.TooLarge:
+		return "payload too large", fmt.Sprintf("the request passed a size limit of service %s", service)
+	case fault.Denied:
+		return "forbidden", fmt.Sprintf("service %s refused the request: not granted", service)
+	case fault.NotFound:
+		return "not found", fmt.Sprintf("service %s found nothing to answer the request with", service)
+	case fault.Invalid:
+		return "bad request", fmt.Sprintf("service %s refused the request as invalid", service)
+	case fault.Conflict:
+		return "conflict", fmt.Sprintf("the request conflicts with work in progress in service %s; retry later", service)
+	default:
+		return "service failed", fmt.Sprintf("service %s failed to handle the request", service)
 	}
-	p, ok := faultProblems[fe.Kind]
-	if !ok {
-		p = faultProblems[fault.Failed]
-	}
-	return p.title, fmt.Sprintf(p.detail, service)
-}
-
-// faultProblems is, per fault.Kind but Timeout, the title of its problem
-// and its detail, a format of the service's name.
-var faultProblems = map[fault.Kind]struct{ title, detail string }{
-	fault.Failed:       {"service failed", "service %s failed to handle the request"},
-	fault.Busy:         {"service busy", "service %s is at capacity; retry later"},
-	fault.StoreRefused: {"storage unavailable", "service %s could not store the request's effects: the store refuses writes (disk full or failing); retry later"},
-	fault.Unavailable:  {"service unavailable", "service %s is not available; retry later"},
-	fault.CircuitOpen:  {"service unavailable", "service %s depends on a service that keeps failing; retry later"},
-	fault.TooLarge:     {"payload too large", "the request passed a size limit of service %s"},
-	fault.Denied:       {"forbidden", "service %s refused the request: not granted"},
-	fault.NotFound:     {"not found", "service %s found nothing to answer the request with"},
-	fault.Invalid:      {"bad request", "service %s refused the request as invalid"},
-	fault.Conflict:     {"conflict", "the request conflicts with work in progress in service %s; retry later"},
 }
 
 // retryAfter sets Retry-After on w, in whole seconds rounded up, when d is
