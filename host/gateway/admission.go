@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -35,11 +36,12 @@ func (h *routeHandler) shed(w http.ResponseWriter, r *http.Request) bool {
 	if a == nil {
 		return false
 	}
-	shed, wait := (*a)(h.service, h.pattern)
+	shed, retryAfter := (*a)(h.service, h.pattern)
 	if !shed {
 		return false
 	}
-	retryAfter(w, max(time.Second, wait))
+	secs := max(1, int64((retryAfter+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	h.refuse(w, r, http.StatusServiceUnavailable, "overloaded",
 		"the events behind this route are not handled fast enough; retry later", nil)
 	return true
