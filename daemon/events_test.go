@@ -59,6 +59,9 @@ func TestFlakyHandlerEffectsAppliedOnce(t *testing.T) {
 	td := startFlaky(t)
 	publishFlaky(t, td, "a", 2)
 	testkit.Until(t, 20*time.Second, "the third attempt succeeds", func() bool { return td.flakyCount(t, "a") >= 1 })
+	// The event is published after the key write is applied, so it can
+	// trail the count by a moment.
+	testkit.Until(t, 20*time.Second, "FLAKY_DONE published", func() bool { return td.eventsStored(t, "FLAKY_DONE") >= 1 })
 	if n := td.flakyCount(t, "a"); n != 1 {
 		t.Fatalf("count = %v, want 1 (effects of failed attempts applied?)", n)
 	}
