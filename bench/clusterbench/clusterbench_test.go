@@ -1,0 +1,451 @@
+package clusterbench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The benchmarks share one cluster at a time: a benchmark function is
+// called more than once (b.N = 1 first), and starting nodes takes seconds,
+// so the cluster of the last benchmark is kept until another needs a
+// different one or the package's tests end.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+
+	current struct {
+		key string
+		c   *Cluster
+		dir string
+	}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	releaseCluster()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// repoRoot is the module's root, two levels up from this package.
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return root
+}
+
+// meshdBin returns the meshd binary the benchmarks run: $MESHD_BIN when
+// set (skipping when it is absent), otherwise cmd/meshd built once into a
+// temporary directory (skipping without a go command). It also skips
+// without Linux's /proc and without build/plugins.
+func meshdBin(tb testing.TB) (bin, plugins string) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("starts meshd processes; skipped with -short")
+	}
+	if runtime.GOOS != "linux" {
+		tb.Skip("reads process CPU from /proc: Linux only")
+	}
+	root := repoRoot(tb)
+	plugins = filepath.Join(root, "build", "plugins")
+	for _, s := range []string{"order", "payment"} {
+		if _, err := os.Stat(filepath.Join(plugins, s+".wasm")); err != nil {
+			tb.Skipf("no %s plugin (run `make plugins`): %v", s, err)
+		}
+	}
+	if p := os.Getenv("MESHD_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			tb.Skipf("MESHD_BIN: %v", err)
+		}
+		return p, plugins
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		tb.Skipf("no go command to build meshd (or set MESHD_BIN): %v", err)
+	}
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "clusterbench-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "meshd")
+		cmd := exec.Command(goCmd, "build", "-o", binPath, "./cmd/meshd")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build ./cmd/meshd: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	return binPath, plugins
+}
+
+// acquireCluster returns the running cluster named key, or stops the
+// running one and starts this one.
+func acquireCluster(b *testing.B, key string, specs []NodeSpec, cluster bool) *Cluster {
+	b.Helper()
+	bin, plugins := meshdBin(b)
+	if current.key == key {
+		return current.c
+	}
+	releaseCluster()
+	dir, err := os.MkdirTemp("", "clusterbench-"+key+"-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := StartCluster(bin, plugins, dir, specs, cluster)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		b.Fatal(err)
+	}
+	current.key, current.c, current.dir = key, c, dir
+	return c
+}
+
+func releaseCluster() {
+	if current.c != nil {
+		current.c.Stop()
+		_ = os.RemoveAll(current.dir)
+	}
+	current.key, current.c, current.dir = "", nil, ""
+}
+
+// newClient is one HTTP client for a benchmark's requests: keep-alive
+// connections enough for its concurrent clients to every node.
+func newClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 64, MaxIdleConnsPerHost: 32, DisableCompression: true,
+	}}
+}
+
+// reply is one HTTP answer: its status and body.
+type reply struct {
+	status int
+	body   []byte
+}
+
+func do(c *http.Client, method, url, body string) (reply, error) {
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return reply{}, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	return reply{resp.StatusCode, b}, err
+}
+
+// postOrder creates an order through base, sending it again after 10 ms
+// while the gateway sheds it (503: the event pipeline behind is past its
+// lag bound), so that a run measures what the nodes sustain.
+func postOrder(c *http.Client, base string, user int) (string, error) {
+	body := `{"user_id":"bench` + strconv.Itoa(user) + `","items":[{"name":"x","price":100}]}`
+	r, err := do(c, "POST", base+"/orders", body)
+	for tries := 0; err == nil && r.status == http.StatusServiceUnavailable && tries < 3000; tries++ {
+		time.Sleep(10 * time.Millisecond)
+		r, err = do(c, "POST", base+"/orders", body)
+	}
+	if err != nil {
+		return "", err
+	}
+	var o struct{ ID string }
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &o) != nil || o.ID == "" {
+		return "", fmt.Errorf("POST %s/orders: %d %.200q", base, r.status, r.body)
+	}
+	return o.ID, nil
+}
+
+// orderStatus is the status field of GET /orders/{id} through base.
+func orderStatus(c *http.Client, base, id string) (string, reply, error) {
+	r, err := do(c, "GET", base+"/orders/"+id, "")
+	if err != nil {
+		return "", r, err
+	}
+	var o struct{ Status string }
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &o) != nil {
+		return "", r, fmt.Errorf("GET %s/orders/%s: %d %.200q", base, id, r.status, r.body)
+	}
+	return o.Status, r, nil
+}
+
+// BenchmarkForwardGetOrder: two cluster nodes, order and payment on node
+// A only. Each op is one pair of GET /orders/{id} of the same PAID order:
+// one to A's gateway (served locally) and one to B's (forwarded over NATS
+// to A), in alternating order, timed each. With clients=8, eight
+// goroutines send pairs at once through the same client. It reports the
+// p50 and p99 of each side and their differences (forwarded − local).
+func BenchmarkForwardGetOrder(b *testing.B) {
+	for _, clients := range []int{1, 8} {
+		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) { benchForward(b, clients) })
+	}
+}
+
+func benchForward(b *testing.B, clients int) {
+	c := acquireCluster(b, "forward", []NodeSpec{{"a", []string{"order", "payment"}}, {"b", nil}}, true)
+	a, fwd := c.Nodes[0].Base, c.Nodes[1].Base
+	client := newClient()
+	defer client.CloseIdleConnections()
+	id, err := postOrder(client, a, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The order becomes PAID, and B learns that A serves order from the
+	// node directory: wait for both, then both gateways answer the same.
+	var want []byte
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sa, ra, errA := orderStatus(client, a, id)
+		_, rb, errB := orderStatus(client, fwd, id)
+		if errA == nil && errB == nil && sa == "PAID" && bytes.Equal(ra.body, rb.body) {
+			want = ra.body
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("order %s not PAID and the same on both gateways within 60 s: A %q %v, B %.200q %v; node b log:\n%s",
+				id, sa, errA, rb.body, errB, c.Nodes[1].Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	local := make([]time.Duration, b.N)
+	forwarded := make([]time.Duration, b.N)
+	get := func(base string) (time.Duration, error) {
+		t0 := time.Now()
+		r, err := do(client, "GET", base+"/orders/"+id, "")
+		d := time.Since(t0)
+		if err == nil && (r.status != http.StatusOK || !bytes.Equal(r.body, want)) {
+			err = fmt.Errorf("GET %s/orders/%s: %d %.200q, want 200 %.200q", base, id, r.status, r.body, want)
+		}
+		return d, err
+	}
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range clients {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(b.N) && !failed.Load(); i = next.Add(1) - 1 {
+				var dl, df time.Duration
+				var el, ef error
+				if i%2 == 0 {
+					dl, el = get(a)
+					df, ef = get(fwd)
+				} else {
+					df, ef = get(fwd)
+					dl, el = get(a)
+				}
+				if el != nil || ef != nil {
+					failed.Store(true)
+					b.Errorf("pair %d: local %v; forwarded %v", i, el, ef)
+					return
+				}
+				local[i], forwarded[i] = dl, df
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if failed.Load() {
+		b.FailNow()
+	}
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	lp50, lp99 := Quantile(local, 0.50), Quantile(local, 0.99)
+	fp50, fp99 := Quantile(forwarded, 0.50), Quantile(forwarded, 0.99)
+	b.ReportMetric(us(lp50), "local-p50-µs")
+	b.ReportMetric(us(lp99), "local-p99-µs")
+	b.ReportMetric(us(fp50), "fwd-p50-µs")
+	b.ReportMetric(us(fp99), "fwd-p99-µs")
+	b.ReportMetric(us(fp50-lp50), "overhead-p50-µs")
+	b.ReportMetric(us(fp99-lp99), "overhead-p99-µs")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkClusterSaga: b.N orders posted by 8 clients (round robin over
+// the nodes' gateways, 100 users), each settled: PAID and projected twice
+// (ORDER_CREATED and ORDER_PAID handled by the order service, counted from
+// the nodes' meshd_events_delivered_total). nodes=1 is one meshd on its
+// own, nodes=3 a loopback cluster running order and payment on every
+// node (R3). Lazy sync. It reports orders/s and the meshd processes' user
+// and system CPU per order (the clients' CPU not counted).
+func BenchmarkClusterSaga(b *testing.B) {
+	b.Run("nodes=1", func(b *testing.B) {
+		c := acquireCluster(b, "saga1", []NodeSpec{{"n1", []string{"order", "payment"}}}, false)
+		benchSaga(b, c)
+	})
+	b.Run("nodes=3", func(b *testing.B) {
+		var specs []NodeSpec
+		for i := range 3 {
+			specs = append(specs, NodeSpec{"n" + strconv.Itoa(i+1), []string{"order", "payment"}})
+		}
+		benchSaga(b, acquireCluster(b, "saga3", specs, true))
+	})
+}
+
+// projections is the order service's ORDER_CREATED and ORDER_PAID
+// deliveries on every node of c, summed.
+func projections(c *Cluster, client *http.Client) (int64, error) {
+	var sum float64
+	for _, n := range c.Nodes {
+		r, err := do(client, "GET", n.Admin+"/metrics", "")
+		if err != nil {
+			return 0, err
+		}
+		if r.status != http.StatusOK {
+			return 0, fmt.Errorf("GET %s/metrics: %d %.200q", n.Admin, r.status, r.body)
+		}
+		for _, topic := range []string{"ORDER_CREATED", "ORDER_PAID"} {
+			v, err := CounterSum(bytes.NewReader(r.body), "meshd_events_delivered_total",
+				map[string]string{"service": "order", "topic": topic})
+			if err != nil {
+				return 0, err
+			}
+			sum += v
+		}
+	}
+	return int64(sum), nil
+}
+
+func benchSaga(b *testing.B, c *Cluster) {
+	client := newClient()
+	defer client.CloseIdleConnections()
+	// The nodes of a cluster learn each other's services within a second
+	// or two; an order through every gateway first, so that the timed
+	// run starts on a formed mesh.
+	for _, n := range c.Nodes {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			_, err := postOrder(client, n.Base, 0)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("node %s takes no order within 60 s: %v; log:\n%s", n.Name, err, n.Log())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// Everything before settled, so that the run counts its own orders only.
+	settle := func(want int64, wait time.Duration, poll time.Duration) int64 {
+		deadline := time.Now().Add(wait)
+		for {
+			got, err := projections(c, client)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got >= want {
+				return got
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d projections after %v; node %s log:\n%s", got, want, wait, c.Nodes[0].Name, c.Nodes[0].Log())
+			}
+			time.Sleep(poll)
+		}
+	}
+	base, err := projections(c, client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The warm-up orders' projections: wait for the count to stop moving.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		got, err := projections(c, client)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got == base {
+			break
+		}
+		base = got
+	}
+	ids := make([]string, b.N)
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0, err := c.CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for range 8 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(b.N) && !failed.Load(); i = next.Add(1) - 1 {
+				id, err := postOrder(client, c.Nodes[int(i)%len(c.Nodes)].Base, int(i%100))
+				if err != nil {
+					failed.Store(true)
+					b.Errorf("order %d: %v", i, err)
+					return
+				}
+				ids[i] = id
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() {
+		b.FailNow()
+	}
+	settle(base+2*int64(b.N), 2*time.Minute, 20*time.Millisecond)
+	elapsed := time.Since(start)
+	cpu1, err := c.CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	// Every order PAID, read through the gateway of a node that did not
+	// take it.
+	var verr atomic.Value
+	next.Store(0)
+	for range 8 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(b.N) && verr.Load() == nil; i = next.Add(1) - 1 {
+				n := c.Nodes[(int(i)+1)%len(c.Nodes)]
+				s, _, err := orderStatus(client, n.Base, ids[i])
+				if err == nil && s != "PAID" {
+					err = fmt.Errorf("order %s is %q on node %s, want PAID", ids[i], s, n.Name)
+				}
+				if err != nil {
+					verr.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := verr.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	cpu := cpu1 - cpu0
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "orders/s")
+	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/order")
+	b.ReportMetric(float64(cpu)/float64(elapsed), "cores")
+	b.ReportMetric(0, "ns/op")
+}
