@@ -14,6 +14,7 @@ import (
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/internal/syncbuf"
+	"github.com/meshd/meshd/internal/wattest"
 )
 
 // callsPerLoop is how many calls one invocation of the caller's
@@ -22,9 +23,10 @@ import (
 const callsPerLoop = 50
 
 // startCallBench runs a daemon serving the caller and callee test guests
-// (daemon/testdata/guest-caller, guest-callee) with callerToml as the
-// caller's service file, logging at info level (runDaemon's debug level
-// would log every invocation, and time that).
+// (daemon/testdata/guest-caller, guest-callee) and the WAT caller
+// (daemon/testdata/guest-caller.wat, service "watcaller") with callerToml
+// as both callers' service file, logging at info level (runDaemon's debug
+// level would log every invocation, and time that).
 func startCallBench(b *testing.B, callerToml string) *testDaemon {
 	b.Helper()
 	dir := b.TempDir()
@@ -33,10 +35,12 @@ func startCallBench(b *testing.B, callerToml string) *testDaemon {
 		b.Fatal(err)
 	}
 	for name, content := range map[string][]byte{
-		"caller.wasm": readFile(b, fixture(b, "testdata/guest-caller.wasm")),
-		"caller.toml": []byte(callerToml),
-		"callee.wasm": readFile(b, fixture(b, "testdata/guest-callee.wasm")),
-		"callee.toml": []byte("[grants]\nkv = true\n"),
+		"caller.wasm":    readFile(b, fixture(b, "testdata/guest-caller.wasm")),
+		"caller.toml":    []byte(callerToml),
+		"watcaller.wasm": wattest.Build(b, "testdata/guest-caller.wat"),
+		"watcaller.toml": []byte(callerToml),
+		"callee.wasm":    readFile(b, fixture(b, "testdata/guest-callee.wasm")),
+		"callee.toml":    []byte("[grants]\nkv = true\n"),
 	} {
 		if err := os.WriteFile(filepath.Join(plugins, name), content, 0o644); err != nil {
 			b.Fatal(err)
@@ -91,15 +95,28 @@ type loopResult struct {
 // callee, and returns its answer.
 func (td *testDaemon) runLoop(b *testing.B, ctx context.Context, callee, path string, n int, resp *abi.Response) loopResult {
 	q := "to=" + callee + "&path=" + path + "&n=" + strconv.Itoa(n)
-	if err := td.invokeGET(ctx, "caller", "GET /caller/loop", "/caller/loop", q, resp); err != nil {
+	return td.loop(b, ctx, "caller", "GET /caller/loop", "/caller/loop", q, resp)
+}
+
+// runWATLoop is runLoop with the WAT caller (service "watcaller"): its
+// GET /watcaller/{callee}/{rest...}?n makes n calls of GET /{rest...}.
+func (td *testDaemon) runWATLoop(b *testing.B, ctx context.Context, callee, path string, n int, resp *abi.Response) loopResult {
+	return td.loop(b, ctx, "watcaller", "GET /watcaller/{callee}/{rest...}", "/watcaller/"+callee+path, strconv.Itoa(n), resp)
+}
+
+func (td *testDaemon) loop(b *testing.B, ctx context.Context, service, route, path, query string, resp *abi.Response) loopResult {
+	if err := td.invokeGET(ctx, service, route, path, query, resp); err != nil {
 		b.Fatal(err)
 	}
 	var r loopResult
 	if resp.Status != 200 || json.Unmarshal(resp.Body, &r) != nil {
-		b.Fatalf("/caller/loop: %d %q", resp.Status, resp.Body)
+		b.Fatalf("%s: %d %q", path, resp.Status, resp.Body)
 	}
 	return r
 }
+
+// loopRunner is runLoop or runWATLoop.
+type loopRunner func(b *testing.B, ctx context.Context, callee, path string, n int, resp *abi.Response) loopResult
 
 // BenchmarkServiceCall is the cost of a call from one guest to another's
 // no-op route on the same node:
@@ -110,18 +127,25 @@ func (td *testDaemon) runLoop(b *testing.B, ctx context.Context, callee, path st
 //   - host: the same call made from Go as the host binding hands it to
 //     the daemon (daemon/calls, the mesh client, the route's match, the
 //     callee's invocation): the host's share, without the caller's guest;
-//   - loop-0: the caller's /caller/loop making no call: the cost of the
+//   - loop-0: the Go caller's /caller/loop making no call: the cost of the
 //     caller's invocation itself;
 //   - loop-50: the same making 50 calls to /callee/noop (granted, the
 //     breaker closed); ns/call is ns/op divided by 50;
 //   - denied: 50 calls the caller's grants refuse, answered by the host
-//     binding before the mesh client: the floor of a (failing) call.
+//     binding before the mesh client: the floor of a (failing) call;
+//   - wat-loop-0, wat-loop-50, wat-denied: the same from the WAT caller
+//     (testdata/guest-caller.wat), which makes the ABI's calls with
+//     nothing else around them: the runtime's own cost, apart from the Go
+//     SDK's.
 //
 // A call's overhead on top of the callee's own work is about loop-50's
-// ns/call minus direct's ns/op (loop-0's share, divided by 50, is small).
+// ns/call minus direct's ns/op (loop-0's share, divided by 50, is small);
+// when direct ran first in the same process, the loops report it as
+// ns-over-direct/call.
 func BenchmarkServiceCall(b *testing.B) {
 	td := startCallBench(b, "[grants]\nkv = true\ncalls = [\"callee\"]\n")
 	ctx := context.Background()
+	var direct float64 // direct's ns/op, once it ran
 	b.Run("direct", func(b *testing.B) {
 		var resp abi.Response
 		b.ReportAllocs()
@@ -130,6 +154,7 @@ func BenchmarkServiceCall(b *testing.B) {
 				b.Fatalf("/callee/noop: %v %d %q", err, resp.Status, resp.Body)
 			}
 		}
+		direct = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	})
 	b.Run("host", func(b *testing.B) {
 		// The call as the binding hands it to the daemon (calls.Call: the
@@ -147,40 +172,46 @@ func BenchmarkServiceCall(b *testing.B) {
 			}
 		}
 	})
-	b.Run("denied", func(b *testing.B) {
-		// A call the caller's grants refuse: the binding answers it before
-		// the mesh client, so this is the guest's and the ABI's own cost
-		// of a call (a failing one: the guest reads the error message).
-		var resp abi.Response
-		b.ReportAllocs()
-		m := mallocs()
-		for b.Loop() {
-			if r := td.runLoop(b, ctx, "ungranted", "/ungranted/x", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "denied" {
-				b.Fatalf("%d ungranted calls: %+v, want every one denied", callsPerLoop, r)
-			}
-		}
-		perCall(b, callsPerLoop, m)
-	})
-	for _, n := range []int{0, callsPerLoop} {
-		b.Run("loop-"+strconv.Itoa(n), func(b *testing.B) {
+	for _, c := range []struct {
+		prefix string
+		run    loopRunner
+	}{{"", td.runLoop}, {"wat-", td.runWATLoop}} {
+		b.Run(c.prefix+"denied", func(b *testing.B) {
+			// A call the caller's grants refuse: the binding answers it
+			// before the mesh client, so this is the guest's and the ABI's
+			// own cost of a call (a failing one).
 			var resp abi.Response
 			b.ReportAllocs()
 			m := mallocs()
 			for b.Loop() {
-				if r := td.runLoop(b, ctx, "callee", "/callee/noop", n, &resp); r.OK != n {
-					b.Fatalf("%d calls: %+v", n, r)
+				if r := c.run(b, ctx, "ungranted", "/ungranted/x", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "denied" {
+					b.Fatalf("%d ungranted calls: %+v, want every one denied", callsPerLoop, r)
 				}
 			}
-			if n > 0 {
-				perCall(b, n, m)
-			}
+			perCall(b, callsPerLoop, m, 0)
 		})
+		for _, n := range []int{0, callsPerLoop} {
+			b.Run(c.prefix+"loop-"+strconv.Itoa(n), func(b *testing.B) {
+				var resp abi.Response
+				b.ReportAllocs()
+				m := mallocs()
+				for b.Loop() {
+					if r := c.run(b, ctx, "callee", "/callee/noop", n, &resp); r.OK != n || r.Failed != 0 {
+						b.Fatalf("%d calls: %+v", n, r)
+					}
+				}
+				if n > 0 {
+					perCall(b, n, m, direct)
+				}
+			})
+		}
 	}
 }
 
 // BenchmarkServiceCallOpenBreaker is a guest's call refused by an open
 // breaker (caller→callee opened by one failure, for 10 minutes): 50 such
-// calls in one invocation of /caller/loop, ns/call the cost of each.
+// calls in one invocation of /caller/loop (go) or of the WAT caller (wat),
+// ns/call the cost of each.
 func BenchmarkServiceCallOpenBreaker(b *testing.B) {
 	td := startCallBench(b, `[grants]
 kv = true
@@ -195,20 +226,27 @@ open_for = "10m"
 	if err := td.dispatch.InvokeHTTP(ctx, "callee", &req, &resp); err != nil || resp.Status != 200 {
 		b.Fatalf("/callee/mode?fail=1: %v %d", err, resp.Status)
 	}
-	if r := td.runLoop(b, ctx, "callee", "/callee/maybe", 1, &resp); r.Failed != 1 {
-		b.Fatalf("a call to the failing callee: %+v", r)
-	}
-	if st, _ := td.breakerView(b, "caller", "callee"); st != "open" {
-		b.Fatalf("breaker caller→callee %q after a failure, want open", st)
-	}
-	b.ReportAllocs()
-	m := mallocs()
-	for b.Loop() {
-		if r := td.runLoop(b, ctx, "callee", "/callee/maybe", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "unavailable" {
-			b.Fatalf("%d calls with the breaker open: %+v, want every one unavailable", callsPerLoop, r)
+	for _, c := range []struct {
+		name, caller string
+		run          loopRunner
+	}{{"go", "caller", td.runLoop}, {"wat", "watcaller", td.runWATLoop}} {
+		if r := c.run(b, ctx, "callee", "/callee/maybe", 1, &resp); r.Failed != 1 {
+			b.Fatalf("a call from %s to the failing callee: %+v", c.caller, r)
 		}
+		if st, _ := td.breakerView(b, c.caller, "callee"); st != "open" {
+			b.Fatalf("breaker %s→callee %q after a failure, want open", c.caller, st)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			m := mallocs()
+			for b.Loop() {
+				if r := c.run(b, ctx, "callee", "/callee/maybe", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "unavailable" {
+					b.Fatalf("%d calls with the breaker open: %+v, want every one unavailable", callsPerLoop, r)
+				}
+			}
+			perCall(b, callsPerLoop, m, 0)
+		})
 	}
-	perCall(b, callsPerLoop, m)
 }
 
 // mallocs is the process's count of heap allocations so far.
@@ -220,12 +258,19 @@ func mallocs() uint64 {
 
 // perCall reports ns/call and allocs/call: b's time and the process's
 // allocations since start (mallocs) per op, divided by the n calls each op
-// makes (the daemon's background work included, a small share).
-func perCall(b *testing.B, n int, start uint64) {
+// makes (the daemon's background work included, a small share). With
+// direct, the ns/op of the callee's route invoked directly in the same
+// process (not 0), it also reports ns-over-direct/call: ns/call minus
+// direct, a call's cost on top of the callee's own work.
+func perCall(b *testing.B, n int, start uint64, direct float64) {
 	if b.N == 0 {
 		return
 	}
 	calls := float64(b.N) * float64(n)
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/calls, "ns/call")
+	ns := float64(b.Elapsed().Nanoseconds()) / calls
+	b.ReportMetric(ns, "ns/call")
 	b.ReportMetric(float64(mallocs()-start)/calls, "allocs/call")
+	if direct > 0 {
+		b.ReportMetric(ns-direct, "ns-over-direct/call")
+	}
 }
