@@ -25,7 +25,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,6 +68,10 @@ type Store struct {
 
 	maxBatch int           // writes an Apply may send as one batch
 	slots    chan struct{} // batches of the bucket in flight, process-wide
+
+	st       atomic.Pointer[jetstream.Stream] // the bucket's stream, once looked up (lease.go)
+	leaseMu  sync.Mutex
+	released map[string]uint64 // lease key → revision of this store's last release mark (lease.go)
 }
 
 // Options tune Open; the zero value takes the defaults.
@@ -118,8 +124,10 @@ func batchSlots(bucket string) chan struct{} {
 }
 
 // Open creates (or updates) the bucket of service and returns its Store.
-// Buckets keep one revision per key (History 1) and take atomic batches
-// (their stream's AllowAtomicPublish), which Apply uses.
+// Buckets keep one revision per key (History 1), take atomic batches
+// (their stream's AllowAtomicPublish), which Apply uses, and per-message
+// TTLs (AllowMsgTTL), which leases use (TakeLease). Both are turned on in
+// an existing bucket; JetStream never turns a TTL setting off again.
 func Open(ctx context.Context, js jetstream.JetStream, service string, opts Options) (*Store, error) {
 	if !ValidService(service) {
 		return nil, fmt.Errorf("kv: invalid service name %q (want %s)", service, abi.ServiceNamePattern)
@@ -153,6 +161,16 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 	if st, err := js.Stream(ctx, name); err == nil {
 		c := st.CachedInfo().Config
 		if c.AllowAtomicPublish && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage {
+			if !c.AllowMsgTTL {
+				// A bucket of an earlier meshd: turned on alone, not
+				// through the key-value API, whose update would ask to
+				// turn it off again (which the server refuses) on a
+				// stream another node turned it on in meanwhile.
+				c.AllowMsgTTL = true
+				if _, err := js.UpdateStream(ctx, c); err != nil {
+					return nil, fmt.Errorf("allowing per-message TTLs: %w", err)
+				}
+			}
 			if c.Replicas < replicas {
 				have := c.Replicas
 				c.Replicas = replicas
@@ -185,10 +203,11 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 	if err != nil {
 		return nil, err
 	}
-	if c := st.CachedInfo().Config; !c.AllowAtomicPublish {
+	if c := st.CachedInfo().Config; !c.AllowAtomicPublish || !c.AllowMsgTTL {
 		c.AllowAtomicPublish = true
+		c.AllowMsgTTL = true
 		if _, err := js.UpdateStream(ctx, c); err != nil {
-			return nil, fmt.Errorf("allowing atomic batches: %w", err)
+			return nil, fmt.Errorf("allowing atomic batches and per-message TTLs: %w", err)
 		}
 	}
 	if raise {
@@ -243,7 +262,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	return s.write(ctx, Op{Key: key, Value: value})
+	return s.write(ctx, Op{Key: key, Value: value}, nil)
 }
 
 // Delete removes key. Deleting an absent key is not an error.
@@ -251,17 +270,21 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	return s.write(ctx, Op{Key: key, Delete: true})
+	return s.write(ctx, Op{Key: key, Delete: true}, nil)
 }
 
-// write sends one checked op and waits for it to be stored; its revision
-// goes to the cache.
-func (s *Store) write(ctx context.Context, op Op) error {
+// write sends one checked op (only while fence is held, when it is not
+// nil) and waits for it to be stored; its revision goes to the cache.
+func (s *Store) write(ctx context.Context, op Op, fence *Lease) error {
 	w, err := s.health.Begin()
 	if err != nil {
 		return s.opErr(op, err)
 	}
-	ack, err := s.js.PublishMsg(ctx, s.message(op))
+	m := s.message(op)
+	if fence != nil {
+		fence.fence(m)
+	}
+	ack, err := s.js.PublishMsg(ctx, m)
 	w.End(err)
 	var rev uint64
 	if err == nil {
@@ -292,15 +315,20 @@ type Op struct {
 // all of them. (A server that fails to write its disk halfway through a
 // commit stores the rest when it next starts.)
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
+	return s.apply(ctx, ops, nil)
+}
+
+// apply is Apply, fenced by a lease when fence is not nil: the first
+// write carries the lease's condition.
+func (s *Store) apply(ctx context.Context, ops []Op, fence *Lease) error {
 	switch len(ops) {
 	case 0:
 		return nil
 	case 1:
-		op := ops[0]
-		if op.Delete {
-			return s.Delete(ctx, op.Key)
+		if err := checkKey(ops[0].Key); err != nil {
+			return err
 		}
-		return s.Put(ctx, op.Key, op.Value)
+		return s.write(ctx, ops[0], fence)
 	}
 	if len(ops) > s.maxBatch {
 		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, len(ops), s.service, s.maxBatch)
@@ -308,6 +336,9 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	msgs, err := s.messages(ops, BatchHeaderBytes)
 	if err != nil {
 		return err
+	}
+	if fence != nil {
+		fence.fence(msgs[0])
 	}
 	w, err := s.health.Begin()
 	if err != nil {
@@ -440,6 +471,9 @@ func (s *Store) Keys(ctx context.Context) ([]string, error) {
 	}
 	keys := make([]string, 0, len(raw))
 	for _, k := range raw {
+		if strings.HasPrefix(k, LeasePrefix) {
+			continue // meshd's own (lease.go), not the service's
+		}
 		d, err := unescapeKey(k)
 		if err != nil {
 			// Written by something other than meshd: report, don't hide.
