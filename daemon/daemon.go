@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -151,13 +152,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.newBuilder()
 	d.compileDir(ctx) // overlaps NATS's start; loadDir finishes it
 	d.nats, err = natsd.Start(ctx, natsd.Config{
-		DataDir: d.cfg.DataDir,
-		URL:     d.cfg.NATSURL,
-		Listen:  d.cfg.NATSListen,
-		Sync:    d.cfg.Sync == "always",
-		Name:    d.cfg.Node,
-		Auth:    d.cfg.NATSAuth,
-		Cluster: d.cfg.Cluster,
+		DataDir:  d.cfg.DataDir,
+		URL:      d.cfg.NATSURL,
+		Listen:   d.cfg.NATSListen,
+		Sync:     d.cfg.Sync == "always",
+		Name:     d.cfg.Node,
+		Auth:     d.cfg.NATSAuth,
+		Cluster:  d.cfg.Cluster,
+		Replicas: d.cfg.Replicas,
 	}, d.log.With(slog.String("component", "nats")))
 	if err != nil {
 		return fmt.Errorf("daemon: nats: %w", err)
@@ -258,11 +260,14 @@ func (d *Daemon) loadDir(ctx context.Context) {
 	}
 }
 
-// startCluster makes a cluster node one of the mesh (daemon/cluster):
-// it answers for its services, announces them, and serves other nodes'
-// services through its gateway and calls.
+// startCluster makes a node on a NATS others reach one of the mesh
+// (daemon/cluster): a node of an embedded cluster (--cluster-listen), or
+// one connected to an operator's NATS (--nats-url), a mesh of one when
+// no other node shares it. It answers for its services, announces them,
+// and serves other nodes' services through its gateway and calls. A node
+// alone on its embedded server has no one to share with, and skips it.
 func (d *Daemon) startCluster(ctx context.Context) error {
-	if d.cfg.Cluster == nil {
+	if d.cfg.Cluster == nil && d.cfg.NATSURL == "" {
 		return nil
 	}
 	rebuild := func() {
@@ -290,13 +295,18 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 	return nil
 }
 
-// settle bounds the retries of a start on a cluster still forming
-// (cluster.Settle): twice the cluster's wait; none alone.
+// settle bounds the retries of a start on a cluster still forming, or
+// whose nodes create the same streams at once (cluster.Settle): twice the
+// embedded cluster's wait; twice natsd.DefaultClusterWait on an external
+// server of a cluster; none alone or on a standalone external server.
 func (d *Daemon) settle() time.Duration {
-	if d.cfg.Cluster == nil {
-		return -1
+	switch {
+	case d.cfg.Cluster != nil:
+		return 2 * cmp.Or(d.cfg.Cluster.Wait, natsd.DefaultClusterWait)
+	case d.nats != nil && d.nats.Clustered():
+		return 2 * natsd.DefaultClusterWait
 	}
-	return 2 * d.cfg.Cluster.Wait
+	return -1
 }
 
 // meshRoutes is local plus the routes other nodes of the mesh serve for

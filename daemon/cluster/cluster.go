@@ -82,6 +82,22 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w (--node)", err)
 	}
+	// Before answering or announcing anything: a node that took the name
+	// of a live one would take over its announcement and its calls.
+	taken := false
+	err = Settle(ctx, cfg.Settle, cfg.Log, "node name check", func(ctx context.Context) (err error) {
+		taken, err = checkName(ctx, cfg.JS, cfg.Node, takenWait)
+		return err
+	})
+	if err == nil && taken {
+		err = nameTaken(cfg.Node)
+	} else if err != nil {
+		err = fmt.Errorf("cluster: node name check: %w", err)
+	}
+	if err != nil {
+		_ = n.server.Close(ctx)
+		return nil, err
+	}
 	n.sync() // answer before announcing
 	err = Settle(ctx, cfg.Settle, cfg.Log, "directory", func(ctx context.Context) (err error) {
 		n.dir, err = remote.StartDirectory(ctx, cfg.JS, remote.DirectoryConfig{

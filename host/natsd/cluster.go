@@ -377,19 +377,33 @@ func nodeFor(cfg Config) string {
 
 // ClusterSize is the number of nodes of the cluster that were up when Start
 // returned (this one included): 1 for an embedded server alone, 0 when
-// the server is external (its size is not known here).
+// the server is external (its size is not known here; see Replicas).
 func (s *Server) ClusterSize() int { return s.size }
 
-// Clustered reports whether the embedded server is a cluster node.
+// Clustered reports whether the server is a node of a NATS cluster: the
+// embedded server with Config.Cluster, or the external server Start
+// connected to when it names a cluster.
 func (s *Server) Clustered() bool { return s.clustered }
 
 // Replicas is the replica count to create streams and buckets with when
-// want is asked for: want (DefaultReplicas in a cluster, 1 otherwise, when
-// want is 0 or less), at most ClusterSize, since JetStream refuses to place
-// more replicas than it has nodes up. Against an external server it is
-// want as asked (1 by default): the operator knows that cluster, and its
-// server refuses a count it cannot place.
+// want is asked for.
+//
+// With the embedded server: want (DefaultReplicas in a cluster, 1
+// otherwise, when want is 0 or less), at most ClusterSize, since JetStream
+// refuses to place more replicas than it has nodes up.
+//
+// Against an external server: want as asked, when more than 0 (the
+// operator knows that cluster, and its server refuses a count it cannot
+// place); else the most replicas, up to DefaultReplicas, its JetStream
+// placed at start (1 for a standalone server, or when it could not be
+// told: see Config.Replicas).
 func (s *Server) Replicas(want int) int {
+	if s.ns == nil {
+		if want > 0 {
+			return min(want, MaxReplicas)
+		}
+		return max(1, s.placeable)
+	}
 	if want <= 0 {
 		want = 1
 		if s.clustered {
@@ -397,9 +411,6 @@ func (s *Server) Replicas(want int) int {
 		}
 	}
 	want = min(want, MaxReplicas)
-	if s.ns == nil {
-		return want
-	}
 	return max(1, min(want, s.size))
 }
 

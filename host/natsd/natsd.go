@@ -23,6 +23,8 @@ package natsd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +70,11 @@ type Config struct {
 	// Cluster, when set, makes the embedded server a node of a NATS
 	// cluster (see Cluster). Not with URL.
 	Cluster *Cluster
+	// Replicas is the replica count asked for (--replicas; 0 automatic).
+	// When it is 0 and URL reaches a server of a cluster, Start finds how
+	// many replicas, up to DefaultReplicas, that cluster's JetStream
+	// places now (see Server.Replicas).
+	Replicas int
 }
 
 // Server is a running NATS connection, with the embedded server behind it
@@ -78,9 +85,13 @@ type Server struct {
 	js  jetstream.JetStream
 	url string
 	// size is the number of cluster nodes up at start (1 alone, 0
-	// external); clustered is whether the embedded server is a node.
+	// external); clustered is whether the server is a cluster's node (the
+	// embedded one, or the external one meshd connected to).
 	size      int
 	clustered bool
+	// placeable is, for an external server, the replicas its JetStream
+	// placed at start (probeReplicas; 0 when not asked).
+	placeable int
 	once      sync.Once
 	err       error
 }
@@ -257,13 +268,86 @@ func connectExternal(ctx context.Context, cfg Config, log *slog.Logger) (*Server
 	if err != nil {
 		return nil, fmt.Errorf("natsd: connect %s: %w", redactURL(cfg.URL), err)
 	}
-	js, err := newJetStream(nc, false)
+	// A server of a cluster names it in its INFO; a standalone one does
+	// not. Its JetStream then answers as a cluster's does (see
+	// clusterAPITimeout).
+	cluster := nc.ConnectedClusterName()
+	js, err := newJetStream(nc, cluster != "")
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("natsd: jetstream: %w", err)
 	}
-	log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
-	return &Server{nc: nc, js: js}, nil
+	s := &Server{nc: nc, js: js, clustered: cluster != ""}
+	log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName(), "cluster", cluster)
+	if cfg.Replicas != 0 {
+		log.Info("nats replicas as asked (--replicas)", "replicas", s.Replicas(cfg.Replicas))
+		return s, nil
+	}
+	if cluster == "" {
+		s.placeable = 1
+		log.Info("nats replicas: 1 (a standalone server)")
+		return s, nil
+	}
+	n, err := probeReplicas(ctx, js)
+	if err != nil {
+		s.placeable = 1
+		log.Warn("nats replicas: 1, since the cluster's JetStream did not say how many it places (give --replicas)",
+			"cluster", quote(cluster), "error", quote(err.Error()))
+		return s, nil
+	}
+	s.placeable = n
+	log.Info("nats replicas: the most its JetStream placed, up to 3", "cluster", quote(cluster), "replicas", n)
+	return s, nil
+}
+
+// Error codes of the JetStream API that say a stream cannot have the
+// replicas asked for.
+const (
+	jsNoPeers              = 10005 // no suitable peers for placement
+	jsInsufficientResource = 10023
+	jsReplicasUnsupported  = 10074 // replicas > 1 on a standalone server
+)
+
+// probeReplicas returns the most replicas, DefaultReplicas at most, the
+// JetStream behind js places a stream with now: it creates a small memory
+// stream of its own with DefaultReplicas, then one less, down to 2, and
+// deletes the one made. A client of an ordinary account cannot read the
+// size of the cluster's JetStream (that is the system account's), but the
+// placement of a stream is what the replicas are for. 1 when none of
+// those places; an error when JetStream refused for another reason.
+func probeReplicas(ctx context.Context, js jetstream.JetStream) (int, error) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	name := "meshd_replicas_probe_" + hex.EncodeToString(b[:])
+	defer func() {
+		// Also after an attempt that timed out: its stream may be made.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteStream(dctx, name)
+	}()
+	for r := DefaultReplicas; r > 1; r-- {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        name,
+			Description: "meshd: how many replicas the cluster places; deleted at once",
+			Subjects:    []string{"meshd.replicas-probe." + name},
+			Storage:     jetstream.MemoryStorage,
+			Replicas:    r,
+			MaxMsgs:     1,
+		})
+		if err == nil {
+			return r, nil
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) {
+			return 0, err
+		}
+		switch apiErr.ErrorCode {
+		case jsNoPeers, jsInsufficientResource, jsReplicasUnsupported:
+		default:
+			return 0, err
+		}
+	}
+	return 1, nil
 }
 
 // redactURL returns the server URLs of u (a comma-separated list) without
