@@ -294,12 +294,24 @@ func benchForward(b *testing.B, clients int) {
 // the nodes' gateways, 100 users), each settled: PAID and projected twice
 // (ORDER_CREATED and ORDER_PAID handled by the order service, counted from
 // the nodes' meshd_events_delivered_total). nodes=1 is one meshd on its
-// own, nodes=3 a loopback cluster running order and payment on every
-// node (R3). Lazy sync. It reports orders/s and the meshd processes' user
-// and system CPU per order (the clients' CPU not counted).
+// own, nodes=1-cluster the same node in cluster mode, nodes=3 a loopback
+// cluster running order and payment on every node (three copies of each
+// stream). Lazy sync. It reports orders/s, the meshd processes' user and
+// system CPU per order and in cores (the clients' CPU not counted), the
+// POST phase and the whole run in seconds, the POST latency (sheds and
+// retries included), and views-not-paid: orders whose read-model view is
+// not PAID after every projection ran (fatal on one node; on several, a
+// lost update of the view, logged).
 func BenchmarkClusterSaga(b *testing.B) {
 	b.Run("nodes=1", func(b *testing.B) {
 		c := acquireCluster(b, "saga1", []NodeSpec{{"n1", []string{"order", "payment"}}}, false)
+		benchSaga(b, c)
+	})
+	// One node in cluster mode: no key-value read cache (another node
+	// could write), one copy of each stream. It separates what cluster
+	// mode costs from what two more nodes and three copies cost.
+	b.Run("nodes=1-cluster", func(b *testing.B) {
+		c := acquireCluster(b, "saga1c", []NodeSpec{{"n1", []string{"order", "payment"}}}, true)
 		benchSaga(b, c)
 	})
 	b.Run("nodes=3", func(b *testing.B) {
@@ -388,6 +400,7 @@ func benchSaga(b *testing.B, c *Cluster) {
 		base = got
 	}
 	ids := make([]string, b.N)
+	posts := make([]time.Duration, b.N) // each POST, its sheds and retries included
 	var next atomic.Int64
 	var failed atomic.Bool
 	var wg sync.WaitGroup
@@ -400,7 +413,9 @@ func benchSaga(b *testing.B, c *Cluster) {
 	for range 8 {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(b.N) && !failed.Load(); i = next.Add(1) - 1 {
+				t0 := time.Now()
 				id, err := postOrder(client, c.Nodes[int(i)%len(c.Nodes)].Base, int(i%100))
+				posts[i] = time.Since(t0)
 				if err != nil {
 					failed.Store(true)
 					b.Errorf("order %d: %v", i, err)
@@ -414,6 +429,7 @@ func benchSaga(b *testing.B, c *Cluster) {
 	if failed.Load() {
 		b.FailNow()
 	}
+	postsDone := time.Since(start)
 	settle(base+2*int64(b.N), 2*time.Minute, 20*time.Millisecond)
 	elapsed := time.Since(start)
 	cpu1, err := c.CPU()
@@ -421,31 +437,75 @@ func benchSaga(b *testing.B, c *Cluster) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	// Every order PAID, read through the gateway of a node that did not
-	// take it.
-	var verr atomic.Value
-	next.Store(0)
+	lost := notPaid(b, c, client, ids)
+	if len(lost) > 0 && len(c.Nodes) == 1 {
+		b.Fatalf("%d of %d orders not PAID in the read model after their projections, e.g. %s", len(lost), b.N, lost[0])
+	}
+	if len(lost) > 0 {
+		// The order's command side reached PAID (ORDER_PAID was published
+		// and projected), but the view says otherwise: on several nodes
+		// the projections of one order (serial_keys user_id) may run at
+		// once on two nodes and overwrite each other (docs/cluster.md,
+		// "serial_keys ordering holds within one node only").
+		b.Logf("%d of %d orders not PAID in the read model although every projection ran, e.g. %s", len(lost), b.N, lost[0])
+	}
+	b.ReportMetric(float64(len(lost)), "views-not-paid")
+	cpu := cpu1 - cpu0
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "orders/s")
+	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/order")
+	b.ReportMetric(float64(cpu)/float64(elapsed), "cores")
+	b.ReportMetric(postsDone.Seconds(), "posts-s")
+	b.ReportMetric(elapsed.Seconds(), "settled-s")
+	b.ReportMetric(float64(Quantile(posts, 0.5))/float64(time.Millisecond), "post-p50-ms")
+	b.ReportMetric(float64(Quantile(posts, 0.99))/float64(time.Millisecond), "post-p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// notPaid reads every order of ids (each through the gateway of a node
+// that did not take it) and returns those whose view is not PAID 10 s
+// after their projections ran: "id: body" each. A failed read fails b.
+func notPaid(b *testing.B, c *Cluster, client *http.Client, ids []string) []string {
+	check := func(i int) (bool, reply) {
+		n := c.Nodes[(i+1)%len(c.Nodes)]
+		s, r, err := orderStatus(client, n.Base, ids[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s == "PAID", r
+	}
+	var mu sync.Mutex
+	var pending []int
+	var next atomic.Int64
+	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(b.N) && verr.Load() == nil; i = next.Add(1) - 1 {
-				n := c.Nodes[(int(i)+1)%len(c.Nodes)]
-				s, _, err := orderStatus(client, n.Base, ids[i])
-				if err == nil && s != "PAID" {
-					err = fmt.Errorf("order %s is %q on node %s, want PAID", ids[i], s, n.Name)
-				}
-				if err != nil {
-					verr.CompareAndSwap(nil, err)
+			for i := next.Add(1) - 1; i < int64(len(ids)); i = next.Add(1) - 1 {
+				if ok, _ := check(int(i)); !ok {
+					mu.Lock()
+					pending = append(pending, int(i))
+					mu.Unlock()
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if err, _ := verr.Load().(error); err != nil {
-		b.Fatal(err)
+	// A view read just after the count may trail it: poll the rest.
+	var lost []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pending) > 0 {
+		var still []int
+		lost = lost[:0]
+		for _, i := range pending {
+			if ok, r := check(i); !ok {
+				still = append(still, i)
+				lost = append(lost, fmt.Sprintf("%s: %.300q", ids[i], r.body))
+			}
+		}
+		pending = still
+		if len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	cpu := cpu1 - cpu0
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "orders/s")
-	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/order")
-	b.ReportMetric(float64(cpu)/float64(elapsed), "cores")
-	b.ReportMetric(0, "ns/op")
+	return lost
 }
