@@ -26,6 +26,9 @@ type EngineConfig struct {
 type Engine struct {
 	cache     wazero.CompilationCache
 	debugInfo bool
+	// snaps keeps the modules' snapshots beside the compiled code (nil
+	// without a cache directory).
+	snaps *snapshotStore
 }
 
 // NewEngine returns an Engine with its compilation cache.
@@ -40,7 +43,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: compilation cache: %w", err)
 	}
-	return &Engine{cache: c, debugInfo: cfg.DebugInfo}, nil
+	return &Engine{cache: c, debugInfo: cfg.DebugInfo, snaps: newSnapshotStore(cfg.CacheDir)}, nil
 }
 
 // Close releases the compilation cache. Close every Module first.

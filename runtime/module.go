@@ -85,10 +85,14 @@ type Module struct {
 	// instance is made, and only read afterwards.
 	snap     *snapshot
 	snapInfo SnapshotInfo
-	has      [numEntries]bool
-	hasInit  bool
-	decl     []byte
-	log      *slog.Logger
+	// snaps keeps snapshots across restarts under snapKey
+	// (snapshot_cache.go); nil without a cache directory.
+	snaps   *snapshotStore
+	snapKey [32]byte
+	has     [numEntries]bool
+	hasInit bool
+	decl    []byte
+	log     *slog.Logger
 
 	// The pool's PoolMax slots (pool.go): each is a free token, an idle
 	// instance, a busy one, or one being made in its place when one retires.
@@ -211,6 +215,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 		closerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	if e.snaps != nil && !cfg.DisableSnapshot {
+		m.snaps, m.snapKey = e.snaps, e.snaps.key(sum, cfg)
+	}
 	go m.closer() // Close stops it
 	for range cfg.PoolMax {
 		m.tokens <- struct{}{}
@@ -282,34 +289,10 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 			return fmt.Errorf("linking host functions: %w", err)
 		}
 	}
-	// The first instance initialises the ordinary way; its state, fresh
-	// from the initialiser, is the snapshot the others start from.
-	var rc *randCounter
-	if !m.cfg.DisableSnapshot {
-		rc = new(randCounter)
-	}
-	first, err := m.instantiate(ctx, rc)
+	first, err := m.firstInstance(ctx)
 	if err != nil {
 		return err
 	}
-	m.snapInfo.Refused = "disabled by the module's configuration"
-	if rc != nil {
-		m.snap, m.snapInfo.Refused = m.takeSnapshot(first, rc.n.Load())
-	}
-	if s := m.snap; s != nil {
-		m.snapInfo = SnapshotInfo{Taken: true, MemoryBytes: uint64(s.pages) * 65536,
-			ImageBytes: s.image.nonZero, CopyOnWrite: s.image.copyOnWrite(), Reseeded: len(s.reseed)}
-		// The first instance holds all its memory as its own; one
-		// restored in its place shares the image's pages and, idle, costs
-		// only the few it wrote.
-		m.closeInstance(first)
-		m.learnHotPages(ctx, s)
-		m.snapInfo.PrefaultBytes = s.hotBytes()
-		if first, err = m.newInstance(ctx); err != nil {
-			return err
-		}
-	}
-	m.logSnapshot(m.snapInfo)
 	<-m.tokens // a slot for each instance made here (PoolMin <= PoolMax)
 	m.idle <- first
 	for range m.cfg.PoolMin - 1 {

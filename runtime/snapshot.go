@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // A module version's snapshot is the state of its first instance right
@@ -59,6 +60,10 @@ type snapshot struct {
 	// probe is restored. (Mapping the pages it only reads ahead as well
 	// saved about as much in the first call as it cost in the restore.)
 	hot []pageRun
+	// clock is the monotonic clock of instances restored from a snapshot
+	// read from disk, when the system's is behind the one it was taken
+	// with (nil: the system's); see restoredClock.
+	clock sys.Nanotime
 }
 
 // pageRun is a run of pages of linear memory: n bytes from off.
@@ -90,6 +95,14 @@ type SnapshotInfo struct {
 	// PrefaultBytes is what each restored instance copies of the image
 	// ahead of its first call: the pages a first call writes.
 	PrefaultBytes uint64
+	// FromCache: the snapshot was read from the compilation cache's
+	// directory (snapshot_cache.go), and no initialiser ran in this
+	// process.
+	FromCache bool
+	// NotCached says why a snapshot taken in this process is not kept in
+	// the cache directory for the next start (empty when it is, or when
+	// none was taken).
+	NotCached string
 }
 
 // randCounter is the random source of the instance a snapshot is taken
@@ -339,7 +352,8 @@ func (m *Module) logSnapshot(info SnapshotInfo) {
 		m.log.Debug("instances start from a snapshot", slog.String("module", m.cfg.Name),
 			slog.Uint64("memory_bytes", info.MemoryBytes), slog.Uint64("image_bytes", info.ImageBytes),
 			slog.Bool("copy_on_write", info.CopyOnWrite), slog.Int("reseeded", info.Reseeded),
-			slog.Uint64("prefault_bytes", info.PrefaultBytes))
+			slog.Uint64("prefault_bytes", info.PrefaultBytes), slog.Bool("from_cache", info.FromCache),
+			slog.String("not_cached", info.NotCached))
 		return
 	}
 	m.log.Info("instances start without a snapshot", slog.String("module", m.cfg.Name),
