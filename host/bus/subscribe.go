@@ -21,9 +21,22 @@ import (
 )
 
 // Handler handles one delivered event. Returning nil acks it; an error (or
-// a panic) makes it redelivered, then dead-lettered after the last attempt.
-// ctx ends after Config.HandlerTimeout.
+// a panic) makes it redelivered, then dead-lettered after the last attempt,
+// except a *Busy error. ctx ends after Config.HandlerTimeout.
 type Handler func(ctx context.Context, ev Event) error
+
+// Busy is the error of a handler that did not handle the event, and did
+// not fail: it may not handle it yet (another node of a cluster handles an
+// event of the same serial key). The event is redelivered after Delay, and
+// this delivery is not counted as an attempt by this node (as a delivery
+// the store refused: see Subscription.refused).
+type Busy struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *Busy) Error() string { return "busy: " + e.Err.Error() }
+func (e *Busy) Unwrap() error { return e.Err }
 
 // Subscription delivers one event type to one service's handler.
 type Subscription struct {
@@ -366,12 +379,18 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 	start := time.Now()
 	err = s.run(ev)
 	cfg.Hooks.delivered(s.service, s.typ, attempt, err, time.Since(start))
-	if err != nil && errors.Is(err, ErrWritesRefused) && seq != 0 {
-		// The store refused the handler's effects: not the handler's
-		// failure, and not an attempt. It comes back when the store may.
+	var busy *Busy
+	if err != nil && (errors.Is(err, ErrWritesRefused) || errors.As(err, &busy)) && seq != 0 {
+		// The store refused the handler's effects, or the handler may not
+		// run yet: not the handler's failure, and not an attempt. It comes
+		// back when the store may, or after the handler's delay.
 		s.refusedDeliveries(seq, 1)
 		seq = 0 // keep the count for its next delivery
-		if nerr := msg.NakWithDelay(storeRetryDelay); nerr != nil {
+		delay := storeRetryDelay
+		if busy != nil && !errors.Is(err, ErrWritesRefused) {
+			delay = busy.Delay
+		}
+		if nerr := msg.NakWithDelay(delay); nerr != nil {
 			log().Error("bus: nak failed; redelivery after AckWait", "error", nerr)
 		}
 		return
