@@ -248,6 +248,15 @@ func TestExternalClusterMesh(t *testing.T) {
 		return code == http.StatusServiceUnavailable && mt == "application/problem+json", fmt.Sprintf("%d %s %s", code, ct, tail(string(body), 300))
 	})
 	t.Logf("503 problem+json %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// Past the TTL (5 s) and the watcher's grace (1 s), a's routes are
+	// kept: still 503, not 404 (cluster.GoneKeep).
+	for time.Since(killed) < 8*time.Second {
+		code, ct, body := do("POST", baseB+"/orders", order)
+		if mt, _, _ := mime.ParseMediaType(ct); code != http.StatusServiceUnavailable || mt != "application/problem+json" {
+			t.Fatalf("%v after the kill: %d %s %s, want 503 problem+json", time.Since(killed).Round(time.Millisecond), code, ct, tail(string(body), 300))
+		}
+		time.Sleep(250 * time.Millisecond) // a pace, not a wait for a condition
+	}
 
 	// a restarted under its name (its old announcement may still be
 	// there) serves through b again.

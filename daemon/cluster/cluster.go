@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,12 @@ type Node struct {
 	targets map[string][]mesh.Target // wrapped remote targets, by service
 	logged  map[string]bool          // route conflicts logged, by service and pattern
 	served  map[string]bool          // services answered for
+	// known is the other nodes' routes Routes last saw, by node then
+	// service; gone the routes kept of services whose nodes went
+	// (GoneKeep; goneKeep in tests).
+	known    map[string]map[string][]gateway.Route
+	gone     map[string]goneRoutes
+	goneKeep time.Duration
 
 	stop chan struct{}
 	done chan struct{}
@@ -76,6 +83,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, targets: make(map[string][]mesh.Target), logged: make(map[string]bool),
+		gone: make(map[string]goneRoutes), goneKeep: GoneKeep,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	var err error
 	n.server, err = remote.NewServer(cfg.Conn, remote.ServerConfig{Node: cfg.Node, Log: cfg.Log})
@@ -136,6 +144,9 @@ func (n *Node) loop() {
 			gen = g
 			n.sync()
 			n.dir.Announce()
+		}
+		if n.cfg.RoutesChanged != nil && n.goneExpired(time.Now()) {
+			n.cfg.RoutesChanged() // drops them (Routes)
 		}
 	}
 }
@@ -233,21 +244,40 @@ func (n *Node) Targets(service string) []mesh.Target {
 }
 
 // Routes is local plus the public routes other nodes announce for services
-// this node does not serve (locals: their names), leaving out any that
-// conflicts with a local route or a remote one taken before it (services
-// by name), each logged once.
+// this node does not serve (locals: their names), and those of services
+// whose every node went less than GoneKeep ago (forwarded, they answer
+// 503), leaving out any that conflicts with a local route or a remote one
+// taken before it (services by name), each logged once.
 func (n *Node) Routes(local []gateway.Route, locals map[string]bool) []gateway.Route {
+	return n.routes(time.Now(), n.dir.Instances(), local, locals)
+}
+
+func (n *Node) routes(now time.Time, ins []remote.Instance, local []gateway.Route, locals map[string]bool) []gateway.Route {
+	cur := announcedRoutes(ins)
+	n.mu.Lock()
+	kept := n.rememberLocked(now, cur)
+	n.mu.Unlock()
 	byService := make(map[string][]gateway.Route)
-	for _, in := range n.dir.Instances() {
-		if locals[in.Service] {
-			continue
+	add := func(service string, rs []gateway.Route) {
+		if locals[service] {
+			return
 		}
-		for _, r := range in.Routes {
-			gr := gateway.Route{Service: in.Service, Method: r.Method, Path: r.Path}
-			if !slices.Contains(byService[in.Service], gr) { // versions in a rollout share most
-				byService[in.Service] = append(byService[in.Service], gr)
+		for _, r := range rs {
+			if !slices.Contains(byService[service], r) {
+				byService[service] = append(byService[service], r)
 			}
 		}
+	}
+	for _, svcs := range cur {
+		for service, rs := range svcs {
+			add(service, rs)
+		}
+	}
+	for service, rs := range kept {
+		add(service, rs)
+	}
+	for _, rs := range byService { // the order nodes were seen in does not matter
+		slices.SortFunc(rs, func(a, b gateway.Route) int { return strings.Compare(a.Method+" "+a.Path, b.Method+" "+b.Path) })
 	}
 	out := slices.Clone(local)
 	check := gateway.New(gateway.Config{}, nil, nil)
