@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -53,6 +54,8 @@ type meshCluster struct {
 	args  [][]string // each node's command line, for a restart
 	nodes []*clusterNode
 	bases []string // each node's gateway, http://host:port
+	// before holds the logs of the nodes' earlier runs (restart).
+	before []string
 	// streamNode is the index of the node with the client port, natsURL
 	// that port.
 	streamNode int
@@ -86,6 +89,7 @@ func startMesh(t *testing.T, services [][]string, streamNode int) *meshCluster {
 		c.args = append(c.args, args)
 		c.nodes = append(c.nodes, startClusterNode(t, c.bin, args...))
 	}
+	t.Cleanup(c.saveLogs)
 	c.bases = make([]string, len(c.nodes))
 	for i := range c.nodes {
 		c.bases[i] = c.waitServing(i, 4*time.Minute)
@@ -123,8 +127,31 @@ func (c *meshCluster) kill(i int) {
 // at most d until it serves.
 func (c *meshCluster) restart(i int, d time.Duration) {
 	c.t.Helper()
+	c.before = append(c.before, fmt.Sprintf("n%d-run%d.log\n%s", i+1, len(c.before)+1, c.nodes[i].logs.String()))
 	c.nodes[i] = startClusterNode(c.t, c.bin, c.args[i]...)
 	c.bases[i] = c.waitServing(i, d)
+}
+
+// saveLogs writes every node's whole log into the test's artifact
+// directory when the test failed (kept with go test -artifacts).
+func (c *meshCluster) saveLogs() {
+	if !c.t.Failed() {
+		return
+	}
+	dir := c.t.ArtifactDir()
+	write := func(name, logs string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(logs), 0o644); err != nil {
+			c.t.Log(err)
+		}
+	}
+	for _, b := range c.before {
+		name, logs, _ := strings.Cut(b, "\n")
+		write(name, logs)
+	}
+	for i, n := range c.nodes {
+		write(fmt.Sprintf("n%d.log", i+1), n.logs.String())
+	}
+	c.t.Logf("the nodes' logs are in %s", dir)
 }
 
 // logs is every node's recent log, without route noise, for a failure.
