@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/meshd/meshd/guest"
 	"github.com/meshd/meshd/guest/jsonx"
@@ -136,7 +137,7 @@ func paymentCompleted(e env, data []byte) error {
 		if o.Status == statusPaid {
 			reason = "order " + o.ID + " is already paid by " + o.PaymentID
 		}
-		e.Log(guest.LevelInfo, "payment "+paymentID+" arrived for "+reason+"; requesting a refund")
+		e.Log(guest.LevelInfo, "payment "+excerpt(paymentID)+" arrived for "+reason+"; requesting a refund")
 		var w jsonx.Writer
 		w.ObjectStart()
 		w.StringField("order_id", o.ID)
@@ -229,7 +230,7 @@ func paymentTimedOut(e env, p payments, data []byte) error {
 	pay, found, err := p.PaymentOf(o.ID)
 	switch {
 	case err == nil && found && pay.Status == paymentStatusCompleted && pay.ID != "":
-		e.Log(guest.LevelInfo, "payment timeout of order "+o.ID+": payment "+pay.ID+" completed, its event not handled yet; the order is paid")
+		e.Log(guest.LevelInfo, "payment timeout of order "+o.ID+": payment "+excerpt(pay.ID)+" completed, its event not handled yet; the order is paid")
 		return payOrder(e, o, pay.ID)
 	case err == nil && found && pay.Status == paymentStatusDeclined:
 		reason := pay.Reason
@@ -245,7 +246,7 @@ func paymentTimedOut(e env, p payments, data []byte) error {
 	limit := paymentTimeoutExtensions(e)
 	why := "the payment service has no payment for it yet"
 	if err != nil {
-		why = "the payment service did not answer: " + err.Error()
+		why = "the payment service did not answer: " + excerpt(err.Error())
 	}
 	if n >= limit {
 		e.Log(guest.LevelWarn, "payment timeout of order "+o.ID+": "+why+" after "+strconv.Itoa(n)+" extensions; cancelling")
@@ -290,4 +291,21 @@ func timeoutEvent(id string, n int) []byte {
 	w.StringField("extension", strconv.Itoa(n))
 	w.ObjectEnd()
 	return w.Bytes()
+}
+
+// maxExcerpt bounds the text another service or an event supplied that a
+// log line of this service quotes.
+const maxExcerpt = 64
+
+// excerpt quotes s for a log line, cut to maxExcerpt bytes at a rune
+// boundary, so a payment id or error text of any length logs bounded.
+func excerpt(s string) string {
+	if len(s) <= maxExcerpt {
+		return strconv.Quote(s)
+	}
+	cut := maxExcerpt
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/meshd/meshd/plugins/internal/svcenv/svcenvtest"
 )
@@ -399,5 +400,19 @@ func TestUserIndexAnyOrder(t *testing.T) {
 		if !slices.Equal(all, want) {
 			t.Fatalf("round %d: index\n%q\nwant\n%q", round, all, want)
 		}
+	}
+}
+
+func TestExcerptBoundsLoggedText(t *testing.T) {
+	long := strings.Repeat("é", 100) // 200 bytes, two per rune
+	got := excerpt(long)
+	if len(got) > maxExcerpt+32 || !strings.Contains(got, "(200 bytes)") {
+		t.Fatalf("excerpt of 200 bytes: %q", got)
+	}
+	if !utf8.ValidString(got) {
+		t.Fatalf("excerpt cut a rune: %q", got)
+	}
+	if got := excerpt("p\n1"); got != `"p\n1"` {
+		t.Fatalf("short text: %q, want it quoted whole", got)
 	}
 }
