@@ -1,0 +1,226 @@
+// Command density measures how many services one meshd holds: it
+// generates a plugin directory of N services with distinct routes (Go
+// services: copies of one Go guest, testdata/guest-density, each with its
+// own route; WAT services: generated and compiled with wat2wasm), starts
+// bin/meshd on it, and reports
+//
+//   - the start time, from exec to "meshd serving" (every service loaded),
+//     with a cold cache, a warm one (compiled code and snapshots kept), and
+//     a warm one without the snapshots (the initialisers run again);
+//   - the time until every service answered its first request;
+//   - the resident memory (VmRSS, smaps_rollup Pss, and smaps' Rss by
+//     kind of mapping) with 0, N/2 and N idle services, each having served
+//     one request, and from those the marginal memory of one service.
+//
+// `make density` builds what it needs and runs it; the markdown tables go
+// to stdout. It runs the daemon in a scratch directory on loopback ports
+// chosen by the system, and stops it after each measure.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "density:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	n     int
+	kinds []string
+	bin   string
+	work  string
+	keep  bool
+	wait  time.Duration
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("density", flag.ContinueOnError)
+	var c config
+	var kinds string
+	fs.IntVar(&c.n, "n", 100, "services per plugin directory")
+	fs.StringVar(&kinds, "kinds", "go,wat", "kinds of services, comma-separated: go, wat")
+	fs.StringVar(&c.bin, "meshd", "", "meshd binary (default: built from this checkout)")
+	fs.StringVar(&c.work, "work", "", "scratch directory (default: a new temporary one)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory")
+	fs.DurationVar(&c.wait, "wait", 10*time.Minute, "longest a start may take")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.n < 2 {
+		return fmt.Errorf("-n %d: want at least 2", c.n)
+	}
+	c.kinds = strings.Split(kinds, ",")
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	if c.work == "" {
+		if c.work, err = os.MkdirTemp("", "density-"); err != nil {
+			return err
+		}
+	}
+	if !c.keep {
+		defer os.RemoveAll(c.work)
+	}
+	if c.bin == "" {
+		if c.bin, err = buildMeshd(root, c.work); err != nil {
+			return err
+		}
+	}
+	ctx := context.Background()
+	zero, err := measureIdle(ctx, c, filepath.Join(c.work, "empty"), filepath.Join(c.work, "empty-data"), nil)
+	if err != nil {
+		return fmt.Errorf("no services: %w", err)
+	}
+	fmt.Fprintf(out, "meshd with no service: VmRSS %d KiB, Pss %d KiB\n\n", zero.mem.RSS, zero.mem.PSS)
+	for _, kind := range c.kinds {
+		if err := measureKind(ctx, c, root, kind, zero, out); err != nil {
+			return fmt.Errorf("%s services: %w", kind, err)
+		}
+	}
+	return nil
+}
+
+// result is one start of meshd and its memory once idle.
+type result struct {
+	started   time.Duration // exec to "meshd serving"
+	answered  time.Duration // exec to every service's first answer
+	mem       memory
+	heap      float64 // go_memstats_heap_inuse_bytes
+	fromCache int
+	taken     int
+}
+
+// measureIdle starts meshd on plugins, has each service answer once,
+// collects garbage and reads the memory.
+func measureIdle(ctx context.Context, c config, plugins, data string, svcs []service) (result, error) {
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		return result{}, err
+	}
+	t0 := time.Now()
+	d, err := startDaemon(c.bin, plugins, data, c.wait)
+	if err != nil {
+		return result{}, err
+	}
+	defer d.stop()
+	if d.Services != len(svcs) {
+		return result{}, fmt.Errorf("meshd serves %d services, want %d: %s", d.Services, len(svcs), strings.Join(d.errors(), "; "))
+	}
+	if err := verify(ctx, d.http, svcs); err != nil {
+		return result{}, err
+	}
+	r := result{started: d.Started, answered: time.Since(t0)}
+	r.fromCache, r.taken = d.snapshots()
+	// Settle: two collections a second apart (the second frees what the
+	// finalisers of the first released).
+	for range 2 {
+		if err := d.gc(ctx); err != nil {
+			return r, err
+		}
+		time.Sleep(time.Second)
+	}
+	if r.heap, err = d.metric(ctx, "go_memstats_heap_inuse_bytes"); err != nil {
+		return r, err
+	}
+	r.mem, err = readMemory(d.pid())
+	return r, err
+}
+
+// measureKind runs the starts of n services of kind and prints them.
+func measureKind(ctx context.Context, c config, root, kind string, zero result, out io.Writer) error {
+	dir := filepath.Join(c.work, kind)
+	svcs, err := generate(ctx, root, kind, filepath.Join(dir, "all"), c.n)
+	if err != nil {
+		return err
+	}
+	half := svcs[:c.n/2]
+	halfDir := filepath.Join(dir, "half")
+	if err := os.MkdirAll(halfDir, 0o755); err != nil {
+		return err
+	}
+	for _, s := range half {
+		if err := os.Link(filepath.Join(dir, "all", s.name+".wasm"), filepath.Join(halfDir, s.name+".wasm")); err != nil {
+			return err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	all := filepath.Join(dir, "all")
+	cold, err := measureIdle(ctx, c, all, data, svcs)
+	if err != nil {
+		return fmt.Errorf("cold start: %w", err)
+	}
+	warm, err := measureIdle(ctx, c, all, data, svcs)
+	if err != nil {
+		return fmt.Errorf("warm start: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(data, "cache", "snapshots")); err != nil {
+		return err
+	}
+	noSnap, err := measureIdle(ctx, c, all, data, svcs)
+	if err != nil {
+		return fmt.Errorf("warm start without snapshots: %w", err)
+	}
+	halfR, err := measureIdle(ctx, c, halfDir, data, half)
+	if err != nil {
+		return fmt.Errorf("half: %w", err)
+	}
+
+	fmt.Fprintf(out, "### %d %s services\n\n", c.n, kind)
+	fmt.Fprintf(out, "| start | to serving | to every first answer | snapshots read from the cache / taken |\n|---|---|---|---|\n")
+	for _, r := range []struct {
+		name string
+		r    result
+	}{{"cold cache", cold}, {"warm cache", warm}, {"warm code, snapshots removed", noSnap}} {
+		fmt.Fprintf(out, "| %s | %s | %s | %d / %d |\n", r.name, ms(r.r.started), ms(r.r.answered), r.r.fromCache, r.r.taken)
+	}
+	fmt.Fprintf(out, "\n| idle services | VmRSS | Pss | of it: compiled code | snapshot images | other anonymous | meshd binary | Go heap in use |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range []struct {
+		n int
+		r result
+	}{{0, zero}, {len(half), halfR}, {c.n, warm}} {
+		m := r.r.mem
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", r.n, mib(m.RSS), mib(m.PSS),
+			mib(m.Code), mib(m.Images), mib(m.Anon), mib(m.Binary), mib(int64(r.r.heap/1024)))
+	}
+	per := func(a, b result, n int, f func(memory) int64) string {
+		return fmt.Sprintf("%.0f KiB", float64(f(b.mem)-f(a.mem))/float64(n))
+	}
+	rss := func(m memory) int64 { return m.RSS }
+	pss := func(m memory) int64 { return m.PSS }
+	nh := c.n - len(half)
+	fmt.Fprintf(out, "\nMarginal memory of one idle %s service: VmRSS %s (from %d to %d services), %s (from 0 to %d); Pss %s, %s.\n",
+		kind, per(halfR, warm, nh, rss), len(half), c.n, per(zero, warm, c.n, rss), c.n, per(halfR, warm, nh, pss), per(zero, warm, c.n, pss))
+	parts := []struct {
+		name string
+		f    func(memory) int64
+	}{
+		{"compiled code", func(m memory) int64 { return m.Code }},
+		{"snapshot images", func(m memory) int64 { return m.Images }},
+		{"other anonymous (Go heap, instances' own pages, stacks)", func(m memory) int64 { return m.Anon }},
+	}
+	fmt.Fprintf(out, "Of it (Pss, from %d to %d services):", len(half), c.n)
+	for i, p := range parts {
+		sep := ","
+		if i == len(parts)-1 {
+			sep = "."
+		}
+		fmt.Fprintf(out, " %s %s%s", p.name, per(halfR, warm, nh, p.f), sep)
+	}
+	fmt.Fprintf(out, " Go heap in use: %.0f KiB.\n\n", (warm.heap-halfR.heap)/1024/float64(nh))
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
