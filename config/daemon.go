@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/host/remote"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -23,7 +25,12 @@ type Daemon struct {
 	// Events configures the event bus (zero fields take bus defaults).
 	Events   bus.Config
 	HTTPAddr string // gateway listener
-	Node     string // this node's name in the registry
+	// Node is this node's name in the registry and, on a NATS others
+	// share (NATSURL, Cluster), in the mesh: 1 to 128 letters, digits,
+	// '.', '_' and '-', unique among the nodes (a start under the name of
+	// a live node is refused) and stable across restarts. The host name
+	// by default.
+	Node string
 
 	NATSURL    string // external NATS; empty = embedded server
 	NATSListen string // embedded server's client listener; empty = in-process only
@@ -37,8 +44,10 @@ type Daemon struct {
 	// streams and buckets, and serve and call services over it.
 	Cluster *natsd.Cluster
 	// Replicas is the copies of the event streams and key-value buckets
-	// (natsd.Server.Replicas: 0 takes 3 in a cluster, 1 alone, at most
-	// the nodes up at the start).
+	// (natsd.Server.Replicas). 0 is automatic: with Cluster 3, at most
+	// the nodes up at the start; with NATSURL the most, up to 3, that the
+	// server's JetStream places at the start (1 for a standalone server);
+	// 1 alone.
 	Replicas int
 	// KVCacheBytes is how much of each service's key-value store is kept
 	// in memory for reads (kv.Cache); 0 turns it off. It is used only with
@@ -165,6 +174,15 @@ func (c *Daemon) Validate() error {
 	}
 	if c.Replicas < 0 || c.Replicas > natsd.MaxReplicas {
 		bad("replicas", fmt.Sprintf("%d: want 0 (automatic) to %d", c.Replicas, natsd.MaxReplicas))
+	}
+	if c.NATSURL != "" || c.Cluster != nil { // the node joins a mesh under its name
+		if err := (remote.DirectoryConfig{Node: c.Node}).Validate(); err != nil {
+			shown := c.Node
+			if len(shown) > 64 {
+				shown = shown[:64] // strconv.Quote escapes a rune cut in two
+			}
+			bad("node", fmt.Sprintf("%s: a node of a mesh needs 1 to %d letters, digits, '.', '_' or '-' (the host name by default)", strconv.Quote(shown), remote.MaxNodeBytes))
+		}
 	}
 	nc := natsd.Config{URL: c.NATSURL, Listen: c.NATSListen, Auth: c.NATSAuth, Cluster: c.Cluster, Name: c.Node}
 	if err := nc.Validate(); err != nil {

@@ -31,7 +31,7 @@ func defineClusterFlags(fs *flag.FlagSet, cfg *daemon.Config, cf *clusterFlags) 
 	fs.StringVar(&cf.user, "cluster-user", "", "user the nodes present to each other's cluster listener, the same on every node; optional when the listener and every route are on loopback")
 	fs.StringVar(&cf.passwordFile, "cluster-password-file", "", "file holding the --cluster-user password (one line); default $"+clusterPasswordEnv)
 	fs.DurationVar(&cf.wait, "cluster-wait", 0, "how long the start waits for a majority of the cluster (default 30s)")
-	fs.IntVar(&cfg.Replicas, "replicas", 0, "copies of the event streams and key-value buckets (0: 3 in a cluster of 3 or more nodes up at the start, else as many as are up; 1 alone)")
+	fs.IntVar(&cfg.Replicas, "replicas", 0, "copies of the event streams and key-value buckets (0: 3 in a cluster of 3 or more nodes up at the start, else as many as are up; with --nats-url the most, up to 3, the cluster places at the start; 1 alone)")
 }
 
 // applyClusterFile sets the cluster flags the configuration file's [nats]

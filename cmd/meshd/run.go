@@ -30,8 +30,8 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.PluginDir, "plugins", cfg.PluginDir, "directory of service modules (<name>.wasm) and their grants (<name>.toml)")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory: compilation cache and the JetStream store")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "gateway listen address")
-	fs.StringVar(&cfg.Node, "node", cfg.Node, "this node's name in the registry")
-	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an external NATS server at this URL instead of the embedded one")
+	fs.StringVar(&cfg.Node, "node", cfg.Node, "this node's name in the registry and the mesh: unique among the nodes and stable across restarts (letters, digits, '.', '_', '-'); a start under the name of a live node is refused")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an external NATS server or cluster at this URL (comma-separated for several) instead of the embedded one; the node joins the mesh of every meshd on it")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let the embedded NATS server accept clients on this address (default: in-process only); needs --nats-user and --nats-password-file or --nats-nkey-file, and beyond loopback --nats-tls-cert/--nats-tls-key or --nats-plaintext")
 	var natsFiles natsFlags
 	defineNATSFlags(fs, &cfg, &natsFiles)
