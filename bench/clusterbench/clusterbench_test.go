@@ -211,25 +211,25 @@ func BenchmarkForwardGetOrder(b *testing.B) {
 	}
 }
 
-func benchForward(b *testing.B, clients int) {
-	c := acquireCluster(b, "forward", []NodeSpec{{"a", []string{"order", "payment"}}, {"b", nil}}, true)
+// forwardSetup starts (or reuses) the two-node cluster of the forwarding
+// benchmarks, creates an order on A and waits until it is PAID and both
+// gateways answer it the same. It returns the cluster, the order's id and
+// that answer.
+func forwardSetup(b *testing.B, client *http.Client) (c *Cluster, id string, want []byte) {
+	c = acquireCluster(b, "forward", []NodeSpec{{"a", []string{"order", "payment"}}, {"b", nil}}, true)
 	a, fwd := c.Nodes[0].Base, c.Nodes[1].Base
-	client := newClient()
-	defer client.CloseIdleConnections()
 	id, err := postOrder(client, a, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The order becomes PAID, and B learns that A serves order from the
 	// node directory: wait for both, then both gateways answer the same.
-	var want []byte
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sa, ra, errA := orderStatus(client, a, id)
 		_, rb, errB := orderStatus(client, fwd, id)
 		if errA == nil && errB == nil && sa == "PAID" && bytes.Equal(ra.body, rb.body) {
-			want = ra.body
-			break
+			return c, id, ra.body
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("order %s not PAID and the same on both gateways within 60 s: A %q %v, B %.200q %v; node b log:\n%s",
@@ -237,17 +237,28 @@ func benchForward(b *testing.B, clients int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// timedGet sends GET /orders/{id} through base and checks the answer is
+// 200 with the body want; it returns how long it took.
+func timedGet(client *http.Client, base, id string, want []byte) (time.Duration, error) {
+	t0 := time.Now()
+	r, err := do(client, "GET", base+"/orders/"+id, "")
+	d := time.Since(t0)
+	if err == nil && (r.status != http.StatusOK || !bytes.Equal(r.body, want)) {
+		err = fmt.Errorf("GET %s/orders/%s: %d %.200q, want 200 %.200q", base, id, r.status, r.body, want)
+	}
+	return d, err
+}
+
+func benchForward(b *testing.B, clients int) {
+	client := newClient()
+	defer client.CloseIdleConnections()
+	c, id, want := forwardSetup(b, client)
+	a, fwd := c.Nodes[0].Base, c.Nodes[1].Base
 	local := make([]time.Duration, b.N)
 	forwarded := make([]time.Duration, b.N)
-	get := func(base string) (time.Duration, error) {
-		t0 := time.Now()
-		r, err := do(client, "GET", base+"/orders/"+id, "")
-		d := time.Since(t0)
-		if err == nil && (r.status != http.StatusOK || !bytes.Equal(r.body, want)) {
-			err = fmt.Errorf("GET %s/orders/%s: %d %.200q, want 200 %.200q", base, id, r.status, r.body, want)
-		}
-		return d, err
-	}
+	get := func(base string) (time.Duration, error) { return timedGet(client, base, id, want) }
 	var next atomic.Int64
 	var failed atomic.Bool
 	var wg sync.WaitGroup
@@ -290,13 +301,57 @@ func benchForward(b *testing.B, clients int) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// BenchmarkForwardCPU: the CPU of GET /orders/{id} served locally
+// against forwarded, summed over both nodes' processes (the client's not
+// counted), in sequential requests: b.N of each, in blocks of 250 that
+// alternate between A's gateway and B's. CPU is read from /proc (10 ms
+// ticks) before and after each block.
+func BenchmarkForwardCPU(b *testing.B) {
+	client := newClient()
+	defer client.CloseIdleConnections()
+	c, id, want := forwardSetup(b, client)
+	const block = 250
+	var cpu [2]time.Duration // local, forwarded
+	var done [2]int
+	b.ResetTimer()
+	for k := 0; done[0] < b.N || done[1] < b.N; k++ {
+		side := k % 2
+		n := min(block, b.N-done[side])
+		if n <= 0 {
+			continue
+		}
+		c0, err := c.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range n {
+			if _, err := timedGet(client, c.Nodes[side].Base, id, want); err != nil {
+				b.Fatal(err)
+			}
+		}
+		c1, err := c.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu[side] += c1 - c0
+		done[side] += n
+	}
+	b.StopTimer()
+	us := func(d time.Duration, n int) float64 { return float64(d) / float64(time.Microsecond) / float64(n) }
+	b.ReportMetric(us(cpu[0], b.N), "local-cpu-µs/req")
+	b.ReportMetric(us(cpu[1], b.N), "fwd-cpu-µs/req")
+	b.ReportMetric(us(cpu[1]-cpu[0], b.N), "overhead-cpu-µs/req")
+	b.ReportMetric(0, "ns/op")
+}
+
 // BenchmarkClusterSaga: b.N orders posted by 8 clients (round robin over
 // the nodes' gateways, 100 users), each settled: PAID and projected twice
 // (ORDER_CREATED and ORDER_PAID handled by the order service, counted from
 // the nodes' meshd_events_delivered_total). nodes=1 is one meshd on its
-// own, nodes=1-cluster the same node in cluster mode, nodes=3 a loopback
-// cluster running order and payment on every node (three copies of each
-// stream). Lazy sync. It reports orders/s, the meshd processes' user and
+// own, nodes=3 a loopback cluster running order and payment on every node
+// (three copies of each stream). A one-node cluster cannot be measured:
+// nats-server refuses a JetStream cluster without routes, and one whose
+// only route is itself waits for a second node. Lazy sync. It reports orders/s, the meshd processes' user and
 // system CPU per order and in cores (the clients' CPU not counted), the
 // POST phase and the whole run in seconds, the POST latency (sheds and
 // retries included), and views-not-paid: orders whose read-model view is
@@ -305,13 +360,6 @@ func benchForward(b *testing.B, clients int) {
 func BenchmarkClusterSaga(b *testing.B) {
 	b.Run("nodes=1", func(b *testing.B) {
 		c := acquireCluster(b, "saga1", []NodeSpec{{"n1", []string{"order", "payment"}}}, false)
-		benchSaga(b, c)
-	})
-	// One node in cluster mode: no key-value read cache (another node
-	// could write), one copy of each stream. It separates what cluster
-	// mode costs from what two more nodes and three copies cost.
-	b.Run("nodes=1-cluster", func(b *testing.B) {
-		c := acquireCluster(b, "saga1c", []NodeSpec{{"n1", []string{"order", "payment"}}}, true)
 		benchSaga(b, c)
 	})
 	b.Run("nodes=3", func(b *testing.B) {
