@@ -69,6 +69,11 @@ type Store struct {
 	maxBatch int           // writes an Apply may send as one batch
 	slots    chan struct{} // batches of the bucket in flight, process-wide
 
+	// leaderReads: the bucket is replicated, and Get reads through its
+	// stream's leader (leader.go), with apiPrefix, js's API prefix.
+	leaderReads bool
+	apiPrefix   string
+
 	st       atomic.Pointer[jetstream.Stream] // the bucket's stream, once looked up (lease.go)
 	leaseMu  sync.Mutex
 	released map[string]uint64 // lease key → revision of this store's last release mark (lease.go)
@@ -139,12 +144,13 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 		return nil, fmt.Errorf("kv: Replicas %d: want 1 to %d (0 for 1)", opts.Replicas, MaxReplicas)
 	}
 	bucket := BucketPrefix + service
-	b, err := openBucket(ctx, js, service, bucket, max(opts.Replicas, 1))
+	b, replicas, err := openBucket(ctx, js, service, bucket, max(opts.Replicas, 1))
 	if err != nil {
 		return nil, fmt.Errorf("kv: open bucket %s: %w", bucket, err)
 	}
 	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + ".", cache: opts.Cache,
-		health:   storefail.For(js),
+		leaderReads: replicas > 1, apiPrefix: apiPrefix(js.Options()),
+		health:      storefail.For(js),
 		maxBatch: cmp.Or(opts.MaxBatch, DefaultMaxBatch), slots: batchSlots(bucket)}, nil
 }
 
@@ -154,8 +160,9 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 // opening a store (at every load of a service) never turns atomic batches
 // off under another store of the bucket writing one; one with fewer than
 // replicas is raised to them by an update of its stream's replica count
-// alone (JetStream adds the copies), and one with more keeps them.
-func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string, replicas int) (jetstream.KeyValue, error) {
+// alone (JetStream adds the copies), and one with more keeps them. It
+// returns the bucket and its replica count.
+func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string, replicas int) (jetstream.KeyValue, int, error) {
 	name := "KV_" + bucket // the stream behind a bucket
 	raise := false         // an existing stream gets more replicas
 	if st, err := js.Stream(ctx, name); err == nil {
@@ -168,7 +175,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 				// stream another node turned it on in meanwhile.
 				c.AllowMsgTTL = true
 				if _, err := js.UpdateStream(ctx, c); err != nil {
-					return nil, fmt.Errorf("allowing per-message TTLs: %w", err)
+					return nil, 0, fmt.Errorf("allowing per-message TTLs: %w", err)
 				}
 			}
 			if c.Replicas < replicas {
@@ -176,18 +183,19 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 				c.Replicas = replicas
 				st, err := js.UpdateStream(ctx, c)
 				if err != nil {
-					return nil, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
+					return nil, 0, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
 				if err := jsreplicas.Wait(ctx, st, replicas); err != nil {
-					return nil, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
+					return nil, 0, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
 			}
-			return js.KeyValue(ctx, bucket)
+			b, err := js.KeyValue(ctx, bucket)
+			return b, max(c.Replicas, replicas), err
 		}
 		raise = c.Replicas < replicas
 		replicas = max(replicas, c.Replicas)
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, err
+		return nil, 0, err
 	}
 	b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
@@ -197,25 +205,25 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 		Replicas:    replicas,
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	st, err := js.Stream(ctx, name)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if c := st.CachedInfo().Config; !c.AllowAtomicPublish || !c.AllowMsgTTL {
 		c.AllowAtomicPublish = true
 		c.AllowMsgTTL = true
 		if _, err := js.UpdateStream(ctx, c); err != nil {
-			return nil, fmt.Errorf("allowing atomic batches and per-message TTLs: %w", err)
+			return nil, 0, fmt.Errorf("allowing atomic batches and per-message TTLs: %w", err)
 		}
 	}
 	if raise {
 		if err := jsreplicas.Wait(ctx, st, replicas); err != nil {
-			return nil, fmt.Errorf("raising its replicas to %d: %w", replicas, err)
+			return nil, 0, fmt.Errorf("raising its replicas to %d: %w", replicas, err)
 		}
 	}
-	return b, nil
+	return b, replicas, nil
 }
 
 // Service returns the name of the service the Store belongs to.
@@ -243,6 +251,13 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 			}
 			return bytes.Clone(v), nil // the caller may change it
 		}
+	}
+	if s.leaderReads {
+		v, err := s.getLeader(ctx, escapeKey(key))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("kv: get %s/%q: %w", s.service, key, err)
+		}
+		return v, err
 	}
 	e, err := s.kv.Get(ctx, escapeKey(key))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
