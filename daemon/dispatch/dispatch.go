@@ -47,6 +47,9 @@ type Dispatcher struct {
 	metrics *metrics.Metrics // nil: metrics off
 	serial  sync.Map         // service name → *serialLocks of its serial event handlers
 	health  func(service string, err error)
+	// meshSerial: serial handlers also hold a lease on their key in the
+	// service's bucket, for a mesh of nodes (serial_mesh.go).
+	meshSerial bool
 }
 
 // Option configures a Dispatcher.
@@ -61,6 +64,14 @@ func WithMetrics(m *metrics.Metrics) Option { return func(d *Dispatcher) { d.met
 func WithHealth(fn func(service string, err error)) Option {
 	return func(d *Dispatcher) { d.health = fn }
 }
+
+// WithMeshSerial makes the serial event handlers of a service ([events]
+// serial, serial_keys) hold mesh-wide, for nodes sharing one NATS (a
+// cluster, or an operator's server): besides the node's own locks, a
+// handler holds a lease on its key in the service's key-value store, and
+// its effects are applied only while it holds it (see serial_mesh.go). A
+// service with no key-value store keeps the node's locks alone.
+func WithMeshSerial(on bool) Option { return func(d *Dispatcher) { d.meshSerial = on } }
 
 // WithBus publishes the events of invocations on b. Without it (or
 // SetBus) an invocation that publishes fails to apply its effects.
@@ -93,8 +104,9 @@ func (d *Dispatcher) SetBus(b *bus.Bus) { d.bus.Store(b) }
 
 // callState is a reusable runtime.Call with its host.Invocation.
 type callState struct {
-	call runtime.Call
-	inv  host.Invocation
+	call  runtime.Call
+	inv   host.Invocation
+	lease *kv.Lease // held by a serial event handler on a mesh (serial_mesh.go)
 }
 
 var callStates = sync.Pool{New: func() any {
@@ -107,6 +119,7 @@ func getCallState() *callState {
 	cs := callStates.Get().(*callState)
 	cs.call.Reset()
 	cs.inv.Reset()
+	cs.lease = nil
 	cs.call.Data = &cs.inv
 	return cs
 }
@@ -275,8 +288,10 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 	name := s0.Name()
 	return func(ctx context.Context, ev bus.Event) error {
 		cfg := s0.Events()
+		store := s0.Store()
 		if cur := d.lookup(name); cur != nil {
 			cfg = cur.Events()
+			store = cur.Store()
 		}
 		cs := getCallState()
 		defer putCallState(cs)
@@ -291,11 +306,20 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 			// (see config.Events.Serial), the read model's apart
 			// (config.Events.ReadModelTypes).
 			g := d.serialLock(name, cfg, ev.Type)
-			if key, ok := serialKey(cfg, ev.Type, ev.Data); ok {
+			key, keyed := serialKey(cfg, ev.Type, ev.Data)
+			if keyed {
 				defer g.lockKey(key)()
 			} else {
 				g.Lock()
 				defer g.Unlock()
+			}
+			if d.meshSerial && store != nil {
+				l, err := takeLease(ctx, store, cfg, ev.Type, key, keyed)
+				if err != nil {
+					return fmt.Errorf("service %s: %s: %w", name, ev.Type, err)
+				}
+				defer releaseLease(ctx, l, cs.inv.Logger())
+				cs.lease = l
 			}
 		}
 		s, err := d.invoke(ctx, name, runtime.EntryEvent, cs)
@@ -311,8 +335,8 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 		// A read model's projections are idempotent merges that a replay
 		// rebuilds: their writes skip the atomic batch, which costs the
 		// server a staging store per batch (see kv.Store.ApplyEach).
-		if err := d.Apply(ctx, s, &cs.inv, !s.Events().ReadModelType(ev.Type)); err != nil {
-			return fmt.Errorf("service %s: %w", name, err)
+		if err := d.apply(ctx, s, &cs.inv, !s.Events().ReadModelType(ev.Type), cs.lease); err != nil {
+			return fmt.Errorf("service %s: %w", name, leaseLost(err))
 		}
 		return nil
 	}

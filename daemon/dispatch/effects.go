@@ -23,16 +23,30 @@ const effectsTimeout = 10 * time.Second
 // context of their own (bounded by effectsTimeout), whatever happens to
 // ctx: a client that disconnects must not cut a request's effects in half.
 func (d *Dispatcher) Apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool) error {
+	return d.apply(ctx, s, inv, atomic, nil)
+}
+
+// apply is Apply, under lease when it is not nil: the writes are stored
+// only while lease is held (kv.Store.ApplyUnder), and, when there are
+// none, the events are published only after a check that it still is
+// (kv.Lease.Check). Either failing for the lease returns an error
+// wrapping kv.ErrLeaseLost, and nothing was applied.
+func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool, lease *kv.Lease) error {
 	if len(inv.Writes) == 0 && len(inv.Events) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), effectsTimeout)
 	defer cancel()
-	if err := applyWrites(ctx, s, inv.Writes, atomic); err != nil {
+	if err := applyWrites(ctx, s, inv.Writes, atomic, lease); err != nil {
 		return err
 	}
 	if len(inv.Events) == 0 {
 		return nil
+	}
+	if lease != nil && len(inv.Writes) == 0 {
+		if err := lease.Check(ctx); err != nil {
+			return fmt.Errorf("publishing events: %w", err)
+		}
 	}
 	b := d.bus.Load()
 	if b == nil {
@@ -51,8 +65,9 @@ func (d *Dispatcher) Apply(ctx context.Context, s Service, inv *host.Invocation,
 }
 
 // applyWrites applies key writes in order to s's store: as one atomic
-// batch, or one by one when atomic is false.
-func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool) error {
+// batch, or one by one when atomic is false; under lease when it is not
+// nil.
+func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool, lease *kv.Lease) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -65,9 +80,14 @@ func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool
 		ops[i] = kv.Op(w)
 	}
 	var err error
-	if atomic {
+	switch {
+	case lease != nil && atomic:
+		err = store.ApplyUnder(ctx, lease, ops)
+	case lease != nil:
+		err = store.ApplyEachUnder(ctx, lease, ops)
+	case atomic:
 		err = store.Apply(ctx, ops)
-	} else {
+	default:
 		err = store.ApplyEach(ctx, ops)
 	}
 	// A write of a batch that failed is counted as failed: it was not
