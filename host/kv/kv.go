@@ -150,7 +150,7 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 	}
 	return &Store{service: service, kv: b, js: js, subject: "$KV." + bucket + ".", cache: opts.Cache,
 		leaderReads: replicas > 1, apiPrefix: apiPrefix(js.Options()),
-		health:      storefail.For(js),
+		health:   storefail.For(js),
 		maxBatch: cmp.Or(opts.MaxBatch, DefaultMaxBatch), slots: batchSlots(bucket)}, nil
 }
 
