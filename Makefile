@@ -37,6 +37,7 @@ help:
 	@echo "make lint     gofmt, go vet and staticcheck (host and wasip1 guests)"
 	@echo "make tidy-check  fails when go mod tidy would change go.mod or go.sum"
 	@echo "make check    lint and tidy-check: the static half of CI, a few minutes"
+	@echo "make density  N services in one meshd: start times and memory per idle service"
 	@echo "make fuzz     every Fuzz target for FUZZTIME each (default 1m; CI runs 5s)"
 
 build: bin/meshd
@@ -99,6 +100,17 @@ loadtest: build plugins
 	  echo "installing wrk"; \
 	  $(APT_INSTALL) wrk >/dev/null; }
 	timeout 300 bench/loadtest/run.sh
+
+# Density: DENSITY_N services (Go copies of bench/density's guest, and
+# generated WAT) in one meshd: start times with a cold and a warm cache,
+# resident memory with 0, N/2 and N idle services (bench/density).
+# Results in build/density.txt. The burst benchmark is BenchmarkBurst in
+# the same package (`make bench`).
+DENSITY_N ?= 100
+.PHONY: density
+density: fixtures
+	@mkdir -p build
+	$(GO) run ./bench/density -n $(DENSITY_N) | tee build/density.txt
 
 # Every Fuzz target of the repository (not the wazero fork), one after
 # another, FUZZTIME each. CI runs them briefly (FUZZTIME=5s); a longer run
