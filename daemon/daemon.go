@@ -106,7 +106,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.initObservability()
 	d.health = service.NewHealth(d.registry, log, 0, 0, 0)
-	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics), dispatch.WithHealth(d.health.Observe))
+	// Serial event handlers hold mesh-wide where other nodes may share
+	// the NATS (a cluster, an operator's server): a lease per key.
+	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics), dispatch.WithHealth(d.health.Observe),
+		dispatch.WithMeshSerial(cfg.Cluster != nil || cfg.NATSURL != ""))
 	d.invoker = cluster.NewInvoker(d.dispatch, d.registry)
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
