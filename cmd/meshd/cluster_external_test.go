@@ -300,3 +300,65 @@ func checkReplicas(t *testing.T, url string) {
 		t.Errorf("the directory's bucket: %v, want KV_meshd_nodes with 3 replicas", got)
 	}
 }
+
+// TestExternalStandaloneMeshOfOne: one meshd with --nats-url to a
+// standalone NATS server (no cluster) is a mesh of one: it starts (the
+// directory's bucket on one replica), takes an order that reaches PAID,
+// and its streams keep 1 replica.
+func TestExternalStandaloneMeshOfOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs meshd; skipped with -short")
+	}
+	bin := buildMeshd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+		Auth: natsd.Auth{User: extUser, Password: extPassword, AllowPublish: []string{">"}, AllowSubscribe: []string{">"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	pwFile := filepath.Join(t.TempDir(), "nats-password")
+	if err := os.WriteFile(pwFile, []byte(extPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, plugins := pluginDir(t, demoPlugins("order", "payment"))
+	_, base, logs := startBinary(t, bin, "run", "--plugins", plugins, "--data", filepath.Join(dir, "data"),
+		"--http", "127.0.0.1:0", "--admin", "off", "--no-watch", "--node", "solo",
+		"--nats-url", srv.ClientURL(), "--nats-user", extUser, "--nats-password-file", pwFile)
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Post(base+"/orders", "application/json", strings.NewReader(`{"user_id":"kim","items":[{"name":"x","price":1000}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&o)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || o.ID == "" {
+		t.Fatalf("POST /orders: %d; logs:\n%s", resp.StatusCode, tail(logs.String(), 3000))
+	}
+	status := ""
+	for deadline := time.Now().Add(60 * time.Second); status != "PAID" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := client.Get(base + "/orders/" + o.ID)
+		if err != nil {
+			continue
+		}
+		var got struct{ Status string }
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		status = got.Status
+	}
+	if status != "PAID" {
+		t.Fatalf("order %s is %q, want PAID; logs:\n%s", o.ID, status, tail(logs.String(), 3000))
+	}
+	if !strings.Contains(logs.String(), "nats replicas: 1 (a standalone server)") {
+		t.Errorf("no log of 1 replica chosen for a standalone server; logs:\n%s", tail(logs.String(), 3000))
+	}
+	kv, err := srv.JetStream().KeyValue(ctx, "meshd_nodes")
+	if err != nil {
+		t.Fatalf("the directory's bucket: %v", err)
+	}
+	if _, err := kv.Get(ctx, "solo"); err != nil {
+		t.Fatalf("node solo's announcement: %v", err)
+	}
+}
