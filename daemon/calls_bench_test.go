@@ -133,6 +133,8 @@ type loopRunner func(b *testing.B, ctx context.Context, callee, path string, n i
 //     breaker closed); ns/call is ns/op divided by 50;
 //   - denied: 50 calls the caller's grants refuse, answered by the host
 //     binding before the mesh client: the floor of a (failing) call;
+//   - denied-errors-as: denied with the Go caller reading each error's
+//     code with errors.As instead of guest.CodeOf;
 //   - wat-loop-0, wat-loop-50, wat-denied: the same from the WAT caller
 //     (testdata/guest-caller.wat), which makes the ABI's calls with
 //     nothing else around them: the runtime's own cost, apart from the Go
@@ -206,6 +208,21 @@ func BenchmarkServiceCall(b *testing.B) {
 			})
 		}
 	}
+	b.Run("denied-errors-as", func(b *testing.B) {
+		// denied with the caller reading each error's code through
+		// errors.As rather than guest.CodeOf: what reflection costs a
+		// guest that branches on a failed call that way.
+		var resp abi.Response
+		q := "to=ungranted&path=/ungranted/x&as=1&n=" + strconv.Itoa(callsPerLoop)
+		b.ReportAllocs()
+		m := mallocs()
+		for b.Loop() {
+			if r := td.loop(b, ctx, "caller", "GET /caller/loop", "/caller/loop", q, &resp); r.Failed != callsPerLoop || r.Code != "denied" {
+				b.Fatalf("%d ungranted calls: %+v, want every one denied", callsPerLoop, r)
+			}
+		}
+		perCall(b, callsPerLoop, m, 0)
+	})
 }
 
 // BenchmarkServiceCallOpenBreaker is a guest's call refused by an open

@@ -1,8 +1,11 @@
 package guest
 
 import (
+	"encoding/binary"
+	"errors"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/meshd/meshd/abi"
 )
@@ -79,32 +82,78 @@ type CallResponse struct {
 	Status int    // 100–599
 	Body   []byte // the callee's body
 
-	headers []field
+	// hdr is the encoded headers (abi.Response's pairs: a u32 count, then
+	// the names and values), read by Header and HeaderValues when asked:
+	// a response whose headers nobody reads costs no decoding. It and Body
+	// share one buffer, which nothing writes after Call returned (Body's
+	// capacity ends where Body does).
+	hdr []byte
 }
 
 // Header returns the first value of the named response header, or "".
 // Names are matched without regard to case.
 func (r *CallResponse) Header(name string) string {
-	for _, h := range r.headers {
-		if equalFold(h.name, name) {
-			return h.value
-		}
-	}
-	return ""
+	v, _ := r.nextHeader(name, 0)
+	return v
 }
 
 // HeaderValues calls f for every value of the named response header, in
 // order.
 func (r *CallResponse) HeaderValues(name string, f func(value string)) {
-	for _, h := range r.headers {
-		if equalFold(h.name, name) {
-			f(h.value)
-		}
+	for v, next := r.nextHeader(name, 0); next > 0; v, next = r.nextHeader(name, next) {
+		f(v)
 	}
 }
 
-// callReqBuf holds the encoded request of the current Call.
-var callReqBuf []byte
+// nextHeader returns the value of the first header named name at or after
+// offset from in r.hdr (0: the first), and the offset after it; next is 0
+// when there is none. The value is a string over r's buffer: no copy.
+func (r *CallResponse) nextHeader(name string, from int) (value string, next int) {
+	b := r.hdr
+	if from == 0 {
+		from = 4 // the count; Call checked the pairs are whole
+	}
+	for from < len(b) {
+		k, after := pairField(b, from)
+		v, end := pairField(b, after)
+		from = end
+		if equalFold(k, name) {
+			return v, end
+		}
+	}
+	return "", 0
+}
+
+// pairField reads a str of an encoding Call checked (a u32 length and the
+// bytes) at off, as a string over b, and the offset after it.
+func pairField(b []byte, off int) (string, int) {
+	n := int(binary.LittleEndian.Uint32(b[off:]))
+	off += 4
+	if n == 0 {
+		return "", off
+	}
+	return unsafe.String(&b[off], n), off + n
+}
+
+// callReqBuf holds the encoded request of the current Call; smallBuf a
+// response of at most its size, until it is copied out.
+var (
+	callReqBuf []byte
+	smallBuf   [smallResponseBytes]byte
+)
+
+// smallResponseBytes is the largest encoded response kept in the same
+// allocation as its CallResponse (smallResponse): room for a status, a
+// content type and a small JSON body. With it a smallResponse is 160
+// bytes, a size class of Go's allocator.
+const smallResponseBytes = 104
+
+// smallResponse is a CallResponse allocated with its bytes, so that a
+// small response costs the guest one allocation instead of two.
+type smallResponse struct {
+	CallResponse
+	inline [smallResponseBytes]byte
+}
 
 // Call calls a route of service (the callee's name, as its file is named)
 // and returns its response, whatever its status: a 404 or a 500 of the
@@ -113,14 +162,54 @@ var callReqBuf []byte
 // routes included) and its effects are its own: applied when its handler
 // succeeds, even if the current call later fails.
 //
-// Errors carry the ABI code (*Error; test with errors.Is): ErrDenied when
-// the operator did not grant calling service (calls in its <name>.toml),
-// ErrNotFound when there is no such service or no route of it matches,
-// ErrInvalid for a malformed request or past abi.MaxCallDepth nested calls,
-// ErrTooLarge past a size cap, ErrUnavailable when the callee is down,
-// busy or its breaker open, ErrTimeout when the current deadline ran out.
-// Needs a host with ABI v1.2.
+// Errors carry the ABI code (*Error; read it with CodeOf, or test with
+// errors.Is): ErrDenied when the operator did not grant calling service
+// (calls in its <name>.toml), ErrNotFound when there is no such service or
+// no route of it matches, ErrInvalid for a malformed request or past
+// abi.MaxCallDepth nested calls, ErrTooLarge past a size cap,
+// ErrUnavailable when the callee is down, busy or its breaker open,
+// ErrTimeout when the current deadline ran out. Needs a host with ABI v1.2.
+//
+// A call allocates once when its encoded response is at most 104 bytes (a
+// status, a content type and a small JSON body): the CallResponse with the
+// bytes its Body and headers are read from; twice when larger. A failed
+// call allocates its *Error, unless it failed exactly as the last failed
+// call did: that error is then returned again, so do not modify it.
 func Call(service string, req *CallRequest) (*CallResponse, error) {
+	raw, err := callRaw(service, req)
+	if err != nil {
+		return nil, err
+	}
+	return keep(raw)
+}
+
+// keep decodes raw, a response from callRaw, into a CallResponse that
+// owns its bytes: a smallResponse holding a copy of raw when raw is
+// smallBuf, else one over raw.
+func keep(raw []byte) (*CallResponse, error) {
+	var r *CallResponse
+	if inSmallBuf(raw) {
+		k := new(smallResponse)
+		raw = k.inline[:copy(k.inline[:], raw)]
+		r = &k.CallResponse
+	} else {
+		r = new(CallResponse)
+	}
+	if err := decodeCallResponse(raw, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// inSmallBuf reports whether b is held by smallBuf.
+func inSmallBuf(b []byte) bool {
+	return len(b) > 0 && &b[0] == &smallBuf[0]
+}
+
+// callRaw makes the call and returns the encoded response (abi.Response):
+// in smallBuf when it fits (valid until the next call), else in a buffer
+// of its own.
+func callRaw(service string, req *CallRequest) ([]byte, error) {
 	h, ok := host.(hostV12)
 	if !ok {
 		return nil, &Error{Code: abi.CodeUnavailable, Msg: "call needs ABI v1.2"}
@@ -132,39 +221,145 @@ func Call(service string, req *CallRequest) (*CallResponse, error) {
 	callReqBuf = req.appendTo(callReqBuf[:0])
 	n := h.call(service, callReqBuf, flags)
 	if n < 0 {
-		return nil, codeErr(n)
+		return nil, callFailed(n)
 	}
 	// The response is held by the host: read it into a buffer of its
-	// size, which the CallResponse then owns.
-	buf, l, err := fill(nil, int(n), h.callResult)
-	if err != nil {
-		return nil, err
+	// size. It fits, so one read does; the loop only follows the
+	// grow-and-retry rule to the letter.
+	var buf []byte
+	if int(n) <= len(smallBuf) {
+		buf = smallBuf[:n]
+	} else {
+		buf = make([]byte, n)
 	}
-	var dec abi.Response
-	if err := dec.Decode(buf[:l]); err != nil {
-		return nil, &Error{Code: abi.CodeInternal, Msg: "call: decoding the response: " + err.Error()}
+	for {
+		l := h.callResult(buf)
+		if l < 0 {
+			return nil, callFailed(l)
+		}
+		if int(l) <= len(buf) {
+			return buf[:l], nil
+		}
+		buf = make([]byte, l)
 	}
-	resp := &CallResponse{Status: int(dec.Status), Body: dec.Body}
-	if len(dec.Headers) > 0 {
-		str := cutStrings(buf[:l], dec.Body)
-		resp.headers = make([]field, 0, len(dec.Headers))
-		for _, p := range dec.Headers {
-			resp.headers = append(resp.headers, field{str(p.Key), str(p.Value)})
+}
+
+// lastCallErr is the error of the last failed call, returned again while
+// calls fail with the same code and message (a loop of calls to a callee
+// whose breaker is open, or that the operator did not grant): a failing
+// call then allocates nothing.
+var lastCallErr *Error
+
+// callFailed is codeErr for a failed call or call_result: an *Error with
+// the code and the host's message (lastCallErr when it is the same).
+func callFailed(ret int32) error {
+	code := abi.Code(-ret)
+	errBuf = grow(errBuf, 256)
+	var msg []byte
+	for {
+		n := host.lastError(errBuf)
+		if n < 0 {
+			break
+		}
+		if int(n) <= len(errBuf) {
+			msg = errBuf[:n]
+			break
+		}
+		errBuf = grow(errBuf, int(n))
+	}
+	if e := lastCallErr; e != nil && e.Code == code && e.Msg == string(msg) {
+		return e
+	}
+	lastCallErr = &Error{Code: code, Msg: string(msg)}
+	return lastCallErr
+}
+
+// CodeOf returns the ABI code an error of this package carries: abi.CodeOK
+// for nil, an *Error's Code (wrapped or not), abi.CodeNotFound for
+// ErrNotFound, and abi.CodeInternal for any other error. It is the cheap
+// way to branch on a failed Call: errors.As walks reflection, which costs
+// a guest about 2 µs where this costs tens of nanoseconds for an
+// unwrapped *Error.
+func CodeOf(err error) abi.Code {
+	switch e := err.(type) {
+	case nil:
+		return abi.CodeOK
+	case *Error:
+		return e.Code
+	}
+	if err == ErrNotFound {
+		return abi.CodeNotFound
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, ErrNotFound) {
+		return abi.CodeNotFound
+	}
+	return abi.CodeInternal
+}
+
+// decodeCallResponse fills resp from buf, an abi.Response encoding,
+// without copying: Body and the headers stay in buf. Bytes after the body
+// are ignored, as the ABI asks.
+func decodeCallResponse(buf []byte, resp *CallResponse) error {
+	bad := func(what string) error {
+		return &Error{Code: abi.CodeInternal, Msg: "call: decoding the response: " + what}
+	}
+	if len(buf) < 8 {
+		return bad("short status or headers")
+	}
+	status := binary.LittleEndian.Uint32(buf)
+	off := 8
+	for range binary.LittleEndian.Uint32(buf[4:]) {
+		for range 2 {
+			if len(buf)-off < 4 {
+				return bad("short header")
+			}
+			n := uint64(binary.LittleEndian.Uint32(buf[off:]))
+			if n > uint64(len(buf)-off-4) {
+				return bad("short header")
+			}
+			off += 4 + int(n)
 		}
 	}
-	return resp, nil
+	if len(buf)-off < 4 {
+		return bad("short body")
+	}
+	n := uint64(binary.LittleEndian.Uint32(buf[off:]))
+	if n > uint64(len(buf)-off-4) {
+		return bad("short body")
+	}
+	end := off + 4 + int(n)
+	*resp = CallResponse{Status: int(status), Body: buf[off+4 : end : end], hdr: buf[4:off:off]}
+	if n == 0 {
+		resp.Body = nil
+	}
+	return nil
 }
 
 // Get calls GET path on service and returns the body of a 2xx response; any
 // other status is a *StatusError holding the response. It is Call for the
 // common read: the body is usually JSON to read with jsonx.Reader.
 func Get(service, path string) ([]byte, error) {
-	resp, err := Call(service, &CallRequest{Method: "GET", Path: path})
+	raw, err := callRaw(service, &CallRequest{Method: "GET", Path: path})
 	if err != nil {
 		return nil, err
 	}
+	var resp CallResponse
+	if err := decodeCallResponse(raw, &resp); err != nil {
+		return nil, err
+	}
 	if resp.Status < 200 || resp.Status > 299 {
-		return nil, &StatusError{Service: service, Response: resp}
+		r, err := keep(raw)
+		if err != nil {
+			return nil, err
+		}
+		return nil, &StatusError{Service: service, Response: r}
+	}
+	if inSmallBuf(raw) && resp.Body != nil {
+		return append([]byte(nil), resp.Body...), nil
 	}
 	return resp.Body, nil
 }

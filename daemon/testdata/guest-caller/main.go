@@ -5,8 +5,9 @@
 //	GET /caller/loop?to=S&path=/..&n=N  calls GET path on S N times (at
 //	     most 10000) in one invocation and answers 200
 //	     {"ok":K,"failed":F,"code":"..."}: K calls answered 200, F did not
-//	     (code: the last failure's error code, or its status as "status N");
-//	     the caller of daemon/calls_bench_test.go
+//	     (code: the last failure's error code, read with guest.CodeOf, or
+//	     with errors.As when the query has as=1; or its status as
+//	     "status N"); the caller of daemon/calls_bench_test.go
 package main
 
 import (
@@ -26,18 +27,22 @@ func init() {
 		to := r.QueryValue("to")
 		n, _ := strconv.Atoi(r.QueryValue("n"))
 		n = min(max(n, 0), maxLoop)
+		as := r.QueryValue("as") == "1"
 		req := &guest.CallRequest{Method: "GET", Path: r.QueryValue("path")}
 		ok, failed, code := 0, 0, ""
 		for range n {
 			resp, err := guest.Call(to, req)
 			switch {
-			case err != nil:
+			case err != nil && as:
 				failed++
 				code = "other"
 				var ge *guest.Error
 				if errors.As(err, &ge) {
 					code = ge.Code.String()
 				}
+			case err != nil:
+				failed++
+				code = guest.CodeOf(err).String()
 			case resp.Status != 200:
 				failed++
 				code = "status " + strconv.Itoa(int(resp.Status))
