@@ -6,13 +6,13 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/meshd/meshd/abi"
-	"github.com/meshd/meshd/internal/traceparent"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -59,6 +59,9 @@ func Module(env *Env) runtime.HostModule {
 type binding struct {
 	env  *Env
 	logs *LogLimiter // shared by the instances of the service version
+	// lastFailure is the last failed service call's error and message
+	// (call.go: callFailure).
+	lastFailure atomic.Pointer[failedCall]
 }
 
 // eventOverhead bounds the bytes of an event's NATS message besides its
@@ -439,133 +442,4 @@ func (b *binding) discover(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	fill(m, stack, u32(stack[2]), u32(stack[3]), out)
-}
-
-// call answers call (ABI v1.2, abi.FnCall): it checks the callee, the
-// grant, the flags, the depth and the request, hands the call to
-// Env.Call, and holds the encoded response on the invocation for
-// call_result. The response is read from there, so reading it again (a
-// buffer too small, grow and retry) never runs the call again.
-func (b *binding) call(ctx context.Context, m api.Module, stack []uint64) {
-	c := runtime.CallFrom(ctx)
-	np, ok := view(m, stack, c, u32(stack[0]), u32(stack[1]), "service name")
-	if !ok {
-		return
-	}
-	rp, ok := view(m, stack, c, u32(stack[2]), u32(stack[3]), "call request")
-	if !ok {
-		return
-	}
-	flags := api.DecodeI32(stack[4])
-	inv := effects(stack, c, "call")
-	if inv == nil {
-		return
-	}
-	inv.hasResult = false // a failed call leaves no result to read
-	if len(np) > maxServiceName {
-		fail(stack, c, abi.CodeTooLarge, "service name "+quote(np)+" is longer than "+strconv.Itoa(maxServiceName)+" bytes")
-		return
-	}
-	name := string(np)
-	switch {
-	case !abi.ValidServiceName(name):
-		fail(stack, c, abi.CodeInvalid, quote(name)+" is not a service name (a-z, 0-9, '-' and '_')")
-		return
-	case !b.env.Grants.MayCall(name):
-		fail(stack, c, abi.CodeDenied, "service "+b.env.Service+" is not granted calling "+quote(name)+" (grants.calls)")
-		return
-	case !abi.ValidCallFlags(flags):
-		fail(stack, c, abi.CodeInvalid, "call flags "+strconv.FormatInt(int64(flags), 10)+" hold undefined bits")
-		return
-	case inv.Depth >= abi.MaxCallDepth:
-		fail(stack, c, abi.CodeInvalid, "call to "+quote(name)+" would nest deeper than "+strconv.Itoa(abi.MaxCallDepth)+" calls")
-		return
-	case inv.calls >= b.env.maxCalls():
-		fail(stack, c, abi.CodeTooLarge, "more than "+strconv.Itoa(b.env.maxCalls())+" calls in one invocation")
-		return
-	case len(rp) > b.env.maxCallBytes():
-		fail(stack, c, abi.CodeTooLarge, "call request of "+strconv.Itoa(len(rp))+" bytes passes the cap of "+strconv.Itoa(b.env.maxCallBytes()))
-		return
-	}
-	// The request is copied out of guest memory once: what Env.Call gets
-	// does not alias memory the guest (or a memory.grow) may change.
-	inv.callIn = append(inv.callIn[:0], rp...)
-	req := &inv.callReq
-	if err := req.Decode(inv.callIn); err != nil {
-		fail(stack, c, abi.CodeInvalid, "call request to "+quote(name)+" does not decode: "+err.Error())
-		return
-	}
-	if code, msg := req.Check(); code != abi.CodeOK {
-		fail(stack, c, code, "call to "+quote(name)+": "+msg)
-		return
-	}
-	if len(req.Body) > 0 && !json.Valid(req.Body) {
-		fail(stack, c, abi.CodeInvalid, "call to "+quote(name)+": the body is not valid JSON")
-		return
-	}
-	if b.env.Call == nil {
-		fail(stack, c, abi.CodeUnavailable, "service calls are not available in this host")
-		return
-	}
-	inv.calls++
-	inv.calleeReq = abi.Request{
-		Method: req.Method, Path: req.Path, Query: req.Query, Headers: req.Headers, Body: req.Body,
-		Consumer:    []byte(abi.ConsumerPrefix + b.env.Service),
-		RequestID:   []byte(inv.RequestID),
-		TraceParent: childTraceParent(make([]byte, 0, traceparent.Len), inv.TraceParent),
-	}
-	sc := ServiceCall{
-		Caller:    b.env.Service,
-		Callee:    name,
-		Request:   &inv.calleeReq,
-		Retryable: flags&abi.CallRetryable != 0 || abi.IdempotentMethod(req.Method),
-		Depth:     inv.Depth + 1,
-	}
-	resp := &inv.callResp
-	*resp = abi.Response{}
-	err := b.env.Call(ctx, &sc, resp)
-	// Nothing of the callee's output stays alive past this call. (The
-	// slices are the Caller's: dropped, not cleared.)
-	defer func() { *resp = abi.Response{} }()
-	if err != nil {
-		fail(stack, c, CallCode(err), "call to "+quote(name)+": "+safeText(err.Error(), 512))
-		return
-	}
-	if resp.Status < 100 || resp.Status > 599 {
-		fail(stack, c, abi.CodeInternal, "call to "+quote(name)+": the callee answered status "+strconv.FormatUint(uint64(resp.Status), 10))
-		return
-	}
-	if n := responseSize(resp); n > b.env.maxCallBytes() {
-		fail(stack, c, abi.CodeTooLarge, "call to "+quote(name)+": response of "+strconv.Itoa(n)+" bytes passes the cap of "+strconv.Itoa(b.env.maxCallBytes()))
-		return
-	}
-	inv.callResult = resp.Append(inv.callResult[:0])
-	inv.hasResult = true
-	ret(stack, int32(len(inv.callResult)))
-}
-
-// responseSize is the length of r's encoding.
-func responseSize(r *abi.Response) int {
-	n := 4 + 4 + 4 + len(r.Body)
-	for _, h := range r.Headers {
-		n += 8 + len(h.Key) + len(h.Value)
-	}
-	return n
-}
-
-// callResult answers call_result (ABI v1.2, abi.FnCallResult).
-func (b *binding) callResult(ctx context.Context, m api.Module, stack []uint64) {
-	c := runtime.CallFrom(ctx)
-	if !buffer(m, stack, c, u32(stack[0]), u32(stack[1])) {
-		return
-	}
-	inv := effects(stack, c, "call_result")
-	if inv == nil {
-		return
-	}
-	if !inv.hasResult {
-		fail(stack, c, abi.CodeNotFound, "no call result: no call of this invocation has answered, or the last one failed")
-		return
-	}
-	fill(m, stack, u32(stack[0]), u32(stack[1]), inv.callResult)
 }

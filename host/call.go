@@ -2,9 +2,15 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
+	"sync"
 	"unicode/utf8"
+	"unsafe"
+
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/internal/traceparent"
@@ -65,6 +71,9 @@ type Coder interface {
 // later); an input over the callee's cap is CodeTooLarge. This is the one
 // place calls' errors become codes.
 func CallCode(err error) abi.Code {
+	if c, ok := err.(Coder); ok && c.Code() != abi.CodeOK {
+		return c.Code() // the mesh client's faults: no errors.As, which allocates
+	}
 	var c Coder
 	switch {
 	case err == nil:
@@ -110,4 +119,223 @@ func safeText(s string, n int) string {
 		}
 	}
 	return s
+}
+
+// call answers call (ABI v1.2, abi.FnCall): it checks the callee, the
+// grant, the flags, the depth and the request, hands the call to
+// Env.Call, and holds the encoded response on the invocation for
+// call_result. The response is read from there, so reading it again (a
+// buffer too small, grow and retry) never runs the call again.
+//
+// A call allocates nothing of its own once the invocation's buffers have
+// grown to its size, but the message of a failure: the callee's name is
+// the grant's string, the request, the consumer, the request id and the
+// trace context share one buffer, and a failure the Caller answers with
+// the same error as the last one (an open breaker's) reuses its message.
+func (b *binding) call(ctx context.Context, m api.Module, stack []uint64) {
+	c := runtime.CallFrom(ctx)
+	np, ok := view(m, stack, c, u32(stack[0]), u32(stack[1]), "service name")
+	if !ok {
+		return
+	}
+	rp, ok := view(m, stack, c, u32(stack[2]), u32(stack[3]), "call request")
+	if !ok {
+		return
+	}
+	flags := api.DecodeI32(stack[4])
+	inv := effects(stack, c, "call")
+	if inv == nil {
+		return
+	}
+	inv.hasResult = false // a failed call leaves no result to read
+	if len(np) > maxServiceName {
+		fail(stack, c, abi.CodeTooLarge, "service name "+quote(np)+" is longer than "+strconv.Itoa(maxServiceName)+" bytes")
+		return
+	}
+	// np is guest memory, which does not change while a host function
+	// runs: it is checked in place, and name is a string of its own.
+	if !abi.ValidServiceName(guestString(np)) {
+		fail(stack, c, abi.CodeInvalid, quote(np)+" is not a service name (a-z, 0-9, '-' and '_')")
+		return
+	}
+	name, granted := calleeName(b.env.Grants.Calls, np)
+	switch {
+	case !granted:
+		// A service name needs no escaping: quote's form, without fmt.
+		fail(stack, c, abi.CodeDenied, "service "+b.env.Service+" is not granted calling \""+guestString(np)+"\" (grants.calls)")
+		return
+	case !abi.ValidCallFlags(flags):
+		fail(stack, c, abi.CodeInvalid, "call flags "+strconv.FormatInt(int64(flags), 10)+" hold undefined bits")
+		return
+	case inv.Depth >= abi.MaxCallDepth:
+		fail(stack, c, abi.CodeInvalid, "call to "+quote(name)+" would nest deeper than "+strconv.Itoa(abi.MaxCallDepth)+" calls")
+		return
+	case inv.calls >= b.env.maxCalls():
+		fail(stack, c, abi.CodeTooLarge, "more than "+strconv.Itoa(b.env.maxCalls())+" calls in one invocation")
+		return
+	case len(rp) > b.env.maxCallBytes():
+		fail(stack, c, abi.CodeTooLarge, "call request of "+strconv.Itoa(len(rp))+" bytes passes the cap of "+strconv.Itoa(b.env.maxCallBytes()))
+		return
+	}
+	// The request is copied out of guest memory once: what Env.Call gets
+	// does not alias memory the guest (or a memory.grow) may change. The
+	// host's fields follow it in the same buffer, sized first so that no
+	// append moves what the decoded request points into.
+	need := len(rp) + len(abi.ConsumerPrefix) + len(b.env.Service) + len(inv.RequestID) + traceparent.Len
+	if cap(inv.callIn) < need {
+		inv.callIn = make([]byte, 0, need)
+	}
+	in := append(inv.callIn[:0], rp...)
+	req := &inv.callReq
+	if err := req.Decode(in); err != nil {
+		fail(stack, c, abi.CodeInvalid, "call request to "+quote(name)+" does not decode: "+err.Error())
+		return
+	}
+	if code, msg := req.Check(); code != abi.CodeOK {
+		fail(stack, c, code, "call to "+quote(name)+": "+msg)
+		return
+	}
+	if len(req.Body) > 0 && !json.Valid(req.Body) {
+		fail(stack, c, abi.CodeInvalid, "call to "+quote(name)+": the body is not valid JSON")
+		return
+	}
+	if b.env.Call == nil {
+		fail(stack, c, abi.CodeUnavailable, "service calls are not available in this host")
+		return
+	}
+	inv.calls++
+	start := len(in)
+	in = append(append(in, abi.ConsumerPrefix...), b.env.Service...)
+	consumer := in[start:len(in):len(in)]
+	start = len(in)
+	in = append(in, inv.RequestID...)
+	requestID := in[start:len(in):len(in)]
+	start = len(in)
+	in = childTraceParent(in, inv.TraceParent)
+	inv.callIn = in
+	inv.calleeReq = abi.Request{
+		Method: req.Method, Path: req.Path, Query: req.Query, Headers: req.Headers, Body: req.Body,
+		Consumer: consumer, RequestID: requestID, TraceParent: in[start:len(in):len(in)],
+	}
+	sc := serviceCalls.Get().(*ServiceCall)
+	*sc = ServiceCall{
+		Caller:    b.env.Service,
+		Callee:    name,
+		Request:   &inv.calleeReq,
+		Retryable: flags&abi.CallRetryable != 0 || abi.IdempotentMethod(req.Method),
+		Depth:     inv.Depth + 1,
+	}
+	resp := &inv.callResp
+	*resp = abi.Response{}
+	err := b.env.Call(ctx, sc, resp)
+	*sc = ServiceCall{}
+	serviceCalls.Put(sc)
+	// Nothing of the callee's output stays alive past this call. (The
+	// slices are the Caller's: dropped, not cleared.)
+	defer func() { *resp = abi.Response{} }()
+	if err != nil {
+		code, msg := b.callFailure(name, err)
+		fail(stack, c, code, msg)
+		return
+	}
+	if resp.Status < 100 || resp.Status > 599 {
+		fail(stack, c, abi.CodeInternal, "call to "+quote(name)+": the callee answered status "+strconv.FormatUint(uint64(resp.Status), 10))
+		return
+	}
+	if n := responseSize(resp); n > b.env.maxCallBytes() {
+		fail(stack, c, abi.CodeTooLarge, "call to "+quote(name)+": response of "+strconv.Itoa(n)+" bytes passes the cap of "+strconv.Itoa(b.env.maxCallBytes()))
+		return
+	}
+	inv.callResult = resp.Append(inv.callResult[:0])
+	inv.hasResult = true
+	ret(stack, int32(len(inv.callResult)))
+}
+
+// serviceCalls holds the ServiceCall a call hands Env.Call, which would
+// otherwise be allocated for every call (a pointer given to a function
+// value escapes).
+var serviceCalls = sync.Pool{New: func() any { return new(ServiceCall) }}
+
+// guestString is p as a string without a copy, for a check that keeps
+// nothing of it.
+func guestString(p []byte) string {
+	if len(p) == 0 {
+		return ""
+	}
+	return unsafe.String(&p[0], len(p))
+}
+
+// calleeName returns np, a valid service name, as a string of its own when
+// grants (Grants.Calls) allow calling it, and whether they do. A name the
+// grants list is that entry, so that a granted call allocates no string
+// for it.
+func calleeName(grants []string, np []byte) (string, bool) {
+	wildcard := false
+	for _, g := range grants {
+		if g == string(np) {
+			return g, true
+		}
+		wildcard = wildcard || g == "*"
+	}
+	if !wildcard {
+		return "", false
+	}
+	return string(np), true
+}
+
+// failedCall is a Caller's error and the code and message the guest got
+// for it.
+type failedCall struct {
+	err    error
+	callee string
+	code   abi.Code
+	msg    string
+}
+
+// callFailure returns the code and message of a failed call to callee.
+// When err is the very error of the service's last failed call to the
+// same callee (an open breaker answers with one error until it changes),
+// they are the ones made then: a call refused fast costs no formatting.
+func (b *binding) callFailure(callee string, err error) (abi.Code, string) {
+	if last := b.lastFailure.Load(); last != nil && last.callee == callee && sameError(last.err, err) {
+		return last.code, last.msg
+	}
+	f := &failedCall{err: err, callee: callee, code: CallCode(err),
+		msg: "call to \"" + callee + "\": " + safeText(err.Error(), 512)}
+	b.lastFailure.Store(f)
+	return f.code, f.msg
+}
+
+// sameError reports whether a and b are the same pointer to an error
+// (never comparing values, whose == may panic or be costly).
+func sameError(a, b error) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return va.Kind() == reflect.Pointer && vb.Kind() == reflect.Pointer &&
+		va.Type() == vb.Type() && va.Pointer() == vb.Pointer()
+}
+
+// responseSize is the length of r's encoding.
+func responseSize(r *abi.Response) int {
+	n := 4 + 4 + 4 + len(r.Body)
+	for _, h := range r.Headers {
+		n += 8 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// callResult answers call_result (ABI v1.2, abi.FnCallResult).
+func (b *binding) callResult(ctx context.Context, m api.Module, stack []uint64) {
+	c := runtime.CallFrom(ctx)
+	if !buffer(m, stack, c, u32(stack[0]), u32(stack[1])) {
+		return
+	}
+	inv := effects(stack, c, "call_result")
+	if inv == nil {
+		return
+	}
+	if !inv.hasResult {
+		fail(stack, c, abi.CodeNotFound, "no call result: no call of this invocation has answered, or the last one failed")
+		return
+	}
+	fill(m, stack, u32(stack[0]), u32(stack[1]), inv.callResult)
 }

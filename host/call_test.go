@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -417,4 +418,93 @@ func TestCallChecksAndResults(t *testing.T) {
 		callOp(&s, "user", getReq("/"), 0)
 		want(t, runAt(t, m, &s, 0), unavailable)
 	})
+}
+
+// openError is a Caller's failure with a code, as the mesh client's fault
+// for an open breaker is: a pointer, the same one while the breaker stays
+// open.
+type openError struct{ n int }
+
+func (e *openError) Error() string  { return "circuit hostile→user open " + strconv.Itoa(e.n) }
+func (e *openError) Code() abi.Code { return abi.CodeUnavailable }
+
+// A call allocates nothing of its own once the invocation's buffers grew,
+// a denied one only its message, and a failure repeating the last one
+// nothing: measured as the allocations of an invocation making 33 calls
+// less those of one making 1.
+func TestCallAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector drops sync.Pool items")
+	}
+	body := []byte(`{}`)
+	okResp := abi.Response{Status: 200, Headers: []abi.Pair{{Key: []byte("content-type"), Value: []byte("application/json")}}, Body: body}
+	same := &openError{1}
+	env := hostileEnv()
+	env.Grants.Calls = []string{"user", "open"}
+	env.Call = func(_ context.Context, call *host.ServiceCall, resp *abi.Response) error {
+		if call.Callee == "open" {
+			return same
+		}
+		*resp = okResp
+		return nil
+	}
+	m := hostile(t, env)
+	perCall := func(callee string) float64 {
+		allocs := func(n uint32) float64 {
+			var s script
+			callOp(&s, callee, getReq("/"), 0)
+			s.ops[0][1] = n
+			in := s.input()
+			inv := &host.Invocation{RequestID: "01J9Z3K4XQ8M2N5P7R9T1V3W5Y", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+			return testing.AllocsPerRun(20, func() {
+				inv.Reset()
+				inv.RequestID, inv.TraceParent = "01J9Z3K4XQ8M2N5P7R9T1V3W5Y", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+				c := &runtime.Call{Input: in, Data: inv}
+				if err := m.Invoke(context.Background(), runtime.EntryHTTP, c); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+		return (allocs(33) - allocs(1)) / 32
+	}
+	for _, tc := range []struct {
+		callee string
+		max    float64
+	}{
+		{"user", 0},
+		{"open", 0},
+		{"order", 1}, // not granted: its message
+	} {
+		if got := perCall(tc.callee); got > tc.max+0.1 {
+			t.Errorf("a call to %s: %.2f allocations, want at most %v", tc.callee, got, tc.max)
+		}
+	}
+}
+
+// A failure is reported with its own message, whether or not the one
+// before it was the same.
+func TestCallFailureMessages(t *testing.T) {
+	var next error
+	env := hostileEnv()
+	env.Grants.Calls = []string{"user", "order"}
+	env.Call = func(context.Context, *host.ServiceCall, *abi.Response) error { return next }
+	m := hostile(t, env)
+	a, b := &openError{1}, &openError{2}
+	for _, tc := range []struct {
+		err    error
+		callee string
+		want   string
+	}{
+		{a, "user", `call to "user": circuit hostile→user open 1`},
+		{a, "user", `call to "user": circuit hostile→user open 1`},
+		{b, "user", `call to "user": circuit hostile→user open 2`},
+		{b, "order", `call to "order": circuit hostile→user open 2`},
+		{coded(abi.CodeTimeout), "order", `call to "order": coded timeout`},
+		{a, "user", `call to "user": circuit hostile→user open 1`},
+	} {
+		next = tc.err
+		if got := lastError(t, m, func(s *script) { callOp(s, tc.callee, getReq("/"), 0) }); got != tc.want {
+			t.Errorf("%v to %s: %q, want %q", tc.err, tc.callee, got, tc.want)
+		}
+	}
 }
