@@ -89,6 +89,7 @@ func StartNode(c NodeConfig) (*Node, error) {
 	n.cmd = exec.Command(c.Bin, args...)
 	n.cmd.Stdout = n.log
 	n.cmd.Stderr = n.log
+	dieWithParent(n.cmd)
 	if err := n.cmd.Start(); err != nil {
 		return nil, err
 	}
