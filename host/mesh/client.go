@@ -123,6 +123,7 @@ type pair struct {
 	consumer       []byte       // "service:<caller>", shared read-only
 	since          since
 	transitions    atomic.Uint64
+	lastOpen       atomic.Pointer[fault.Error] // openError's last answer
 }
 
 // Option configures a Client.
@@ -390,7 +391,9 @@ func (p *pair) timeout() time.Duration {
 	return p.c.timeout
 }
 
-// openError is the error of a call the breaker refused.
+// openError is the error of a call the breaker refused: the same
+// *fault.Error as the last one while its state and Retry-After are, which
+// callers must therefore not modify.
 func (p *pair) openError(err error) *fault.Error {
 	st := Open
 	if errors.Is(err, gobreaker.ErrTooManyRequests) {
@@ -405,12 +408,20 @@ func (p *pair) openError(err error) *fault.Error {
 			}
 		}
 	}
-	return &fault.Error{
+	// The same error while it would read the same, so that a caller
+	// refused again and again allocates nothing and can tell a repeat by
+	// the pointer (the call host function then reuses its message).
+	if last := p.lastOpen.Load(); last != nil && last.RetryAfter == retry && last.Err.(*OpenError).State == st {
+		return last
+	}
+	e := &fault.Error{
 		Service:    p.callee,
 		Kind:       fault.CircuitOpen,
 		Err:        &OpenError{Caller: p.caller, Callee: p.callee, State: st},
 		RetryAfter: retry,
 	}
+	p.lastOpen.Store(e)
+	return e
 }
 
 // Call calls callee's HTTP entry point with req on behalf of caller and
@@ -421,7 +432,8 @@ func (p *pair) openError(err error) *fault.Error {
 // It returns nil when an attempt produced a response, whatever its status
 // (see the package doc), and a *fault.Error otherwise: Invalid past
 // MaxDepth, Unavailable when callee has no target, CircuitOpen when its
-// breaker refused the call, Timeout at the call's deadline, or the kind of
+// breaker refused the call (the same error while the breaker stays as it
+// is: do not modify it), Timeout at the call's deadline, or the kind of
 // the last attempt's failure.
 func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Request, resp *abi.Response, o CallOptions) error {
 	depth := DepthFrom(ctx)
