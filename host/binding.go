@@ -157,7 +157,11 @@ func (b *binding) lastError(ctx context.Context, m api.Module, stack []uint64) {
 	if c != nil {
 		msg = c.LastError()
 	}
-	fill(m, stack, u32(stack[0]), u32(stack[1]), []byte(msg))
+	// fill's work without converting msg to bytes, which would copy it.
+	if uint64(len(msg)) <= uint64(u32(stack[1])) {
+		m.Memory().WriteString(u32(stack[0]), msg)
+	}
+	ret(stack, int32(len(msg)))
 }
 
 // log writes a guest log line: at most Env.MaxLogBytes of it, and only
