@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -258,5 +259,60 @@ func TestLeaseLostBeforeApply(t *testing.T) {
 	}
 	if dls, err := n.bus.DeadLetters(ctx, "fenced"); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters: %v, %v", dls, err)
+	}
+}
+
+// BenchmarkSerialLease is the cost of the mesh-wide lease per handled
+// event: a serial handler (read a count, write it and one more key as an
+// atomic batch) called directly, one key per event, with the node's locks
+// alone and with the lease too, on one server (R1) and on a three-node
+// cluster (R3).
+func BenchmarkSerialLease(b *testing.B) {
+	type backend struct {
+		name     string
+		js       jetstream.JetStream
+		replicas int
+	}
+	ctx := context.Background()
+	ns, err := natsd.Start(ctx, natsd.Config{DataDir: b.TempDir()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ns.Close() })
+	backends := []backend{{"R1", ns.JetStream(), 1}}
+	if !testing.Short() {
+		nodes := natsdtest.Cluster(b, 3)
+		backends = append(backends, backend{"R3", nodes[0].JetStream(), nodes[0].Replicas(0)})
+	}
+	for _, be := range backends {
+		for _, lease := range []bool{false, true} {
+			name := be.name + "/local"
+			service := "bench" + strings.ToLower(be.name)
+			if lease {
+				name = be.name + "/lease"
+				service += "l"
+			}
+			b.Run(name, func(b *testing.B) {
+				store, err := kv.Open(ctx, be.js, service, kv.Options{Replicas: be.replicas})
+				if err != nil {
+					b.Fatal(err)
+				}
+				svc := &counterService{name: service, store: store,
+					cfg: &config.Events{Serial: true, SerialKeys: map[string]string{"bump": "key"}}}
+				reg := registry.New()
+				reg.Serve(registry.Instance{Service: service, Version: "v1", Node: "n", Status: registry.Up, Local: svc})
+				h := New(reg, WithMeshSerial(lease)).Handler(svc)
+				ev := bus.NewEvent("bench", "bump", nil)
+				for i := 0; b.Loop(); i++ {
+					ev.Data = []byte(`{"key":"k` + strconv.Itoa(i%64) + `"}`)
+					hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					err := h(hctx, ev)
+					cancel()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
