@@ -57,8 +57,12 @@ func (b *Bus) dlqSubject(service, typ string) string {
 	return b.cfg.DLQSubjects + "." + service + "." + typ
 }
 
-// eachDeadLetter calls fn on service's dead letters, oldest first, until
-// fn returns an error, which it returns.
+// eachDeadLetter calls fn on service's dead letters stored when it begins,
+// oldest first, until fn returns an error, which it returns. Dead letters
+// stored meanwhile are not visited: a redriven event that fails again at
+// once is dead-lettered again while Redrive still walks the stream, and
+// visiting that new dead letter would send the event once more, and again
+// for as long as its handler keeps up.
 func (b *Bus) eachDeadLetter(ctx context.Context, service string, fn func(jetstream.Stream, *jetstream.RawStreamMsg) error) error {
 	if !ValidService(service) {
 		return fmt.Errorf("invalid service name %q", service)
@@ -67,8 +71,13 @@ func (b *Bus) eachDeadLetter(ctx context.Context, service string, fn func(jetstr
 	if err != nil {
 		return err
 	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
 	filter := b.dlqSubject(service, ">")
-	for seq := uint64(1); ; {
+	for seq := uint64(1); seq <= last; {
 		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
@@ -76,9 +85,13 @@ func (b *Bus) eachDeadLetter(ctx context.Context, service string, fn func(jetstr
 		if err != nil {
 			return err
 		}
+		if m.Sequence > last {
+			return nil
+		}
 		seq = m.Sequence + 1
 		if err := fn(st, m); err != nil {
 			return err
 		}
 	}
+	return nil
 }
