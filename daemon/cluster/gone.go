@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"time"
 
 	"github.com/meshd/meshd/host/gateway"
@@ -39,22 +40,13 @@ func announcedRoutes(ins []remote.Instance) map[string]map[string][]gateway.Rout
 		rs := svcs[in.Service]
 		for _, r := range in.Routes {
 			gr := gateway.Route{Service: in.Service, Method: r.Method, Path: r.Path}
-			if !containsRoute(rs, gr) { // versions in a rollout share most
+			if !slices.Contains(rs, gr) { // versions in a rollout share most
 				rs = append(rs, gr)
 			}
 		}
 		svcs[in.Service] = rs
 	}
 	return out
-}
-
-func containsRoute(rs []gateway.Route, r gateway.Route) bool {
-	for _, x := range rs {
-		if x == r {
-			return true
-		}
-	}
-	return false
 }
 
 // rememberLocked brings the kept routes in step with the other nodes'
