@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/bench/sagabench"
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/meshd/meshd/internal/wattest"
@@ -143,20 +144,22 @@ type loopRunner func(b *testing.B, ctx context.Context, callee, path string, n i
 // A call's overhead on top of the callee's own work is about loop-50's
 // ns/call minus direct's ns/op (loop-0's share, divided by 50, is small);
 // when direct ran first in the same process, the loops report it as
-// ns-over-direct/call.
+// ns-over-direct/call, and cpu-ns-over-direct/call from the process's
+// CPU time (see meter), the steadier of the two on a shared machine.
 func BenchmarkServiceCall(b *testing.B) {
 	td := startCallBench(b, "[grants]\nkv = true\ncalls = [\"callee\"]\n")
 	ctx := context.Background()
-	var direct float64 // direct's ns/op, once it ran
+	var direct perOp // direct's, once it ran
 	b.Run("direct", func(b *testing.B) {
 		var resp abi.Response
 		b.ReportAllocs()
+		m := startMeter(b)
 		for b.Loop() {
 			if err := td.invokeGET(ctx, "callee", "GET /callee/noop", "/callee/noop", "", &resp); err != nil || resp.Status != 200 {
 				b.Fatalf("/callee/noop: %v %d %q", err, resp.Status, resp.Body)
 			}
 		}
-		direct = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		direct = m.report(b, 1, perOp{})
 	})
 	b.Run("host", func(b *testing.B) {
 		// The call as the binding hands it to the daemon (calls.Call: the
@@ -166,6 +169,7 @@ func BenchmarkServiceCall(b *testing.B) {
 		req := abi.Request{Method: []byte("GET"), Path: []byte("/callee/noop"),
 			Consumer: []byte("service:caller"), RequestID: []byte("01J9Z3K4XQ8M2N5P7R9T1V3W5Y")}
 		b.ReportAllocs()
+		m := startMeter(b)
 		for b.Loop() {
 			sc := host.ServiceCall{Caller: "caller", Callee: "callee", Request: &req, Retryable: true, Depth: 1}
 			req.TraceParent = nil
@@ -173,6 +177,7 @@ func BenchmarkServiceCall(b *testing.B) {
 				b.Fatalf("calls.Call: %v %d %q", err, resp.Status, resp.Body)
 			}
 		}
+		m.report(b, 1, direct)
 	})
 	for _, c := range []struct {
 		prefix string
@@ -184,26 +189,26 @@ func BenchmarkServiceCall(b *testing.B) {
 			// own cost of a call (a failing one).
 			var resp abi.Response
 			b.ReportAllocs()
-			m := mallocs()
+			m := startMeter(b)
 			for b.Loop() {
 				if r := c.run(b, ctx, "ungranted", "/ungranted/x", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "denied" {
 					b.Fatalf("%d ungranted calls: %+v, want every one denied", callsPerLoop, r)
 				}
 			}
-			perCall(b, callsPerLoop, m, 0)
+			m.report(b, callsPerLoop, perOp{})
 		})
 		for _, n := range []int{0, callsPerLoop} {
 			b.Run(c.prefix+"loop-"+strconv.Itoa(n), func(b *testing.B) {
 				var resp abi.Response
 				b.ReportAllocs()
-				m := mallocs()
+				m := startMeter(b)
 				for b.Loop() {
 					if r := c.run(b, ctx, "callee", "/callee/noop", n, &resp); r.OK != n || r.Failed != 0 {
 						b.Fatalf("%d calls: %+v", n, r)
 					}
 				}
 				if n > 0 {
-					perCall(b, n, m, direct)
+					m.report(b, n, direct)
 				}
 			})
 		}
@@ -215,13 +220,13 @@ func BenchmarkServiceCall(b *testing.B) {
 		var resp abi.Response
 		q := "to=ungranted&path=/ungranted/x&as=1&n=" + strconv.Itoa(callsPerLoop)
 		b.ReportAllocs()
-		m := mallocs()
+		m := startMeter(b)
 		for b.Loop() {
 			if r := td.loop(b, ctx, "caller", "GET /caller/loop", "/caller/loop", q, &resp); r.Failed != callsPerLoop || r.Code != "denied" {
 				b.Fatalf("%d ungranted calls: %+v, want every one denied", callsPerLoop, r)
 			}
 		}
-		perCall(b, callsPerLoop, m, 0)
+		m.report(b, callsPerLoop, perOp{})
 	})
 }
 
@@ -255,13 +260,13 @@ open_for = "10m"
 		}
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
-			m := mallocs()
+			m := startMeter(b)
 			for b.Loop() {
 				if r := c.run(b, ctx, "callee", "/callee/maybe", callsPerLoop, &resp); r.Failed != callsPerLoop || r.Code != "unavailable" {
 					b.Fatalf("%d calls with the breaker open: %+v, want every one unavailable", callsPerLoop, r)
 				}
 			}
-			perCall(b, callsPerLoop, m, 0)
+			m.report(b, callsPerLoop, perOp{})
 		})
 	}
 }
@@ -273,21 +278,47 @@ func mallocs() uint64 {
 	return ms.Mallocs
 }
 
-// perCall reports ns/call and allocs/call: b's time and the process's
-// allocations since start (mallocs) per op, divided by the n calls each op
-// makes (the daemon's background work included, a small share). With
-// direct, the ns/op of the callee's route invoked directly in the same
-// process (not 0), it also reports ns-over-direct/call: ns/call minus
-// direct, a call's cost on top of the callee's own work.
-func perCall(b *testing.B, n int, start uint64, direct float64) {
+// meter measures a benchmark's calls: allocations (mallocs) and the
+// process's CPU time, besides b's own wall time. On a shared machine the
+// CPU time is the steadier figure: another process's load stretches wall
+// time, not the CPU this one uses.
+type meter struct {
+	mallocs uint64
+	cpu     time.Duration
+}
+
+func startMeter(b *testing.B) meter {
+	return meter{mallocs: mallocs(), cpu: sagabench.ProcessCPU(b)}
+}
+
+// perOp is what one call cost: wall and CPU nanoseconds.
+type perOp struct{ ns, cpuNS float64 }
+
+// report reports, per call (each op making n of them): ns/call,
+// cpu-ns/call (the process's CPU time: the daemon's background work
+// included, a small share) and allocs/call (likewise); with n of 1 the
+// per-op figures are b's own and only cpu-ns/op is added. With direct,
+// the cost of the callee's route invoked directly in the same process
+// (not zero), it also reports ns-over-direct/call and
+// cpu-ns-over-direct/call: a call's cost on top of the callee's own work.
+// It returns the per-call costs.
+func (m meter) report(b *testing.B, n int, direct perOp) perOp {
 	if b.N == 0 {
-		return
+		return perOp{}
 	}
 	calls := float64(b.N) * float64(n)
-	ns := float64(b.Elapsed().Nanoseconds()) / calls
-	b.ReportMetric(ns, "ns/call")
-	b.ReportMetric(float64(mallocs()-start)/calls, "allocs/call")
-	if direct > 0 {
-		b.ReportMetric(ns-direct, "ns-over-direct/call")
+	c := perOp{ns: float64(b.Elapsed().Nanoseconds()) / calls,
+		cpuNS: float64(sagabench.ProcessCPU(b)-m.cpu) / calls}
+	if n == 1 {
+		b.ReportMetric(c.cpuNS, "cpu-ns/op")
+	} else {
+		b.ReportMetric(c.ns, "ns/call")
+		b.ReportMetric(c.cpuNS, "cpu-ns/call")
+		b.ReportMetric(float64(mallocs()-m.mallocs)/calls, "allocs/call")
 	}
+	if direct.ns > 0 {
+		b.ReportMetric(c.ns-direct.ns, "ns-over-direct/call")
+		b.ReportMetric(c.cpuNS-direct.cpuNS, "cpu-ns-over-direct/call")
+	}
+	return c
 }
