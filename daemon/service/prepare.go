@@ -69,8 +69,9 @@ func WithNATS(js func() jetstream.JetStream, maxPayload func() int64) Option {
 // with (kv.Options.Replicas); called when the store is opened.
 func WithReplicas(fn func() int) Option { return func(b *Builder) { b.replicas = fn } }
 
-// WithSettle retries the opening of a service's key-value bucket with
-// settle (a cluster still forming: cluster.Settle).
+// WithSettle retries the opening of a service's key-value bucket, and
+// the making of each of its durable consumers, with settle (a cluster
+// still forming, or a node rejoining one: cluster.Settle).
 func WithSettle(fn func(ctx context.Context, what string, f func(context.Context) error) error) Option {
 	return func(b *Builder) { b.settle = fn }
 }
@@ -136,7 +137,7 @@ func (b *Builder) Compile(ctx context.Context, path string, wasm []byte, hash [s
 		log.Warn("no grants file; the service may serve routes but not publish, subscribe, keep state or discover",
 			slog.String("expected", name+".toml"))
 	}
-	s := &Service{name: name, file: base, version: p.Version(), log: log, sf: sf}
+	s := &Service{name: name, file: base, version: p.Version(), log: log, sf: sf, settle: b.settle}
 	mc := sf.ModuleConfig(b.defaults)
 	mc.Name = name
 	mc.SHA256 = p.Hash

@@ -29,6 +29,9 @@ type Service struct {
 	subs    []*bus.Subscription // subs[i] delivers decl.Subscriptions[i]
 	log     *slog.Logger
 	sf      config.Service // the service file it was loaded with
+	// settle retries the making of a durable consumer (WithSettle); nil:
+	// one try.
+	settle func(ctx context.Context, what string, f func(context.Context) error) error
 }
 
 // Name is the service's name (its module file's, without .wasm).

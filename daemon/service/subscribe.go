@@ -41,12 +41,25 @@ func (s *Service) Subscribe(ctx context.Context, b *bus.Bus, cur *Service, handl
 		fresh = append(fresh, i)
 	}
 	// At once: each is a JetStream request or two (the durable consumer).
+	// On a cluster they are retried (settle): a node that rejoins after a
+	// crash may find a consumer's replica group without a leader for a
+	// while, its request unanswered; refused, the module would stay down
+	// on this node.
 	serrs := make([]error, len(s.decl.Subscriptions))
 	var wg sync.WaitGroup
 	for _, i := range fresh {
-		wg.Go(func() {
-			s.subs[i], serrs[i] = b.Subscribe(ctx, s.name, s.decl.Subscriptions[i].Type, handler,
+		typ := s.decl.Subscriptions[i].Type
+		subscribe := func(ctx context.Context) (err error) {
+			s.subs[i], err = b.Subscribe(ctx, s.name, typ, handler,
 				bus.WithMaxDeliver(s.sf.Events.MaxAttempts), bus.Deferred()) // started after the swap
+			return err
+		}
+		wg.Go(func() {
+			if s.settle != nil {
+				serrs[i] = s.settle(ctx, "subscription of "+s.name+" to "+typ, subscribe)
+			} else {
+				serrs[i] = subscribe(ctx)
+			}
 		})
 	}
 	wg.Wait()
