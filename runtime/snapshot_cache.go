@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -37,7 +38,10 @@ import (
 // The file holds what restore needs and nothing of the host: the mutable
 // globals, the memory's size, its non-zero 4 KiB pages, the offsets of the
 // Go runtime's generators to reseed, the hot pages, and the monotonic
-// clock at capture; it ends with the sha256 of all that. A file that is
+// clock at capture; it ends with the CRC-32C of all that (as the compiled
+// code's entries do: the directory is trusted, the checksum finds damage,
+// and it costs a tenth of a millisecond where a sha256 of a Go guest's
+// image took one and a half). A file that is
 // short, long, fails its checksum or its bounds, or names another key is
 // a miss: logged once, deleted, the snapshot taken again and written back.
 // A file that cannot be written costs an initialiser at the next start.
@@ -56,10 +60,13 @@ const snapshotDir = "snapshots"
 
 // snapshotFormat names the file layout and restore's meaning of it;
 // a change of either changes it.
-const snapshotFormat = "meshd-snapshot-1"
+const snapshotFormat = "meshd-snapshot-2"
 
 // snapshotMagic starts every snapshot file.
-var snapshotMagic = [8]byte{'M', 'S', 'H', 'D', 'S', 'N', 'P', '1'}
+var snapshotMagic = [8]byte{'M', 'S', 'H', 'D', 'S', 'N', 'P', '2'}
+
+// castagnoli is the CRC-32C table (hardware-assisted on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // snapPage is the unit of the file's sparse image.
 const snapPage = 4096
@@ -177,7 +184,7 @@ func readSnapshot(path string, key [32]byte, limitPages uint32) (*snapshot, erro
 	memMax := uint64(limitPages) * 65536
 	// magic, key, pages, clock, 3 counts, the image's count, its pages and
 	// their indices, the hot runs, globals and offsets, the checksum.
-	bound := 8 + 32 + 4 + 8 + 4*4 + memMax + memMax/snapPage*(4+8) + maxSnapGlobals*8 + maxSnapReseed*4 + 32
+	bound := 8 + 32 + 4 + 8 + 4*4 + memMax + memMax/snapPage*(4+8) + maxSnapGlobals*8 + maxSnapReseed*4 + 4
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: not a regular file", errSnapshotDamaged)
 	}
@@ -199,11 +206,11 @@ func readSnapshot(path string, key [32]byte, limitPages uint32) (*snapshot, erro
 // decodeSnapshot parses a snapshot file's bytes. It builds the image only
 // once every check passed.
 func decodeSnapshot(data []byte, key [32]byte, limitPages uint32) (*snapshot, int64, error) {
-	if len(data) < len(snapshotMagic)+32+32 {
+	if len(data) < len(snapshotMagic)+32+4 {
 		return nil, 0, errors.New("truncated")
 	}
-	body, sum := data[:len(data)-32], data[len(data)-32:]
-	if got := sha256.Sum256(body); string(got[:]) != string(sum) {
+	body, sum := data[:len(data)-4], data[len(data)-4:]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(sum) {
 		return nil, 0, errors.New("checksum mismatch")
 	}
 	r := snapReader{b: body}
@@ -348,7 +355,7 @@ func writeSnapshot(dir, path string, key [32]byte, s *snapshot, nano int64) (err
 			_ = os.Remove(f.Name())
 		}
 	}()
-	h := sha256.New()
+	h := crc32.New(castagnoli)
 	w := &snapWriter{w: bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10), h: h}
 	w.raw(snapshotMagic[:])
 	w.raw(key[:])
@@ -390,10 +397,10 @@ func writeSnapshot(dir, path string, key [32]byte, s *snapshot, nano int64) (err
 	return os.Rename(f.Name(), path)
 }
 
-// snapWriter writes a snapshot file's fields and, last, their sha256.
+// snapWriter writes a snapshot file's fields and, last, their CRC-32C.
 type snapWriter struct {
 	w   *bufio.Writer
-	h   hash.Hash
+	h   hash.Hash32
 	err error
 	buf [8]byte
 }
@@ -422,7 +429,8 @@ func (w *snapWriter) finish(f io.Writer) error {
 	if w.err != nil {
 		return w.err
 	}
-	_, err := f.Write(w.h.Sum(nil))
+	binary.LittleEndian.PutUint32(w.buf[:4], w.h.Sum32())
+	_, err := f.Write(w.buf[:4])
 	return err
 }
 

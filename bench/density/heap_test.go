@@ -19,7 +19,8 @@ import (
 // needs to instantiate and describe itself, no more).
 func stubHost(tb testing.TB, wasm []byte) runtime.HostModule {
 	ctx := context.Background()
-	r := wazero.NewRuntime(ctx)
+	// The interpreter only decodes: the imports are all this needs.
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer r.Close(ctx)
 	compiled, err := r.CompileModule(ctx, wasm)
 	if err != nil {
@@ -77,7 +78,13 @@ func BenchmarkModuleHeap(b *testing.B) {
 	}{{"wat", watWasm, 100}, {"go", goWasm, 10}} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			e, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: b.TempDir()})
+			// DENSITY_CACHE keeps the cache across runs (a profile of warm
+			// loads then holds no compilation).
+			dir := os.Getenv("DENSITY_CACHE")
+			if dir == "" {
+				dir = b.TempDir()
+			}
+			e, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: dir})
 			if err != nil {
 				b.Fatal(err)
 			}
