@@ -15,8 +15,12 @@ import (
 	"time"
 )
 
-// logTail is how much of a node's log a Node keeps for error messages.
-const logTail = 64 << 10
+// logHead and logTail are how much of the start and of the end of a
+// node's log a Node keeps for error messages.
+const (
+	logHead = 8 << 10
+	logTail = 8 << 10
+)
 
 // startWait bounds how long a node may take to serve: cluster nodes wait
 // for a majority of each other, and a cold start compiles the modules.
@@ -184,6 +188,8 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 type lineLog struct {
 	mu      sync.Mutex
 	partial []byte
+	head    []byte
+	skipped int // bytes between head and tail not kept
 	tail    []byte
 	serving chan string
 	admin   chan string
@@ -196,9 +202,15 @@ func newLineLog() *lineLog {
 func (l *lineLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.tail = append(l.tail, p...)
+	rest := p
+	if n := min(logHead-len(l.head), len(rest)); n > 0 {
+		l.head, rest = append(l.head, rest[:n]...), rest[n:]
+	}
+	l.tail = append(l.tail, rest...)
 	if len(l.tail) > 2*logTail {
-		l.tail = append(l.tail[:0], l.tail[len(l.tail)-logTail:]...)
+		cut := len(l.tail) - logTail
+		l.skipped += cut
+		l.tail = append(l.tail[:0], l.tail[cut:]...)
 	}
 	l.partial = append(l.partial, p...)
 	for {
@@ -221,13 +233,20 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String is the start of the log and its end, with how much was left
+// out between them.
 func (l *lineLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.tail) > logTail {
-		return string(l.tail[len(l.tail)-logTail:])
+	tail, skipped := l.tail, l.skipped
+	if len(tail) > logTail {
+		skipped += len(tail) - logTail
+		tail = tail[len(tail)-logTail:]
 	}
-	return string(l.tail)
+	if skipped == 0 {
+		return string(l.head) + string(tail)
+	}
+	return fmt.Sprintf("%s\n[... %d bytes ...]\n%s", l.head, skipped, tail)
 }
 
 // offer sends v on c unless c already holds a value.

@@ -1,6 +1,7 @@
 package clusterbench
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -146,12 +147,14 @@ func TestLineLog(t *testing.T) {
 	default:
 		t.Error("no admin address")
 	}
-	// The log keeps its tail only.
-	big := strings.Repeat("x", 1000) + "\n"
-	for range 3 * logTail / len(big) {
-		_, _ = l.Write([]byte(big))
+	// The log keeps its start and its end only.
+	for i := range 3 * (logHead + logTail) / 1000 {
+		_, _ = l.Write([]byte(fmt.Sprintf("%04d%s\n", i, strings.Repeat("x", 995))))
 	}
-	if s := l.String(); len(s) > logTail || !strings.HasSuffix(s, big) {
-		t.Errorf("tail: %d bytes, want at most %d ending in the last line", len(s), logTail)
+	last := fmt.Sprintf("%04d", 3*(logHead+logTail)/1000-1)
+	s := l.String()
+	if len(s) > logHead+logTail+100 || !strings.HasPrefix(s, "time=1 ") || !strings.Contains(s, "bytes ...]") ||
+		!strings.Contains(s, "\n"+last+"xxx") {
+		t.Errorf("log of %d bytes, want at most %d: its first line, a gap and line %s:\n%.300s", len(s), logHead+logTail+100, last, s)
 	}
 }
