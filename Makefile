@@ -11,7 +11,7 @@ GO_GUEST_WASM := $(GO_GUESTS:%=%.wasm)
 HTTP      ?= :8080
 ADMIN     ?= 127.0.0.1:8081
 DATA      ?= build/data
-TEST_TIMEOUT ?= 20m
+TEST_TIMEOUT ?= 30m
 # Packages that run as wasip1 guests: vetted and staticchecked for that
 # target too (their wasip1-only files are invisible to a host build).
 WASM_PKGS := ./abi ./guest/... ./plugins/... $(GO_GUESTS)
