@@ -22,11 +22,12 @@ type NodeSpec struct {
 }
 
 // StartCluster starts one node per spec under dir, from bin and the
-// plugins in pluginSrc, and waits until every one serves. With cluster
+// plugins in pluginSrc (each with a copy of the compilation cache cache,
+// unless it is empty), and waits until every one serves. With cluster
 // set the nodes form one loopback NATS cluster (free ports, routes to
 // every node); otherwise each is a node of its own. On error every node
 // started is stopped.
-func StartCluster(bin, pluginSrc, dir string, specs []NodeSpec, cluster bool) (*Cluster, error) {
+func StartCluster(bin, pluginSrc, cache, dir string, specs []NodeSpec, cluster bool) (*Cluster, error) {
 	var routes, listens []string
 	if cluster {
 		ports, err := freePorts(len(specs))
@@ -41,7 +42,7 @@ func StartCluster(bin, pluginSrc, dir string, specs []NodeSpec, cluster bool) (*
 	c := &Cluster{}
 	for i, s := range specs {
 		cfg := NodeConfig{Bin: bin, Name: s.Name, Services: s.Services, PluginSrc: pluginSrc,
-			Dir: filepath.Join(dir, s.Name)}
+			Cache: cache, Dir: filepath.Join(dir, s.Name)}
 		if cluster {
 			cfg.ClusterListen, cfg.ClusterRoutes = listens[i], routes
 		}

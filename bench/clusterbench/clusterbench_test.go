@@ -28,6 +28,10 @@ var (
 	binErr  error
 	binDir  string
 
+	cacheOnce sync.Once
+	cacheDir  string // a node's data directory after one start: its cache/ is warm
+	cacheErr  error
+
 	current struct {
 		key string
 		c   *Cluster
@@ -40,6 +44,9 @@ func TestMain(m *testing.M) {
 	releaseCluster()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
+	}
+	if cacheDir != "" {
+		_ = os.RemoveAll(cacheDir)
 	}
 	os.Exit(code)
 }
@@ -114,13 +121,35 @@ func acquireCluster(b *testing.B, key string, specs []NodeSpec, cluster bool) *C
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := StartCluster(bin, plugins, dir, specs, cluster)
+	c, err := StartCluster(bin, plugins, warmCache(b, bin, plugins), dir, specs, cluster)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		b.Fatal(err)
 	}
 	current.key, current.c, current.dir = key, c, dir
 	return c
+}
+
+// warmCache starts one node of its own with the demo services once, so
+// that it compiles them, stops it, and returns its compilation cache: the
+// nodes of every cluster start from a copy of it.
+func warmCache(b *testing.B, bin, plugins string) string {
+	b.Helper()
+	cacheOnce.Do(func() {
+		cacheDir, cacheErr = os.MkdirTemp("", "clusterbench-cache-")
+		if cacheErr != nil {
+			return
+		}
+		var c *Cluster
+		c, cacheErr = StartCluster(bin, plugins, "", cacheDir, []NodeSpec{{"warm", []string{"order", "payment"}}}, false)
+		if cacheErr == nil {
+			c.Stop()
+		}
+	})
+	if cacheErr != nil {
+		b.Fatalf("warming the compilation cache: %v", cacheErr)
+	}
+	return filepath.Join(cacheDir, "warm", "data", "cache")
 }
 
 func releaseCluster() {
