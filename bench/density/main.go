@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,6 +43,7 @@ type config struct {
 	work  string
 	keep  bool
 	cold  bool
+	reps  int
 	wait  time.Duration
 }
 
@@ -55,6 +57,7 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&c.work, "work", "", "scratch directory (default: a new temporary one)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory")
 	fs.BoolVar(&c.cold, "cold", true, "measure a start with an empty cache (false: the first start only fills the cache, unmeasured; a -work directory kept from an earlier run keeps its cache)")
+	fs.IntVar(&c.reps, "repeat", 3, "warm starts of each kind measured (the table gives their median and range)")
 	fs.DurationVar(&c.wait, "wait", 30*time.Minute, "longest a start may take")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -170,17 +173,23 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 	if err != nil {
 		return fmt.Errorf("cold start: %w", err)
 	}
-	warm, err := measureIdle(ctx, c, all, data, svcs)
-	if err != nil {
-		return fmt.Errorf("warm start: %w", err)
+	var warms, noSnaps []result
+	for range max(c.reps, 1) {
+		warm, err := measureIdle(ctx, c, all, data, svcs)
+		if err != nil {
+			return fmt.Errorf("warm start: %w", err)
+		}
+		warms = append(warms, warm)
+		if err := os.RemoveAll(filepath.Join(data, "cache", "snapshots")); err != nil {
+			return err
+		}
+		noSnap, err := measureIdle(ctx, c, all, data, svcs)
+		if err != nil {
+			return fmt.Errorf("warm start without snapshots: %w", err)
+		}
+		noSnaps = append(noSnaps, noSnap)
 	}
-	if err := os.RemoveAll(filepath.Join(data, "cache", "snapshots")); err != nil {
-		return err
-	}
-	noSnap, err := measureIdle(ctx, c, all, data, svcs)
-	if err != nil {
-		return fmt.Errorf("warm start without snapshots: %w", err)
-	}
+	warm := warms[0]
 	halfR, err := measureIdle(ctx, c, halfDir, data, half)
 	if err != nil {
 		return fmt.Errorf("half: %w", err)
@@ -188,14 +197,16 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 
 	fmt.Fprintf(out, "### %d %s services\n\n", c.n, kind)
 	fmt.Fprintf(out, "| start | to serving | to every first answer | snapshots read from the cache / taken |\n|---|---|---|---|\n")
+	if c.cold {
+		fmt.Fprintf(out, "| cold cache | %s | %s | %d / %d |\n", ms(cold.started), ms(cold.answered), cold.fromCache, cold.taken)
+	}
 	for _, r := range []struct {
 		name string
-		r    result
-	}{{"cold cache", cold}, {"warm cache", warm}, {"warm code, snapshots removed", noSnap}} {
-		if r.name == "cold cache" && !c.cold {
-			continue
-		}
-		fmt.Fprintf(out, "| %s | %s | %s | %d / %d |\n", r.name, ms(r.r.started), ms(r.r.answered), r.r.fromCache, r.r.taken)
+		rs   []result
+	}{{"warm cache", warms}, {"warm code, snapshots removed", noSnaps}} {
+		fmt.Fprintf(out, "| %s (median of %d, range) | %s | %s | %d / %d |\n", r.name, len(r.rs),
+			spread(r.rs, func(x result) time.Duration { return x.started }),
+			spread(r.rs, func(x result) time.Duration { return x.answered }), r.rs[0].fromCache, r.rs[0].taken)
 	}
 	fmt.Fprintf(out, "\n| idle services | VmRSS | Pss | of it: compiled code | snapshot images | other anonymous | meshd binary | Go heap in use |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range []struct {
@@ -232,6 +243,16 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 	}
 	fmt.Fprintf(out, " Go heap in use: %.0f KiB.\n\n", (warm.heap-halfR.heap)/1024/float64(nh))
 	return nil
+}
+
+// spread is the median of f over rs, and their range.
+func spread(rs []result, f func(result) time.Duration) string {
+	ds := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		ds[i] = f(r)
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("%s (%s–%s)", ms(ds[len(ds)/2]), ms(ds[0]), ms(ds[len(ds)-1]))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
