@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,7 +19,10 @@ func (b *Bus) redriveSubject(service, typ string) string {
 // published on the service's redrive subject for its type (see
 // Config.RedriveSubjects) with its original CloudEvents id, then removed
 // from the dead-letter stream. ids selects dead letters by event id; none
-// means all of them. It returns how many were sent.
+// means all of them. Only the dead letters stored when it begins are sent,
+// each once: one the redriven event makes meanwhile is left for the next
+// Redrive. It returns how many it sent and removed; one another Redrive
+// removed first is not counted (nor sent twice: see the message id below).
 func (b *Bus) Redrive(ctx context.Context, service string, ids ...string) (int, error) {
 	n := 0
 	err := b.eachDeadLetter(ctx, service, func(st jetstream.Stream, m *jetstream.RawStreamMsg) error {
@@ -45,6 +49,12 @@ func (b *Bus) Redrive(ctx context.Context, service string, ids ...string) (int, 
 			return fmt.Errorf("%s: %w", ev.ID, err)
 		}
 		if err := st.DeleteMsg(ctx, m.Sequence); err != nil {
+			// A Redrive running at the same time sent it (this publish was
+			// a duplicate of that one's) and removed it: not an error, and
+			// not counted twice.
+			if _, gerr := st.GetMsg(ctx, m.Sequence); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				return nil
+			}
 			return fmt.Errorf("removing dead letter %d: %w", m.Sequence, err)
 		}
 		n++

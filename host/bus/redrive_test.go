@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,14 +17,16 @@ import (
 // been stored in the event stream, before Redrive goes on.
 type afterRedrivePublish struct {
 	jetstream.JetStream
-	once  sync.Once
-	after func()
+	called atomic.Bool
+	after  func() // may Redrive itself
 }
 
 func (j *afterRedrivePublish) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	ack, err := j.JetStream.PublishMsg(ctx, msg, opts...)
 	if err == nil && strings.HasPrefix(msg.Subject, DefaultRedriveSubjects+".") {
-		j.once.Do(j.after)
+		if j.after != nil && j.called.CompareAndSwap(false, true) {
+			j.after()
+		}
 	}
 	return ack, err
 }
@@ -107,5 +108,77 @@ func TestRedriveSkipsDeadLettersAddedMeanwhile(t *testing.T) {
 	}
 	if c := deadLettered.Load(); c != 2 {
 		t.Fatalf("%d dead letters stored, want 2", c)
+	}
+}
+
+// Two Redrives of the same dead letter at once (two operators, or a client
+// retrying a request it thought lost) send it once between them, and
+// neither fails: the later publish is a duplicate of the first, and the
+// one that finds the dead letter already removed counts nothing.
+func TestRedriveConcurrentSendsOnce(t *testing.T) {
+	ns := startServer(t, t.TempDir())
+	js := &afterRedrivePublish{JetStream: ns.JetStream()}
+	b := newBus(t, js, testConfig)
+	ctx := testCtx(t)
+	var fixed atomic.Bool
+	var handled atomic.Int32
+	sub, err := b.Subscribe(ctx, "chaos", "chaos.fail", func(context.Context, Event) error {
+		if !fixed.Load() {
+			return errors.New("broken")
+		}
+		handled.Add(1)
+		return nil
+	}, WithMaxDeliver(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	ev := NewEvent("src", "chaos.fail", nil)
+	if err := b.Publish(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, waitFor, func() error {
+		dls, err := b.DeadLetters(ctx, "chaos")
+		if err != nil || len(dls) != 1 {
+			return fmt.Errorf("dead letters %d %v, want 1", len(dls), err)
+		}
+		return nil
+	})
+	fixed.Store(true)
+	// The second Redrive runs to its end after the first has sent the dead
+	// letter and before it removes it.
+	var n2 int
+	var err2 error
+	js.after = func() { n2, err2 = b.Redrive(ctx, "chaos") }
+	n1, err1 := b.Redrive(ctx, "chaos")
+	if err1 != nil || err2 != nil {
+		t.Fatalf("concurrent redrives failed: %v; %v", err1, err2)
+	}
+	if n1+n2 != 1 {
+		t.Fatalf("redriven %d and %d, want 1 between them", n1, n2)
+	}
+	checkFor(t, waitFor, func() error {
+		if handled.Load() != 1 {
+			return errors.New("redriven event not handled")
+		}
+		return nil
+	})
+	if dls, err := b.DeadLetters(ctx, "chaos"); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters after redrive: %+v %v", dls, err)
+	}
+	checkFor(t, waitFor, func() error {
+		cs, err := b.Consumers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Pending+c.AckPending != 0 {
+				return errors.New("still pending")
+			}
+		}
+		return nil
+	})
+	if c := handled.Load(); c != 1 {
+		t.Fatalf("redriven event handled %d times, want 1", c)
 	}
 }
