@@ -13,6 +13,10 @@
 //     (the sum of the meshd processes' user and system CPU from
 //     /proc/<pid>/stat, divided by the orders settled).
 //
+// Every node starts from a copy of one warm compilation cache (a node of
+// its own compiles the demo services once per run), as a restarted node
+// would. $MESHD_BIN names a prebuilt meshd to run instead of building one.
+//
 // It is benchmark-only code: nothing in the product imports it. It runs on
 // Linux only (it reads /proc) and skips when build/plugins is missing
 // (`make plugins`).
