@@ -348,20 +348,62 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Pending) error {
 	}
 	var errs []error
 	var first error // the first the server answered, for the store's health
-	for i, r := range jsasync.Publish(ctx, b.js, msgs, opts) {
-		ev := &evs[i].Event
-		switch {
-		case r.Err != nil:
-			if first == nil {
-				first = r.Err
+	// Sent again: the events no stream took because it had no leader (no
+	// responders), for at most publishRetryFor. Their ids make a second
+	// copy of one stored after all a duplicate the stream drops.
+	idx := make([]int, len(msgs)) // evs[idx[j]] is msgs[j]
+	for i := range idx {
+		idx[i] = i
+	}
+	allMsgs, allOpts := msgs, opts
+	giveUp := time.Now().Add(publishRetryFor)
+	for {
+		var again []int
+		for j, r := range jsasync.Publish(ctx, b.js, msgs, opts) {
+			i := idx[j]
+			ev := &evs[i].Event
+			switch {
+			case r.Err != nil && retryPublish(r.Err) && ctx.Err() == nil && time.Now().Before(giveUp):
+				again = append(again, i)
+			case r.Err != nil:
+				if first == nil {
+					first = r.Err
+				}
+				errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, r.Err))
+			case evs[i].Delay <= 0:
+				b.cfg.Hooks.published(ev.Type)
 			}
-			errs = append(errs, fmt.Errorf("bus: publish %s %s: %w", ev.Type, ev.ID, r.Err))
-		case evs[i].Delay <= 0:
-			b.cfg.Hooks.published(ev.Type)
+		}
+		if len(again) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(publishRetryPause):
+		}
+		idx, msgs, opts = again, make([]*nats.Msg, len(again)), make([][]jetstream.PublishOpt, len(again))
+		for j, i := range again {
+			msgs[j], opts[j] = allMsgs[i], allOpts[i]
 		}
 	}
 	w.End(first)
 	return errors.Join(errs...)
+}
+
+// PublishAll sends an event again while its stream has no leader (after a
+// node's loss its replicas elect one in 4 to 9 s), every
+// publishRetryPause, for at most publishRetryFor or until its context
+// ends: an answer of failure after part of an invocation's effects were
+// stored tells a client to retry what was done.
+const (
+	publishRetryFor   = 10 * time.Second
+	publishRetryPause = 250 * time.Millisecond
+)
+
+// retryPublish reports whether a publish that failed with err may be sent
+// again: no stream answered (no leader), or it was not sent.
+func retryPublish(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jsasync.ErrNotSent)
 }
 
 // message checks ev (stamping a zero Time with now) and returns the message
