@@ -93,12 +93,6 @@ func callErr(ret int32) error {
 	return &Error{Code: code, Msg: lastErrorMessage()}
 }
 
-// codeErr turns a negative host result into an *Error with the host's
-// message, whatever the code (a not-found one matches ErrNotFound too).
-func codeErr(ret int32) error {
-	return &Error{Code: abi.Code(-ret), Msg: lastErrorMessage()}
-}
-
 func lastErrorMessage() string {
 	errBuf = grow(errBuf, 256)
 	for {
