@@ -290,9 +290,20 @@ func TestClusterKillNineUnderLoad(t *testing.T) {
 	var firstErr error
 	shedBefore, shedAfter := 0, 0
 	var longest time.Duration // of the POSTs that returned after the kill
+	var firstAfter, lastAfter *attempt
+	failsAfter := [3]int{} // per gateway
 	for _, a := range attempts {
 		if a.end.After(killed) {
 			longest = max(longest, a.end.Sub(a.start))
+			if a.failed() {
+				failsAfter[a.gw]++
+				if firstAfter == nil {
+					firstAfter = &a
+				}
+				if lastAfter == nil || a.start.After(lastAfter.start) {
+					lastAfter = &a
+				}
+			}
 		}
 		m := after
 		if a.end.Before(killed) {
@@ -318,6 +329,10 @@ func TestClusterKillNineUnderLoad(t *testing.T) {
 	t.Logf("%d attempts, %d orders taken; before the kill %s (%d shed by admission), after it %s (%d shed); last failure %v after the kill; then %d taken via node 2 and %d via node 3; longest POST after the kill %v",
 		len(attempts), len(orders), statusCounts(before), shedBefore, statusCounts(after), shedAfter, recovered.Round(10*time.Millisecond), okSince[1], okSince[2],
 		longest.Round(10*time.Millisecond))
+	if firstAfter != nil {
+		t.Logf("after the kill %d POSTs failed via node 2, %d via node 3; the first via node %d: %v; the last via node %d: %v",
+			failsAfter[1], failsAfter[2], firstAfter.gw+1, firstAfter.err, lastAfter.gw+1, lastAfter.err)
+	}
 	if firstErr != nil && before[http.StatusCreated]+shedBefore != sumCounts(before) {
 		t.Errorf("orders failed before the kill: %s (first: %v)", statusCounts(before), firstErr)
 	}
