@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,7 +47,8 @@ type ServerConfig struct {
 }
 
 // Server answers calls from other nodes for the services this node
-// serves. Each served service is one queue subscription on its Subject.
+// serves. Each served service is one queue subscription on its Subject,
+// whose calls run on a bounded set of long-lived workers.
 type Server struct {
 	nc    *nats.Conn
 	node  string
@@ -54,19 +56,46 @@ type Server struct {
 	maxTO time.Duration
 	log   *slog.Logger
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards what follows and every served's fields but sub and name
 	subs   map[string]*served
 	closed bool
-	wg     sync.WaitGroup // calls running
+	wg     sync.WaitGroup // workers running
 }
 
-// served is one service's subscription.
+// served is one service's subscription and its workers.
+//
+// A call runs on a worker: a goroutine kept between calls, so that the
+// stack a handler grew (a guest call is deep) serves the next call
+// instead of being grown again, as a goroutine per call would. A worker
+// waits for its next call in idle, most recently used last (the next call
+// takes the warmest), and ends after workerIdle without one. There are at
+// most max workers: a call that finds none idle and max busy is answered
+// Busy at once.
 type served struct {
 	sub  *nats.Subscription
-	h    Handler
-	sem  chan struct{}
 	name string
+
+	h       Handler
+	max     int
+	workers int       // started and not ended
+	running int       // workers running a call
+	idle    []*worker // waiting for a call
+	stopped bool      // Stop or Close: workers end after their call
 }
+
+// worker is one worker goroutine's mailbox.
+type worker struct {
+	calls chan call // capacity 1; closed to end an idle worker
+}
+
+// call is one call handed to a worker.
+type call struct {
+	h Handler
+	m *nats.Msg
+}
+
+// workerIdle is how long a worker waits for a call before it ends.
+const workerIdle = 10 * time.Second
 
 // NewServer returns a Server answering on nc.
 func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
@@ -119,9 +148,9 @@ func (s *Server) Serve(service string, h Handler) error {
 		s.mu.Unlock()
 		return nil
 	}
-	sv := &served{h: h, sem: make(chan struct{}, s.max), name: service}
+	sv := &served{h: h, max: s.max, name: service}
 	// The client's default pending limits (512 Ki messages, 64 MiB) bound
-	// what waits for the callback; the callback only starts goroutines.
+	// what waits for the callback; the callback only hands calls over.
 	sub, err := s.nc.QueueSubscribe(subj, subj, func(m *nats.Msg) { s.receive(sv, m) })
 	if err != nil {
 		s.mu.Unlock()
@@ -147,7 +176,7 @@ func (s *Server) InFlight(service string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sv := s.subs[service]; sv != nil {
-		return len(sv.sem)
+		return sv.running
 	}
 	return 0
 }
@@ -160,6 +189,9 @@ func (s *Server) Stop(service string) error {
 	s.mu.Lock()
 	sv := s.subs[service]
 	delete(s.subs, service)
+	if sv != nil {
+		s.stopWorkers(sv)
+	}
 	s.mu.Unlock()
 	if sv == nil {
 		return nil
@@ -174,6 +206,9 @@ func (s *Server) Close(ctx context.Context) error {
 	subs := s.subs
 	s.subs = map[string]*served{}
 	s.closed = true
+	for _, sv := range subs {
+		s.stopWorkers(sv)
+	}
 	s.mu.Unlock()
 	var errs []error
 	for _, sv := range subs {
@@ -191,8 +226,21 @@ func (s *Server) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// receive takes one call: it answers Busy when the service runs its
-// maximum already, else runs it in a goroutine of its own.
+// stopWorkers ends sv's idle workers; the busy ones end after their call.
+// s.mu is held.
+func (s *Server) stopWorkers(sv *served) {
+	sv.stopped = true
+	for i, w := range sv.idle {
+		close(w.calls)
+		sv.idle[i] = nil
+	}
+	sv.workers -= len(sv.idle)
+	sv.idle = sv.idle[:0]
+}
+
+// receive takes one call: it hands it to an idle worker, else to a new
+// one, else, with the service's maximum running already, answers Busy.
+// It runs on the subscription's goroutine and never blocks.
 func (s *Server) receive(sv *served, m *nats.Msg) {
 	s.mu.Lock()
 	if s.closed {
@@ -200,21 +248,75 @@ func (s *Server) receive(sv *served, m *nats.Msg) {
 		s.fail(m, fault.New(sv.name, fault.Unavailable, errors.New("node closing")))
 		return
 	}
-	h := sv.h
-	select {
-	case sv.sem <- struct{}{}:
-	default:
+	c := call{h: sv.h, m: m}
+	if n := len(sv.idle); n > 0 {
+		w := sv.idle[n-1]
+		sv.idle[n-1] = nil
+		sv.idle = sv.idle[:n-1]
+		sv.running++
 		s.mu.Unlock()
-		s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", cap(sv.sem))))
+		w.calls <- c // an idle worker's mailbox is empty
 		return
 	}
+	if sv.workers >= sv.max {
+		s.mu.Unlock()
+		s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", sv.max)))
+		return
+	}
+	sv.workers++
+	sv.running++
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-sv.sem }()
-		s.run(sv.name, h, m)
+	go s.work(sv, &worker{calls: make(chan call, 1)}, c)
+}
+
+// work is a worker: it runs c, then the calls handed to it, until it has
+// waited workerIdle for one or its service stopped.
+func (s *Server) work(sv *served, w *worker, c call) {
+	defer s.wg.Done()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
 	}()
+	for {
+		s.run(sv.name, c.h, c.m)
+		c = call{}
+		s.mu.Lock()
+		sv.running--
+		if sv.stopped {
+			sv.workers--
+			s.mu.Unlock()
+			return
+		}
+		sv.idle = append(sv.idle, w)
+		s.mu.Unlock()
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+		} else {
+			idle.Reset(workerIdle)
+		}
+		var ok bool
+		select {
+		case c, ok = <-w.calls:
+		case <-idle.C:
+			s.mu.Lock()
+			if i := slices.Index(sv.idle, w); i >= 0 {
+				sv.idle = slices.Delete(sv.idle, i, i+1)
+				sv.workers--
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			// Taken as the timer fired: its call is on its way, or its
+			// service stopped.
+			c, ok = <-w.calls
+		}
+		if !ok {
+			return // stopped while idle; stopWorkers counted it out
+		}
+	}
 }
 
 // run runs one call and answers it.
