@@ -53,8 +53,12 @@ type ServiceCall struct {
 // callee's invocation succeeds, and decodes its response into resp. A
 // response of any status is a success (nil error). The slices resp holds
 // must stay valid after Call returns: the binding copies them into the
-// invocation before anything else runs. Errors are mapped to ABI codes by
-// CallCode.
+// invocation before anything else runs. call, its Request and their
+// slices are the binding's, reused by its next call: a Caller keeps none
+// of them past its return. Errors are mapped to ABI codes by CallCode; a
+// Caller that fails the same way again may return the same error value
+// (a pointer), which the binding then recognises and reports without
+// formatting it again.
 type Caller func(ctx context.Context, call *ServiceCall, resp *abi.Response) error
 
 // Coder is an error that knows its ABI code. CallCode reads it through
