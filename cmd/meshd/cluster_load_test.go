@@ -162,13 +162,15 @@ func (a attempt) failed() bool { return a.err != nil && !a.shed() }
 
 // TestClusterKillNineUnderLoad: three meshd processes, order and payment
 // on nodes 1 and 2 only; orders posted over the gateways of nodes 2 and 3
-// at a bounded rate; node 1 SIGKILLed in the middle. Within 30 s of the
-// kill (a liveness bound: the directory's TTL, the gateway breaker's
-// cool-down and the leader elections) both gateways take orders again and
+// at a bounded rate; node 1 SIGKILLed in the middle. Within 45 s of the
+// kill (a liveness bound, not the figure: the directory's TTL, the gateway
+// breaker's cool-down, perhaps opened again, and the leader elections add
+// up to 6-25 s on a loaded machine) both gateways take orders again and
 // keep taking them; every order taken (201) settles once, as in
 // TestClusterThousandOrders, but for outcomes published again (an event
-// handled again after the crash). Node 1, restarted on its data directory
-// with its flags, rejoins: its gateway takes orders, and they settle.
+// handled again after the crash); no order is made by a POST answered 503
+// or 429 (retry later). Node 1, restarted on its data directory with its
+// flags, rejoins: its gateway takes orders, and they settle.
 func TestClusterKillNineUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three meshd processes under load and kills one; skipped with -short")
@@ -182,8 +184,8 @@ func TestClusterKillNineUnderLoad(t *testing.T) {
 		pace        = 25 * time.Millisecond // at most 40 orders/s
 		maxAttempts = 1500
 		killAfter   = 150 // orders taken before the kill
-		liveness    = 30 * time.Second
-		loadFor     = 45 * time.Second // after the kill, at most
+		liveness    = 45 * time.Second
+		loadFor     = 60 * time.Second // after the kill, at most
 		steady      = 5 * time.Second  // without failures, and steadyOK taken on each gateway, ends the load early
 		steadyOK    = 20
 	)
