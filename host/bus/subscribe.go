@@ -297,10 +297,20 @@ func (s *Subscription) puller() {
 				got++
 				s.work <- msg // a worker is free: this event holds its token
 			}
-			s.giveBack(n - got)
 			if err := batch.Error(); err != nil && s.pulls.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 				s.b.log.Warn("bus: fetching events", "service", s.service, "type", s.typ, "error", err)
+				if got == 0 {
+					// Refused at once (no responders while the consumer
+					// has no leader): the tokens come back after a pause,
+					// as after a failed Fetch, or the puller asks again at
+					// once, thousands of times a second, each one logged.
+					select {
+					case <-time.After(250 * time.Millisecond):
+					case <-s.stopping:
+					}
+				}
 			}
+			s.giveBack(n - got)
 		})
 	}
 }
