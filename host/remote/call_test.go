@@ -13,7 +13,6 @@ import (
 	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/host/mesh"
 	"github.com/meshd/meshd/runtime"
-	"github.com/nats-io/nats.go"
 )
 
 // serve starts a Server on b answering service with h.
@@ -322,36 +321,46 @@ func TestBadInput(t *testing.T) {
 	if err := s.Serve("Svc*", func(context.Context, *abi.Request, *abi.Response) error { return nil }); !errors.Is(err, ErrInvalidName) {
 		t.Errorf("Serve(Svc*): %v", err)
 	}
-	// A request without the headers, or with garbage, is refused as
-	// invalid, not run.
-	for _, hdr := range []map[string]string{
-		{},
-		{HeaderDeadline: "-5", HeaderDepth: "0"},
-		{HeaderDeadline: "100", HeaderDepth: "99"},
+	// A request without its frame, or with garbage in it or after it, is
+	// refused as invalid, not run.
+	body := (&abi.Request{}).Append(nil)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"short frame", []byte{FrameVersion, 1, 0, 0}},
+		{"another version", append([]byte{FrameVersion + 1, 0xe8, 3, 0, 0, 0}, body...)},
+		{"no deadline", append([]byte{FrameVersion, 0, 0, 0, 0, 0}, body...)},
+		{"too deep", append([]byte{FrameVersion, 0xe8, 3, 0, 0, mesh.MaxDepth + 1}, body...)},
+		{"garbled request", []byte{FrameVersion, 0xe8, 3, 0, 0, 0, 1, 2, 3}},
 	} {
-		m := nats.NewMsg("meshd.svc.svc")
-		for k, v := range hdr {
-			m.Header.Set(k, v)
-		}
-		m.Data = (&abi.Request{}).Append(nil)
-		reply, err := a.nc.RequestMsg(m, 10*time.Second)
+		reply, err := a.nc.Request("meshd.svc.svc", tc.data, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := reply.Header.Get(HeaderFault); got != "invalid" {
-			t.Errorf("headers %v: fault %q, want invalid", hdr, got)
+			t.Errorf("%s: fault %q, want invalid", tc.name, got)
+		}
+		if got := reply.Header.Get(HeaderError); got == "" || len(got) > MaxErrorBytes {
+			t.Errorf("%s: message %q, want 1 to %d bytes", tc.name, got, MaxErrorBytes)
 		}
 	}
-	m := nats.NewMsg("meshd.svc.svc")
-	m.Header.Set(HeaderDeadline, "1000")
-	m.Header.Set(HeaderDepth, "0")
-	m.Data = []byte{1, 2, 3}
-	reply, err := a.nc.RequestMsg(m, 10*time.Second)
+	// The same frame with a good deadline and depth is run.
+	reply, err := a.nc.Request("meshd.svc.svc", append([]byte{FrameVersion, 0xe8, 3, 0, 0, 0}, body...), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reply.Header.Get(HeaderFault); got != "invalid" {
-		t.Errorf("garbled request: fault %q, want invalid", got)
+	if got := reply.Header.Get(HeaderFault); got != "" {
+		t.Errorf("good frame: fault %q (%s)", got, reply.Header.Get(HeaderError))
+	}
+	// A call that succeeded is answered without headers.
+	if len(reply.Header) != 0 {
+		t.Errorf("answer with headers %v, want none", reply.Header)
+	}
+	var resp abi.Response
+	if err := resp.Decode(reply.Data); err != nil {
+		t.Errorf("answer: %v", err)
 	}
 }
 

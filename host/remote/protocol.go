@@ -1,8 +1,10 @@
 package remote
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -10,19 +12,64 @@ import (
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/host/internal/names"
+	"github.com/meshd/meshd/host/mesh"
 )
 
 // SubjectPrefix is the prefix of the subjects calls travel on.
 const SubjectPrefix = "meshd.svc."
 
-// Headers of a call's request and reply.
+// A call's request data is a frame of FrameLen bytes followed by the
+// abi.Request encoding:
+//
+//	u8  FrameVersion
+//	u32 the time the callee's node has to answer, in whole milliseconds
+//	    (at least 1), little-endian
+//	u8  the call depth the callee runs at (mesh.DepthFrom of the call's
+//	    context), 0 to mesh.MaxDepth
+//
+// The request carries no NATS headers, and neither does the answer of a
+// call that succeeded (the abi.Response encoding): headers cost every
+// hop of a message (the clients encode and parse them as MIME, the
+// servers scan them), binary fields next to the data cost nothing.
 const (
-	// HeaderDeadline is the time the callee's node has to answer, in
-	// whole milliseconds (at least 1).
-	HeaderDeadline = "Meshd-Deadline-Ms"
-	// HeaderDepth is the call depth the callee runs at (mesh.DepthFrom of
-	// the call's context), 0 to mesh.MaxDepth.
-	HeaderDepth = "Meshd-Depth"
+	// FrameVersion is the first byte of a call's request data. A node
+	// answers a request of another version Invalid.
+	FrameVersion = 1
+	// FrameLen is the length of a call's frame.
+	FrameLen = 6
+)
+
+// appendFrame appends the frame of a call with timeout left and depth.
+func appendFrame(b []byte, timeout time.Duration, depth int) []byte {
+	ms := min(max(timeout.Milliseconds(), 1), math.MaxUint32)
+	b = append(b, FrameVersion)
+	b = binary.LittleEndian.AppendUint32(b, uint32(ms))
+	return append(b, byte(min(max(depth, 0), 255)))
+}
+
+// parseFrame returns the timeout and depth of a call's request data and
+// the abi.Request encoding after them.
+func parseFrame(data []byte) (timeout time.Duration, depth int, rest []byte, err error) {
+	if len(data) < FrameLen {
+		return 0, 0, nil, fmt.Errorf("request of %d bytes is shorter than its %d-byte frame", len(data), FrameLen)
+	}
+	if data[0] != FrameVersion {
+		return 0, 0, nil, fmt.Errorf("request frame version %d, want %d (a node of another meshd version)", data[0], FrameVersion)
+	}
+	ms := binary.LittleEndian.Uint32(data[1:5])
+	if ms == 0 {
+		return 0, 0, nil, errors.New("request frame: a deadline of 0 ms")
+	}
+	depth = int(data[5])
+	if depth > mesh.MaxDepth {
+		return 0, 0, nil, fmt.Errorf("request frame: call depth %d is not 0 to %d", depth, mesh.MaxDepth)
+	}
+	return time.Duration(ms) * time.Millisecond, depth, data[FrameLen:], nil
+}
+
+// Headers of the reply of a call that failed on the callee's node; it
+// has no data.
+const (
 	// HeaderFault is set on the reply of a failed call: the name of its
 	// fault.Kind ("busy", "timeout", ...).
 	HeaderFault = "Meshd-Fault"

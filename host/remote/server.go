@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -280,8 +279,9 @@ func (s *Server) work(sv *served, w *worker, c call) {
 			idle.Stop()
 		}
 	}()
+	var buf []byte
 	for {
-		s.run(sv.name, c.h, c.m)
+		buf = s.run(sv.name, c.h, c.m, buf)
 		c = call{}
 		s.mu.Lock()
 		sv.running--
@@ -319,40 +319,43 @@ func (s *Server) work(sv *served, w *worker, c call) {
 	}
 }
 
-// run runs one call and answers it.
-func (s *Server) run(service string, h Handler, m *nats.Msg) {
-	ms, err := strconv.ParseInt(m.Header.Get(HeaderDeadline), 10, 64)
-	if err != nil || ms <= 0 {
-		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("%s: %s is not a positive number of milliseconds", HeaderDeadline, bounded(m.Header.Get(HeaderDeadline), 32))))
-		return
+// run runs one call and answers it, encoding the answer into buf. It
+// returns buf, grown when the answer needed more and was not too large to
+// keep.
+func (s *Server) run(service string, h Handler, m *nats.Msg, buf []byte) []byte {
+	timeout, depth, data, err := parseFrame(m.Data)
+	if err != nil {
+		s.fail(m, fault.New(service, fault.Invalid, err))
+		return buf
 	}
-	timeout := min(time.Duration(ms)*time.Millisecond, s.maxTO)
-	depth, err := strconv.Atoi(m.Header.Get(HeaderDepth))
-	if err != nil || depth < 0 || depth > mesh.MaxDepth {
-		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("%s: %s is not a call depth of 0 to %d", HeaderDepth, bounded(m.Header.Get(HeaderDepth), 32), mesh.MaxDepth)))
-		return
-	}
+	timeout = min(timeout, s.maxTO)
 	var req abi.Request
-	if err := req.Decode(m.Data); err != nil {
-		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("garbled request of %d bytes: %w", len(m.Data), err)))
-		return
+	if err := req.Decode(data); err != nil {
+		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("garbled request of %d bytes: %w", len(data), err)))
+		return buf
 	}
 	ctx, cancel := context.WithTimeout(mesh.WithDepth(context.Background(), depth), timeout)
 	defer cancel()
 	var resp abi.Response
 	if err := callHandler(ctx, h, &req, &resp); err != nil {
 		s.fail(m, fault.Classify(service, err))
-		return
+		return buf
 	}
-	data := resp.Append(nil)
-	if limit := s.nc.MaxPayload() - headerRoom; int64(len(data)) > limit {
-		s.fail(m, fault.New(service, fault.Failed, fmt.Errorf("answer of %d bytes passes the %d bytes a NATS message may carry", len(data), limit)))
-		return
+	out := resp.Append(buf[:0])
+	if cap(out) <= maxPooled {
+		buf = out // Publish copies it: the worker's next answer reuses it
 	}
-	reply := &nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{HeaderNode: []string{s.node}}}
-	if err := m.RespondMsg(reply); err != nil {
+	if limit := s.nc.MaxPayload() - headerRoom; int64(len(out)) > limit {
+		s.fail(m, fault.New(service, fault.Failed, fmt.Errorf("answer of %d bytes passes the %d bytes a NATS message may carry", len(out), limit)))
+		return buf
+	}
+	if m.Reply == "" {
+		return buf
+	}
+	if err := s.nc.Publish(m.Reply, out); err != nil {
 		s.log.Warn("remote: answering a call failed", slog.String("service", service), slog.String("error", err.Error()))
 	}
+	return buf
 }
 
 // callHandler runs h, turning a panic into a Failed error.

@@ -82,7 +82,8 @@ func (t *Target) Invoke(ctx context.Context, req *abi.Request, resp *abi.Respons
 	left -= min(left/10, 10*time.Millisecond)
 
 	bp := bufPool.Get().(*[]byte)
-	data := req.Append((*bp)[:0])
+	data := appendFrame((*bp)[:0], left, mesh.DepthFrom(ctx))
+	data = req.Append(data)
 	defer func() {
 		if cap(data) <= maxPooled {
 			*bp = data[:0]
@@ -93,11 +94,7 @@ func (t *Target) Invoke(ctx context.Context, req *abi.Request, resp *abi.Respons
 		return fault.New(t.service, fault.TooLarge,
 			fmt.Errorf("remote: call to %s: request of %d bytes passes the %d bytes a NATS message may carry", t.service, len(data), limit))
 	}
-	msg := &nats.Msg{Subject: t.subject, Data: data, Header: nats.Header{
-		HeaderDeadline: []string{millis(left)},
-		HeaderDepth:    []string{strconv.Itoa(mesh.DepthFrom(ctx))},
-	}}
-	reply, err := t.nc.RequestMsgWithContext(ctx, msg)
+	reply, err := t.nc.RequestWithContext(ctx, t.subject, data)
 	if err != nil {
 		return t.requestError(ctx, err)
 	}
