@@ -54,6 +54,7 @@ type Server struct {
 	max   int
 	maxTO time.Duration
 	log   *slog.Logger
+	idle  time.Duration // how long a worker waits for a call (workerIdle)
 
 	mu     sync.Mutex // guards what follows and every served's fields but sub and name
 	subs   map[string]*served
@@ -114,7 +115,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("remote: server config: %w", err)
 	}
-	s := &Server{nc: nc, node: cfg.Node, max: cfg.MaxInFlight, maxTO: cfg.MaxTimeout, log: cfg.Log, subs: make(map[string]*served)}
+	s := &Server{nc: nc, node: cfg.Node, max: cfg.MaxInFlight, maxTO: cfg.MaxTimeout, log: cfg.Log, subs: make(map[string]*served), idle: workerIdle}
 	if s.max == 0 {
 		s.max = DefaultMaxInFlight
 	}
@@ -293,9 +294,9 @@ func (s *Server) work(sv *served, w *worker, c call) {
 		sv.idle = append(sv.idle, w)
 		s.mu.Unlock()
 		if idle == nil {
-			idle = time.NewTimer(workerIdle)
+			idle = time.NewTimer(s.idle)
 		} else {
-			idle.Reset(workerIdle)
+			idle.Reset(s.idle)
 		}
 		var ok bool
 		select {
