@@ -266,16 +266,22 @@ func decodeSnapshot(data []byte, key [32]byte, limitPages uint32) (*snapshot, in
 	if len(r.b) != 0 {
 		return nil, 0, fmt.Errorf("%d bytes after the image", len(r.b))
 	}
-	mem := make([]byte, memLen)
-	for i, p := range idx {
-		copy(mem[uint64(p)*snapPage:], pages[i*snapPage:(i+1)*snapPage])
-	}
-	img, err := newMemoryImage(mem)
+	img, err := newMemoryImagePages(int(memLen), idx, pages)
 	if err != nil {
 		return nil, 0, err
 	}
 	s.image = img
 	return s, nano, nil
+}
+
+// expandPages returns a memory of size bytes whose non-zero 4 KiB pages
+// are idx, their contents one after the other in pages.
+func expandPages(size int, idx []uint32, pages []byte) []byte {
+	mem := make([]byte, size)
+	for i, p := range idx {
+		copy(mem[int(p)*snapPage:], pages[i*snapPage:(i+1)*snapPage])
+	}
+	return mem
 }
 
 // snapReader reads a snapshot file's fields; past its end or a failed

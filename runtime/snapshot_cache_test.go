@@ -1,3 +1,5 @@
+//go:build linux
+
 package runtime
 
 import (
@@ -388,5 +390,31 @@ func TestRestoredClock(t *testing.T) {
 	b := clock()
 	if a <= ahead || b < a {
 		t.Fatalf("shifted clock reads %d then %d, want past %d and never back", a, b, ahead)
+	}
+}
+
+// TestMemoryImagePages: an image made from a snapshot file's pages holds
+// the memory the pages came from, whether in a memfd or expanded in Go.
+func TestMemoryImagePages(t *testing.T) {
+	mem := make([]byte, 16*snapPage)
+	var idx []uint32
+	var pages []byte
+	for _, p := range []uint32{1, 2, 3, 7, 15} {
+		for i := range snapPage {
+			mem[int(p)*snapPage+i] = byte(p*31 + uint32(i))
+		}
+		idx = append(idx, p)
+		pages = append(pages, mem[int(p)*snapPage:int(p+1)*snapPage]...)
+	}
+	img, err := newMemoryImagePages(len(mem), idx, pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.close()
+	if !bytes.Equal(img.data, mem) || img.nonZero != 5*snapPage {
+		t.Fatalf("image differs from the memory (non-zero %d)", img.nonZero)
+	}
+	if !bytes.Equal(expandPages(len(mem), idx, pages), mem) {
+		t.Fatal("expanded pages differ from the memory")
 	}
 }

@@ -58,12 +58,75 @@ func newMemoryImage(mem []byte) (*memoryImage, error) {
 	return img, nil
 }
 
+// newMemoryImagePages makes the image of a memory of size bytes whose
+// non-zero 4 KiB pages are idx, their contents one after the other in
+// pages (a snapshot read from the cache), without building the memory in
+// Go first: only a refused memfd costs that copy.
+func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, error) {
+	img := &memoryImage{fd: -1, nonZero: uint64(len(idx)) * snapPage}
+	if fd, err := memfdPages(size, idx, pages); err == nil {
+		data, merr := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+		if merr == nil || size == 0 {
+			img.fd, img.data, img.mapped = fd, data, merr == nil
+			return img, nil
+		}
+		_ = syscall.Close(fd)
+	}
+	img.data = expandPages(size, idx, pages)
+	return img, nil
+}
+
+// memfdPages writes the pages idx of a memory of size bytes into a new
+// sealed memfd.
+func memfdPages(size int, idx []uint32, pages []byte) (int, error) {
+	return sealedMemfd(size, func(fd int) error {
+		for i := 0; i < len(idx); {
+			// A run of consecutive pages in one write.
+			j := i + 1
+			for j < len(idx) && idx[j] == idx[j-1]+1 {
+				j++
+			}
+			run := pages[i*snapPage : j*snapPage]
+			off := int64(idx[i]) * snapPage
+			for done := 0; done < len(run); {
+				n, err := syscall.Pwrite(fd, run[done:], off+int64(done))
+				if err != nil {
+					return fmt.Errorf("pwrite: %w", err)
+				}
+				done += n
+			}
+			i = j
+		}
+		return nil
+	})
+}
+
 // newMemfd makes the memfd of an image. A variable, so that tests can
 // refuse it.
 var newMemfd = memfdImage
 
 // memfdImage writes mem's non-zero pages into a new sealed memfd.
 func memfdImage(mem []byte) (int, error) {
+	return sealedMemfd(len(mem), func(fd int) error {
+		for off := 0; off < len(mem); off += pageSize {
+			page := mem[off:min(off+pageSize, len(mem))]
+			if allZero(page) {
+				continue
+			}
+			for done := 0; done < len(page); {
+				n, err := syscall.Pwrite(fd, page[done:], int64(off+done))
+				if err != nil {
+					return fmt.Errorf("pwrite: %w", err)
+				}
+				done += n
+			}
+		}
+		return nil
+	})
+}
+
+// sealedMemfd makes a memfd of size bytes, has write fill it, and seals it.
+func sealedMemfd(size int, write func(fd int) error) (int, error) {
 	if sysMemfdCreate < 0 {
 		return -1, errors.New("memfd_create: not on this architecture")
 	}
@@ -83,21 +146,11 @@ func memfdImage(mem []byte) (int, error) {
 		_ = syscall.Close(fd)
 		return -1, err
 	}
-	if err := syscall.Ftruncate(fd, int64(len(mem))); err != nil {
+	if err := syscall.Ftruncate(fd, int64(size)); err != nil {
 		return fail(fmt.Errorf("ftruncate: %w", err))
 	}
-	for off := 0; off < len(mem); off += pageSize {
-		page := mem[off:min(off+pageSize, len(mem))]
-		if allZero(page) {
-			continue
-		}
-		for done := 0; done < len(page); {
-			n, err := syscall.Pwrite(fd, page[done:], int64(off+done))
-			if err != nil {
-				return fail(fmt.Errorf("pwrite: %w", err))
-			}
-			done += n
-		}
+	if err := write(fd); err != nil {
+		return fail(err)
 	}
 	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), fAddSeals,
 		fSealSeal|fSealShrink|fSealGrow|fSealWrite); errno != 0 {

@@ -26,3 +26,10 @@ func (img *memoryImage) close() { img.data = nil }
 // prefault does nothing where no copy-on-write mapping is written: the
 // instance's memory is a copy, all its own already.
 func prefault([]byte, []pageRun) {}
+
+// newMemoryImagePages makes the image of a memory of size bytes whose
+// non-zero 4 KiB pages are idx, their contents one after the other in
+// pages.
+func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, error) {
+	return &memoryImage{data: expandPages(size, idx, pages), nonZero: uint64(len(idx)) * snapPage}, nil
+}
