@@ -69,9 +69,13 @@ func TestDelayedEventsWhileStoreRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Stop()
+	// Due well after the disk fills below, even when publishing them is
+	// slow on a loaded machine (at 300 ms some came due before it).
+	const due = 3 * time.Second
+	published := time.Now()
 	evs := make([]Pending, n)
 	for i := range evs {
-		evs[i] = Pending{Event: NewEvent("src", "later", nil), Delay: 300 * time.Millisecond}
+		evs[i] = Pending{Event: NewEvent("src", "later", nil), Delay: due}
 	}
 	if err := b.PublishAll(ctx, evs); err != nil {
 		t.Fatal(err)
@@ -94,7 +98,7 @@ func TestDelayedEventsWhileStoreRefuses(t *testing.T) {
 		t.Fatalf("a refused Publish took %s", d) // a liveness bound, against the 10 s a hung one takes
 	}
 	// Let them come due and fail for a few seconds.
-	time.Sleep(4 * time.Second)
+	time.Sleep(time.Until(published.Add(due + 4*time.Second)))
 	select {
 	case ev := <-ch:
 		t.Fatalf("event %s delivered while the store refuses writes", ev.ID)
