@@ -123,3 +123,62 @@ func BenchmarkModuleHeap(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoadGo: loading the Go service from a warm compilation cache,
+// its snapshot read from the cache (kept) or taken again by running its
+// initialiser and a probe call (taken: the snapshots removed before each
+// load), in one process: what the kept snapshot saves per service at a
+// restart.
+func BenchmarkLoadGo(b *testing.B) {
+	root, err := moduleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	wasm, err := os.ReadFile(filepath.Join(root, goGuest))
+	if err != nil {
+		b.Fatalf("%s is missing: run `make fixtures` first", goGuest)
+	}
+	ctx := context.Background()
+	dir := os.Getenv("DENSITY_CACHE")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	e, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close(ctx)
+	host := stubHost(b, wasm)
+	m, err := e.Load(ctx, wasm, host, runtime.ModuleConfig{Name: "first"}) // fills the cache
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = m.Close(ctx)
+	for _, kept := range []bool{true, false} {
+		name := "kept"
+		if !kept {
+			name = "taken"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if !kept {
+					b.StopTimer()
+					if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				m, err := e.Load(ctx, wasm, host, runtime.ModuleConfig{Name: "m"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if m.Snapshot().FromCache != kept {
+					b.Fatalf("snapshot %+v", m.Snapshot())
+				}
+				b.StopTimer()
+				_ = m.Close(ctx)
+				b.StartTimer()
+			}
+		})
+	}
+}
