@@ -201,7 +201,11 @@ func postOrder(client *http.Client, base, user string, total int64) (id string, 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusCreated {
-		return "", resp.StatusCode, fmt.Errorf("POST /orders: %d %s", resp.StatusCode, strconv.Quote(cut(string(b), 300)))
+		var p struct {
+			Title string `json:"title"`
+		}
+		_ = json.Unmarshal(b, &p)
+		return "", resp.StatusCode, &refusal{status: resp.StatusCode, title: p.Title, body: cut(string(b), 300)}
 	}
 	var o struct {
 		ID    string `json:"id"`
@@ -211,6 +215,18 @@ func postOrder(client *http.Client, base, user string, total int64) (id string, 
 		return "", resp.StatusCode, fmt.Errorf("POST /orders: 201 with %s", strconv.Quote(cut(string(b), 300)))
 	}
 	return o.ID, resp.StatusCode, nil
+}
+
+// refusal is the error of a POST /orders answered other than 201: its
+// status, its problem's title, and its body (cut).
+type refusal struct {
+	status int
+	title  string
+	body   string
+}
+
+func (r *refusal) Error() string {
+	return fmt.Sprintf("POST /orders: %d %s", r.status, strconv.Quote(r.body))
 }
 
 // cut is s cut to at most n bytes.

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,16 +88,16 @@ func TestClusterThousandOrders(t *testing.T) {
 				o := placed{user: loadUsers[n%len(loadUsers)], total: orderTotal(n), gateway: n % 3}
 				var code int
 				var err error
-				// 429 and 503 are refusals before the order is made
-				// (admission control sheds POST /orders while the events
-				// behind it lag): retried, pausing longer each time (at
-				// most 1 s, Retry-After's least), for at most retryFor.
-				// Anything else fails the order (a POST is not safe to
-				// repeat).
+				// Admission control's 429 and 503 overloaded are
+				// refusals before the order is made (it sheds POST
+				// /orders while the events behind it lag): retried,
+				// pausing longer each time (at most 1 s, Retry-After's
+				// least), for at most retryFor. Anything else fails the
+				// order (a POST is not safe to repeat).
 				giveUp := time.Now().Add(retryFor)
 				for attempt := 0; ; attempt++ {
 					o.id, code, err = postOrder(client, c.bases[o.gateway], o.user, o.total)
-					if err == nil || (code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable) {
+					if !shed(err) {
 						break
 					}
 					mu.Lock()
@@ -152,9 +152,13 @@ type attempt struct {
 // shed reports whether the POST was refused by admission control (429, or
 // 503 overloaded: the events behind the route lag), a refusal before the
 // order is made and no failure of the mesh.
-func (a attempt) shed() bool {
-	return a.code == http.StatusTooManyRequests ||
-		a.code == http.StatusServiceUnavailable && strings.Contains(a.err.Error(), `"title":"overloaded"`)
+func (a attempt) shed() bool { return shed(a.err) }
+
+// shed reports whether err is admission control's refusal of a POST.
+func shed(err error) bool {
+	var r *refusal
+	return errors.As(err, &r) && (r.status == http.StatusTooManyRequests ||
+		r.status == http.StatusServiceUnavailable && r.title == "overloaded")
 }
 
 // failed reports whether the POST failed other than by admission control.
@@ -230,7 +234,7 @@ func TestClusterKillNineUnderLoad(t *testing.T) {
 	}
 	// state reports the load so far: orders taken, and of the POSTs that
 	// returned after the kill, when the last that failed was sent, and per
-	// gateway how many sent after it succeeded.
+	// gateway how many sent after it and after the kill succeeded.
 	state := func() (taken int, lastFail time.Time, okSince [3]int) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -243,7 +247,7 @@ func TestClusterKillNineUnderLoad(t *testing.T) {
 			}
 		}
 		for _, a := range attempts {
-			if a.err == nil && a.end.After(killed) && a.start.After(lastFail) {
+			if a.err == nil && a.start.After(killed) && a.start.After(lastFail) {
 				okSince[a.gw]++
 			}
 		}
