@@ -293,7 +293,7 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 	d.cluster = n
 	d.mu.Unlock()
 	d.calls.SetRemote(n.Targets)
-	d.invoker.SetForward(d.calls.Forward)
+	d.invoker.SetForward(d.calls.Forward, func(service string) bool { return len(n.Targets(service)) > 0 })
 	rebuild()
 	return nil
 }
@@ -341,7 +341,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	defer cancel()
 	var errs []error
 	if d.cluster != nil { // other nodes stop sending here; calls from them finish
-		d.invoker.SetForward(nil)
+		d.invoker.SetForward(nil, nil)
 		d.calls.SetRemote(nil)
 		errs = append(errs, d.cluster.Close(ctx))
 	}

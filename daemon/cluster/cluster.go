@@ -372,12 +372,21 @@ func (t *consumerTarget) Invoke(ctx context.Context, req *abi.Request, resp *abi
 type Forward func(ctx context.Context, caller, service string, req *abi.Request, resp *abi.Response) error
 
 // Invoker is the gateway's invoker on a node that may be one of a mesh:
-// a service the registry knows here is invoked locally (a local service
-// always wins); any other is forwarded, once SetForward is called.
+// a service UP here is invoked locally (a local service always wins); one
+// not UP here (refused at load, DOWN, drained) is forwarded when another
+// node serves it, else answered here (503 with this node's reason); any
+// other is forwarded, once SetForward is called.
 type Invoker struct {
 	local   gateway.Invoker
 	reg     *registry.Registry
-	forward atomic.Pointer[Forward]
+	forward atomic.Pointer[forwarding]
+}
+
+// forwarding is what SetForward sets: how to forward, and whether another
+// node serves a service UP.
+type forwarding struct {
+	f         Forward
+	elsewhere func(service string) bool
 }
 
 // GatewayCaller is the caller name of the gateway's forwarded requests
@@ -389,26 +398,30 @@ func NewInvoker(local gateway.Invoker, reg *registry.Registry) *Invoker {
 	return &Invoker{local: local, reg: reg}
 }
 
-// SetForward turns forwarding on (nil: off).
-func (i *Invoker) SetForward(f Forward) {
+// SetForward turns forwarding on (f nil: off). elsewhere reports whether
+// another node serves a service UP (Node.Targets); nil means none does.
+func (i *Invoker) SetForward(f Forward, elsewhere func(service string) bool) {
 	if f == nil {
 		i.forward.Store(nil)
 		return
 	}
-	i.forward.Store(&f)
+	if elsewhere == nil {
+		elsewhere = func(string) bool { return false }
+	}
+	i.forward.Store(&forwarding{f: f, elsewhere: elsewhere})
 }
 
 // InvokeHTTP implements gateway.Invoker.
 func (i *Invoker) InvokeHTTP(ctx context.Context, service string, req *abi.Request, resp *abi.Response) error {
-	f := i.forward.Load()
-	if f == nil {
+	fw := i.forward.Load()
+	if fw == nil {
 		return i.local.InvokeHTTP(ctx, service, req, resp)
 	}
-	if _, ok := i.reg.Status(service); ok {
+	if st, ok := i.reg.Status(service); ok && (st == registry.Up || !fw.elsewhere(service)) {
 		return i.local.InvokeHTTP(ctx, service, req, resp)
 	}
 	ctx = context.WithValue(ctx, consumerKey{}, string(req.Consumer))
-	return (*f)(ctx, GatewayCaller, service, req, resp)
+	return fw.f(ctx, GatewayCaller, service, req, resp)
 }
 
 // Interface guards.
