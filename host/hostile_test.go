@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
@@ -84,7 +85,10 @@ func hostile(tb testing.TB, env *host.Env) *runtime.Module {
 	}
 	tb.Cleanup(func() { _ = e.Close(context.Background()) })
 	m, err := e.Load(context.Background(), wattest.Build(tb, "testdata/hostile-ops.wat"), host.Module(env),
-		runtime.ModuleConfig{Name: "hostile", MaxInputBytes: 8 << 20, MaxOutputBytes: 8 << 20})
+		runtime.ModuleConfig{Name: "hostile", MaxInputBytes: 8 << 20, MaxOutputBytes: 8 << 20,
+			// Generous: one script copies 512 MiB, slow under -race on a
+			// loaded machine; no test here is about the deadline.
+			CallTimeout: time.Minute})
 	if err != nil {
 		tb.Fatal(err)
 	}
