@@ -26,8 +26,8 @@ const burstSize = 64
 // burstEnv is what every run of BenchmarkBurst shares: meshd built once,
 // the services generated once, their compilation cache and snapshots warm.
 type burstEnvT struct {
-	bin, plugins, data string
-	svcs               []service
+	work, bin, plugins, data string
+	svcs                     []service
 }
 
 var (
@@ -41,7 +41,7 @@ func setupBurst(work string) (burstEnvT, error) {
 	if err != nil {
 		return burstEnvT{}, err
 	}
-	env := burstEnvT{plugins: filepath.Join(work, "plugins"), data: filepath.Join(work, "data")}
+	env := burstEnvT{work: work, plugins: filepath.Join(work, "plugins"), data: filepath.Join(work, "data")}
 	if env.bin, err = buildMeshd(root, work); err != nil {
 		return env, err
 	}
@@ -56,6 +56,15 @@ func setupBurst(work string) (burstEnvT, error) {
 	}
 	d.stop()
 	return env, nil
+}
+
+// TestMain removes what the burst runs left in the temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if burstEnv.work != "" {
+		_ = os.RemoveAll(burstEnv.work)
+	}
+	os.Exit(code)
 }
 
 // burstClient keeps a connection per concurrent request.
@@ -175,6 +184,7 @@ func BenchmarkBurst(b *testing.B) {
 			return
 		}
 		burstEnv, burstErr = setupBurst(work)
+		burstEnv.work = work
 	})
 	if burstErr != nil {
 		b.Fatal(burstErr)
