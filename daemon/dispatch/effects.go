@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/meshd/meshd/host"
@@ -94,8 +95,9 @@ func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store
 		err = b.PublishAll(ctx, evs)
 	}
 	if err != nil {
-		r := d.handOff(s, store, records)
-		d.relayFailed(r, "events of a request not published; the relay publishes them", err)
+		inv.Logger().Warn("events not published; the outbox relay publishes them",
+			slog.Int("events", len(evs)), slog.Any("error", err))
+		d.handOff(s, store, records)
 		return nil
 	}
 	d.published(ctx, s, store, records)
