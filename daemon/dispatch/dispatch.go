@@ -245,6 +245,10 @@ func (d *Dispatcher) invokeHTTP(ctx context.Context, name string, req *abi.Reque
 			// Not logged per request: the store logs the episode.
 			return fault.Classify(name, err)
 		}
+		if errors.Is(err, ErrEventsNotPublished) {
+			cs.inv.Logger().Error("request effects partly applied: key writes stored, events not published", slog.Any("error", err))
+			return fault.New(name, fault.Partial, err)
+		}
 		cs.inv.Logger().Error("request effects not applied", slog.Any("error", err))
 		return fault.New(name, fault.Unavailable, err)
 	}

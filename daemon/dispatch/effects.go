@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,10 +60,21 @@ func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation,
 		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
 	}
 	if err := b.PublishAll(ctx, evs); err != nil {
+		if len(inv.Writes) > 0 {
+			return fmt.Errorf("%w: %w", ErrEventsNotPublished, err)
+		}
 		return fmt.Errorf("publishing events: %w", err)
 	}
 	return nil
 }
+
+// ErrEventsNotPublished is the error of effects whose key writes were
+// stored but whose events could not be published (bus.PublishAll already
+// resends through a stream's leader election): the outcome is partly
+// applied. A request answers it as fault.Partial, not retry-later, since
+// a retry would make its writes again; an event handler's event is
+// redelivered and the handler runs again, publishing them then.
+var ErrEventsNotPublished = errors.New("key writes stored, events not published")
 
 // applyWrites applies key writes in order to s's store: as one atomic
 // batch, or one by one when atomic is false; under lease when it is not

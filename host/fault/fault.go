@@ -49,6 +49,11 @@ const (
 	// same kind already running). HTTP 409; over the ABI CodeUnavailable,
 	// since the work in progress ends and a retry then succeeds.
 	Conflict
+	// Partial: the request's key writes were stored but its events could
+	// not be published (their stream stayed unavailable): the outcome is
+	// partly applied, so a retry would make the writes again. HTTP 500,
+	// no Retry-After.
+	Partial
 
 	numKinds
 )
@@ -73,6 +78,7 @@ var kinds = [numKinds]kindInfo{
 	Invalid:      {"invalid", http.StatusBadRequest, abi.CodeInvalid, 0},
 	CircuitOpen:  {"circuit open", http.StatusServiceUnavailable, abi.CodeUnavailable, time.Second},
 	Conflict:     {"conflict", http.StatusConflict, abi.CodeUnavailable, 0},
+	Partial:      {"partly applied", http.StatusInternalServerError, abi.CodeInternal, 0},
 }
 
 // StoreRetryAfter is the Retry-After of StoreRefused: longer than a busy

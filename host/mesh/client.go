@@ -543,7 +543,10 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 			switch last.Kind {
 			case fault.Busy, fault.Unavailable, fault.Timeout, fault.Failed:
 				counted, again = errFailure, true
-			case fault.StoreRefused:
+			case fault.StoreRefused, fault.Partial:
+				// Failures of the callee, but not retried: a store refusing
+				// writes answers the same again, and a partly applied call
+				// would make its writes twice.
 				counted = errFailure
 			default:
 				counted = errExcluded
