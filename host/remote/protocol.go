@@ -39,6 +39,12 @@ const (
 	FrameLen = 6
 )
 
+// errFrameVersion is the error of a request from a node of another meshd
+// version, which a node answers Unavailable (503, tried elsewhere) rather
+// than Invalid: during a rolling upgrade the request is good, the pair of
+// nodes is not.
+var errFrameVersion = errors.New("a call from a node of another meshd version")
+
 // appendFrame appends the frame of a call with timeout left and depth.
 func appendFrame(b []byte, timeout time.Duration, depth int) []byte {
 	ms := min(max(timeout.Milliseconds(), 1), math.MaxUint32)
@@ -54,7 +60,7 @@ func parseFrame(data []byte) (timeout time.Duration, depth int, rest []byte, err
 		return 0, 0, nil, fmt.Errorf("request of %d bytes is shorter than its %d-byte frame", len(data), FrameLen)
 	}
 	if data[0] != FrameVersion {
-		return 0, 0, nil, fmt.Errorf("request frame version %d, want %d (a node of another meshd version)", data[0], FrameVersion)
+		return 0, 0, nil, fmt.Errorf("%w: request frame version %d, want %d", errFrameVersion, data[0], FrameVersion)
 	}
 	ms := binary.LittleEndian.Uint32(data[1:5])
 	if ms == 0 {

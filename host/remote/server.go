@@ -326,7 +326,11 @@ func (s *Server) work(sv *served, w *worker, c call) {
 func (s *Server) run(service string, h Handler, m *nats.Msg, buf []byte) []byte {
 	timeout, depth, data, err := parseFrame(m.Data)
 	if err != nil {
-		s.fail(m, fault.New(service, fault.Invalid, err))
+		kind := fault.Invalid
+		if errors.Is(err, errFrameVersion) {
+			kind = fault.Unavailable
+		}
+		s.fail(m, fault.New(service, kind, err))
 		return buf
 	}
 	timeout = min(timeout, s.maxTO)
