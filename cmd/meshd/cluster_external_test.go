@@ -224,7 +224,9 @@ func TestExternalClusterMesh(t *testing.T) {
 	dirC, pluginsC := pluginDir(t, nil)
 	c := node("b", urls[2], pluginsC, filepath.Join(dirC, "data"))
 	exited := make(chan error, 1)
-	go func() { exited <- c.cmd.Wait() }()
+	// Wait only after stderr is read to its end: Wait closes the pipe, and
+	// the refusal is the last line.
+	go func() { <-c.eof; exited <- c.cmd.Wait() }()
 	select {
 	case err := <-exited:
 		if err == nil || !strings.Contains(c.logs.String(), "node name taken") {

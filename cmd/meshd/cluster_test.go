@@ -23,6 +23,9 @@ type clusterNode struct {
 	cmd  *exec.Cmd
 	logs *syncbuf.Buffer
 	addr chan string
+	// eof is closed once the node's stderr is read to its end (the
+	// process exited): only then does logs hold its last lines.
+	eof chan struct{}
 }
 
 // startClusterNode starts a cluster node without waiting for it (the
@@ -31,7 +34,7 @@ func startClusterNode(t *testing.T, bin string, args ...string) *clusterNode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	n := &clusterNode{cmd: exec.CommandContext(ctx, bin, args...), logs: &syncbuf.Buffer{}, addr: make(chan string, 1)}
+	n := &clusterNode{cmd: exec.CommandContext(ctx, bin, args...), logs: &syncbuf.Buffer{}, addr: make(chan string, 1), eof: make(chan struct{})}
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +44,7 @@ func startClusterNode(t *testing.T, bin string, args ...string) *clusterNode {
 	}
 	t.Cleanup(func() { _ = n.cmd.Process.Kill(); _ = n.cmd.Wait() })
 	go func() {
+		defer close(n.eof)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
