@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,10 +22,21 @@ const benchOrder = `{"user_id":"user123","items":[{"name":"laptop","price":15000
 // bench/nativeorder's handler doing the same work and effects, both in
 // process (httptest, no TCP), on the same embedded NATS server. The payment module is not loaded, so no saga work competes.
 func BenchmarkCreateOrder(b *testing.B) {
-	td := startDaemonWith(b, []string{"order"}, nil, nil)
+	// Admission off: the benchmark floods POST /orders, which the order
+	// service's read model cannot keep up with, and measures what one
+	// request costs, not what the daemon admits.
+	toml, err := os.ReadFile(fixture(b, filepath.Join("..", "build", "plugins", "order.toml")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	toml = bytes.Replace(toml, []byte("[events]\n"), []byte("[events]\nadmission = false\n"), 1)
+	td := startDaemonWith(b, []string{"order"}, map[string][]byte{"order.toml": toml}, nil)
 	store, err := kv.Open(context.Background(), td.nats.JetStream(), "native", kv.Options{})
 	if err != nil {
 		b.Fatal(err)
+	}
+	if !bytes.Contains(toml, []byte("admission = false")) {
+		b.Fatal("order.toml has no [events] table to turn admission off in")
 	}
 	run := func(b *testing.B, h http.Handler) {
 		b.ReportAllocs()
