@@ -94,14 +94,20 @@ func callErr(ret int32) error {
 }
 
 func lastErrorMessage() string {
+	return string(lastErrorBytes())
+}
+
+// lastErrorBytes reads the host's last error message into errBuf and
+// returns it (nil when the host has none), valid until errBuf is reused.
+func lastErrorBytes() []byte {
 	errBuf = grow(errBuf, 256)
 	for {
 		n := host.lastError(errBuf)
 		if n < 0 {
-			return ""
+			return nil
 		}
 		if int(n) <= len(errBuf) {
-			return string(errBuf[:n])
+			return errBuf[:n]
 		}
 		errBuf = grow(errBuf, int(n))
 	}

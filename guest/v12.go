@@ -254,19 +254,7 @@ var lastCallErr *Error
 // the code and the host's message (lastCallErr when it is the same).
 func callFailed(ret int32) error {
 	code := abi.Code(-ret)
-	errBuf = grow(errBuf, 256)
-	var msg []byte
-	for {
-		n := host.lastError(errBuf)
-		if n < 0 {
-			break
-		}
-		if int(n) <= len(errBuf) {
-			msg = errBuf[:n]
-			break
-		}
-		errBuf = grow(errBuf, int(n))
-	}
+	msg := lastErrorBytes()
 	if e := lastCallErr; e != nil && e.Code == code && e.Msg == string(msg) {
 		return e
 	}
