@@ -87,13 +87,8 @@ func memfdPages(size int, idx []uint32, pages []byte) (int, error) {
 				j++
 			}
 			run := pages[i*snapPage : j*snapPage]
-			off := int64(idx[i]) * snapPage
-			for done := 0; done < len(run); {
-				n, err := syscall.Pwrite(fd, run[done:], off+int64(done))
-				if err != nil {
-					return fmt.Errorf("pwrite: %w", err)
-				}
-				done += n
+			if err := pwriteAll(fd, run, int64(idx[i])*snapPage); err != nil {
+				return err
 			}
 			i = j
 		}
@@ -113,16 +108,24 @@ func memfdImage(mem []byte) (int, error) {
 			if allZero(page) {
 				continue
 			}
-			for done := 0; done < len(page); {
-				n, err := syscall.Pwrite(fd, page[done:], int64(off+done))
-				if err != nil {
-					return fmt.Errorf("pwrite: %w", err)
-				}
-				done += n
+			if err := pwriteAll(fd, page, int64(off)); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// pwriteAll writes all of p into fd at off.
+func pwriteAll(fd int, p []byte, off int64) error {
+	for done := 0; done < len(p); {
+		n, err := syscall.Pwrite(fd, p[done:], off+int64(done))
+		if err != nil {
+			return fmt.Errorf("pwrite: %w", err)
+		}
+		done += n
+	}
+	return nil
 }
 
 // sealedMemfd makes a memfd of size bytes, has write fill it, and seals it.
