@@ -227,7 +227,7 @@ func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
 	if st := s.st.Load(); st != nil {
 		return *st, nil
 	}
-	st, err := s.js.Stream(ctx, "KV_"+BucketPrefix+s.service)
+	st, err := s.js.Stream(ctx, s.streamName())
 	if err != nil {
 		return nil, err
 	}
