@@ -277,7 +277,7 @@ func (n *Node) routes(now time.Time, ins []remote.Instance, local []gateway.Rout
 		add(service, rs)
 	}
 	for _, rs := range byService { // the order nodes were seen in does not matter
-		slices.SortFunc(rs, func(a, b gateway.Route) int { return strings.Compare(a.Method+" "+a.Path, b.Method+" "+b.Path) })
+		slices.SortFunc(rs, func(a, b gateway.Route) int { return strings.Compare(a.Pattern(), b.Pattern()) })
 	}
 	out := slices.Clone(local)
 	check := gateway.New(gateway.Config{}, nil, nil)
