@@ -210,13 +210,7 @@ func (b *Builder) OpenKV(ctx context.Context, p *Prepared) {
 		store, err = kv.Open(ctx, b.jetStream(), s.name, opts)
 		return err
 	}
-	var err error
-	if b.settle != nil {
-		err = b.settle(ctx, "key-value store of "+s.name, open)
-	} else {
-		err = open(ctx)
-	}
-	if err != nil {
+	if err := settleOr(ctx, b.settle, "key-value store of "+s.name, open); err != nil {
 		_ = s.mod.Close(ctx)
 		p.Service, p.Err = nil, fmt.Errorf("%s: key-value store: %w", s.file, err)
 		return

@@ -194,3 +194,12 @@ func (s *Service) SnapshotNote() string {
 	}
 	return "initialised"
 }
+
+// settleOr runs f through settle (WithSettle), or once when settle is nil.
+func settleOr(ctx context.Context, settle func(ctx context.Context, what string, f func(context.Context) error) error,
+	what string, f func(context.Context) error) error {
+	if settle == nil {
+		return f(ctx)
+	}
+	return settle(ctx, what, f)
+}

@@ -54,13 +54,7 @@ func (s *Service) Subscribe(ctx context.Context, b *bus.Bus, cur *Service, handl
 				bus.WithMaxDeliver(s.sf.Events.MaxAttempts), bus.Deferred()) // started after the swap
 			return err
 		}
-		wg.Go(func() {
-			if s.settle != nil {
-				serrs[i] = s.settle(ctx, "subscription of "+s.name+" to "+typ, subscribe)
-			} else {
-				serrs[i] = subscribe(ctx)
-			}
-		})
+		wg.Go(func() { serrs[i] = settleOr(ctx, s.settle, "subscription of "+s.name+" to "+typ, subscribe) })
 	}
 	wg.Wait()
 	h := &Handover{}
