@@ -31,7 +31,7 @@ type service struct {
 // distinct module declaring a distinct route.
 func goService(dir string, base []byte, i int) (service, error) {
 	tag := fmt.Sprintf("g%05d", i)
-	if n := bytes.Count(base, []byte(goMarker)); n == 0 {
+	if !bytes.Contains(base, []byte(goMarker)) {
 		return service{}, fmt.Errorf("%s holds no %q: rebuild it (make fixtures)", goGuest, goMarker)
 	}
 	wasm := bytes.ReplaceAll(base, []byte(goMarker), []byte(tag))
