@@ -108,6 +108,15 @@ func fill(m api.Module, stack []uint64, buf, capacity uint32, v []byte) {
 	ret(stack, int32(len(v)))
 }
 
+// fillString is fill for a string, which it writes without converting it
+// to bytes (a copy).
+func fillString(m api.Module, stack []uint64, buf, capacity uint32, v string) {
+	if uint64(len(v)) <= uint64(capacity) {
+		m.Memory().WriteString(buf, v)
+	}
+	ret(stack, int32(len(v)))
+}
+
 // view returns guest memory [ptr, ptr+n) (no copy) or reports a bad pointer.
 func view(m api.Module, stack []uint64, c *runtime.Call, ptr, n uint32, what string) ([]byte, bool) {
 	b, ok := m.Memory().Read(ptr, n)
@@ -157,11 +166,7 @@ func (b *binding) lastError(ctx context.Context, m api.Module, stack []uint64) {
 	if c != nil {
 		msg = c.LastError()
 	}
-	// fill's work without converting msg to bytes, which would copy it.
-	if uint64(len(msg)) <= uint64(u32(stack[1])) {
-		m.Memory().WriteString(u32(stack[0]), msg)
-	}
-	ret(stack, int32(len(msg)))
+	fillString(m, stack, u32(stack[0]), u32(stack[1]), msg)
 }
 
 // log writes a guest log line: at most Env.MaxLogBytes of it, and only
