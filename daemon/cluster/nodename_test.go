@@ -34,6 +34,17 @@ func TestCheckName(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dir.Close(context.Background())
+	kv, err := js.KeyValue(ctx, remote.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// StartDirectory returns before its first heartbeat is written.
+	for _, err := kv.Get(ctx, "a"); err != nil; _, err = kv.Get(ctx, "a") {
+		if ctx.Err() != nil {
+			t.Fatalf("a's announcement never written: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if taken, err := checkName(ctx, js, "a", 2*time.Second); err != nil || !taken {
 		t.Fatalf("a live node a: taken %v, err %v; want taken", taken, err)
 	}
@@ -42,10 +53,6 @@ func TestCheckName(t *testing.T) {
 	}
 
 	// A dead node's announcement: written once, never again.
-	kv, err := js.KeyValue(ctx, remote.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ann, _ := json.Marshal(remote.Announcement{Node: "c", TTLMs: 60000})
 	if _, err := kv.Put(ctx, "c", ann); err != nil {
 		t.Fatal(err)
