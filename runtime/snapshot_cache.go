@@ -222,7 +222,10 @@ func decodeSnapshot(data []byte, key [32]byte, limitPages uint32) (*snapshot, in
 	}
 	s := &snapshot{pages: r.u32()}
 	nano := int64(r.u64())
-	if r.err != nil || s.pages > limitPages {
+	if r.err != nil {
+		return nil, 0, r.err
+	}
+	if s.pages > limitPages {
 		return nil, 0, fmt.Errorf("memory of %d pages, above the limit of %d", s.pages, limitPages)
 	}
 	memLen := uint64(s.pages) * 65536
