@@ -351,16 +351,16 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Pending) error {
 	// Sent again: the events no stream took because it had no leader (no
 	// responders), for at most publishRetryFor. Their ids make a second
 	// copy of one stored after all a duplicate the stream drops.
-	idx := make([]int, len(msgs)) // evs[idx[j]] is msgs[j]
-	for i := range idx {
-		idx[i] = i
-	}
+	var idx []int // evs[idx[j]] is msgs[j] on a resend; nil: evs[j]
 	allMsgs, allOpts := msgs, opts
 	giveUp := time.Now().Add(publishRetryFor)
 	for {
 		var again []int
 		for j, r := range jsasync.Publish(ctx, b.js, msgs, opts) {
-			i := idx[j]
+			i := j
+			if idx != nil {
+				i = idx[j]
+			}
 			ev := &evs[i].Event
 			switch {
 			case r.Err != nil && retryPublish(r.Err) && ctx.Err() == nil && time.Now().Before(giveUp):
