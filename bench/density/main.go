@@ -8,7 +8,7 @@
 //     with a cold cache, a warm one (compiled code and snapshots kept), and
 //     a warm one without the snapshots (the initialisers run again);
 //   - the time until every service answered its first request;
-//   - the resident memory (VmRSS, smaps_rollup Pss, and smaps' Rss by
+//   - the resident memory (VmRSS, smaps_rollup Pss, and smaps' Pss by
 //     kind of mapping) with 0, N/2 and N idle services, each having served
 //     one request, and from those the marginal memory of one service.
 //
