@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -322,7 +323,9 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 				if err != nil {
 					return fmt.Errorf("service %s: %s: %w", name, ev.Type, err)
 				}
-				defer releaseLease(ctx, l, cs.inv.Logger())
+				// The logger is looked up at release: before the invoke the
+				// invocation has none (nil), and a failed release logs.
+				defer func() { releaseLease(ctx, l, cmp.Or(cs.inv.Logger(), s0.Logger())) }()
 				cs.lease = l
 			}
 		}
