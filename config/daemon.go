@@ -133,6 +133,11 @@ func DefaultDaemon() Daemon {
 
 // Validate reports every problem in c, each naming its field; the admin
 // listener's fields are the daemon's to check (admin.Config.Validate).
+// InMesh reports whether the node joins a mesh of meshd nodes under its
+// name: a node of an embedded NATS cluster, or one on an operator's NATS
+// (--nats-url). A node alone on its embedded server does not.
+func (c *Daemon) InMesh() bool { return c.Cluster != nil || c.NATSURL != "" }
+
 func (c *Daemon) Validate() error {
 	var errs []error
 	bad := func(field, why string) { errs = append(errs, fmt.Errorf("%s: %s", field, why)) }
@@ -175,7 +180,7 @@ func (c *Daemon) Validate() error {
 	if c.Replicas < 0 || c.Replicas > natsd.MaxReplicas {
 		bad("replicas", fmt.Sprintf("%d: want 0 (automatic) to %d", c.Replicas, natsd.MaxReplicas))
 	}
-	if c.NATSURL != "" || c.Cluster != nil { // the node joins a mesh under its name
+	if c.InMesh() {
 		if err := (remote.DirectoryConfig{Node: c.Node}).Validate(); err != nil {
 			shown := c.Node
 			if len(shown) > 64 {

@@ -109,7 +109,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	// Serial event handlers hold mesh-wide where other nodes may share
 	// the NATS (a cluster, an operator's server): a lease per key.
 	d.dispatch = dispatch.New(d.registry, dispatch.WithMetrics(d.obs.metrics), dispatch.WithHealth(d.health.Observe),
-		dispatch.WithMeshSerial(cfg.Cluster != nil || cfg.NATSURL != ""))
+		dispatch.WithMeshSerial(cfg.InMesh()))
 	d.invoker = cluster.NewInvoker(d.dispatch, d.registry)
 	d.gateway = gateway.New(gateway.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
@@ -270,7 +270,7 @@ func (d *Daemon) loadDir(ctx context.Context) {
 // and serves other nodes' services through its gateway and calls. A node
 // alone on its embedded server has no one to share with, and skips it.
 func (d *Daemon) startCluster(ctx context.Context) error {
-	if d.cfg.Cluster == nil && d.cfg.NATSURL == "" {
+	if !d.cfg.InMesh() {
 		return nil
 	}
 	rebuild := func() {
