@@ -132,9 +132,11 @@ func publishBumps(t *testing.T, b *bus.Bus, typ string, n int, keys []string) {
 	}
 }
 
-// waitSettled waits until service's consumer of typ has nothing pending
-// or unacknowledged.
-func waitSettled(t *testing.T, js jetstream.JetStream, service, typ string, within time.Duration) {
+// waitSettled waits until handled reports every event handled and
+// service's consumer of typ has nothing pending or unacknowledged. The
+// consumer alone is not enough: its leader may not have the events just
+// published yet, and then reports nothing pending.
+func waitSettled(t *testing.T, js jetstream.JetStream, service, typ string, within time.Duration, handled func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	last := ""
@@ -144,7 +146,7 @@ func waitSettled(t *testing.T, js jetstream.JetStream, service, typ string, with
 		if err == nil {
 			var info *jetstream.ConsumerInfo
 			if info, err = c.Info(ctx); err == nil {
-				if info.NumPending == 0 && info.NumAckPending == 0 {
+				if info.NumPending == 0 && info.NumAckPending == 0 && handled() {
 					cancel()
 					return
 				}
@@ -187,7 +189,9 @@ func TestSerialKeysMeshWide(t *testing.T) {
 			n2 := startMeshNode(t, nodes[1].JetStream(), replicas, c.service, typ, 3*time.Millisecond, c.lease)
 			start := time.Now()
 			publishBumps(t, n1.bus, typ, events, keys)
-			waitSettled(t, nodes[2].JetStream(), c.service, typ, 3*time.Minute)
+			waitSettled(t, nodes[2].JetStream(), c.service, typ, 3*time.Minute, func() bool {
+				return n1.svc.calls.Load()+n2.svc.calls.Load() >= events
+			})
 			took := time.Since(start)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -246,7 +250,7 @@ func TestLeaseLostBeforeApply(t *testing.T) {
 		}
 	}
 	publishBumps(t, n.bus, "bump", 1, []string{"o-1"})
-	waitSettled(t, ns.JetStream(), "fenced", "bump", 30*time.Second)
+	waitSettled(t, ns.JetStream(), "fenced", "bump", 30*time.Second, func() bool { return n.svc.calls.Load() >= 2 })
 	if got := n.svc.calls.Load(); got != 2 {
 		t.Fatalf("handler ran %d times, want 2 (refused, then applied)", got)
 	}

@@ -282,17 +282,26 @@ func (s *Server) work(sv *served, w *worker, c call) {
 	}()
 	var buf []byte
 	for {
-		buf = s.run(sv.name, c.h, c.m, buf)
+		var answer *nats.Msg
+		buf, answer = s.run(sv.name, c.h, c.m, buf)
 		c = call{}
+		// The worker is idle again before it answers: a caller that sends
+		// its next call as soon as it has the answer finds this worker,
+		// not none. A call handed to it now waits in its mailbox until the
+		// answer, which may still use buf, is sent.
 		s.mu.Lock()
 		sv.running--
-		if sv.stopped {
+		stopped := sv.stopped
+		if stopped {
 			sv.workers--
-			s.mu.Unlock()
+		} else {
+			sv.idle = append(sv.idle, w)
+		}
+		s.mu.Unlock()
+		s.answer(sv.name, answer)
+		if stopped {
 			return
 		}
-		sv.idle = append(sv.idle, w)
-		s.mu.Unlock()
 		if idle == nil {
 			idle = time.NewTimer(s.idle)
 		} else {
@@ -320,47 +329,50 @@ func (s *Server) work(sv *served, w *worker, c call) {
 	}
 }
 
-// run runs one call and answers it, encoding the answer into buf. It
-// returns buf, grown when the answer needed more and was not too large to
-// keep.
-func (s *Server) run(service string, h Handler, m *nats.Msg, buf []byte) []byte {
+// run runs one call and returns its answer, nil when the call wants none,
+// encoding it into buf. It returns buf, grown when the answer needed more
+// and was not too large to keep.
+func (s *Server) run(service string, h Handler, m *nats.Msg, buf []byte) ([]byte, *nats.Msg) {
 	timeout, depth, data, err := parseFrame(m.Data)
 	if err != nil {
 		kind := fault.Invalid
 		if errors.Is(err, errFrameVersion) {
 			kind = fault.Unavailable
 		}
-		s.fail(m, fault.New(service, kind, err))
-		return buf
+		return buf, s.failure(m, fault.New(service, kind, err))
 	}
 	timeout = min(timeout, s.maxTO)
 	var req abi.Request
 	if err := req.Decode(data); err != nil {
-		s.fail(m, fault.New(service, fault.Invalid, fmt.Errorf("garbled request of %d bytes: %w", len(data), err)))
-		return buf
+		return buf, s.failure(m, fault.New(service, fault.Invalid, fmt.Errorf("garbled request of %d bytes: %w", len(data), err)))
 	}
 	ctx, cancel := context.WithTimeout(mesh.WithDepth(context.Background(), depth), timeout)
 	defer cancel()
 	var resp abi.Response
 	if err := callHandler(ctx, h, &req, &resp); err != nil {
-		s.fail(m, fault.Classify(service, err))
-		return buf
+		return buf, s.failure(m, fault.Classify(service, err))
 	}
 	out := resp.Append(buf[:0])
 	if cap(out) <= maxPooled {
 		buf = out // Publish copies it: the worker's next answer reuses it
 	}
 	if limit := s.nc.MaxPayload() - headerRoom; int64(len(out)) > limit {
-		s.fail(m, fault.New(service, fault.Failed, fmt.Errorf("answer of %d bytes passes the %d bytes a NATS message may carry", len(out), limit)))
-		return buf
+		return buf, s.failure(m, fault.New(service, fault.Failed, fmt.Errorf("answer of %d bytes passes the %d bytes a NATS message may carry", len(out), limit)))
 	}
 	if m.Reply == "" {
-		return buf
+		return buf, nil
 	}
-	if err := s.nc.Publish(m.Reply, out); err != nil {
+	return buf, &nats.Msg{Subject: m.Reply, Data: out}
+}
+
+// answer sends an answer run returned, if any.
+func (s *Server) answer(service string, a *nats.Msg) {
+	if a == nil {
+		return
+	}
+	if err := s.nc.PublishMsg(a); err != nil {
 		s.log.Warn("remote: answering a call failed", slog.String("service", service), slog.String("error", err.Error()))
 	}
-	return buf
 }
 
 // callHandler runs h, turning a panic into a Failed error.
@@ -375,8 +387,14 @@ func callHandler(ctx context.Context, h Handler, req *abi.Request, resp *abi.Res
 
 // fail answers m with fe's kind, message and Retry-After.
 func (s *Server) fail(m *nats.Msg, fe *fault.Error) {
+	s.answer(fe.Service, s.failure(m, fe))
+}
+
+// failure is the answer to m that carries fe's kind, message and
+// Retry-After; nil when m wants no answer.
+func (s *Server) failure(m *nats.Msg, fe *fault.Error) *nats.Msg {
 	if m.Reply == "" {
-		return
+		return nil
 	}
 	msg := ""
 	if fe.Err != nil {
@@ -390,7 +408,5 @@ func (s *Server) fail(m *nats.Msg, fe *fault.Error) {
 	if r := fe.Retry(); r > 0 {
 		hdr[HeaderRetry] = []string{millis(r)}
 	}
-	if err := m.RespondMsg(&nats.Msg{Subject: m.Reply, Header: hdr}); err != nil {
-		s.log.Warn("remote: answering a call failed", slog.String("service", fe.Service), slog.String("error", err.Error()))
-	}
+	return &nats.Msg{Subject: m.Reply, Header: hdr}
 }
