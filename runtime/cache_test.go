@@ -179,3 +179,37 @@ func TestUnusableCompilationCacheEntryIsNotFatal(t *testing.T) {
 		}
 	}
 }
+
+// A module that differs from a cached one only in a custom section (a new
+// build id, a stamp a tool appended) loads from the cache: no second entry
+// is written, and it answers.
+func TestCustomSectionsShareTheCompiledCode(t *testing.T) {
+	dir := t.TempDir()
+	if w := loadAndEcho(t, dir); len(w) != 0 {
+		t.Fatalf("warnings on a first compilation: %q", w)
+	}
+	if n := len(cacheFiles(t, dir)); n != 1 {
+		t.Fatalf("%d cache entries after the first load, want 1", n)
+	}
+	ctx := context.Background()
+	e, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	// A custom section (id 0) named "v7" with 16 bytes.
+	stamped := append(guest(t), 0, 19, 2, 'v', '7')
+	stamped = append(stamped, bytes.Repeat([]byte{'x'}, 16)...)
+	m, err := e.Load(ctx, stamped, testHost, runtime.ModuleConfig{Name: "stamped"})
+	if err != nil {
+		t.Fatalf("load the stamped module: %v", err)
+	}
+	defer m.Close(ctx)
+	c := &runtime.Call{Input: []byte("echo me")}
+	if err := m.Invoke(ctx, runtime.EntryHTTP, c); err != nil || string(c.Output) != "echo me" {
+		t.Fatalf("call: %q, %v", c.Output, err)
+	}
+	if files := cacheFiles(t, dir); len(files) != 1 {
+		t.Fatalf("cache entries %q after loading the stamped module, want still 1: it was compiled again", files)
+	}
+}

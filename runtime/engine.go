@@ -50,7 +50,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
 
 // compileContext returns the context for wazero's CompileModule of the
-// module cfg names, sum the sha256 of its bytes. wazero takes the digest
+// module cfg names, sum the digest of its code (codeKey). wazero takes it
 // rather than hashing the bytes again (our fork, MESHD-PATCH.md), and
 // reports to cfg.Logger, once per compilation, any failure of the
 // compilation cache it worked around: a damaged entry (truncated,
@@ -76,8 +76,9 @@ type ModuleConfig struct {
 	Name string
 	// SHA256 is the sha256 of the module's bytes when the caller already
 	// has it (the daemon hashes every file it reads); zero: Compile hashes
-	// them. Hash is its first 6 bytes, and it keys the compilation cache:
-	// it must be the sha256 of exactly the bytes compiled.
+	// them. Hash is its first 6 bytes: the module's version. It must be the
+	// sha256 of exactly the bytes compiled: the compilation cache's key,
+	// the code's digest (codekey.go), is taken from it.
 	SHA256 [32]byte
 	// MemoryLimitPages caps each instance's memory in 64 KiB pages (1024;
 	// at most MaxMemoryLimitPages, the 4 GiB of a 32-bit memory).

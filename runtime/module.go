@@ -215,8 +215,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 		closerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	key := codeKey(wasm, sum, e.debugInfo) // codekey.go
 	if e.snaps != nil && !cfg.DisableSnapshot {
-		m.snaps, m.snapKey = e.snaps, e.snaps.key(sum, cfg)
+		m.snaps, m.snapKey = e.snaps, e.snaps.key(key, cfg)
 	}
 	go m.closer() // Close stops it
 	for range cfg.PoolMax {
@@ -234,8 +235,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 			err = fmt.Errorf("%s: %w: %w", cfg.Name, ErrInvalidModule, err)
 		}
 	}()
-	// wazero keys its compilation cache by the bytes' sha256: it takes ours
-	// rather than hashing megabytes again (our fork, MESHD-PATCH.md).
+	// wazero keys its compilation cache by a digest it takes from us rather
+	// than hashing megabytes again (our fork, MESHD-PATCH.md): the code's
+	// (codeKey), the file's sha256 when nothing is left out of it.
 	// Tables get bounded first (tables.go): the bytes compiled may be a
 	// copy of wasm with a maximum given to an unbounded table. They are a
 	// function of wasm alone, so they share wasm's digest.
@@ -246,7 +248,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	if terr == nil {
 		wasm = bounded
 	}
-	if m.compiled, err = m.rt.CompileModule(e.compileContext(ctx, cfg, sum), wasm); err != nil {
+	if m.compiled, err = m.rt.CompileModule(e.compileContext(ctx, cfg, key), wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}
 	if terr != nil { // wazero read what limitTables could not: refuse what is not checked
