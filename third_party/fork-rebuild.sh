@@ -1,50 +1,64 @@
 #!/usr/bin/env bash
-# third_party/wazero is upstream wazero plus the patch series in this
-# directory (see README.md). This script rebuilds that tree from the
-# module cache and the patches, and helps refresh the series on a bump.
+# A fork under third_party is an upstream Go module plus a patch series
+# (see the patch directory's README.md). This script, run through the
+# rebuild.sh link in a patch directory, rebuilds the fork from the module
+# cache and the patches, and helps refresh the series on a bump. The
+# patch directory's fork.env names the fork (see "fork.env" below).
 #
 #   rebuild.sh check         rebuild upstream+patches in a temp dir and
-#                            compare with third_party/wazero (diff -r);
-#                            non-zero, naming the files, if they differ
+#                            compare with the fork (diff -r); non-zero,
+#                            naming the files, if they differ
 #   rebuild.sh tree DIR      DIR (new) becomes a git repository: a commit of
 #                            upstream, then one commit per patch. Stops at
 #                            the first patch that does not apply, leaving
 #                            its rejects (*.rej) to fix by hand
 #   rebuild.sh export DIR    rewrites the patch files from DIR's commits
 #                            after the upstream one (message = header)
-#   rebuild.sh install DIR   makes third_party/wazero DIR's tree (plus
+#   rebuild.sh install DIR   makes the fork DIR's tree (plus
 #                            MESHD-PATCH.md); run check afterwards
 #   rebuild.sh test          go test of the patched packages, in a copy of
-#                            third_party/wazero with the two test modules
-#                            the root package embeds (left out of the
-#                            fork) taken from the module cache
+#                            the fork with what it leaves out for tests
+#                            (test files, test data) taken from the module
+#                            cache
 #
-# The upstream version is go.mod's requirement on
-# github.com/tetratelabs/wazero, or WAZERO_VERSION if set.
+# The upstream version is go.mod's requirement on the module, or
+# FORK_VERSION if set.
 set -euo pipefail
 tmp=
 
 PATCHES=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$PATCHES/../.." && pwd)
-FORK=$ROOT/third_party/wazero
 GO=${GO:-go}
-# Left out of the copy: docs, examples, packaging, 67 MB of spec test data.
-LEFT_OUT=(site examples packaging internal/integration_test)
+# fork.env sets:
+#   MODULE        the upstream module path
+#   FORK          the fork's directory, from the repository's root
+#   LEFT_OUT      directories of upstream left out of the fork (array)
+#   NO_TESTS      1: upstream's *_test.go files are left out too (a patch
+#                 may add its own)
+#   TEST_PKGS     the packages `test` runs (array)
+#   TEST_RUN      their -run pattern (empty: every test)
+#   TEST_SKIP     their -skip pattern: upstream tests a patch changes the
+#                 expectation of (its own test replaces them)
+#   EMBEDDED      files of left-out directories the tests need (array)
+LEFT_OUT=() NO_TESTS=0 TEST_RUN="" TEST_SKIP="" EMBEDDED=()
+# shellcheck source=/dev/null
+. "$PATCHES/fork.env"
+FORK=$ROOT/$FORK
 
 version() {
-	if [ -n "${WAZERO_VERSION:-}" ]; then echo "$WAZERO_VERSION"; return; fi
+	if [ -n "${FORK_VERSION:-}" ]; then echo "$FORK_VERSION"; return; fi
 	local v
-	v=$(sed -n 's/^[[:space:]]*github.com\/tetratelabs\/wazero \(v[^[:space:]]*\).*/\1/p' "$ROOT/go.mod" | head -1)
-	[ -n "$v" ] || { echo "rebuild.sh: no github.com/tetratelabs/wazero requirement in go.mod" >&2; exit 2; }
+	v=$(awk -v m="$MODULE" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$ROOT/go.mod")
+	[ -n "$v" ] || { echo "rebuild.sh: no $MODULE requirement in go.mod" >&2; exit 2; }
 	echo "$v"
 }
 
 # upstream_dir: the module cache's copy of upstream (downloaded if missing).
 upstream_dir() {
 	local v=$1 dir
-	dir=$(cd "$ROOT" && GOFLAGS=-mod=mod "$GO" mod download -json "github.com/tetratelabs/wazero@$v" |
+	dir=$(cd "$ROOT" && GOFLAGS=-mod=mod "$GO" mod download -json "$MODULE@$v" |
 		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
-	[ -d "$dir" ] || { echo "rebuild.sh: could not download github.com/tetratelabs/wazero@$v" >&2; exit 2; }
+	[ -d "$dir" ] || { echo "rebuild.sh: could not download $MODULE@$v" >&2; exit 2; }
 	echo "$dir"
 }
 
@@ -56,6 +70,10 @@ copy_upstream() {
 	cp -R "$src/." "$1/"
 	chmod -R u+w "$1"
 	for d in "${LEFT_OUT[@]}"; do rm -rf "${1:?}/$d"; done
+	if [ "$NO_TESTS" = 1 ]; then
+		find "$1" -name '*_test.go' -delete
+		find "$1" -depth -type d -name testdata -exec rm -rf {} +
+	fi
 }
 
 patches() { find "$PATCHES" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]-*.patch' | LC_ALL=C sort; }
@@ -79,12 +97,12 @@ cmd_check() {
 	done < <(patches)
 	cp "$FORK/MESHD-PATCH.md" "$tmp/w/"
 	if ! diff -rq "$tmp/w" "$FORK" >"$tmp/diff"; then
-		echo "third_party/wazero differs from upstream $(version) plus third_party/wazero-patches:" >&2
+		echo "${FORK#"$ROOT"/} differs from upstream $(version) plus ${PATCHES#"$ROOT"/}:" >&2
 		sed -e "s#$tmp/w#<upstream+patches>#g" -e "s#$ROOT/##g" "$tmp/diff" >&2
-		echo "(fix the tree, or the patches: see third_party/wazero-patches/README.md)" >&2
+		echo "(fix the tree, or the patches: see ${PATCHES#"$ROOT"/}/README.md)" >&2
 		exit 1
 	fi
-	echo "third_party/wazero is upstream $(version) plus $(patches | wc -l) patches"
+	echo "${FORK#"$ROOT"/} is upstream $MODULE $(version) plus $(patches | wc -l) patches"
 }
 
 cmd_tree() {
@@ -92,17 +110,17 @@ cmd_tree() {
 	[ ! -e "$dir" ] || { echo "rebuild.sh: $dir exists" >&2; exit 2; }
 	copy_upstream "$dir"
 	git -C "$dir" init -q
-	git -C "$dir" add -A
-	git -C "$dir" -c user.name=rebuild -c user.email=rebuild@localhost commit -q -m "upstream wazero $(version)"
+	git -C "$dir" add -A -f
+	git -C "$dir" -c user.name=rebuild -c user.email=rebuild@localhost commit -q -m "upstream $MODULE $(version)"
 	local p
 	while read -r p; do
 		if ! apply "$p" "$dir"; then
 			echo "rebuild.sh: $(basename "$p") did not apply cleanly: fix the files (see the .rej files), delete the .rej and .orig files, then" >&2
-			echo "  git -C $dir add -A && git -C $dir commit -F <(sed '/^diff /,\$d' $p)" >&2
+			echo "  git -C $dir add -A -f && git -C $dir commit -F <(sed '/^diff /,\$d' $p)" >&2
 			echo "and apply the remaining patches one by one (patch -d $dir -p1 -i PATCH, then commit the same way)." >&2
 			exit 1
 		fi
-		git -C "$dir" add -A
+		git -C "$dir" add -A -f
 		git -C "$dir" -c user.name=rebuild -c user.email=rebuild@localhost commit -q -F <(sed '/^diff /,$d' "$p")
 	done < <(patches)
 	echo "$dir: upstream $(version) plus $(patches | wc -l) patches, one commit each"
@@ -134,13 +152,8 @@ cmd_install() {
 	mkdir -p "$FORK"
 	(cd "$dir" && git ls-files -z | xargs -0 cp --parents -t "$FORK")
 	cp "$tmp/MESHD-PATCH.md" "$FORK/"
-	echo "third_party/wazero is now $dir's tree; run: make wazero-check wazero-test"
+	echo "${FORK#"$ROOT"/} is now $dir's tree; run the fork's check and test targets"
 }
-
-# Packages the patches touch; the root package runs with the two test
-# modules it embeds from the left-out directories.
-TEST_PKGS=(. ./experimental/... ./internal/engine/wazevo/... ./internal/wasm/... ./internal/filecache/... ./internal/platform/... ./internal/version/...)
-EMBEDDED=(examples/basic/testdata/add.wasm internal/integration_test/engine/testdata/infinite_loop.wasm)
 
 cmd_test() {
 	local src f
@@ -150,10 +163,15 @@ cmd_test() {
 	cp -R "$FORK/." "$tmp/"
 	for f in "${EMBEDDED[@]}"; do
 		mkdir -p "$tmp/$(dirname "$f")"
-		cp "$src/$f" "$tmp/$f"
+		cp -R "$src/$f" "$tmp/$f"
 	done
+	if [ "$NO_TESTS" = 1 ]; then # upstream's tests and their data, not over the patches' own
+		(cd "$src" && find . \( -name '*_test.go' -o -path '*/testdata/*' \) -type f) | while read -r f; do
+			[ -e "$tmp/$f" ] || { mkdir -p "$tmp/$(dirname "$f")" && cp "$src/$f" "$tmp/$f"; }
+		done
+	fi
 	chmod -R u+w "$tmp"
-	(cd "$tmp" && GOFLAGS= GOWORK=off "$GO" test -count=1 ${WAZERO_TEST_FLAGS:-} "${TEST_PKGS[@]}")
+	(cd "$tmp" && GOFLAGS= GOWORK=off "$GO" test -count=1 ${TEST_RUN:+-run "$TEST_RUN"} ${TEST_SKIP:+-skip "$TEST_SKIP"} ${FORK_TEST_FLAGS:-} "${TEST_PKGS[@]}")
 }
 
 case "${1:-check}" in
