@@ -33,6 +33,8 @@ help:
 	@echo "make bench    run the Go benchmarks (figures in docs/performance.md)"
 	@echo "make wazero-check  third_party/wazero is upstream wazero plus third_party/wazero-patches"
 	@echo "make wazero-test   the wazero fork's own tests for the packages the patches touch"
+	@echo "make nats-check    third_party/nats-server is upstream nats-server plus third_party/nats-server-patches"
+	@echo "make nats-test     the nats-server fork's own tests of what the patches touch"
 	@echo "make build    bin/meshd;  make plugins  build/plugins/*.wasm"
 	@echo "make lint     gofmt, go vet and staticcheck (host and wasip1 guests)"
 	@echo "make tidy-check  fails when go mod tidy would change go.mod or go.sum"
@@ -112,7 +114,7 @@ density: fixtures
 	@mkdir -p build
 	$(GO) run ./bench/density -n $(DENSITY_N) | tee build/density.txt
 
-# Every Fuzz target of the repository (not the wazero fork), one after
+# Every Fuzz target of the repository (not the forks), one after
 # another, FUZZTIME each. CI runs them briefly by count (FUZZTIME=2000x):
 # with a duration, Go 1.26's fuzzing coordinator can end a target with a
 # bare "context deadline exceeded" and no failing input when a worker is
@@ -129,7 +131,7 @@ fuzz: plugins fixtures
 	  done; \
 	done
 
-# gofmt on every tracked Go file but the wazero fork's; go vet and
+# gofmt on every tracked Go file but the forks'; go vet and
 # staticcheck for the host, then for the wasip1 guests. staticcheck's
 # choices are in staticcheck.conf; one finding that is meant is silenced
 # where it stands with //lint:ignore CHECK reason.
@@ -163,8 +165,10 @@ clean:
 # make browser-tools, make test-browser: the console's browser test.
 include test/browser/browser.mk
 
-# make wazero-check, make wazero-test: the fork as a patch queue (last, so
-# that `make` alone still builds meshd and the plugins).
+# make wazero-check, make wazero-test, make nats-check, make nats-test:
+# the forks as patch queues (last, so that `make` alone still builds meshd
+# and the plugins).
 include third_party/wazero-patches/patches.mk
+include third_party/nats-server-patches/patches.mk
 # Rust guests (the SDK, the shipping plugin, the Rust conformance guest).
 include sdk/rust/rust.mk

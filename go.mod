@@ -40,3 +40,5 @@ require (
 )
 
 replace github.com/tetratelabs/wazero => ./third_party/wazero
+
+replace github.com/nats-io/nats-server/v2 => ./third_party/nats-server
