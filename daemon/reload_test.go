@@ -33,6 +33,58 @@ func fastWatch(c *Config) { c.WatchQuiet = 50 * time.Millisecond }
 // different file hash, the same behaviour.
 func variant(wasm []byte, n int) []byte { return withCustomSection(wasm, fmt.Sprintf("v%d", n)) }
 
+// codeVariant is wasm with one more function, never called, whose body
+// holds n: the same behaviour, new code, so the compilation cache (keyed
+// by the code) holds none of it and the swap compiles, as a real new
+// version does. The function takes type 0 (its body ends unreachable,
+// valid for any type) and comes after every other, so no index moves.
+func codeVariant(t testing.TB, wasm []byte, n int) []byte {
+	t.Helper()
+	leb := func(b []byte, v uint64) []byte {
+		for ; v >= 0x80; v >>= 7 {
+			b = append(b, byte(v)|0x80)
+		}
+		return append(b, byte(v))
+	}
+	readLEB := func(b []byte, pos int) (uint64, int) {
+		var v uint64
+		for shift := 0; ; shift += 7 {
+			c := b[pos]
+			pos++
+			v |= uint64(c&0x7f) << shift
+			if c < 0x80 {
+				return v, pos
+			}
+		}
+	}
+	out := append([]byte(nil), wasm[:8]...)
+	grown := 0
+	for pos := 8; pos < len(wasm); {
+		id := wasm[pos]
+		size, start := readLEB(wasm, pos+1)
+		end := start + int(size)
+		body := wasm[start:end]
+		if id == 3 || id == 10 { // function, code
+			count, at := readLEB(body, 0)
+			item := []byte{0x00} // its type: index 0
+			if id == 10 {
+				code := leb([]byte{0x00, 0x42}, uint64(n)) // no locals; i64.const n
+				code = append(code, 0x1a, 0x00, 0x0b)      // drop, unreachable, end
+				item = leb(nil, uint64(len(code)))
+				item = append(item, code...)
+			}
+			body = append(append(leb(nil, count+1), body[at:]...), item...)
+			grown++
+		}
+		out = append(leb(append(out, id), uint64(len(body))), body...)
+		pos = end
+	}
+	if grown != 2 {
+		t.Fatalf("codeVariant: %d of the function and code sections found", grown)
+	}
+	return out
+}
+
 func hash12(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])
@@ -255,7 +307,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	for n := 1; n <= swapCount; n++ {
 		old := td.lookup("order")
-		next := variant(orig, n)
+		next := codeVariant(t, orig, n)
 		written := time.Now()
 		if n%2 == 0 {
 			dropRename(t, orderPath, next)
@@ -297,7 +349,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	// The registry holds the last version only, UP.
 	ins := td.Registry().Lookup("order")
-	if len(ins) != 1 || !strings.HasPrefix(ins[0].Version, hash12(variant(orig, swapCount))) || ins[0].Status != registry.Up {
+	if len(ins) != 1 || !strings.HasPrefix(ins[0].Version, hash12(codeVariant(t, orig, swapCount))) || ins[0].Status != registry.Up {
 		t.Fatalf("registry after reloads: %+v", ins)
 	}
 	if errs := td.LoadErrors(); len(errs) != 0 {
