@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -215,6 +216,31 @@ func routeURL(r string) (*url.URL, error) {
 // clusterOptions makes opts a cluster node's: its cluster listener with
 // the route credentials and TLS, its routes (which present the same
 // credentials), and its server name.
+// The Raft timeouts of the cluster nodes meshd embeds (our nats-server
+// patch 0002). A stream or consumer whose leader's node died takes no
+// writes until a follower stands for election: upstream waits 4 to 9 s
+// after the last heartbeat (every 1 s), made for wide-area links, and a
+// request writing to such a stream on a surviving node waited that long.
+// meshd's nodes share a LAN: 2 to 4 s, four to eight heartbeats of 500
+// ms, so a node busy for a second does not start elections.
+const (
+	RaftElectionMin = 2 * time.Second
+	RaftElectionMax = 4 * time.Second
+	RaftHeartbeat   = 500 * time.Millisecond
+)
+
+var (
+	raftOnce sync.Once
+	raftErr  error
+)
+
+// setRaftTimeouts sets the Raft timeouts above, once per process and
+// before its first cluster node starts: they are the process's.
+func setRaftTimeouts() error {
+	raftOnce.Do(func() { raftErr = server.SetRaftTimeouts(RaftElectionMin, RaftElectionMax, RaftHeartbeat) })
+	return raftErr
+}
+
 func clusterOptions(opts *server.Options, cfg Config) error {
 	k := cfg.Cluster
 	node, err := cfg.nodeName()

@@ -144,6 +144,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		if err := clusterOptions(opts, cfg); err != nil {
 			return nil, err
 		}
+		if err := setRaftTimeouts(); err != nil {
+			return nil, fmt.Errorf("natsd: %w", err)
+		}
 	}
 	selfOpt, err := selfAuth(self)
 	if err != nil {
