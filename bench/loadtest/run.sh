@@ -3,7 +3,8 @@
 # through a native net/http handler doing the same validation/JSON/ID work
 # (bench/nativeorder), with wrk, in the same run. Bounded: each phase
 # runs DURATION; the whole script is under `timeout` in the Makefile.
-# Results: build/loadtest.txt. Knobs: DURATION, CONNS, THREADS, PLUGINS
+# Also the read model's lag behind admitted orders under that load
+# (lagprobe). Results: build/loadtest.txt. Knobs: DURATION, CONNS, THREADS, PLUGINS
 # ("order" by default; "order payment" runs the saga too), POOL_MIN, POOL_MAX.
 set -euo pipefail
 DURATION=${DURATION:-10s}
@@ -58,7 +59,14 @@ PIDS+=($!)
 wait_up "http://127.0.0.1:$MESHD_PORT/"
 curl -s -o /dev/null -X POST "http://127.0.0.1:$MESHD_PORT/orders" -H 'Content-Type: application/json' \
   -d '{"user_id":"warm","items":[{"name":"a","price":1}]}'
+# Beside the load: how long an admitted order takes to show in its user's
+# list (bench/loadtest/lagprobe, one probe order every 100 ms).
+go build -o "$WORK/lagprobe" ./bench/loadtest/lagprobe
+"$WORK/lagprobe" -url "http://127.0.0.1:$MESHD_PORT" -for "$DURATION" >"$WORK/lag.txt" 2>&1 &
+LAGPROBE=$!
 run_wrk meshd "http://127.0.0.1:$MESHD_PORT"
+wait "$LAGPROBE" || true
+tee -a "$OUT" <"$WORK/lag.txt"
 # How far the read model kept up: ORDER_CREATED events the order service
 # projected by the end of the measured window (the rest is a backlog).
 meshd_projected=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
@@ -116,4 +124,5 @@ m=$(rps meshd); n=$(rps native); nn=$(rps native-nats); nc=$(rps native-cqrs); n
     printf "ratio meshd/native-pipe (the same, events sent together): %.2f\n", m / np }'
   echo "read model at the end of the window (ORDER_CREATED projected / orders accepted):"
   echo "  meshd $meshd_projected / $(total meshd), native-cqrs $native_projected / $(total native-cqrs)"
+  echo "meshd $(cat "$WORK/lag.txt")"
 } | tee -a "$OUT"
