@@ -319,6 +319,9 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 	m.mu.Unlock()
 	m.bg.Add(1)
 	go m.refiller()
+	// An instance retired while Start ran (its describe call was its last)
+	// only gave its slot back: the refiller makes it again now.
+	m.wantRefill()
 	return nil
 }
 

@@ -236,7 +236,17 @@ func (m *Module) replacement() {
 	}
 }
 
-// refiller keeps PoolMin instances warm off the request path.
+// wantRefill asks the refiller to bring the idle instances back up to
+// PoolMin; it never blocks (one request pending is enough).
+func (m *Module) wantRefill() {
+	select {
+	case m.refill <- struct{}{}:
+	default:
+	}
+}
+
+// refiller keeps PoolMin instances warm off the request path, when asked
+// (wantRefill, after Start; a retired instance gets its own replacement).
 func (m *Module) refiller() {
 	defer m.bg.Done()
 	for {

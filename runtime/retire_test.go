@@ -125,3 +125,22 @@ func TestTrappedInstanceIsNeverReused(t *testing.T) {
 		t.Fatalf("stats %+v: want %d discarded, at most 1 live", st, rounds)
 	}
 }
+
+// TestPoolStartsWithPoolMin: a module whose describe call retires its
+// instance at Start (MaxCallsPerInstance 1) still has PoolMin instances
+// idle soon after Start: the one retired before the background work ran
+// is made again by the refiller, not left to the first call.
+func TestPoolStartsWithPoolMin(t *testing.T) {
+	m := load(t, runtime.ModuleConfig{PoolMin: 2, PoolMax: 4, MaxCallsPerInstance: 1})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := m.Stats()
+		if st.Idle >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle instances 20 s after Start, want PoolMin 2 (%d live, %d created, %d recycled)", st.Idle, st.Live, st.Created, st.Recycled)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
