@@ -221,12 +221,16 @@ func routeURL(r string) (*url.URL, error) {
 // writes until a follower stands for election: upstream waits 4 to 9 s
 // after the last heartbeat (every 1 s), made for wide-area links, and a
 // request writing to such a stream on a surviving node waited that long.
-// meshd's nodes share a LAN: 2 to 4 s, four to eight heartbeats of 500
-// ms, so a node busy for a second does not start elections.
+// meshd's nodes share a LAN: 3 to 5 s. The heartbeat stays at 1 s, so a
+// follower stands after three to five missed heartbeats: a node stalled
+// for two seconds (a loaded machine, a collection) does not start
+// elections. (2 to 4 s with a 500 ms heartbeat was tried: in-process test
+// clusters under the race detector on a loaded machine then failed to
+// create a bucket within a minute.)
 const (
-	RaftElectionMin = 2 * time.Second
-	RaftElectionMax = 4 * time.Second
-	RaftHeartbeat   = 500 * time.Millisecond
+	RaftElectionMin = 3 * time.Second
+	RaftElectionMax = 5 * time.Second
+	RaftHeartbeat   = time.Second
 )
 
 var (
