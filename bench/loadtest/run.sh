@@ -5,7 +5,8 @@
 # runs DURATION; the whole script is under `timeout` in the Makefile.
 # Also the read model's lag behind admitted orders under that load
 # (lagprobe). Results: build/loadtest.txt. Knobs: DURATION, CONNS, THREADS, PLUGINS
-# ("order" by default; "order payment" runs the saga too), POOL_MIN, POOL_MAX.
+# ("order" by default; "order payment" runs the saga too), POOL_MIN, POOL_MAX,
+# USERS (the orders' users: 1 by default, "user123"; N: N users at random).
 set -euo pipefail
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
