@@ -16,12 +16,3 @@ import (
 func MmapCodeFile(f *os.File, off int64, n int) ([]byte, error) {
 	return unix.Mmap(int(f.Fd()), off, n, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_POPULATE)
 }
-
-// ReleaseCodeFilePages drops code's pages, a mapping MmapCodeFile made,
-// from the process (meshd patch): they stay in the page cache, shared, and
-// come back on first use by a minor fault. Reading the whole mapping (its
-// checksum) made every page resident: 12 MB of a Go-built module, most of
-// which a service never runs. Errors are ignored: the pages then stay.
-func ReleaseCodeFilePages(code []byte) {
-	_ = unix.Madvise(code, unix.MADV_DONTNEED)
-}

@@ -10,6 +10,3 @@ import (
 // MmapCodeFile is Linux-only (meshd patch); elsewhere cached code is read
 // into a code segment.
 func MmapCodeFile(*os.File, int64, int) ([]byte, error) { return nil, errors.ErrUnsupported }
-
-// ReleaseCodeFilePages does nothing where MmapCodeFile maps nothing.
-func ReleaseCodeFilePages([]byte) {}

@@ -333,10 +333,9 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 	if err = r.fits(uint64(pad)+executableLen, "padding and executable"); err != nil {
 		return
 	}
-	mapped := false
 	if f, ok := r.r.(*os.File); ok && executableLen > 0 {
 		if executable, merr := platform.MmapCodeFile(f, r.base+codeOff+pad, int(executableLen)); merr == nil {
-			cm.executable, code, mapped = executable, executable, true
+			cm.executable, code = executable, executable
 			if err = r.skipMapped(f, pad+int64(executableLen)); err != nil {
 				return
 			}
@@ -370,11 +369,6 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 			return nil, false, err
 		} else if checksum := binary.LittleEndian.Uint32(eightBytes[:4]); expected != checksum {
 			return nil, false, fmt.Errorf("compilationcache: checksum mismatch (expected %d, got %d)", expected, checksum)
-		}
-		if mapped {
-			// meshd patch: the checksum paged all the code in; keep only
-			// what runs.
-			platform.ReleaseCodeFilePages(cm.executable)
 		}
 	}
 
