@@ -207,6 +207,10 @@ type Directory struct {
 	readyOnce sync.Once
 	wcancel   context.CancelFunc
 	pubFailed bool // owned by the heartbeat goroutine
+	// ownSeen is when the watch last delivered this node's own
+	// announcement, and healthySince when this node's announcements last
+	// began to succeed after failing (both under mu; see prune).
+	ownSeen, healthySince time.Time
 }
 
 type nodeView struct {
@@ -311,7 +315,13 @@ func (d *Directory) heartbeat() {
 		case <-t.C:
 		case <-d.kick:
 		}
+		failed := d.pubFailed
 		d.publish()
+		if failed && !d.pubFailed {
+			d.mu.Lock()
+			d.healthySince = d.now()
+			d.mu.Unlock()
+		}
 		if !d.pubFailed {
 			// While this node cannot write to the bucket either, the
 			// silence is the bucket's (its copies electing a leader),
@@ -443,6 +453,9 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	d.nodes[key] = &nodeView{ann: ann, seen: d.now()}
+	if key == d.key {
+		d.ownSeen = d.nodes[key].seen
+	}
 	changed := d.reindexLocked()
 	d.mu.Unlock()
 	d.changed(changed)
@@ -460,6 +473,14 @@ func (d *Directory) refuse(key, why string) {
 }
 
 // prune drops the nodes not heard of for their TTL plus expiryGrace.
+// Silence is the bucket's, not the other nodes', and nothing is dropped,
+// while this node's own announcements do not come back through the watch
+// (the watch is behind or being rebuilt after the bucket's leader
+// changed), and for a TTL after its announcements succeed again (the
+// others were failing to announce too, and need a heartbeat to be heard).
+// After a node's loss the bucket elects a leader for seconds: pruning by
+// the clock alone then dropped the live nodes too, and their services
+// answered 503 until they were heard again.
 func (d *Directory) prune() {
 	d.mu.Lock()
 	changed := false
@@ -468,13 +489,20 @@ func (d *Directory) prune() {
 		d.changed(changed)
 	}()
 	now := d.now()
+	if d.cfg.Local != nil && now.Sub(d.ownSeen) > d.cfg.TTL {
+		return // deaf: our own heartbeats are not heard either
+	}
 	n := len(d.nodes)
 	for k, v := range d.nodes {
 		ttl := time.Duration(v.ann.TTLMs) * time.Millisecond
 		if ttl <= 0 || ttl > 10*DefaultTTL {
 			ttl = DefaultTTL
 		}
-		if now.Sub(v.seen) > ttl+expiryGrace {
+		last := v.seen
+		if d.healthySince.After(last) {
+			last = d.healthySince
+		}
+		if now.Sub(last) > ttl+expiryGrace {
 			delete(d.nodes, k)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -362,5 +363,62 @@ func TestDirectoryReplicas(t *testing.T) {
 	defer d2.Close(ctx)
 	if r := replicas(); r != 3 {
 		t.Fatalf("bucket has %d replicas after a node asked 1, want 3", r)
+	}
+}
+
+// TestDirectoryPruneWaitsForItsOwnHeartbeat: prune drops a node silent for
+// its TTL only while the watch still delivers this node's own
+// announcements, and counts the silence from when this node's own
+// announcements began to succeed again, not from before (the bucket was
+// electing a leader: nobody could announce).
+func TestDirectoryPruneWaitsForItsOwnHeartbeat(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	now := t0
+	d := &Directory{
+		cfg:     DirectoryConfig{Node: "me", Local: func() []Service { return nil }}.withDefaults(),
+		key:     nodeKey("me"),
+		now:     func() time.Time { return now },
+		serving: make(map[string]int),
+	}
+	view := func() string {
+		var names []string
+		for k := range d.nodes {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		return strings.Join(names, ",")
+	}
+	reset := func() {
+		d.nodes = map[string]*nodeView{
+			nodeKey("me"):    {ann: Announcement{Node: "me", TTLMs: 5000}, seen: t0},
+			nodeKey("other"): {ann: Announcement{Node: "other", TTLMs: 5000}, seen: t0},
+		}
+	}
+	silent := DefaultTTL + expiryGrace + time.Second
+
+	// Deaf: this node's own announcement last came back with the others'.
+	reset()
+	d.ownSeen = t0
+	now = t0.Add(silent)
+	d.prune()
+	if got := view(); got != nodeKey("me")+","+nodeKey("other") {
+		t.Errorf("deaf watch: pruned to %q, want both kept", got)
+	}
+
+	// Hearing itself, silent since before this node's announcements came
+	// back: kept for a TTL after that.
+	reset()
+	d.ownSeen = now
+	d.healthySince = now.Add(-time.Second)
+	d.prune()
+	if got := view(); !strings.Contains(got, nodeKey("other")) {
+		t.Errorf("just after announcing again: pruned to %q, want other kept", got)
+	}
+
+	// Hearing itself and healthy for long: the silent node goes.
+	d.healthySince = t0
+	d.prune()
+	if got := view(); strings.Contains(got, nodeKey("other")) {
+		t.Errorf("a node silent for %v while this node hears itself: still in the view %q", silent, got)
 	}
 }
