@@ -65,6 +65,23 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // checkFor polls f until it returns nil or wait passes.
+// allSettled is a check for checkFor: no consumer of b has an event
+// pending or unacknowledged.
+func allSettled(ctx context.Context, b *Bus) func() error {
+	return func() error {
+		cs, err := b.Consumers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Pending+c.AckPending != 0 {
+				return fmt.Errorf("consumer %s/%s: %d pending, %d unacknowledged", c.Service, c.Type, c.Pending, c.AckPending)
+			}
+		}
+		return nil
+	}
+}
+
 func checkFor(t *testing.T, wait time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(wait)

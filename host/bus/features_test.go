@@ -98,18 +98,7 @@ func TestRedriveIsPerService(t *testing.T) {
 		t.Fatalf("dead letter kept after redrive: %+v", dls)
 	}
 	// Everything "broken" got is settled; "other" saw the event once.
-	checkFor(t, waitFor, func() error {
-		cs, err := b.Consumers(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if c.Pending+c.AckPending != 0 {
-				return errors.New("still pending")
-			}
-		}
-		return nil
-	})
+	checkFor(t, waitFor, allSettled(ctx, b))
 	if otherCalls.Load() != 1 {
 		t.Fatalf("other service handled the event %d times, want 1", otherCalls.Load())
 	}

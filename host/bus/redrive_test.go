@@ -91,18 +91,7 @@ func TestRedriveSkipsDeadLettersAddedMeanwhile(t *testing.T) {
 	}
 	// Nothing more is delivered: the handler ran for the event and its one
 	// redrive.
-	checkFor(t, waitFor, func() error {
-		cs, err := b.Consumers(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if c.Pending+c.AckPending != 0 {
-				return errors.New("still pending")
-			}
-		}
-		return nil
-	})
+	checkFor(t, waitFor, allSettled(ctx, b))
 	if c := calls.Load(); c != 2 {
 		t.Fatalf("handler ran %d times, want 2 (the event, its redrive)", c)
 	}
@@ -166,18 +155,7 @@ func TestRedriveConcurrentSendsOnce(t *testing.T) {
 	if dls, err := b.DeadLetters(ctx, "chaos"); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters after redrive: %+v %v", dls, err)
 	}
-	checkFor(t, waitFor, func() error {
-		cs, err := b.Consumers(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if c.Pending+c.AckPending != 0 {
-				return errors.New("still pending")
-			}
-		}
-		return nil
-	})
+	checkFor(t, waitFor, allSettled(ctx, b))
 	if c := handled.Load(); c != 1 {
 		t.Fatalf("redriven event handled %d times, want 1", c)
 	}
