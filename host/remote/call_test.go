@@ -273,17 +273,7 @@ func TestServerBoundsConcurrentCalls(t *testing.T) {
 		return nil
 	}, ServerConfig{MaxInFlight: 2})
 	tg := target(t, a, "held")
-	done := make(chan error, 2)
-	for range 2 {
-		go func() { done <- tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{}, &abi.Response{}) }()
-	}
-	for range 2 {
-		select {
-		case <-started:
-		case <-time.After(20 * time.Second):
-			t.Fatal("the first two calls did not start")
-		}
-	}
+	done := startHeld(t, tg, started, 2)
 	if n := tg.InFlight(); n != 2 {
 		t.Errorf("InFlight %d with two calls held, want 2", n)
 	}
@@ -404,4 +394,23 @@ func TestHandlerPanicIsFailed(t *testing.T) {
 	if k := kindOfErr(t, err); k != fault.Failed || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("kind %v, want failed with the panic's value (%v)", k, err)
 	}
+}
+
+// startHeld sends n calls to tg, each on its own goroutine, and waits until
+// the handler has reported each started on started (the handler holds
+// them). It returns where the calls' results arrive.
+func startHeld(t *testing.T, tg *Target, started <-chan struct{}, n int) <-chan error {
+	t.Helper()
+	done := make(chan error, n)
+	for range n {
+		go func() { done <- tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{}, &abi.Response{}) }()
+	}
+	for i := range n {
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d calls started within 20 s", i, n)
+		}
+	}
+	return done
 }

@@ -101,17 +101,7 @@ func TestIdleWorkersEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := target(t, a, "held")
-	done := make(chan error, 3)
-	for range 3 {
-		go func() { done <- tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{}, &abi.Response{}) }()
-	}
-	for range 3 {
-		select {
-		case <-started:
-		case <-time.After(20 * time.Second):
-			t.Fatal("three calls did not start")
-		}
-	}
+	done := startHeld(t, tg, started, 3)
 	if n, idle := workers(srv, "held"); n != 3 || idle != 0 {
 		t.Errorf("%d workers, %d idle with three calls held, want 3 and 0", n, idle)
 	}
