@@ -259,14 +259,7 @@ func benchBurst(b *testing.B, env burstEnvT, route string) {
 // TestGoServicesAreDistinct: the copies of guest-density each hold their
 // own tag where the marker was (their route and answer), and differ.
 func TestGoServicesAreDistinct(t *testing.T) {
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := os.ReadFile(filepath.Join(root, goGuest))
-	if err != nil {
-		t.Fatalf("%s is missing: run `make fixtures` first", goGuest)
-	}
+	base := readGoGuest(t)
 	dir := t.TempDir()
 	var mods [][]byte
 	for i := range 2 {
@@ -289,4 +282,19 @@ func TestGoServicesAreDistinct(t *testing.T) {
 	if _, err := goService(dir, []byte("no marker here"), 0); err == nil {
 		t.Fatal("a module without the marker was copied")
 	}
+}
+
+// readGoGuest returns the guest-density module the Go services copy
+// (built by `make fixtures`).
+func readGoGuest(tb testing.TB) []byte {
+	tb.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	wasm, err := os.ReadFile(filepath.Join(root, goGuest))
+	if err != nil {
+		tb.Fatalf("%s is missing: run `make fixtures` first", goGuest)
+	}
+	return wasm
 }

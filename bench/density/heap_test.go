@@ -54,14 +54,7 @@ func stubHost(tb testing.TB, wasm []byte) runtime.HostModule {
 // restored from the snapshot), without the daemon's share (gateway,
 // registry, key-value bucket, consumers, metrics): heap-KiB/module.
 func BenchmarkModuleHeap(b *testing.B) {
-	root, err := moduleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	goWasm, err := os.ReadFile(filepath.Join(root, goGuest))
-	if err != nil {
-		b.Fatalf("%s is missing: run `make fixtures` first", goGuest)
-	}
+	goWasm := readGoGuest(b)
 	watDir := b.TempDir()
 	s, err := watService(context.Background(), watDir, b.TempDir(), 0)
 	if err != nil {
@@ -130,14 +123,7 @@ func BenchmarkModuleHeap(b *testing.B) {
 // load), in one process: what the kept snapshot saves per service at a
 // restart.
 func BenchmarkLoadGo(b *testing.B) {
-	root, err := moduleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	wasm, err := os.ReadFile(filepath.Join(root, goGuest))
-	if err != nil {
-		b.Fatalf("%s is missing: run `make fixtures` first", goGuest)
-	}
+	wasm := readGoGuest(b)
 	ctx := context.Background()
 	dir := os.Getenv("DENSITY_CACHE")
 	if dir == "" {
