@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,13 @@ func startServer(t *testing.T, dir string) *natsd.Server {
 
 func newBus(t *testing.T, js jetstream.JetStream, cfg Config) *Bus {
 	t.Helper()
-	b, err := New(testCtx(t), js, cfg, nil)
+	return newBusLogged(t, js, cfg, nil)
+}
+
+// newBusLogged is newBus with the Bus logging to log.
+func newBusLogged(t *testing.T, js jetstream.JetStream, cfg Config, log *slog.Logger) *Bus {
+	t.Helper()
+	b, err := New(testCtx(t), js, cfg, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -58,13 +65,26 @@ func setup(t *testing.T, cfg Config) (*natsd.Server, *Bus) {
 	return ns, newBus(t, ns.JetStream(), cfg)
 }
 
+// streamMsgs is the number of messages the stream name of b holds.
+func streamMsgs(t *testing.T, ctx context.Context, b *Bus, name string) uint64 {
+	t.Helper()
+	st, err := b.js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// checkFor polls f until it returns nil or wait passes.
 // allSettled is a check for checkFor: no consumer of b has an event
 // pending or unacknowledged.
 func allSettled(ctx context.Context, b *Bus) func() error {
@@ -82,6 +102,7 @@ func allSettled(ctx context.Context, b *Bus) func() error {
 	}
 }
 
+// checkFor polls f until it returns nil or wait passes.
 func checkFor(t *testing.T, wait time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(wait)

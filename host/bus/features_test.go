@@ -151,18 +151,6 @@ func TestPublishAll(t *testing.T) {
 	cfg.Concurrency = 1
 	_, b := setup(t, cfg)
 	ctx := testCtx(t)
-	streamMsgs := func(name string) uint64 {
-		t.Helper()
-		st, err := b.js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
 
 	// One bad event anywhere: an error, and nothing is sent.
 	bad := NewEvent("src", "a b", nil)
@@ -172,7 +160,7 @@ func TestPublishAll(t *testing.T) {
 	if err := b.PublishAll(ctx, []Pending{{Event: NewEvent("src", "all", nil)}, {Event: NewEvent("src", "all", nil), Delay: MaxDelay + time.Second}}); err == nil {
 		t.Fatal("PublishAll with a delay over MaxDelay succeeded")
 	}
-	if n := streamMsgs(b.cfg.Stream); n != 0 {
+	if n := streamMsgs(t, ctx, b, b.cfg.Stream); n != 0 {
 		t.Fatalf("event stream holds %d messages after refused batches", n)
 	}
 
@@ -207,11 +195,11 @@ func TestPublishAll(t *testing.T) {
 	})
 
 	// Publishing the same ids again stores nothing new.
-	before := streamMsgs(b.cfg.Stream)
+	before := streamMsgs(t, ctx, b, b.cfg.Stream)
 	if err := b.PublishAll(ctx, []Pending{{Event: first}, {Event: second}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := streamMsgs(b.cfg.Stream); n != before {
+	if n := streamMsgs(t, ctx, b, b.cfg.Stream); n != before {
 		t.Fatalf("republished ids stored again: %d messages, was %d", n, before)
 	}
 

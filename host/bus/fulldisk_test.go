@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,15 +48,7 @@ func TestDelayedEventsWhileStoreRefuses(t *testing.T) {
 	ns := startServer(t, t.TempDir())
 	ctx := testCtx(t)
 	logs := &syncbuf.Buffer{}
-	b, err := New(ctx, ns.JetStream(), testConfig, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
+	b := newBusLogged(t, ns.JetStream(), testConfig, slog.New(slog.NewTextHandler(logs, nil)))
 	var free atomic.Uint64
 	free.Store(1 << 29)
 	b.health.SetFreeSpace(func() (uint64, uint64, error) { return free.Load(), 1 << 30, nil })

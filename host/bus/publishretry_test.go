@@ -40,15 +40,7 @@ func TestPublishAllWaitsForALeader(t *testing.T) {
 	case <-time.After(publishRetryFor + 5*time.Second):
 		t.Fatal("PublishAll did not return")
 	}
-	st, err = b.js.Stream(ctx, b.cfg.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 2 {
-		t.Fatalf("the stream holds %d events, want the batch's 2", info.State.Msgs)
+	if n := streamMsgs(t, ctx, b, b.cfg.Stream); n != 2 {
+		t.Fatalf("the stream holds %d events, want the batch's 2", n)
 	}
 }

@@ -33,15 +33,7 @@ func TestRefusedPullsPause(t *testing.T) {
 	ns := startServer(t, t.TempDir())
 	var warnings atomic.Int64
 	log := slog.New(countingHandler{msg: "bus: fetching events", n: &warnings})
-	b, err := New(testCtx(t), ns.JetStream(), testConfig, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
+	b := newBusLogged(t, ns.JetStream(), testConfig, log)
 	ctx := testCtx(t)
 	_, h := collector(1)
 	sub, err := b.Subscribe(ctx, "svc", "refused", h)
