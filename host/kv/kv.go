@@ -299,7 +299,7 @@ func (s *Store) write(ctx context.Context, op Op, fence *Lease) error {
 	if fence != nil {
 		fence.fence(m)
 	}
-	ack, err := s.js.PublishMsg(ctx, m)
+	ack, err := s.js.PublishMsg(ctx, m, jsasync.RetryOpts()...)
 	w.End(err)
 	var rev uint64
 	if err == nil {
@@ -400,7 +400,11 @@ func (s *Store) ApplyEach(ctx context.Context, ops []Op) error {
 	}
 	var errs []error
 	var first error // the first the server answered, for the store's health
-	for i, r := range jsasync.Publish(ctx, s.js, msgs, nil) {
+	opts := make([][]jetstream.PublishOpt, len(msgs))
+	for i := range opts {
+		opts[i] = jsasync.RetryOpts()
+	}
+	for i, r := range jsasync.Publish(ctx, s.js, msgs, opts) {
 		s.wrote(ops[i], r.Seq, r.Err)
 		if r.Err != nil {
 			if first == nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/host/internal/jsasync"
 )
 
 // A lease is a hold on a name within one service's bucket, taken by one
@@ -151,7 +153,7 @@ func (l *Lease) write(ctx context.Context, expect uint64, release bool) (uint64,
 	if err != nil {
 		return 0, err
 	}
-	ack, err := s.js.PublishMsg(ctx, m)
+	ack, err := s.js.PublishMsg(ctx, m, jsasync.RetryOpts()...)
 	w.End(err)
 	if err != nil {
 		return 0, err

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,21 @@ import (
 // ErrNotSent is the result of a message that was not sent because an
 // earlier one of its batch could not be.
 var ErrNotSent = errors.New("not sent: an earlier message of the batch could not be")
+
+// While a stream is placed on a server or elects a new leader, for a
+// moment no server listens on its subjects and a publish finds no
+// responders: it reached no one, so sending it again is safe. Writes wait
+// so for RetryAttempts times RetryWait (2 s) at most, within their
+// context, before they report ErrNoStreamResponse.
+const (
+	RetryWait     = 100 * time.Millisecond
+	RetryAttempts = 20
+)
+
+// RetryOpts are the publish options that wait for a stream so.
+func RetryOpts() []jetstream.PublishOpt {
+	return []jetstream.PublishOpt{jetstream.WithRetryWait(RetryWait), jetstream.WithRetryAttempts(RetryAttempts)}
+}
 
 // Result is what became of one message: its stream sequence once stored,
 // or why not.
@@ -97,6 +113,31 @@ var ErrNotCommitted = errors.New("atomic batch not committed, none of it is stor
 // is neither an acknowledgement of the whole batch nor an error.
 var ErrInvalidBatchAck = errors.New("invalid atomic batch acknowledgement")
 
+// sendBatch sends msgs as one atomic batch under a new id and returns the
+// id and the answer to its commit.
+func sendBatch(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (string, *nats.Msg, error) {
+	id := rand.Text() // 26 characters; the server takes up to 64
+	last := len(msgs) - 1
+	for i, m := range msgs {
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < last {
+			// No reply subject: the server answers only the commit, which
+			// fails as incomplete if any message before it was refused.
+			if err := nc.PublishMsg(m); err != nil {
+				return id, nil, fmt.Errorf("%w: message %d of %d: %w", ErrNotCommitted, i+1, len(msgs), err)
+			}
+		}
+	}
+	commit := msgs[last]
+	commit.Header.Set(hdrBatchCommit, "1")
+	resp, err := nc.RequestMsgWithContext(ctx, commit)
+	if err != nil {
+		return id, nil, fmt.Errorf("atomic batch of %d: commit: %w", len(msgs), err)
+	}
+	return id, resp, nil
+}
+
 // batchAck is the answer to a batch's commit: an acknowledgement or an
 // error.
 type batchAck struct {
@@ -129,25 +170,27 @@ func PublishAtomic(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg
 		ctx, cancel = context.WithTimeout(ctx, js.Options().DefaultTimeout)
 		defer cancel()
 	}
-	id := rand.Text() // 26 characters; the server takes up to 64
-	nc := js.Conn()
-	last := len(msgs) - 1
-	for i, m := range msgs {
-		m.Header.Set(hdrBatchID, id)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if i < last {
-			// No reply subject: the server answers only the commit, which
-			// fails as incomplete if any message before it was refused.
-			if err := nc.PublishMsg(m); err != nil {
-				return 0, fmt.Errorf("%w: message %d of %d: %w", ErrNotCommitted, i+1, len(msgs), err)
-			}
+	var resp *nats.Msg
+	var id string
+	for try := 0; ; try++ {
+		id, resp, err = sendBatch(ctx, js.Conn(), msgs)
+		if !errors.Is(err, nats.ErrNoResponders) || try == RetryAttempts {
+			break
+		}
+		// The commit reached no one, so no stream stored the batch (one
+		// that got its first messages drops it, uncommitted): send it
+		// again, under a new id, once the stream listens.
+		select {
+		case <-time.After(RetryWait):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w (the stream did not answer: %w)", ErrNotCommitted, ctx.Err(), err)
 		}
 	}
-	commit := msgs[last]
-	commit.Header.Set(hdrBatchCommit, "1")
-	resp, err := nc.RequestMsgWithContext(ctx, commit)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return 0, fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("atomic batch of %d: commit: %w", len(msgs), err)
+		return 0, err
 	}
 	var ack batchAck
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {

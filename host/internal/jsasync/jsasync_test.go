@@ -1,0 +1,64 @@
+package jsasync
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/host/natsd"
+)
+
+// startJS starts an embedded server for one test.
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatalf("natsd.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s.JetStream()
+}
+
+// TestWritesWaitForTheStream: a write sent while no server listens on its
+// stream's subjects yet (as while a stream is placed or elects a leader)
+// is stored once the stream is there, whether an atomic batch or one
+// publish; with the stream absent for longer than the wait, it fails as
+// not committed.
+func TestWritesWaitForTheStream(t *testing.T) {
+	js := startJS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	create := func(name, subject string) {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject},
+			Storage: jetstream.MemoryStorage, AllowAtomicPublish: true})
+		if err != nil {
+			t.Errorf("create stream %s: %v", name, err)
+		}
+	}
+	msgs := func(subject string) []*nats.Msg {
+		return []*nats.Msg{nats.NewMsg(subject), nats.NewMsg(subject), nats.NewMsg(subject)}
+	}
+	later := time.AfterFunc(300*time.Millisecond, func() { create("LATE", "late.>") })
+	defer later.Stop()
+	first, err := PublishAtomic(ctx, js, msgs("late.a"))
+	if err != nil || first != 1 {
+		t.Fatalf("atomic batch sent before its stream existed = %d, %v; want stored at 1", first, err)
+	}
+	later = time.AfterFunc(300*time.Millisecond, func() { create("LATER", "later.>") })
+	defer later.Stop()
+	ack, err := js.PublishMsg(ctx, nats.NewMsg("later.a"), RetryOpts()...)
+	if err != nil || ack.Sequence != 1 {
+		t.Fatalf("publish sent before its stream existed = %v, %v; want stored at 1", ack, err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancelShort()
+	if _, err := PublishAtomic(short, js, msgs("never.a")); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("atomic batch to no stream = %v, want ErrNotCommitted", err)
+	}
+}
