@@ -307,7 +307,7 @@ func (b *Bus) publish(ctx context.Context, msg *nats.Msg, id, stream string) err
 	if err != nil {
 		return err
 	}
-	_, err = b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
+	_, err = b.js.PublishMsg(ctx, msg, append(jsasync.RetryOpts(), jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))...)
 	w.End(err)
 	return err
 }

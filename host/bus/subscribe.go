@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshd/meshd/host/internal/jsasync"
 	"github.com/meshd/meshd/internal/traceparent"
 )
 
@@ -479,7 +480,7 @@ func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, at
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dl := &nats.Msg{Subject: subj, Header: h, Data: msg.Data()}
-	if _, err := s.b.js.PublishMsg(ctx, dl, jetstream.WithMsgID(id), jetstream.WithExpectStream(cfg.DLQStream)); err != nil {
+	if _, err := s.b.js.PublishMsg(ctx, dl, append(jsasync.RetryOpts(), jetstream.WithMsgID(id), jetstream.WithExpectStream(cfg.DLQStream))...); err != nil {
 		delay := backoff(cfg.Backoff, attempt)
 		log.Error("bus: dead-letter publish failed; event kept for retry", "error", err, "retry_in", delay)
 		if nerr := msg.NakWithDelay(delay); nerr != nil {
