@@ -66,35 +66,43 @@ type Server struct {
 //
 // A call runs on a worker: a goroutine kept between calls, so that the
 // stack a handler grew (a guest call is deep) serves the next call
-// instead of being grown again, as a goroutine per call would. A worker
-// waits for its next call in idle, most recently used last (the next call
-// takes the warmest), and ends after workerIdle without one. There are at
-// most max workers: a call that finds none idle and max busy is answered
+// instead of being grown again, as a goroutine per call would. The
+// subscription is synchronous: up to readers workers wait in NextMsg, and
+// the connection's reader hands a call straight to one of them, which
+// runs it. (An asynchronous subscription's goroutine handing each call on
+// to a worker cost a goroutine wake-up more per call.) A worker that
+// takes a call and leaves no reader waiting makes another reader first:
+// an idle worker (most recently used first, the warmest), else a new one.
+// A worker that ends a call while readers wait already goes idle, and
+// ends after workerIdle without being made a reader again; a reader ends
+// after workerIdle without a call, but the last. There are at
+// most max calls running: a reader that takes a call past them answers
 // Busy at once.
 type served struct {
-	sub  *nats.Subscription
+	sub  *nats.Subscription // synchronous, queue group
 	name string
 
 	h       Handler
 	max     int
 	workers int       // started and not ended
 	running int       // workers running a call
-	idle    []*worker // waiting for a call
+	reading int       // workers waiting in NextMsg, or made readers and on their way
+	idle    []*worker // waiting to be made readers again
 	stopped bool      // Stop or Close: workers end after their call
 }
 
+// readers is how many workers wait for a service's next call at most.
+// Two: a worker that takes a call leaves the other reading, and rejoins
+// once its call is done, with no wake-up of an idle worker per call.
+const readers = 2
+
 // worker is one worker goroutine's mailbox.
 type worker struct {
-	calls chan call // capacity 1; closed to end an idle worker
+	wake chan struct{} // capacity 1: a send makes it a reader; closed to end it
 }
 
-// call is one call handed to a worker.
-type call struct {
-	h Handler
-	m *nats.Msg
-}
-
-// workerIdle is how long a worker waits for a call before it ends.
+// workerIdle is how long a worker waits to be made a reader before it
+// ends, and how long a reader waits in NextMsg before it looks again.
 const workerIdle = 10 * time.Second
 
 // NewServer returns a Server answering on nc.
@@ -149,15 +157,16 @@ func (s *Server) Serve(service string, h Handler) error {
 		return nil
 	}
 	sv := &served{h: h, max: s.max, name: service}
-	// The client's default pending limits (512 Ki messages, 64 MiB) bound
-	// what waits for the callback; the callback only hands calls over.
-	sub, err := s.nc.QueueSubscribe(subj, subj, func(m *nats.Msg) { s.receive(sv, m) })
+	// The client's default pending limits (64 Ki messages for a
+	// synchronous subscription) bound the calls waiting for a reader.
+	sub, err := s.nc.QueueSubscribeSync(subj, subj)
 	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("remote: serve %s: %w", service, err)
 	}
 	sv.sub = sub
 	s.subs[service] = sv
+	s.addReader(sv)
 	s.mu.Unlock()
 	// Return once the server knows of the subscription: a call sent after
 	// Serve returns finds this node.
@@ -226,53 +235,44 @@ func (s *Server) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// stopWorkers ends sv's idle workers; the busy ones end after their call.
-// s.mu is held.
+// stopWorkers ends sv's idle workers; the busy ones end after their
+// call, the readers once its subscription is gone (answering the calls
+// still waiting for a reader as Unavailable). s.mu is held.
 func (s *Server) stopWorkers(sv *served) {
 	sv.stopped = true
 	for i, w := range sv.idle {
-		close(w.calls)
+		close(w.wake)
 		sv.idle[i] = nil
 	}
 	sv.workers -= len(sv.idle)
 	sv.idle = sv.idle[:0]
 }
 
-// receive takes one call: it hands it to an idle worker, else to a new
-// one, else, with the service's maximum running already, answers Busy.
-// It runs on the subscription's goroutine and never blocks.
-func (s *Server) receive(sv *served, m *nats.Msg) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.fail(m, fault.New(sv.name, fault.Unavailable, errors.New("node closing")))
-		return
-	}
-	c := call{h: sv.h, m: m}
+// addReader makes one more worker wait for sv's calls: the warmest idle
+// one, else a new one while there are fewer than max plus readers. s.mu
+// is held.
+func (s *Server) addReader(sv *served) {
 	if n := len(sv.idle); n > 0 {
 		w := sv.idle[n-1]
 		sv.idle[n-1] = nil
 		sv.idle = sv.idle[:n-1]
-		sv.running++
-		s.mu.Unlock()
-		w.calls <- c // an idle worker's mailbox is empty
+		sv.reading++
+		w.wake <- struct{}{} // an idle worker's mailbox is empty
 		return
 	}
-	if sv.workers >= sv.max {
-		s.mu.Unlock()
-		s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", sv.max)))
+	if sv.workers >= sv.max+readers {
 		return
 	}
 	sv.workers++
-	sv.running++
+	sv.reading++
 	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.work(sv, &worker{calls: make(chan call, 1)}, c)
+	go s.work(sv, &worker{wake: make(chan struct{}, 1)})
 }
 
-// work is a worker: it runs c, then the calls handed to it, until it has
-// waited workerIdle for one or its service stopped.
-func (s *Server) work(sv *served, w *worker, c call) {
+// work is a worker: a reader taking sv's calls and running them, idle in
+// between when enough others read, until it has been idle workerIdle or
+// its service stopped.
+func (s *Server) work(sv *served, w *worker) {
 	defer s.wg.Done()
 	var idle *time.Timer
 	defer func() {
@@ -282,25 +282,72 @@ func (s *Server) work(sv *served, w *worker, c call) {
 	}()
 	var buf []byte
 	for {
+		m, err := sv.sub.NextMsg(s.idle)
+		s.mu.Lock()
+		if errors.Is(err, nats.ErrTimeout) {
+			if sv.reading > 1 { // one reader waits on
+				sv.reading--
+				sv.workers--
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, nats.ErrSlowConsumer) && !sv.stopped {
+				s.mu.Unlock()
+				s.log.Warn("remote: calls were dropped, more waited for a reader than the subscription holds", slog.String("service", sv.name))
+				continue
+			}
+			sv.reading-- // the subscription is gone
+			sv.workers--
+			s.mu.Unlock()
+			return
+		}
+		if sv.stopped || sv.running >= sv.max {
+			stopped, running := sv.stopped, sv.running
+			s.mu.Unlock()
+			if stopped {
+				s.fail(m, fault.New(sv.name, fault.Unavailable, errors.New("service stopped on this node")))
+			} else {
+				s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", running)))
+			}
+			continue
+		}
+		sv.reading--
+		sv.running++
+		h := sv.h
+		if sv.reading == 0 {
+			s.addReader(sv)
+		}
+		s.mu.Unlock()
 		var answer *nats.Msg
-		buf, answer = s.run(sv.name, c.h, c.m, buf)
-		c = call{}
-		// The worker is idle again before it answers: a caller that sends
-		// its next call as soon as it has the answer finds this worker,
-		// not none. A call handed to it now waits in its mailbox until the
-		// answer, which may still use buf, is sent.
+		buf, answer = s.run(sv.name, h, m, buf)
+		// The worker reads or is idle again before it answers: a caller
+		// that sends its next call as soon as it has the answer finds a
+		// reader. A worker idle now and made a reader meanwhile finds the
+		// wake-up in its mailbox after the answer, which may still use
+		// buf, is sent.
 		s.mu.Lock()
 		sv.running--
 		stopped := sv.stopped
-		if stopped {
+		read := !stopped && sv.reading < readers
+		switch {
+		case stopped:
 			sv.workers--
-		} else {
+		case read:
+			sv.reading++
+		default:
 			sv.idle = append(sv.idle, w)
 		}
 		s.mu.Unlock()
 		s.answer(sv.name, answer)
 		if stopped {
 			return
+		}
+		if read {
+			continue
 		}
 		if idle == nil {
 			idle = time.NewTimer(s.idle)
@@ -309,7 +356,7 @@ func (s *Server) work(sv *served, w *worker, c call) {
 		}
 		var ok bool
 		select {
-		case c, ok = <-w.calls:
+		case _, ok = <-w.wake:
 		case <-idle.C:
 			s.mu.Lock()
 			if i := slices.Index(sv.idle, w); i >= 0 {
@@ -319,9 +366,8 @@ func (s *Server) work(sv *served, w *worker, c call) {
 				return
 			}
 			s.mu.Unlock()
-			// Taken as the timer fired: its call is on its way, or its
-			// service stopped.
-			c, ok = <-w.calls
+			// Made a reader as the timer fired, or its service stopped.
+			_, ok = <-w.wake
 		}
 		if !ok {
 			return // stopped while idle; stopWorkers counted it out

@@ -30,19 +30,21 @@ func goroutineID(t testing.TB) uint64 {
 	return id
 }
 
-// workers is how many workers service has on s, and how many of them are
-// idle.
-func workers(s *Server, service string) (n, idle int) {
+// pool is what a service's workers do.
+type pool struct{ workers, idle, reading, running int }
+
+// workers is what service's workers on s do.
+func workers(s *Server, service string) pool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sv := s.subs[service]; sv != nil {
-		return sv.workers, len(sv.idle)
+		return pool{sv.workers, len(sv.idle), sv.reading, sv.running}
 	}
-	return 0, 0
+	return pool{}
 }
 
-// TestCallsReuseAWorker: calls one after another run on one goroutine,
-// whose stack a guest call grew already, not on a new goroutine each.
+// TestCallsReuseAWorker: calls one after another run on the two readers,
+// whose stacks a guest call grew already, not on a new goroutine each.
 func TestCallsReuseAWorker(t *testing.T) {
 	ns := startNATS(t)
 	a, b := connect(t, ns), connect(t, ns)
@@ -65,11 +67,11 @@ func TestCallsReuseAWorker(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ids) != 1 {
-		t.Errorf("%d calls one after another ran on %d goroutines, want 1: %v", calls, len(ids), ids)
+	if len(ids) > readers {
+		t.Errorf("%d calls one after another ran on %d goroutines, want at most %d: %v", calls, len(ids), readers, ids)
 	}
-	if n, idle := workers(srv, "orders"); n != 1 || idle != 1 {
-		t.Errorf("%d workers, %d idle after the calls, want 1 and 1", n, idle)
+	if p, want := workers(srv, "orders"), (pool{workers: readers, reading: readers}); p != want {
+		t.Errorf("after the calls: %+v, want %+v", p, want)
 	}
 }
 
@@ -102,8 +104,9 @@ func TestIdleWorkersEnd(t *testing.T) {
 	}
 	tg := target(t, a, "held")
 	done := startHeld(t, tg, started, 3)
-	if n, idle := workers(srv, "held"); n != 3 || idle != 0 {
-		t.Errorf("%d workers, %d idle with three calls held, want 3 and 0", n, idle)
+	// Each taker of a call left no reader, so made one.
+	if p, want := workers(srv, "held"), (pool{workers: 4, reading: 1, running: 3}); p != want {
+		t.Errorf("three calls held: %+v, want %+v", p, want)
 	}
 	close(release)
 	for range 3 {
@@ -111,9 +114,11 @@ func TestIdleWorkersEnd(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// The first done reads again, the others go idle; the idle ones end,
+	// and the readers but one.
 	testkit.Eventually(t, 20*time.Second, func() string {
-		if n, idle := workers(srv, "held"); n != 0 || idle != 0 {
-			return fmt.Sprintf("%d workers, %d idle long after the calls, want none", n, idle)
+		if p, want := workers(srv, "held"), (pool{workers: 1, reading: 1}); p != want {
+			return fmt.Sprintf("long after the calls: %+v, want %+v", p, want)
 		}
 		return ""
 	})
@@ -123,59 +128,75 @@ func TestIdleWorkersEnd(t *testing.T) {
 	<-started
 }
 
-// TestStopEndsWorkers: stopping a service ends its idle workers at once
-// and its busy ones after their call, which still gets its answer.
+// TestStopEndsWorkers: stopping a service ends its idle workers at once,
+// its readers when its subscription is gone, and its busy ones after
+// their call, which still gets its answer.
 func TestStopEndsWorkers(t *testing.T) {
 	ns := startNATS(t)
 	a, b := connect(t, ns), connect(t, ns)
-	release := make(chan struct{})
-	started := make(chan struct{}, 2)
+	long, short := make(chan struct{}), make(chan struct{})
+	started := make(chan struct{}, 3)
 	srv := serve(t, b, "held", func(ctx context.Context, req *abi.Request, resp *abi.Response) error {
 		started <- struct{}{}
-		if len(req.Body) > 0 {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
+		wait := short
+		if string(req.Body) == "long" {
+			wait = long
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
 		}
 		resp.Status = 200
 		return nil
 	}, ServerConfig{})
 	tg := target(t, a, "held")
-	// Two workers: one held, one idle after its call.
-	held := make(chan error, 1)
-	go func() {
-		held <- tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{Body: []byte("hold")}, &abi.Response{})
-	}()
-	<-started
-	if err := tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{}, &abi.Response{}); err != nil {
-		t.Fatal(err)
+	call := func(body string, done chan<- error) {
+		done <- tg.Invoke(ctxFor(t, 20*time.Second), &abi.Request{Body: []byte(body)}, &abi.Response{})
 	}
+	held, brief := make(chan error, 1), make(chan error, 2)
+	go call("long", held)
 	<-started
+	go call("short", brief)
+	<-started
+	go call("short", brief)
+	<-started
+	close(short)
+	for range 2 {
+		if err := <-brief; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Four workers: one held, two reading, one idle.
 	srv.mu.Lock()
 	sv := srv.subs["held"]
 	srv.mu.Unlock()
-	if n, idle := workers(srv, "held"); n != 2 || idle != 1 {
-		t.Fatalf("%d workers, %d idle, want 2 and 1", n, idle)
+	count := func() pool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return pool{sv.workers, len(sv.idle), sv.reading, sv.running}
 	}
+	testkit.Eventually(t, 20*time.Second, func() string {
+		if p, want := count(), (pool{workers: 4, idle: 1, reading: 2, running: 1}); p != want {
+			return fmt.Sprintf("one call held, two done: %+v, want %+v", p, want)
+		}
+		return ""
+	})
 	if err := srv.Stop("held"); err != nil {
 		t.Fatal(err)
 	}
-	count := func() (int, int) {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
-		return sv.workers, len(sv.idle)
-	}
-	if n, idle := count(); n != 1 || idle != 0 {
-		t.Errorf("%d workers, %d idle after Stop with one call held, want 1 and 0", n, idle)
-	}
-	close(release)
+	testkit.Eventually(t, 20*time.Second, func() string {
+		if p, want := count(), (pool{workers: 1, running: 1}); p != want {
+			return fmt.Sprintf("after Stop with one call held: %+v, want %+v", p, want)
+		}
+		return ""
+	})
+	close(long)
 	if err := <-held; err != nil {
 		t.Errorf("call held across Stop: %v", err)
 	}
 	testkit.Eventually(t, 20*time.Second, func() string {
-		if n, idle := count(); n != 0 || idle != 0 {
-			return fmt.Sprintf("%d workers, %d idle after the held call ended, want none", n, idle)
+		if p := count(); p != (pool{}) {
+			return fmt.Sprintf("after the held call ended: %+v, want none", p)
 		}
 		return ""
 	})
