@@ -449,8 +449,23 @@ var sagaTypes = map[string]bool{
 
 // readEvents reads the event stream (MESHD_EVENTS) through the stream
 // node's client port, up to its last event at the time of the call, and
-// counts the saga's events per order id.
+// counts the saga's events per order id. It reads again, until ctx ends,
+// while JetStream does not answer (a node restarted a moment ago, a
+// stream electing its leader).
 func (c *meshCluster) readEvents(ctx context.Context) (map[string]*eventCounts, error) {
+	for {
+		counts, err := c.readEventsOnce(ctx)
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, context.DeadlineExceeded)) {
+			return counts, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// readEventsOnce is one try of readEvents.
+func (c *meshCluster) readEventsOnce(ctx context.Context) (map[string]*eventCounts, error) {
 	nc, err := nats.Connect(c.natsURL, nats.UserInfo(streamUser, streamPassword), nats.NoReconnect())
 	if err != nil {
 		return nil, err

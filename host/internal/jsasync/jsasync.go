@@ -22,14 +22,17 @@ import (
 // earlier one of its batch could not be.
 var ErrNotSent = errors.New("not sent: an earlier message of the batch could not be")
 
-// While a stream is placed on a server or elects a new leader, for a
-// moment no server listens on its subjects and a publish finds no
-// responders: it reached no one, so sending it again is safe. Writes wait
-// so for RetryAttempts times RetryWait (2 s) at most, within their
-// context, before they report ErrNoStreamResponse.
+// While a stream is placed on a server or elects a new leader (after a
+// node's loss, up to 5 s with meshd's embedded nodes, 9 s with stock
+// nats-server's timeouts), no server listens on its subjects and a publish
+// finds no responders: it reached no one, so sending it again is safe.
+// Writes wait so, every RetryWait, RetryAttempts times (10 s) at most,
+// within their context, before they report ErrNoStreamResponse: a write
+// sent into an election is stored once it ends, as events are (bus
+// PublishAll), instead of failing its request.
 const (
 	RetryWait     = 100 * time.Millisecond
-	RetryAttempts = 20
+	RetryAttempts = 100
 )
 
 // RetryOpts are the publish options that wait for a stream so.
