@@ -51,7 +51,11 @@ func Module(env *Env) runtime.HostModule {
 			}
 			mb.NewFunctionBuilder().WithGoModuleFunction(f.fn, params, []api.ValueType{i32}).Export(f.name)
 		}
-		_, err := mb.Instantiate(ctx)
+		compiled, err := mb.Compile(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = r.InstantiateModule(ctx, compiled, runtime.HostModuleConfig())
 		return err
 	}
 }

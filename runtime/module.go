@@ -91,8 +91,11 @@ type Module struct {
 	snapKey [32]byte
 	has     [numEntries]bool
 	hasInit bool
-	decl    []byte
-	log     *slog.Logger
+	// importsWASI: the module imports from wasi_snapshot_preview1, which
+	// Start links only then.
+	importsWASI bool
+	decl        []byte
+	log         *slog.Logger
 
 	// The pool's PoolMax slots (pool.go): each is a free token, an idle
 	// instance, a busy one, or one being made in its place when one retires.
@@ -272,7 +275,16 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	return m, nil
 }
 
-// Start links WASI and host into a compiled module's runtime, warms
+// HostModuleConfig is the configuration to instantiate a host module
+// with. A host module's own system context never reads randomness, but
+// wazero gives one made with a default configuration a deterministic
+// math/rand source of its own (5 KiB); naming a source avoids it.
+func HostModuleConfig() wazero.ModuleConfig {
+	return wazero.NewModuleConfig().WithRandSource(rand.Reader)
+}
+
+// Start links WASI (when the module imports any of it) and host into a
+// compiled module's runtime, warms
 // cfg.PoolMin instances (their initialiser runs) and calls meshd_describe.
 // Call it once, after Compile. On failure the Module is closed and the
 // error wraps ErrInvalidModule.
@@ -283,8 +295,14 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 			err = fmt.Errorf("%s: %w: %w", m.cfg.Name, ErrInvalidModule, err)
 		}
 	}()
-	if _, err = wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
-		return fmt.Errorf("linking WASI: %w", err)
+	if m.importsWASI {
+		wasi, werr := wasi_snapshot_preview1.NewBuilder(m.rt).Compile(ctx)
+		if werr == nil {
+			_, werr = m.rt.InstantiateModule(ctx, wasi, HostModuleConfig())
+		}
+		if werr != nil {
+			return fmt.Errorf("linking WASI: %w", werr)
+		}
 	}
 	if host != nil {
 		if err = host(ctx, m.rt); err != nil {
@@ -358,6 +376,7 @@ func (m *Module) validate() error {
 	}
 	for _, f := range m.compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
+		m.importsWASI = m.importsWASI || mod == wasi_snapshot_preview1.ModuleName
 		if mod != abi.ModuleName && mod != wasi_snapshot_preview1.ModuleName {
 			problems = append(problems, fmt.Sprintf("imports %s.%s: only %q and %q are provided",
 				mod, name, abi.ModuleName, wasi_snapshot_preview1.ModuleName))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/internal/wattest"
@@ -416,5 +417,56 @@ func TestMemoryImagePages(t *testing.T) {
 	}
 	if !bytes.Equal(expandPages(len(mem), idx, pages), mem) {
 		t.Fatal("expanded pages differ from the memory")
+	}
+}
+
+// TestWASILinkedOnlyWhenImported: a module that imports from WASI gets it
+// (the cache guest's initialiser writes to stdout through fd_write); one
+// that imports none does not, and still serves: a WAT service pays for no
+// WASI host module (its compiled trampolines and system context).
+func TestWASILinkedOnlyWhenImported(t *testing.T) {
+	ctx := context.Background()
+	e, err := NewEngine(EngineConfig{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	plain := wattest.Compile(t, "no-wasi", `(module
+  (import "meshd" "output_write" (func $output_write (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "ok")
+  (func (export "meshd_abi_v1"))
+  (func (export "meshd_describe") (result i32) (i32.const 0))
+  (func (export "meshd_http") (param i32) (result i32)
+    (drop (call $output_write (i32.const 16) (i32.const 2)))
+    (i32.const 0))
+)`)
+	for _, tc := range []struct {
+		name     string
+		wasm     []byte
+		wantWASI bool
+		answer   string
+	}{
+		{"imports fd_write", cacheGuest(t, false), true, cacheFresh},
+		{"imports none of WASI", plain, false, "ok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out syncBuffer
+			m, err := e.Load(ctx, tc.wasm, cacheHost, ModuleConfig{Name: "w", Stdout: &out})
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			defer m.Close(ctx)
+			if got := m.rt.Module(wasi_snapshot_preview1.ModuleName) != nil; got != tc.wantWASI {
+				t.Errorf("WASI linked: %v, want %v", got, tc.wantWASI)
+			}
+			var c Call
+			if err := m.Invoke(ctx, EntryHTTP, &c); err != nil || string(c.Output) != tc.answer {
+				t.Fatalf("call = %q, %v; want %q", c.Output, err, tc.answer)
+			}
+			if tc.wantWASI && out.String() != "init\n" {
+				t.Errorf("stdout %q, want the initialiser's \"init\\n\" through WASI", out.String())
+			}
+		})
 	}
 }
