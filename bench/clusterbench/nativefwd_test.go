@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,41 +90,21 @@ func TestNativeForwardNode(t *testing.T) {
 // the other node to join), and a stop function.
 func nativeNode(b *testing.B, role, listen, route, dir string) (base <-chan string, stop func()) {
 	b.Helper()
-	child := exec.Command(os.Args[0], "-test.run=^TestNativeForwardNode$", "-test.bench=^$", "-test.v")
-	child.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %s %s", envNativeFwd, role, listen, route, dir))
-	stdin, err := child.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := child.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		b.Fatal(err)
-	}
-	stop = func() {
-		stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- child.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = child.Process.Kill()
-			<-done
-		}
-	}
+	pr, pw := io.Pipe()
 	addr := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(out)
+		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "http "); ok {
 				addr <- "http://" + a
 			}
 		}
 	}()
-	return addr, stop
+	stopChild := startChild(b, "TestNativeForwardNode", fmt.Sprintf("%s=%s %s %s %s", envNativeFwd, role, listen, route, dir), pw)
+	return addr, func() {
+		stopChild()
+		pw.Close()
+	}
 }
 
 // served waits for a node's base URL.
@@ -177,30 +156,7 @@ func BenchmarkNativeForwardAcrossProcesses(b *testing.B) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	locals := make([]time.Duration, b.N)
-	forwarded := make([]time.Duration, b.N)
-	b.ResetTimer()
-	for i := range b.N {
-		var dl, df time.Duration
-		var el, ef error
-		if i%2 == 0 {
-			dl, el = get(local)
-			df, ef = get(fwd)
-		} else {
-			df, ef = get(fwd)
-			dl, el = get(local)
-		}
-		if el != nil || ef != nil {
-			b.Fatalf("pair %d: local %v; forwarded %v", i, el, ef)
-		}
-		locals[i], forwarded[i] = dl, df
-	}
-	b.StopTimer()
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	lp50, fp50 := Quantile(locals, 0.50), Quantile(forwarded, 0.50)
-	b.ReportMetric(us(lp50), "local-p50-µs")
-	b.ReportMetric(us(fp50), "fwd-p50-µs")
-	b.ReportMetric(us(fp50-lp50), "overhead-p50-µs")
-	b.ReportMetric(us(Quantile(forwarded, 0.99)-Quantile(locals, 0.99)), "overhead-p99-µs")
-	b.ReportMetric(0, "ns/op")
+	locals, forwarded := alternate(b, 1, func() (time.Duration, error) { return get(local) },
+		func() (time.Duration, error) { return get(fwd) })
+	reportPairs(b, locals, forwarded)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/internal/syncbuf"
 )
 
 // The baseline of BenchmarkForwardGetOrder: the NATS part of a forwarded
@@ -65,6 +66,35 @@ func TestNATSPingResponder(t *testing.T) {
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the benchmark closes it
 }
 
+// startChild runs this test binary again as a child running only the
+// test named run, with env added to its environment and its output to
+// out. The child runs until its standard input closes: stop closes it and
+// waits for the child (killing it after 20 s).
+func startChild(b *testing.B, run, env string, out io.Writer) (stop func()) {
+	b.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.bench=^$", "-test.v")
+	child.Env = append(os.Environ(), env)
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	child.Stdout, child.Stderr = out, out
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- child.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = child.Process.Kill()
+			<-done
+		}
+	}
+}
+
 // BenchmarkNATSRoundTripAcrossProcesses: one request/reply between two
 // processes through their embedded NATS nodes and the route between them,
 // one at a time, as the forwarding benchmark sends them.
@@ -75,28 +105,10 @@ func BenchmarkNATSRoundTripAcrossProcesses(b *testing.B) {
 	}
 	dir := b.TempDir()
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	child := exec.Command(os.Args[0], "-test.run=^TestNATSPingResponder$", "-test.bench=^$")
-	child.Env = append(os.Environ(), fmt.Sprintf("%s=%s nats://%s %s", envResponder, addr(ports[0]), addr(ports[1]), filepath.Join(dir, "a")))
-	stdin, err := child.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var out bytes.Buffer
-	child.Stdout, child.Stderr = &out, &out
-	if err := child.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- child.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = child.Process.Kill()
-			<-done
-		}
-	}()
+	var out syncbuf.Buffer
+	stop := startChild(b, "TestNATSPingResponder",
+		fmt.Sprintf("%s=%s nats://%s %s", envResponder, addr(ports[0]), addr(ports[1]), filepath.Join(dir, "a")), &out)
+	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := pingNode(ctx, "b", addr(ports[1]), "nats://"+addr(ports[0]), filepath.Join(dir, "b"))

@@ -9,20 +9,11 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/host/natsd/natsdtest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func newJS(t *testing.T) *natsd.Server {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	s, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatalf("natsd.Start: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
+func newJS(t *testing.T) *natsd.Server { return natsdtest.Server(t) }
 
 // openStore opens service's store on js, with cache c (nil: none).
 func openStore(t *testing.T, js jetstream.JetStream, service string, c *Cache) *Store {

@@ -9,21 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/host/natsd/natsdtest"
 )
-
-// startJS starts an embedded server for one test.
-func startJS(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	s, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatalf("natsd.Start: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s.JetStream()
-}
 
 // TestWritesWaitForTheStream: a write sent while no server listens on its
 // stream's subjects yet (as while a stream is placed or elects a leader)
@@ -31,7 +18,7 @@ func startJS(t *testing.T) jetstream.JetStream {
 // publish; with the stream absent for longer than the wait, it fails as
 // not committed.
 func TestWritesWaitForTheStream(t *testing.T) {
-	js := startJS(t)
+	js := natsdtest.Server(t).JetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	create := func(name, subject string) {

@@ -136,3 +136,17 @@ func ClusterConfigs(t testing.TB, n int) ([]*natsd.Server, []natsd.Config) {
 	t.Fatalf("start a %d-node cluster: %v", n, err)
 	return nil, nil
 }
+
+// Server starts one embedded server, not clustered, on a temporary data
+// directory and closes it when the test ends.
+func Server(t testing.TB) *natsd.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatalf("natsd.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
