@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"crypto/sha256"
+	"hash"
 	"strings"
 )
 
@@ -28,10 +29,7 @@ func codeKey(wasm []byte, sum [sha256.Size]byte, debug bool) [sha256.Size]byte {
 		return sum
 	}
 	r := wasmReader{b: wasm, pos: 8}
-	var h interface {
-		Write([]byte) (int, error)
-		Sum([]byte) []byte
-	}
+	var h hash.Hash
 	kept := 0 // wasm[:kept] is hashed, or skipped up to a section boundary
 	for r.pos < len(wasm) {
 		start := r.pos

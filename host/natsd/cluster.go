@@ -213,9 +213,6 @@ func routeURL(r string) (*url.URL, error) {
 	return u, nil
 }
 
-// clusterOptions makes opts a cluster node's: its cluster listener with
-// the route credentials and TLS, its routes (which present the same
-// credentials), and its server name.
 // The Raft timeouts of the cluster nodes meshd embeds (our nats-server
 // patch 0002). A stream or consumer whose leader's node died takes no
 // writes until a follower stands for election: upstream waits 4 to 9 s
@@ -233,18 +230,15 @@ const (
 	RaftHeartbeat   = time.Second
 )
 
-var (
-	raftOnce sync.Once
-	raftErr  error
-)
-
 // setRaftTimeouts sets the Raft timeouts above, once per process and
 // before its first cluster node starts: they are the process's.
-func setRaftTimeouts() error {
-	raftOnce.Do(func() { raftErr = server.SetRaftTimeouts(RaftElectionMin, RaftElectionMax, RaftHeartbeat) })
-	return raftErr
-}
+var setRaftTimeouts = sync.OnceValue(func() error {
+	return server.SetRaftTimeouts(RaftElectionMin, RaftElectionMax, RaftHeartbeat)
+})
 
+// clusterOptions makes opts a cluster node's: its cluster listener with
+// the route credentials and TLS, its routes (which present the same
+// credentials), and its server name.
 func clusterOptions(opts *server.Options, cfg Config) error {
 	k := cfg.Cluster
 	node, err := cfg.nodeName()
