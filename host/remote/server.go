@@ -282,46 +282,10 @@ func (s *Server) work(sv *served, w *worker) {
 	}()
 	var buf []byte
 	for {
-		m, err := sv.sub.NextMsg(s.idle)
-		s.mu.Lock()
-		if errors.Is(err, nats.ErrTimeout) {
-			if sv.reading > 1 { // one reader waits on
-				sv.reading--
-				sv.workers--
-				s.mu.Unlock()
-				return
-			}
-			s.mu.Unlock()
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, nats.ErrSlowConsumer) && !sv.stopped {
-				s.mu.Unlock()
-				s.log.Warn("remote: calls were dropped, more waited for a reader than the subscription holds", slog.String("service", sv.name))
-				continue
-			}
-			sv.reading-- // the subscription is gone
-			sv.workers--
-			s.mu.Unlock()
+		m, h, ok := s.next(sv)
+		if !ok {
 			return
 		}
-		if sv.stopped || sv.running >= sv.max {
-			stopped, running := sv.stopped, sv.running
-			s.mu.Unlock()
-			if stopped {
-				s.fail(m, fault.New(sv.name, fault.Unavailable, errors.New("service stopped on this node")))
-			} else {
-				s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", running)))
-			}
-			continue
-		}
-		sv.reading--
-		sv.running++
-		h := sv.h
-		if sv.reading == 0 {
-			s.addReader(sv)
-		}
-		s.mu.Unlock()
 		var answer *nats.Msg
 		buf, answer = s.run(sv.name, h, m, buf)
 		// The worker reads or is idle again before it answers: a caller
@@ -343,36 +307,86 @@ func (s *Server) work(sv *served, w *worker) {
 		}
 		s.mu.Unlock()
 		s.answer(sv.name, answer)
-		if stopped {
+		if stopped || !read && !s.park(sv, w, &idle) {
 			return
 		}
-		if read {
-			continue
-		}
-		if idle == nil {
-			idle = time.NewTimer(s.idle)
-		} else {
-			idle.Reset(s.idle)
-		}
-		var ok bool
-		select {
-		case _, ok = <-w.wake:
-		case <-idle.C:
-			s.mu.Lock()
-			if i := slices.Index(sv.idle, w); i >= 0 {
-				sv.idle = slices.Delete(sv.idle, i, i+1)
+	}
+}
+
+// next is a reader's wait for sv's next call: it returns the call to run
+// and its handler, counted as running (having made another reader when it
+// left none), and answers the calls it cannot run (Busy past sv.max,
+// Unavailable once stopped). ok is false when the worker is to end: its
+// subscription is gone, or it waited workerIdle and another reader waits.
+func (s *Server) next(sv *served) (m *nats.Msg, h Handler, ok bool) {
+	for {
+		m, err := sv.sub.NextMsg(s.idle)
+		s.mu.Lock()
+		switch {
+		case errors.Is(err, nats.ErrTimeout):
+			if sv.reading > 1 { // one reader waits on
+				sv.reading--
 				sv.workers--
 				s.mu.Unlock()
-				return
+				return nil, nil, false
 			}
 			s.mu.Unlock()
-			// Made a reader as the timer fired, or its service stopped.
-			_, ok = <-w.wake
+			continue
+		case errors.Is(err, nats.ErrSlowConsumer) && !sv.stopped:
+			s.mu.Unlock()
+			s.log.Warn("remote: calls were dropped, more waited for a reader than the subscription holds", slog.String("service", sv.name))
+			continue
+		case err != nil: // the subscription is gone
+			sv.reading--
+			sv.workers--
+			s.mu.Unlock()
+			return nil, nil, false
+		case sv.stopped:
+			s.mu.Unlock()
+			s.fail(m, fault.New(sv.name, fault.Unavailable, errors.New("service stopped on this node")))
+			continue
+		case sv.running >= sv.max:
+			running := sv.running
+			s.mu.Unlock()
+			s.fail(m, fault.New(sv.name, fault.Busy, fmt.Errorf("%d calls from other nodes running", running)))
+			continue
 		}
-		if !ok {
-			return // stopped while idle; stopWorkers counted it out
+		sv.reading--
+		sv.running++
+		h := sv.h
+		if sv.reading == 0 {
+			s.addReader(sv)
 		}
+		s.mu.Unlock()
+		return m, h, true
 	}
+}
+
+// park waits, idle, until w is made a reader again (true), or for
+// workerIdle, after which it ends (false; so does a stopped service's).
+// *idle is the worker's timer, made on first use.
+func (s *Server) park(sv *served, w *worker, idle **time.Timer) bool {
+	if *idle == nil {
+		*idle = time.NewTimer(s.idle)
+	} else {
+		(*idle).Reset(s.idle)
+	}
+	select {
+	case _, ok := <-w.wake:
+		return ok // closed: stopped while idle, and stopWorkers counted it out
+	case <-(*idle).C:
+	}
+	s.mu.Lock()
+	if i := slices.Index(sv.idle, w); i >= 0 {
+		sv.idle = slices.Delete(sv.idle, i, i+1)
+		sv.workers--
+		s.mu.Unlock()
+		return false
+	}
+	s.mu.Unlock()
+	// Made a reader as the timer fired, or its service stopped.
+	_, ok := <-w.wake
+	return ok
 }
 
 // run runs one call and returns its answer, nil when the call wants none,
