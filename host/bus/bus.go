@@ -307,8 +307,16 @@ func (b *Bus) publish(ctx context.Context, msg *nats.Msg, id, stream string) err
 	if err != nil {
 		return err
 	}
-	_, err = b.js.PublishMsg(ctx, msg, append(jsasync.RetryOpts(), jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))...)
+	err = b.send(ctx, msg, id, stream)
 	w.End(err)
+	return err
+}
+
+// send stores msg in stream under the deduplication id id, waiting while
+// nobody listens on the stream (placed a moment ago, or electing a
+// leader: jsasync.RetryOpts).
+func (b *Bus) send(ctx context.Context, msg *nats.Msg, id, stream string) error {
+	_, err := b.js.PublishMsg(ctx, msg, append(jsasync.RetryOpts(), jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))...)
 	return err
 }
 

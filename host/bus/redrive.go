@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/meshd/meshd/host/internal/jsasync"
 )
 
 func (b *Bus) redriveSubject(service, typ string) string {
@@ -47,7 +45,7 @@ func (b *Bus) Redrive(ctx context.Context, service string, ids ...string) (int, 
 		// retried Redrive does not deliver it twice, and a later redrive of a
 		// new dead letter of the same event is not dropped.
 		msgID := "redrive/" + service + "/" + strconv.FormatUint(m.Sequence, 10)
-		if _, err := b.js.PublishMsg(ctx, msg, append(jsasync.RetryOpts(), jetstream.WithMsgID(msgID), jetstream.WithExpectStream(b.cfg.Stream))...); err != nil {
+		if err := b.send(ctx, msg, msgID, b.cfg.Stream); err != nil {
 			return fmt.Errorf("%s: %w", ev.ID, err)
 		}
 		if err := st.DeleteMsg(ctx, m.Sequence); err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/meshd/meshd/host/internal/jsasync"
 	"github.com/meshd/meshd/internal/traceparent"
 )
 
@@ -480,7 +479,7 @@ func (s *Subscription) deadLetter(msg jetstream.Msg, ev Event, reason string, at
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dl := &nats.Msg{Subject: subj, Header: h, Data: msg.Data()}
-	if _, err := s.b.js.PublishMsg(ctx, dl, append(jsasync.RetryOpts(), jetstream.WithMsgID(id), jetstream.WithExpectStream(cfg.DLQStream))...); err != nil {
+	if err := s.b.send(ctx, dl, id, cfg.DLQStream); err != nil {
 		delay := backoff(cfg.Backoff, attempt)
 		log.Error("bus: dead-letter publish failed; event kept for retry", "error", err, "retry_in", delay)
 		if nerr := msg.NakWithDelay(delay); nerr != nil {

@@ -400,10 +400,7 @@ func (s *Store) ApplyEach(ctx context.Context, ops []Op) error {
 	}
 	var errs []error
 	var first error // the first the server answered, for the store's health
-	opts := make([][]jetstream.PublishOpt, len(msgs))
-	for i := range opts {
-		opts[i] = jsasync.RetryOpts()
-	}
+	opts := slices.Repeat([][]jetstream.PublishOpt{jsasync.RetryOpts()}, len(msgs))
 	for i, r := range jsasync.Publish(ctx, s.js, msgs, opts) {
 		s.wrote(ops[i], r.Seq, r.Err)
 		if r.Err != nil {
