@@ -460,15 +460,16 @@ func withCustomSection(wasm []byte, payload string) []byte {
 	body := append([]byte{byte(len(name))}, name...)
 	body = append(body, payload...)
 	out := append([]byte{}, wasm...)
-	out = append(out, 0)            // custom section id
-	for n := len(body); ; n >>= 7 { // LEB128 size
-		if n < 0x80 {
-			out = append(out, byte(n))
-			break
-		}
-		out = append(out, byte(n&0x7f|0x80))
-	}
+	out = appendLEB(append(out, 0), uint64(len(body))) // custom section id, size
 	return append(out, body...)
+}
+
+// appendLEB appends v to b as an unsigned LEB128 number.
+func appendLEB(b []byte, v uint64) []byte {
+	for ; v >= 0x80; v >>= 7 {
+		b = append(b, byte(v)|0x80)
+	}
+	return append(b, byte(v))
 }
 
 func TestReloadIsCounted(t *testing.T) {

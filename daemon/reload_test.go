@@ -40,12 +40,6 @@ func variant(wasm []byte, n int) []byte { return withCustomSection(wasm, fmt.Spr
 // valid for any type) and comes after every other, so no index moves.
 func codeVariant(t testing.TB, wasm []byte, n int) []byte {
 	t.Helper()
-	leb := func(b []byte, v uint64) []byte {
-		for ; v >= 0x80; v >>= 7 {
-			b = append(b, byte(v)|0x80)
-		}
-		return append(b, byte(v))
-	}
 	readLEB := func(b []byte, pos int) (uint64, int) {
 		var v uint64
 		for shift := 0; ; shift += 7 {
@@ -68,15 +62,15 @@ func codeVariant(t testing.TB, wasm []byte, n int) []byte {
 			count, at := readLEB(body, 0)
 			item := []byte{0x00} // its type: index 0
 			if id == 10 {
-				code := leb([]byte{0x00, 0x42}, uint64(n)) // no locals; i64.const n
-				code = append(code, 0x1a, 0x00, 0x0b)      // drop, unreachable, end
-				item = leb(nil, uint64(len(code)))
+				code := appendLEB([]byte{0x00, 0x42}, uint64(n)) // no locals; i64.const n
+				code = append(code, 0x1a, 0x00, 0x0b)            // drop, unreachable, end
+				item = appendLEB(nil, uint64(len(code)))
 				item = append(item, code...)
 			}
-			body = append(append(leb(nil, count+1), body[at:]...), item...)
+			body = append(append(appendLEB(nil, count+1), body[at:]...), item...)
 			grown++
 		}
-		out = append(leb(append(out, id), uint64(len(body))), body...)
+		out = append(appendLEB(append(out, id), uint64(len(body))), body...)
 		pos = end
 	}
 	if grown != 2 {
