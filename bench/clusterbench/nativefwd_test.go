@@ -138,24 +138,9 @@ func BenchmarkNativeForwardAcrossProcesses(b *testing.B) {
 	local, fwd := served(b, "a", baseA), served(b, "b", baseB)
 	client := newClient()
 	defer client.CloseIdleConnections()
-	get := func(base string) (time.Duration, error) {
-		t0 := time.Now()
-		r, err := do(client, "GET", base+"/x", "")
-		d := time.Since(t0)
-		if err == nil && (r.status != http.StatusOK || len(r.body) != 300) {
-			err = fmt.Errorf("GET %s/x: %d %.200q", base, r.status, r.body)
-		}
-		return d, err
-	}
-	// Until node a's subscription has crossed the route.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, err := get(fwd); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			b.Fatalf("node b does not reach node a within 30 s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	want := bytes.Repeat([]byte("r"), 300) // node a's body, at any path
+	get := func(base string) (time.Duration, error) { return timedGet(client, base, "x", want) }
+	untilReached(b, "node b does not reach node a", func() error { _, err := get(fwd); return err })
 	locals, forwarded := alternate(b, 1, func() (time.Duration, error) { return get(local) },
 		func() (time.Duration, error) { return get(fwd) })
 	reportPairs(b, locals, forwarded)

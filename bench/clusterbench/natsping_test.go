@@ -66,6 +66,21 @@ func TestNATSPingResponder(t *testing.T) {
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the benchmark closes it
 }
 
+// untilReached calls try until it succeeds, for 30 s at most: until a
+// subscription on one node has crossed the route to the other.
+func untilReached(b *testing.B, what string, try func() error) {
+	b.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := try()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s within 30 s: %v", what, err)
+		}
+	}
+}
+
 // startChild runs this test binary again as a child running only the
 // test named run, with env added to its environment and its output to
 // out. The child runs until its standard input closes: stop closes it and
@@ -118,15 +133,12 @@ func BenchmarkNATSRoundTripAcrossProcesses(b *testing.B) {
 	defer s.Close()
 	nc := s.Conn()
 	req := bytes.Repeat([]byte("q"), 200)
-	// Until the responder's interest has crossed the route.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, err := nc.Request(pingSubject, req, time.Second); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			b.Fatalf("no answer from the responder within 30 s: %v; its output:\n%s", err, out.String())
+	untilReached(b, "no answer from the responder", func() error {
+		if _, err := nc.Request(pingSubject, req, time.Second); err != nil {
+			return fmt.Errorf("%w; its output:\n%s", err, out.String())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	rtt := make([]time.Duration, b.N)
 	b.ResetTimer()
 	for i := range b.N {
