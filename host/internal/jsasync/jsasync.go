@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,10 +36,12 @@ const (
 	RetryAttempts = 100
 )
 
-// RetryOpts are the publish options that wait for a stream so.
-func RetryOpts() []jetstream.PublishOpt {
-	return []jetstream.PublishOpt{jetstream.WithRetryWait(RetryWait), jetstream.WithRetryAttempts(RetryAttempts)}
-}
+// RetryOpts are the publish options that wait for a stream so. The slice
+// is shared, made once (it is on every write's path): an append to it
+// copies it, as its capacity is its length; never set its elements.
+func RetryOpts() []jetstream.PublishOpt { return retryOpts }
+
+var retryOpts = slices.Clip([]jetstream.PublishOpt{jetstream.WithRetryWait(RetryWait), jetstream.WithRetryAttempts(RetryAttempts)})
 
 // Result is what became of one message: its stream sequence once stored,
 // or why not.
