@@ -4094,6 +4094,11 @@ retry:
 		n, err := s.startRaftNode(accName, cfg, labels)
 		if err != nil || n == nil {
 			s.Debugf("Error creating raft group: %v", err)
+			// meshd: the log was made here and no node took it: stop it,
+			// or its flush goroutine and open files outlive the server
+			// (startRaftNode fails this way when the server shuts down
+			// while the log was being made).
+			store.Stop()
 			return nil, err
 		}
 		return n, nil
