@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -26,6 +27,10 @@ type memoryImage struct {
 	data    []byte // the contents: a read-only shared mapping of fd, or a Go copy
 	mapped  bool   // data is a mapping (munmap at close)
 	nonZero uint64 // bytes of the pages that are not all zero
+
+	mu     sync.Mutex
+	spare  []*imageMemory // retired instances' memories, reset (snapshot_reuse_linux.go)
+	closed bool           // no memory is kept any more
 }
 
 // Linux memfd_create(2) and fcntl(2) constants not in package syscall.
@@ -185,6 +190,9 @@ func (img *memoryImage) linearMemory(capacity, limit uint64) experimental.Linear
 	if limit == 0 || limit > 1<<32 || uint64(n) > limit {
 		return copyMemory(img.data, limit)
 	}
+	if m := img.takeSpare(limit); m != nil {
+		return m
+	}
 	buf, err := syscall.Mmap(-1, 0, int(limit), syscall.PROT_READ|syscall.PROT_WRITE,
 		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 	if err != nil {
@@ -193,15 +201,17 @@ func (img *memoryImage) linearMemory(capacity, limit uint64) experimental.Linear
 	if n > 0 {
 		if img.fd < 0 || mapPrivate(uintptr(unsafe.Pointer(&buf[0])), n, img.fd) != nil {
 			copy(buf, img.data)
+			return &mmapMemory{buf: buf}
 		}
 	}
-	return &mmapMemory{buf: buf}
+	return &imageMemory{mmapMemory: mmapMemory{buf: buf}, img: img}
 }
 
 // copyOnWrite reports whether instances map the image rather than copy it.
 func (img *memoryImage) copyOnWrite() bool { return img.fd >= 0 }
 
 func (img *memoryImage) close() {
+	img.closeSpares()
 	if img.mapped {
 		_ = syscall.Munmap(img.data)
 	}
