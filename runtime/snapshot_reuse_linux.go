@@ -3,6 +3,7 @@ package runtime
 import (
 	"encoding/binary"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -75,21 +76,18 @@ func (img *memoryImage) keep(m *imageMemory) bool {
 	return true
 }
 
-// takeSpare returns a reset memory of img's, or nil.
+// takeSpare returns a reset memory of img's with a reservation of limit
+// bytes, or nil.
 func (img *memoryImage) takeSpare(limit uint64) *imageMemory {
 	img.mu.Lock()
 	defer img.mu.Unlock()
-	n := len(img.spare)
-	if n == 0 {
-		return nil
+	for i := len(img.spare) - 1; i >= 0; i-- {
+		if m := img.spare[i]; uint64(len(m.buf)) == limit {
+			img.spare = slices.Delete(img.spare, i, i+1)
+			return m
+		}
 	}
-	m := img.spare[n-1]
-	if uint64(len(m.buf)) != limit {
-		return nil // restored with another limit: keep it for those
-	}
-	img.spare[n-1] = nil
-	img.spare = img.spare[:n-1]
-	return m
+	return nil
 }
 
 // closeSpares unmaps the memories img keeps, and keeps none from now on.

@@ -80,6 +80,18 @@ func TestImageMemoryResetIsTheImage(t *testing.T) {
 		lm = next
 	}
 	lm.Free()
+	// A memory kept with another limit is not handed out for this one,
+	// nor does it hide one that fits.
+	other := img.linearMemory(size, 2*limit).(*imageMemory)
+	if unsafe.Pointer(&other.buf[0]) == addr || len(other.buf) != 2*limit {
+		t.Fatal("a memory of another limit was handed out")
+	}
+	other.Free()
+	if m := img.linearMemory(size, limit).(*imageMemory); unsafe.Pointer(&m.buf[0]) != addr {
+		t.Fatal("the kept memory of this limit was not reused behind one of another")
+	} else {
+		m.Free()
+	}
 	img.close()
 	if len(img.spare) != 0 {
 		t.Fatalf("%d memories kept after the image closed", len(img.spare))
