@@ -33,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/internal/jsapi"
 	"github.com/meshd/meshd/host/internal/jsasync"
 	"github.com/meshd/meshd/host/internal/jsreplicas"
 	"github.com/meshd/meshd/host/internal/storefail"
@@ -165,7 +166,7 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string, replicas int) (jetstream.KeyValue, int, error) {
 	name := "KV_" + bucket // the stream behind a bucket
 	raise := false         // an existing stream gets more replicas
-	if st, err := js.Stream(ctx, name); err == nil {
+	if st, err := streamInfo(ctx, js, name); err == nil {
 		c := st.CachedInfo().Config
 		if c.AllowAtomicPublish && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage {
 			if !c.AllowMsgTTL {
@@ -174,14 +175,14 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 				// turn it off again (which the server refuses) on a
 				// stream another node turned it on in meanwhile.
 				c.AllowMsgTTL = true
-				if _, err := js.UpdateStream(ctx, c); err != nil {
+				if _, err := updateStream(ctx, js, c); err != nil {
 					return nil, 0, fmt.Errorf("allowing per-message TTLs: %w", err)
 				}
 			}
 			if c.Replicas < replicas {
 				have := c.Replicas
 				c.Replicas = replicas
-				st, err := js.UpdateStream(ctx, c)
+				st, err := updateStream(ctx, js, c)
 				if err != nil {
 					return nil, 0, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
@@ -189,7 +190,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 					return nil, 0, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
 			}
-			b, err := js.KeyValue(ctx, bucket)
+			b, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
 			return b, max(c.Replicas, replicas), err
 		}
 		raise = c.Replicas < replicas
@@ -197,24 +198,25 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, 0, err
 	}
-	b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvc := jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "meshd state of service " + service,
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-	})
+	}
+	b, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, kvc) })
 	if err != nil {
 		return nil, 0, err
 	}
-	st, err := js.Stream(ctx, name)
+	st, err := streamInfo(ctx, js, name)
 	if err != nil {
 		return nil, 0, err
 	}
 	if c := st.CachedInfo().Config; !c.AllowAtomicPublish || !c.AllowMsgTTL {
 		c.AllowAtomicPublish = true
 		c.AllowMsgTTL = true
-		if _, err := js.UpdateStream(ctx, c); err != nil {
+		if _, err := updateStream(ctx, js, c); err != nil {
 			return nil, 0, fmt.Errorf("allowing atomic batches and per-message TTLs: %w", err)
 		}
 	}
@@ -224,6 +226,16 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 		}
 	}
 	return b, replicas, nil
+}
+
+// streamInfo and updateStream are js.Stream and js.UpdateStream sent
+// again when unanswered (jsapi).
+func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	return jsapi.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
+}
+
+func updateStream(ctx context.Context, js jetstream.JetStream, c jetstream.StreamConfig) (jetstream.Stream, error) {
+	return jsapi.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, c) })
 }
 
 // Service returns the name of the service the Store belongs to.

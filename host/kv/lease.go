@@ -229,7 +229,7 @@ func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
 	if st := s.st.Load(); st != nil {
 		return *st, nil
 	}
-	st, err := s.js.Stream(ctx, s.streamName())
+	st, err := streamInfo(ctx, s.js, s.streamName())
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/abi"
+	"github.com/meshd/meshd/host/internal/jsapi"
 	"github.com/meshd/meshd/host/internal/names"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -269,14 +270,14 @@ func StartDirectory(ctx context.Context, js jetstream.JetStream, cfg DirectoryCo
 // with replicas copies or the bucket's own count when that is more.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	replicas = max(replicas, 1)
-	if kv, err := js.KeyValue(ctx, Bucket); err == nil {
-		if st, err := kv.Status(ctx); err == nil {
+	if kv, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, Bucket) }); err == nil {
+		if st, err := jsapi.Do(ctx, kv.Status); err == nil {
 			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
 				replicas = max(replicas, bs.StreamInfo().Config.Replicas)
 			}
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvc := jetstream.KeyValueConfig{
 		Replicas:       replicas,
 		Bucket:         Bucket,
 		Description:    "meshd: the services each node serves, one key per node, kept alive by a heartbeat",
@@ -284,7 +285,8 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (je
 		Storage:        jetstream.MemoryStorage,
 		MaxValueSize:   MaxAnnouncementBytes,
 		LimitMarkerTTL: markerTTL,
-	})
+	}
+	kv, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, kvc) })
 	if err != nil {
 		return nil, fmt.Errorf("remote: bucket %s: %w", Bucket, err)
 	}

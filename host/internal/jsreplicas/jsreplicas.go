@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/host/internal/jsapi"
 )
 
 // MaxWait bounds how long Wait waits.
@@ -23,7 +25,7 @@ const MaxWait = 10 * time.Second
 func Wait(ctx context.Context, st jetstream.Stream, n int) error {
 	deadline := time.Now().Add(MaxWait)
 	for time.Now().Before(deadline) {
-		info, err := st.Info(ctx)
+		info, err := jsapi.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return st.Info(ctx) })
 		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) >= n-1 &&
 			!slices.ContainsFunc(info.Cluster.Replicas, func(p *jetstream.PeerInfo) bool { return p == nil || !p.Current || p.Offline }) {
 			return nil
