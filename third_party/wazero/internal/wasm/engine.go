@@ -74,3 +74,10 @@ type ModuleEngine interface {
 	// MemoryGrown notifies the engine that the memory has grown.
 	MemoryGrown()
 }
+
+// FunctionInstanceReferencer is implemented by a ModuleEngine that makes
+// the references of many functions at once (meshd patch): refs[i] gets
+// what FunctionInstanceReference(funcIndexes[i]) would return.
+type FunctionInstanceReferencer interface {
+	FunctionInstanceReferences(funcIndexes []Index, refs []Reference)
+}

@@ -186,6 +186,12 @@ type Module struct {
 	// functionDefinitionSectionInitOnce guards FunctionDefinitionSection so that it is initialized exactly once.
 	functionDefinitionSectionInitOnce sync.Once
 
+	// elemFuncsOnce guards elemFuncs (meshd patch): for each element
+	// segment, the function indexes of its inits when every one is a
+	// single ref.func (nil otherwise), decoded once for all instances.
+	elemFuncsOnce sync.Once
+	elemFuncs     [][]Index
+
 	// FunctionDefinitionSection is a wazero-specific section.
 	FunctionDefinitionSection []FunctionDefinition
 
@@ -1410,4 +1416,29 @@ func ExternTypeName(t ExternType) string {
 		return ExternTypeTagName
 	}
 	return api.ExternTypeName(t)
+}
+
+// elementFuncs returns, for each element segment, the function indexes
+// of its inits when every one is a single ref.func, else nil (meshd
+// patch). Every instantiation of a Go-built module fills a table of
+// thousands of them; decoding each init's LEB128 at each instantiation
+// was half the cost of filling it.
+func (m *Module) elementFuncs() [][]Index {
+	m.elemFuncsOnce.Do(func() {
+		m.elemFuncs = make([][]Index, len(m.ElementSection))
+		for i := range m.ElementSection {
+			inits := m.ElementSection[i].Init
+			idx := make([]Index, len(inits))
+			for j := range inits {
+				f, ok := inits[j].RefFunc()
+				if !ok {
+					idx = nil
+					break
+				}
+				idx[j] = f
+			}
+			m.elemFuncs[i] = idx
+		}
+	})
+	return m.elemFuncs
 }

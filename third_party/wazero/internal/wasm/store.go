@@ -211,6 +211,12 @@ func (m *ModuleInstance) buildElementInstances(elements []ElementSegment) {
 }
 
 func (m *ModuleInstance) applyElements(elems []ElementSegment) {
+	// meshd patch: the segments' ref.func indexes, decoded once per
+	// module, when elems are the module's own.
+	var elemFuncs [][]Index
+	if src := m.Source; src != nil && len(elems) > 0 && len(src.ElementSection) == len(elems) && &src.ElementSection[0] == &elems[0] {
+		elemFuncs = src.elementFuncs()
+	}
 	for elemI := range elems {
 		elem := &elems[elemI]
 		if !elem.IsActive() ||
@@ -244,6 +250,20 @@ func (m *ModuleInstance) applyElements(elems []ElementSegment) {
 				references[offset+uint32(i)] = Reference(0)
 			}
 		} else {
+			// meshd patch: a segment of ref.func inits, the common case,
+			// from its indexes decoded once, all at once when the engine
+			// can.
+			if funcs := elemFuncsAt(elemFuncs, elemI); funcs != nil {
+				refs := references[offset : offset+uint32(len(funcs))]
+				if bulk, ok := m.Engine.(FunctionInstanceReferencer); ok {
+					bulk.FunctionInstanceReferences(funcs, refs)
+				} else {
+					for i, f := range funcs {
+						refs[i] = m.Engine.FunctionInstanceReference(f)
+					}
+				}
+				continue
+			}
 			for i := range elem.Init {
 				init := &elem.Init[i]
 				if f, ok := init.RefFunc(); ok { // meshd patch: the common case
@@ -823,4 +843,12 @@ func isNumericValueType(t ValueType) bool {
 		return true
 	}
 	return false
+}
+
+// elemFuncsAt is elemFuncs[i], or nil when elemFuncs is (meshd patch).
+func elemFuncsAt(elemFuncs [][]Index, i int) []Index {
+	if elemFuncs == nil {
+		return nil
+	}
+	return elemFuncs[i]
 }

@@ -363,6 +363,51 @@ func (m *moduleEngine) FunctionInstanceReference(funcIndex wasm.Index) wasm.Refe
 	return uintptr(unsafe.Pointer(&(*last)[len(*last)-1]))
 }
 
+// FunctionInstanceReferences implements wasm.FunctionInstanceReferencer
+// (meshd patch): FunctionInstanceReference for each of funcIndexes, with
+// the local functions' instances made in one chunk.
+func (m *moduleEngine) FunctionInstanceReferences(funcIndexes []wasm.Index, refs []wasm.Reference) {
+	src := m.module.Source
+	imported := src.ImportFunctionCount
+	local := 0
+	for _, f := range funcIndexes {
+		if f >= imported {
+			local++
+		}
+	}
+	var chunk []functionInstance
+	if local > 0 {
+		chunks := m.localFunctionInstances
+		if n := len(chunks); n > 0 && cap(chunks[n-1])-len(chunks[n-1]) >= local {
+			chunk = chunks[n-1][len(chunks[n-1]) : len(chunks[n-1])+local]
+			chunks[n-1] = chunks[n-1][:len(chunks[n-1])+local]
+		} else {
+			chunk = make([]functionInstance, local)
+			m.localFunctionInstances = append(chunks, chunk[:local:local])
+		}
+	}
+	p := m.parent
+	opaque := uintptr(unsafe.Pointer(m.opaquePtr))
+	typeIDs, funcTypes := m.module.TypeIDs, src.FunctionSection
+	j := 0
+	for i, f := range funcIndexes {
+		if f < imported {
+			refs[i] = m.FunctionInstanceReference(f)
+			continue
+		}
+		l := f - imported
+		fi := &chunk[j] // within its chunk's capacity: never moves
+		j++
+		*fi = functionInstance{
+			executable:             uintptr(unsafe.Pointer(&p.executable[p.functionOffsets[l]])),
+			moduleContextOpaquePtr: opaque,
+			typeID:                 typeIDs[funcTypes[l]],
+			indexInModule:          f,
+		}
+		refs[i] = uintptr(unsafe.Pointer(fi))
+	}
+}
+
 // LookupFunction implements wasm.ModuleEngine.
 func (m *moduleEngine) LookupFunction(t *wasm.TableInstance, typeId wasm.FunctionTypeID, tableOffset wasm.Index) (*wasm.ModuleInstance, wasm.Index) {
 	if tableOffset >= uint32(len(t.References)) || t.Type != wasm.RefTypeFuncref {
