@@ -165,7 +165,8 @@ func (s *snapshot) close() {
 // carries the call-stack limit and the deadline.
 func (m *Module) restore(ctx context.Context, s *snapshot, inst *instance) (api.Module, error) {
 	ctx = experimental.WithRestore(ctx, s.globals)
-	ctx = experimental.WithMemoryAllocator(ctx, imageAllocator{s.image})
+	alloc := &imageAllocator{img: s.image}
+	ctx = experimental.WithMemoryAllocator(ctx, alloc)
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, m.restoreCfg.WithNanosleep(inst.sleep))
 	if err != nil {
 		return nil, err
@@ -183,7 +184,7 @@ func (m *Module) restore(ctx context.Context, s *snapshot, inst *instance) (api.
 			return fail(fmt.Errorf("growing the memory to the snapshot's %d pages", s.pages))
 		}
 	}
-	if len(s.hot) > 0 {
+	if len(s.hot) > 0 && !heldPages(alloc.mem) {
 		if buf, ok := mem.Read(0, mem.Size()); ok {
 			prefault(buf, s.hot)
 		}
@@ -254,10 +255,14 @@ func addPage(runs []pageRun, off int) []pageRun {
 // imageAllocator gives a restored instance its memory: the image, mapped
 // copy-on-write or copied (memoryImage.linearMemory), in a reservation of
 // the memory's maximum size.
-type imageAllocator struct{ img *memoryImage }
+type imageAllocator struct {
+	img *memoryImage
+	mem experimental.LinearMemory // what Allocate gave
+}
 
-func (a imageAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
-	return a.img.linearMemory(capacity, max)
+func (a *imageAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
+	a.mem = a.img.linearMemory(capacity, max)
+	return a.mem
 }
 
 // copyMemory is the fallback linear memory: a Go slice holding a copy of

@@ -33,3 +33,6 @@ func prefault([]byte, []pageRun) {}
 func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, error) {
 	return &memoryImage{data: expandPages(size, idx, pages), nonZero: uint64(len(idx)) * snapPage}, nil
 }
+
+// heldPages is false where memories are copies, never kept.
+func heldPages(experimental.LinearMemory) bool { return false }

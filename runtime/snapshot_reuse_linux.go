@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // A retired instance's memory is reset to its snapshot's image and kept
@@ -41,6 +43,16 @@ type imageMemory struct {
 	// grown is the most of buf any instance used: what a reset drops
 	// beyond the image.
 	grown uint64
+	// reused: an earlier instance's, reset (its page tables kept).
+	reused bool
+}
+
+// heldPages reports whether lm is a reset memory of an earlier instance:
+// the pages a first call writes are its own already, and prefaulting
+// them again would only walk them.
+func heldPages(lm experimental.LinearMemory) bool {
+	m, ok := lm.(*imageMemory)
+	return ok && m.reused
 }
 
 func (m *imageMemory) Reallocate(size uint64) []byte {
@@ -84,6 +96,7 @@ func (img *memoryImage) takeSpare(limit uint64) *imageMemory {
 	for i := len(img.spare) - 1; i >= 0; i-- {
 		if m := img.spare[i]; uint64(len(m.buf)) == limit {
 			img.spare = slices.Delete(img.spare, i, i+1)
+			m.reused = true
 			return m
 		}
 	}
