@@ -125,15 +125,10 @@ func served(b *testing.B, role string, base <-chan string) string {
 // meshd's nodes; forwarded − local at p50 is the overhead a forwarding
 // layer of plain Go and NATS has on this machine.
 func BenchmarkNativeForwardAcrossProcesses(b *testing.B) {
-	ports, err := freePorts(2)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	baseA, stopA := nativeNode(b, "a", addr(ports[0]), "nats://"+addr(ports[1]), filepath.Join(dir, "a"))
+	routeA, routeB, dir := routePair(b)
+	baseA, stopA := nativeNode(b, "a", routeA, "nats://"+routeB, filepath.Join(dir, "a"))
 	defer stopA()
-	baseB, stopB := nativeNode(b, "b", addr(ports[1]), "nats://"+addr(ports[0]), filepath.Join(dir, "b"))
+	baseB, stopB := nativeNode(b, "b", routeB, "nats://"+routeA, filepath.Join(dir, "b"))
 	defer stopB()
 	local, fwd := served(b, "a", baseA), served(b, "b", baseB)
 	client := newClient()
@@ -144,4 +139,15 @@ func BenchmarkNativeForwardAcrossProcesses(b *testing.B) {
 	locals, forwarded := alternate(b, 1, func() (time.Duration, error) { return get(local) },
 		func() (time.Duration, error) { return get(fwd) })
 	reportPairs(b, locals, forwarded)
+}
+
+// routePair returns the cluster route addresses of two nodes on loopback
+// (ports free a moment ago) and a temporary directory for their data.
+func routePair(b *testing.B) (routeA, routeB, dir string) {
+	ports, err := freePorts(2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	return addr(ports[0]), addr(ports[1]), b.TempDir()
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -114,19 +113,14 @@ func startChild(b *testing.B, run, env string, out io.Writer) (stop func()) {
 // processes through their embedded NATS nodes and the route between them,
 // one at a time, as the forwarding benchmark sends them.
 func BenchmarkNATSRoundTripAcrossProcesses(b *testing.B) {
-	ports, err := freePorts(2)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	routeA, routeB, dir := routePair(b)
 	var out syncbuf.Buffer
 	stop := startChild(b, "TestNATSPingResponder",
-		fmt.Sprintf("%s=%s nats://%s %s", envResponder, addr(ports[0]), addr(ports[1]), filepath.Join(dir, "a")), &out)
+		fmt.Sprintf("%s=%s nats://%s %s", envResponder, routeA, routeB, filepath.Join(dir, "a")), &out)
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := pingNode(ctx, "b", addr(ports[1]), "nats://"+addr(ports[0]), filepath.Join(dir, "b"))
+	s, err := pingNode(ctx, "b", routeB, "nats://"+routeA, filepath.Join(dir, "b"))
 	if err != nil {
 		b.Fatalf("node b: %v; the responder's output:\n%s", err, out.String())
 	}
