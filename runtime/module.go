@@ -284,8 +284,8 @@ func HostModuleConfig() wazero.ModuleConfig {
 }
 
 // Start links WASI (when the module imports any of it) and host into a
-// compiled module's runtime, warms
-// cfg.PoolMin instances (their initialiser runs) and calls meshd_describe.
+// compiled module's runtime, warms cfg.PoolMin instances (their
+// initialiser runs) and calls meshd_describe.
 // Call it once, after Compile. On failure the Module is closed and the
 // error wraps ErrInvalidModule.
 func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
