@@ -31,6 +31,8 @@ type memoryImage struct {
 	mu     sync.Mutex
 	spare  []*imageMemory // retired instances' memories, reset (snapshot_reuse_linux.go)
 	closed bool           // no memory is kept any more
+	// pagemapBuf holds a reset's pagemap entries, reused (under mu).
+	pagemapBuf []byte
 }
 
 // Linux memfd_create(2) and fcntl(2) constants not in package syscall.

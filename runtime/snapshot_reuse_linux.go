@@ -80,7 +80,7 @@ func (m *imageMemory) Free() {
 func (img *memoryImage) keep(m *imageMemory) bool {
 	img.mu.Lock()
 	defer img.mu.Unlock()
-	if img.closed || len(img.spare) >= maxSpareMemories || resetMemory(m.buf, img.data, m.grown) != nil {
+	if img.closed || len(img.spare) >= maxSpareMemories || resetMemory(m.buf, img.data, m.grown, &img.pagemapBuf) != nil {
 		return false
 	}
 	m.grown = uint64(len(img.data))
@@ -132,8 +132,9 @@ const (
 
 // resetMemory makes buf's first len(image) bytes the image again (buf
 // maps image's memfd privately there) and drops what lies between them
-// and grown.
-func resetMemory(buf, image []byte, grown uint64) error {
+// and grown. It reads the pagemap entries into *scratch, grown to fit
+// and kept for the next reset.
+func resetMemory(buf, image []byte, grown uint64, scratch *[]byte) error {
 	f := pagemap()
 	if f == nil {
 		return os.ErrNotExist
@@ -145,7 +146,10 @@ func resetMemory(buf, image []byte, grown uint64) error {
 	if n > 0 {
 		base := uintptr(unsafe.Pointer(&buf[0]))
 		pages := n / pageSize
-		entries := make([]byte, 8*pages)
+		if cap(*scratch) < 8*pages {
+			*scratch = make([]byte, 8*pages)
+		}
+		entries := (*scratch)[:8*pages]
 		if _, err := f.ReadAt(entries, int64(base/uintptr(pageSize))*8); err != nil {
 			return err
 		}
