@@ -26,7 +26,7 @@ import (
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = max(cfg.Replicas, 1)
 	raise := false
-	if st, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, cfg.Name) }); err == nil {
+	if st, err := jsapi.Stream(ctx, js, cfg.Name); err == nil {
 		have := st.CachedInfo().Config
 		raise = have.Replicas < cfg.Replicas
 		cfg.Replicas = max(cfg.Replicas, have.Replicas)
@@ -109,13 +109,13 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, 
 		if sameConsumer(c.CachedInfo().Config, cfg) {
 			return ensuredConsumer{Consumer: c}, nil
 		}
-		c, err = createOrUpdateConsumer(ctx, js, stream, cfg)
+		c, err = jsapi.CreateOrUpdateConsumer(ctx, js, stream, cfg)
 		return ensuredConsumer{Consumer: c}, err
 	}
 	var out ensuredConsumer
 	for _, name := range names {
 		cfg.Durable = name
-		c, err := createOrUpdateConsumer(ctx, js, stream, cfg)
+		c, err := jsapi.CreateOrUpdateConsumer(ctx, js, stream, cfg)
 		if err == nil {
 			out.Consumer = c
 			return out, nil
@@ -163,12 +163,4 @@ func sameConsumer(have, want jetstream.ConsumerConfig) bool {
 		have.DeliverPolicy == want.DeliverPolicy && have.AckPolicy == want.AckPolicy &&
 		have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver &&
 		have.MaxAckPending == want.MaxAckPending
-}
-
-// createOrUpdateConsumer is js.CreateOrUpdateConsumer, sent again when
-// unanswered (jsapi).
-func createOrUpdateConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	return jsapi.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return js.CreateOrUpdateConsumer(ctx, stream, cfg)
-	})
 }

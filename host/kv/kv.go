@@ -166,7 +166,7 @@ func Open(ctx context.Context, js jetstream.JetStream, service string, opts Opti
 func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket string, replicas int) (jetstream.KeyValue, int, error) {
 	name := "KV_" + bucket // the stream behind a bucket
 	raise := false         // an existing stream gets more replicas
-	if st, err := streamInfo(ctx, js, name); err == nil {
+	if st, err := jsapi.Stream(ctx, js, name); err == nil {
 		c := st.CachedInfo().Config
 		if c.AllowAtomicPublish && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage {
 			if !c.AllowMsgTTL {
@@ -175,14 +175,14 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 				// turn it off again (which the server refuses) on a
 				// stream another node turned it on in meanwhile.
 				c.AllowMsgTTL = true
-				if _, err := updateStream(ctx, js, c); err != nil {
+				if _, err := jsapi.UpdateStream(ctx, js, c); err != nil {
 					return nil, 0, fmt.Errorf("allowing per-message TTLs: %w", err)
 				}
 			}
 			if c.Replicas < replicas {
 				have := c.Replicas
 				c.Replicas = replicas
-				st, err := updateStream(ctx, js, c)
+				st, err := jsapi.UpdateStream(ctx, js, c)
 				if err != nil {
 					return nil, 0, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
@@ -190,7 +190,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 					return nil, 0, fmt.Errorf("raising its replicas from %d to %d: %w", have, replicas, err)
 				}
 			}
-			b, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
+			b, err := jsapi.KeyValue(ctx, js, bucket)
 			return b, max(c.Replicas, replicas), err
 		}
 		raise = c.Replicas < replicas
@@ -205,18 +205,18 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 	}
-	b, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, kvc) })
+	b, err := jsapi.CreateOrUpdateKeyValue(ctx, js, kvc)
 	if err != nil {
 		return nil, 0, err
 	}
-	st, err := streamInfo(ctx, js, name)
+	st, err := jsapi.Stream(ctx, js, name)
 	if err != nil {
 		return nil, 0, err
 	}
 	if c := st.CachedInfo().Config; !c.AllowAtomicPublish || !c.AllowMsgTTL {
 		c.AllowAtomicPublish = true
 		c.AllowMsgTTL = true
-		if _, err := updateStream(ctx, js, c); err != nil {
+		if _, err := jsapi.UpdateStream(ctx, js, c); err != nil {
 			return nil, 0, fmt.Errorf("allowing atomic batches and per-message TTLs: %w", err)
 		}
 	}
@@ -226,16 +226,6 @@ func openBucket(ctx context.Context, js jetstream.JetStream, service, bucket str
 		}
 	}
 	return b, replicas, nil
-}
-
-// streamInfo and updateStream are js.Stream and js.UpdateStream sent
-// again when unanswered (jsapi).
-func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
-	return jsapi.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
-}
-
-func updateStream(ctx context.Context, js jetstream.JetStream, c jetstream.StreamConfig) (jetstream.Stream, error) {
-	return jsapi.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, c) })
 }
 
 // Service returns the name of the service the Store belongs to.

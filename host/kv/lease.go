@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshd/meshd/host/internal/jsapi"
 	"github.com/meshd/meshd/host/internal/jsasync"
 )
 
@@ -229,7 +230,7 @@ func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
 	if st := s.st.Load(); st != nil {
 		return *st, nil
 	}
-	st, err := streamInfo(ctx, s.js, s.streamName())
+	st, err := jsapi.Stream(ctx, s.js, s.streamName())
 	if err != nil {
 		return nil, err
 	}

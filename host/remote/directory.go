@@ -270,7 +270,7 @@ func StartDirectory(ctx context.Context, js jetstream.JetStream, cfg DirectoryCo
 // with replicas copies or the bucket's own count when that is more.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	replicas = max(replicas, 1)
-	if kv, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, Bucket) }); err == nil {
+	if kv, err := jsapi.KeyValue(ctx, js, Bucket); err == nil {
 		if st, err := jsapi.Do(ctx, kv.Status); err == nil {
 			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
 				replicas = max(replicas, bs.StreamInfo().Config.Replicas)
@@ -286,7 +286,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (je
 		MaxValueSize:   MaxAnnouncementBytes,
 		LimitMarkerTTL: markerTTL,
 	}
-	kv, err := jsapi.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, kvc) })
+	kv, err := jsapi.CreateOrUpdateKeyValue(ctx, js, kvc)
 	if err != nil {
 		return nil, fmt.Errorf("remote: bucket %s: %w", Bucket, err)
 	}
