@@ -2,6 +2,7 @@ package experimental
 
 import (
 	"context"
+	"errors"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/internal/expctxkeys"
@@ -41,4 +42,21 @@ func MutableGlobals(mod api.Module) ([]uint64, bool) {
 // holds a reference.
 func WithRestore(ctx context.Context, globals []uint64) context.Context {
 	return context.WithValue(ctx, expctxkeys.RestoreKey{}, globals)
+}
+
+// ResetRestored puts mod, an instance InstantiateModule started under
+// WithRestore(ctx, globals), back in the state it had then, its linear
+// memory apart (meshd patch): its mutable globals take globals again, its
+// tables hold what its element segments put there and nothing else, and
+// its dropped data and element segments are back. The caller puts the
+// memory back (the same contents and size) before the next call. It fails,
+// changing nothing, when mod is closed or was not instantiated by wazero,
+// imports a table, or one of its tables has grown; then close it and
+// instantiate another. No call may be running on mod.
+func ResetRestored(mod api.Module, globals []uint64) error {
+	r, ok := mod.(interface{ ResetRestored([]uint64) error })
+	if !ok {
+		return errors.New("reset: not a wazero module instance")
+	}
+	return r.ResetRestored(globals)
 }

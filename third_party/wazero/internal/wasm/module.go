@@ -191,6 +191,9 @@ type Module struct {
 	// single ref.func (nil otherwise), decoded once for all instances.
 	elemFuncsOnce sync.Once
 	elemFuncs     [][]Index
+	// initialTablesOnce guards initialTables (meshd patch).
+	initialTablesOnce sync.Once
+	initialTables     *initialTables
 
 	// FunctionDefinitionSection is a wazero-specific section.
 	FunctionDefinitionSection []FunctionDefinition
@@ -1441,4 +1444,73 @@ func (m *Module) elementFuncs() [][]Index {
 		}
 	})
 	return m.elemFuncs
+}
+
+// initialTables is where instantiation puts references in m's own tables
+// (meshd patch): the active element segments, each a list of functions
+// at a constant offset (segments), and the slots no segment fills, null
+// (nulls, per table). Nil when that cannot be said so simply: a table
+// imported or with an initialiser, a segment of expressions, at an offset
+// given by a global or out of its table, two segments that overlap, or a
+// passive funcref segment (whose element instance a reset would remake).
+type initialTables struct {
+	segments []int
+	nulls    [][][2]uint32
+}
+
+func (m *Module) tablesInitial() *initialTables {
+	m.initialTablesOnce.Do(func() {
+		if m.ImportTableCount > 0 {
+			return
+		}
+		funcs := m.elementFuncs()
+		covered := make([][]bool, len(m.TableSection))
+		for i := range m.TableSection {
+			if m.TableSection[i].InitExpr != nil {
+				return
+			}
+			covered[i] = make([]bool, m.TableSection[i].Min)
+		}
+		t := &initialTables{nulls: make([][][2]uint32, len(m.TableSection))}
+		for i := range m.ElementSection {
+			e := &m.ElementSection[i]
+			if e.Type.Kind() == RefTypeFuncref.Kind() && e.Mode == ElementModePassive {
+				return
+			}
+			if !e.IsActive() || len(e.Init) == 0 {
+				continue
+			}
+			off, ok := e.OffsetExpr.I32Const()
+			if funcs[i] == nil || !ok || int(e.TableIndex) >= len(covered) {
+				return
+			}
+			c := covered[e.TableIndex]
+			if int64(uint32(off))+int64(len(funcs[i])) > int64(len(c)) {
+				return
+			}
+			for j := range funcs[i] {
+				if c[uint32(off)+uint32(j)] {
+					return
+				}
+				c[uint32(off)+uint32(j)] = true
+			}
+			t.segments = append(t.segments, i)
+		}
+		for ti, c := range covered {
+			for j := 0; j < len(c); {
+				if c[j] {
+					j++
+					continue
+				}
+				k := j
+				for k < len(c) && !c[k] {
+					k++
+				}
+				t.nulls[ti] = append(t.nulls[ti], [2]uint32{uint32(j), uint32(k)})
+				j = k
+			}
+		}
+		m.initialTables = t
+	})
+	return m.initialTables
 }

@@ -852,3 +852,100 @@ func elemFuncsAt(elemFuncs [][]Index, i int) []Index {
 	}
 	return elemFuncs[i]
 }
+
+// ResetRestored puts m back in the state InstantiateModule leaves an
+// instance restored with globals in (experimental.WithRestore), its
+// memory apart: the caller resets that (meshd patch). Its mutable globals
+// take globals, its data segments are no longer dropped, and its tables
+// must still hold what its element segments put there: a table changed
+// since, or one it imports, a table with an initialiser, a passive
+// element segment, or an engine that cannot compare references makes it
+// fail, changing nothing, as does a closed instance.
+func (m *ModuleInstance) ResetRestored(globals []uint64) error {
+	if m.Closed.Load() != 0 {
+		return errors.New("reset: the instance is closed")
+	}
+	src := m.Source
+	if err := m.checkTablesInitial(); err != nil {
+		return err
+	}
+	own := m.Globals[src.ImportGlobalCount:]
+	n := 0
+	for _, g := range own {
+		if !g.Type.Mutable {
+			continue
+		}
+		if !isNumericValueType(g.Type.ValType) {
+			return errors.New("reset: a mutable global holds a reference")
+		}
+		if n+2 > len(globals) {
+			return errors.New("reset: fewer global values than mutable globals")
+		}
+		n += 2
+	}
+	if n != len(globals) {
+		return errors.New("reset: more global values than mutable globals")
+	}
+	n = 0
+	for _, g := range own {
+		if g.Type.Mutable {
+			g.SetValue(globals[n], globals[n+1])
+			n += 2
+		}
+	}
+	for i := range m.DataInstances {
+		m.DataInstances[i] = src.DataSection[i].Init
+	}
+	return nil
+}
+
+// FunctionInstanceReferenceChecker is implemented by a ModuleEngine that
+// can tell whether each refs[i] is FunctionInstanceReference(funcIndexes[i])
+// of its instance, or one it could have returned (meshd patch).
+type FunctionInstanceReferenceChecker interface {
+	AreFunctionInstanceReferences(funcIndexes []Index, refs []Reference) bool
+}
+
+// errTableChanged: a table no longer holds what instantiation put there
+// (meshd patch).
+var errTableChanged = errors.New("reset: a table changed since the instance was made")
+
+// checkTablesInitial fails unless m's tables hold what instantiation put
+// there: their minimum size, the references of the functions of the
+// active element segments where those put them, and null everywhere else
+// (meshd patch).
+func (m *ModuleInstance) checkTablesInitial() error {
+	src := m.Source
+	t := src.tablesInitial()
+	if t == nil {
+		return errors.New("reset: the module's tables are not simply its element segments")
+	}
+	check, ok := m.Engine.(FunctionInstanceReferenceChecker)
+	if !ok && len(t.segments) > 0 {
+		return errors.New("reset: the engine cannot compare references")
+	}
+	for i := range src.TableSection {
+		if uint32(len(m.Tables[i].References)) != src.TableSection[i].Min {
+			return errors.New("reset: a table grew")
+		}
+	}
+	funcs := src.elementFuncs()
+	for _, i := range t.segments {
+		e := &src.ElementSection[i]
+		off, _ := e.OffsetExpr.I32Const()
+		if !check.AreFunctionInstanceReferences(funcs[i], m.Tables[e.TableIndex].References[uint32(off):]) {
+			return errTableChanged
+		}
+	}
+	for ti, nulls := range t.nulls {
+		refs := m.Tables[ti].References
+		for _, n := range nulls {
+			for _, r := range refs[n[0]:n[1]] {
+				if r != 0 {
+					return errTableChanged
+				}
+			}
+		}
+	}
+	return nil
+}

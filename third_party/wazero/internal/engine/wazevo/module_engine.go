@@ -28,8 +28,12 @@ type (
 		// allocated in chunks (meshd patch): a Go-built module's table
 		// asks for thousands of them at every instantiation.
 		localFunctionInstances [][]functionInstance
-		importedFunctions      []importedFunction
-		listeners              []experimental.FunctionListener
+		// made records where FunctionInstanceReferences put the function
+		// instances of each list of functions it was given (meshd patch):
+		// AreFunctionInstanceReferences compares addresses with them.
+		made              []madeReferences
+		importedFunctions []importedFunction
+		listeners         []experimental.FunctionListener
 	}
 
 	// functionInstance is what a funcref points to. Its two addresses are
@@ -45,6 +49,13 @@ type (
 		moduleContextOpaquePtr uintptr
 		typeID                 wasm.FunctionTypeID
 		indexInModule          wasm.Index
+	}
+
+	// madeReferences: the function instances of the local functions of
+	// funcs, in order, start at first.
+	madeReferences struct {
+		funcs *wasm.Index
+		first uintptr
 	}
 
 	importedFunction struct {
@@ -406,6 +417,65 @@ func (m *moduleEngine) FunctionInstanceReferences(funcIndexes []wasm.Index, refs
 		}
 		refs[i] = uintptr(unsafe.Pointer(fi))
 	}
+	if local > 0 {
+		m.made = append(m.made, madeReferences{funcs: &funcIndexes[0], first: uintptr(unsafe.Pointer(&chunk[0]))})
+	}
+}
+
+// AreFunctionInstanceReferences implements
+// wasm.FunctionInstanceReferenceChecker (meshd patch): each refs[i] is a
+// reference of this instance's to funcIndexes[i]. A function instance
+// holding this instance's module context was made by this engine, for the
+// function its index names.
+func (m *moduleEngine) AreFunctionInstanceReferences(funcIndexes []wasm.Index, refs []wasm.Reference) bool {
+	if len(funcIndexes) == 0 {
+		return true
+	}
+	imported := m.module.Source.ImportFunctionCount
+	refs = refs[:len(funcIndexes)]
+	importRef := func(f wasm.Index) wasm.Reference {
+		begin, _, _ := m.parent.offsets.ImportedFunctionOffset(f)
+		return uintptr(unsafe.Pointer(&m.opaque[begin]))
+	}
+	// The function instances made for this very list: each reference must
+	// be the one made for its place (they are never written again).
+	for _, made := range m.made {
+		if made.funcs != &funcIndexes[0] {
+			continue
+		}
+		next := made.first
+		for i, f := range funcIndexes {
+			if f < imported {
+				if refs[i] != importRef(f) {
+					return false
+				}
+				continue
+			}
+			if refs[i] != next {
+				return false
+			}
+			next += unsafe.Sizeof(functionInstance{})
+		}
+		return true
+	}
+	opaque := uintptr(unsafe.Pointer(m.opaquePtr))
+	for i, f := range funcIndexes {
+		r := refs[i]
+		if f < imported {
+			if r != importRef(f) {
+				return false
+			}
+			continue
+		}
+		if r == 0 {
+			return false
+		}
+		fi := wazevoapi.PtrFromUintptr[functionInstance](r)
+		if fi.moduleContextOpaquePtr != opaque || fi.indexInModule != f {
+			return false
+		}
+	}
+	return true
 }
 
 // LookupFunction implements wasm.ModuleEngine.
