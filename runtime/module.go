@@ -64,6 +64,9 @@ type Stats struct {
 	// Restored counts the instances started from the module's snapshot
 	// (included in Created).
 	Restored uint64
+	// Renewed counts the retired instances reset to the snapshot in place
+	// and kept as fresh ones (included in Recycled, Created and Restored).
+	Renewed uint64
 	// MemoryBytes is the linear memory of the live and closing instances,
 	// as last seen when each was created or returned to the pool.
 	MemoryBytes uint64
@@ -117,8 +120,8 @@ type Module struct {
 	bgCtx    context.Context    // the refiller's: cancelled by Close, which stops an initialiser it runs
 	bgStop   context.CancelFunc // nil until Start
 
-	calls, failures, busy, created, discarded, recycled, waits, restored atomic.Uint64
-	memBytes                                                             atomic.Int64 // sum of instance.mem
+	calls, failures, busy, created, discarded, recycled, waits, restored, renewed atomic.Uint64
+	memBytes                                                                      atomic.Int64 // sum of instance.mem
 }
 
 type instance struct {
@@ -141,6 +144,9 @@ type instance struct {
 	// deadline, armed for each call (callctx.go).
 	cc    *callCtx
 	timer *time.Timer
+	// lm is the linear memory a restored instance was given (nil: not
+	// restored): renew resets it.
+	lm experimental.LinearMemory
 }
 
 // sleep is the instance's WASI nanosleep, which wazero's poll_oneoff calls
@@ -523,7 +529,7 @@ func (m *Module) Stats() Stats {
 		Calls: m.calls.Load(), Failures: m.failures.Load(), Busy: m.busy.Load(),
 		Created: m.created.Load(), Discarded: m.discarded.Load(), Recycled: m.recycled.Load(),
 		Waits: m.waits.Load(), MemoryBytes: uint64(max(m.memBytes.Load(), 0)),
-		Restored: m.restored.Load(),
+		Restored: m.restored.Load(), Renewed: m.renewed.Load(),
 	}
 }
 

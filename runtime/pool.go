@@ -167,6 +167,9 @@ func (m *Module) release(inst *instance, failed bool) {
 		m.retire(inst)
 	case inst.calls >= m.cfg.MaxCallsPerInstance:
 		m.recycled.Add(1)
+		if inst.lm != nil && m.renewLater(inst) {
+			return
+		}
 		m.retire(inst)
 	default:
 		select {
@@ -204,6 +207,38 @@ func (m *Module) retire(inst *instance) {
 	m.bg.Add(1)
 	m.mu.RUnlock()
 	go m.replacement()
+}
+
+// renewLater makes inst, which has served its share of calls, a fresh
+// instance again off the caller's path (renew), in its slot; if that
+// cannot be done, it is closed and a new one made in its place. False,
+// doing nothing, while the module closes or starts.
+func (m *Module) renewLater(inst *instance) bool {
+	m.mu.RLock()
+	if m.closed || m.bgCtx == nil {
+		m.mu.RUnlock()
+		return false
+	}
+	m.bg.Add(1)
+	m.mu.RUnlock()
+	go func() {
+		defer m.bg.Done()
+		if !m.renew(inst) {
+			m.retire(inst)
+			return
+		}
+		m.created.Add(1)
+		m.restored.Add(1)
+		m.renewed.Add(1)
+		m.trackMemory(inst)
+		select {
+		case m.idle <- inst:
+		default: // cannot happen: the idle channel has a place per slot
+			m.closeInstance(inst)
+			m.tokens <- struct{}{}
+		}
+	}()
+	return true
 }
 
 // closer closes retired instances until Close closes m.retired.

@@ -192,7 +192,30 @@ func (m *Module) restore(ctx context.Context, s *snapshot, inst *instance) (api.
 	if err := reseed(mem, s.reseed); err != nil {
 		return fail(err)
 	}
+	inst.lm = alloc.mem
 	return mod, nil
+}
+
+// renew makes inst, retired after its share of calls, a fresh instance
+// again without instantiating the module: its memory reset to the
+// snapshot's image, its globals, tables and segments to what restore
+// gives, its random generators reseeded. False when it cannot be (not
+// restored, its memory grew or is a copy, a table grew); inst is then
+// unchanged but for its memory, and must be closed.
+func (m *Module) renew(inst *instance) bool {
+	s := m.snap
+	if s == nil || inst.lm == nil {
+		return false
+	}
+	mem := inst.mod.Memory()
+	if mem == nil || mem.Size() != s.pages*65536 || !s.image.resetInPlace(inst.lm) {
+		return false
+	}
+	if experimental.ResetRestored(inst.mod, s.globals) != nil || reseed(mem, s.reseed) != nil {
+		return false
+	}
+	inst.calls = 0
+	return true
 }
 
 // learnHotPages runs entry describe on a probe instance restored from s
@@ -205,17 +228,7 @@ func (m *Module) learnHotPages(ctx context.Context, s *snapshot) {
 		return
 	}
 	defer m.closeInstance(probe)
-	c := &Call{maxOutput: m.cfg.MaxOutputBytes}
-	cc := probe.cc
-	cc.parent, cc.call = ctx, c
-	cc.deadline = time.Now().Add(m.cfg.CallTimeout)
-	probe.timer.Reset(m.cfg.CallTimeout)
-	probe.ctx = cc
-	err = probe.fn(EntryDescribe).CallWithStack(cc, probe.stack[:1])
-	probe.ctx = nil
-	probe.timer.Stop()
-	cc.parent, cc.call = context.Background(), nil
-	if err != nil {
+	if m.runDescribe(ctx, probe) != nil {
 		return
 	}
 	mem := probe.mod.Memory()
@@ -232,6 +245,22 @@ func (m *Module) learnHotPages(ctx context.Context, s *snapshot) {
 		}
 	}
 	s.hot = hot
+}
+
+// runDescribe runs entry describe on inst outside the pool (Start's own
+// instances, before the pool serves).
+func (m *Module) runDescribe(ctx context.Context, inst *instance) error {
+	c := &Call{maxOutput: m.cfg.MaxOutputBytes}
+	cc := inst.cc
+	cc.parent, cc.call = ctx, c
+	cc.deadline = time.Now().Add(m.cfg.CallTimeout)
+	inst.timer.Reset(m.cfg.CallTimeout)
+	inst.ctx = cc
+	err := inst.fn(EntryDescribe).CallWithStack(cc, inst.stack[:1])
+	inst.ctx = nil
+	inst.timer.Stop()
+	cc.parent, cc.call = context.Background(), nil
+	return err
 }
 
 // hotBytes is the size of s.hot.
@@ -329,22 +358,22 @@ func findChaCha8(mem []byte) []uint32 {
 	return found
 }
 
-// reseed gives each ChaCha8 state at offsets a fresh random key and
-// buffer, as a newly seeded generator has (counters at the start of a
-// block).
+// reseed gives each ChaCha8 state at offsets a fresh random key, with
+// its buffer used up: the generator's next draw computes a new block from
+// that key (the buffer's old contents are never read again).
 func reseed(mem api.Memory, offsets []uint32) error {
 	if len(offsets) == 0 {
 		return nil
 	}
-	var st [chachaState]byte
+	var st [chachaState - chachaSeed]byte // seed, i, n, c
 	for _, p := range offsets {
-		if _, err := rand.Read(st[:chachaI]); err != nil {
+		if _, err := rand.Read(st[:chachaI-chachaSeed]); err != nil {
 			return fmt.Errorf("reseeding: %w", err)
 		}
-		binary.LittleEndian.PutUint32(st[chachaI:], 0)
-		binary.LittleEndian.PutUint32(st[chachaN:], 32)
-		binary.LittleEndian.PutUint32(st[chachaC:], 0)
-		if !mem.Write(p, st[:]) {
+		binary.LittleEndian.PutUint32(st[chachaI-chachaSeed:], 32)
+		binary.LittleEndian.PutUint32(st[chachaN-chachaSeed:], 32)
+		binary.LittleEndian.PutUint32(st[chachaC-chachaSeed:], 0)
+		if !mem.Write(p+chachaSeed, st[:]) {
 			return errors.New("reseeding: generator state out of the memory")
 		}
 	}

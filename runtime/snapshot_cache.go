@@ -24,6 +24,8 @@ import (
 	_ "unsafe" // go:linkname runtime.nanotime
 
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/meshd/meshd/abi"
 )
 
 // A snapshot is kept in the compilation cache's directory, beside the
@@ -501,6 +503,16 @@ func (m *Module) firstInstance(ctx context.Context) (*instance, error) {
 	first, err := m.instantiate(watch, rc)
 	if err != nil {
 		return nil, err
+	}
+	// Its describe call runs before the capture: the Go runtime's
+	// allocator caches and scheduler settle there once rather than in
+	// every restored instance's first call (describe is pure; its output
+	// is the same in every instance).
+	if m.has[EntryDescribe] {
+		if err := m.runDescribe(watch, first); err != nil {
+			m.closeInstance(first)
+			return nil, fmt.Errorf("%s: %w", abi.ExportDescribe, err)
+		}
 	}
 	nano := nanotime()
 	m.snap, m.snapInfo.Refused = m.takeSnapshot(first, rc.n.Load())

@@ -36,3 +36,7 @@ func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, er
 
 // heldPages is false where memories are copies, never kept.
 func heldPages(experimental.LinearMemory) bool { return false }
+
+// resetInPlace is false where memories are copies: an instance is not
+// renewed.
+func (img *memoryImage) resetInPlace(experimental.LinearMemory) bool { return false }

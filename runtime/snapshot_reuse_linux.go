@@ -88,6 +88,18 @@ func (img *memoryImage) keep(m *imageMemory) bool {
 	return true
 }
 
+// resetInPlace resets lm, a live instance's memory no larger than the
+// image, to the image, and reports whether it did.
+func (img *memoryImage) resetInPlace(lm experimental.LinearMemory) bool {
+	m, ok := lm.(*imageMemory)
+	if !ok || m.img != img || m.grown != uint64(len(img.data)) {
+		return false
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return !img.closed && resetMemory(m.buf, img.data, m.grown, &img.pagemapBuf) == nil
+}
+
 // takeSpare returns a reset memory of img's with a reservation of limit
 // bytes, or nil.
 func (img *memoryImage) takeSpare(limit uint64) *imageMemory {

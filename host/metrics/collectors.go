@@ -42,6 +42,9 @@ var (
 	instancesRestoredDesc = desc("instances_restored_total",
 		"Instances started from the service's snapshot rather than initialised (counted in instances_created_total).",
 		"service")
+	instancesRenewedDesc = desc("instances_renewed_total",
+		"Retired instances reset to the service's snapshot in place and kept as fresh ones (counted in instances_recycled_total, instances_created_total and instances_restored_total).",
+		"service")
 	kvCacheLookupsDesc = desc("kv_cache_lookups_total",
 		"Key-value reads of a service that looked in its in-memory cache.",
 		"service")
@@ -55,7 +58,7 @@ var (
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{instancesDesc, instanceMemoryDesc, poolWaitsDesc, poolRejectionsDesc,
-		instancesCreatedDesc, instancesDiscardedDesc, instancesRecycledDesc, instancesRestoredDesc,
+		instancesCreatedDesc, instancesDiscardedDesc, instancesRecycledDesc, instancesRestoredDesc, instancesRenewedDesc,
 		kvCacheLookupsDesc, kvCacheHitsDesc, kvCacheBytesDesc} {
 		ch <- d
 	}
@@ -74,6 +77,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(instancesDiscardedDesc, prometheus.CounterValue, float64(st.Discarded), s.Service)
 		ch <- prometheus.MustNewConstMetric(instancesRecycledDesc, prometheus.CounterValue, float64(st.Recycled), s.Service)
 		ch <- prometheus.MustNewConstMetric(instancesRestoredDesc, prometheus.CounterValue, float64(st.Restored), s.Service)
+		ch <- prometheus.MustNewConstMetric(instancesRenewedDesc, prometheus.CounterValue, float64(st.Renewed), s.Service)
 		if c := s.KVCache; c != nil {
 			ch <- prometheus.MustNewConstMetric(kvCacheLookupsDesc, prometheus.CounterValue, float64(c.Lookups), s.Service)
 			ch <- prometheus.MustNewConstMetric(kvCacheHitsDesc, prometheus.CounterValue, float64(c.Hits), s.Service)

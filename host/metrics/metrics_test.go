@@ -19,7 +19,7 @@ import (
 func newTest() *Metrics {
 	return New(BuildInfo{Version: "v0.0.0-test"}, Sources{
 		Services: func() []ServiceStats {
-			return []ServiceStats{{Service: "order", Stats: runtime.Stats{Live: 3, Idle: 1, Busy: 2, Waits: 5, Created: 4, Discarded: 1, Recycled: 0, Restored: 3, MemoryBytes: 3 << 20}}}
+			return []ServiceStats{{Service: "order", Stats: runtime.Stats{Live: 3, Idle: 1, Busy: 2, Waits: 5, Created: 4, Discarded: 1, Recycled: 0, Restored: 3, Renewed: 2, MemoryBytes: 3 << 20}}}
 		},
 		Consumers: func(context.Context) ([]ConsumerLag, error) {
 			return []ConsumerLag{{Service: "payment", Topic: "ORDER_CREATED", Pending: 7, AckPending: 2, Redelivered: 1}}, nil
@@ -99,6 +99,7 @@ func TestCountersMoveByWhatHappened(t *testing.T) {
 		`meshd_instance_memory_bytes{service="order"} 3.145728e+06`,
 		`meshd_pool_waits_total{service="order"} 5`,
 		`meshd_instances_restored_total{service="order"} 3`,
+		`meshd_instances_renewed_total{service="order"} 2`,
 		`meshd_pool_rejections_total{service="order"} 2`,
 		`meshd_event_consumer_pending{service="payment",topic="ORDER_CREATED"} 7`,
 		`meshd_event_consumer_scrape_errors 0`,
