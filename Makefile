@@ -85,6 +85,11 @@ run-gateway: build plugins
 test: plugins fixtures
 	$(GO) vet ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	@# The daemon's end-to-end tests again: a fresh instance for every call
+	@# (renewed in place from the snapshot), then every instance initialised
+	@# (snapshots off): each must behave as the default does.
+	MESHD_TEST_INSTANCES=fresh $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./daemon/
+	MESHD_TEST_INSTANCES=initialised $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./daemon/
 
 test-short: plugins fixtures
 	$(GO) test -short ./...

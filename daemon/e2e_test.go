@@ -17,6 +17,7 @@ import (
 	"github.com/meshd/meshd/internal/syncbuf"
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/internal/wattest"
+	"github.com/meshd/meshd/runtime"
 )
 
 // sharedCache is one compilation cache for every daemon the tests start, so
@@ -32,6 +33,28 @@ func TestMain(m *testing.M) {
 	}
 	sharedCache = dir
 	leakcheck.Main(m, func() { os.RemoveAll(dir) })
+}
+
+// instancesEnv names how the daemons the tests start make their instances
+// (`make test` runs this package once more with each): "fresh" gives every
+// call a fresh instance (renewed in place from the snapshot), "initialised"
+// turns snapshots off, so every instance runs its initialiser; empty keeps
+// the defaults. A service file that sets max_calls or snapshot keeps its
+// own.
+const instancesEnv = "MESHD_TEST_INSTANCES"
+
+// testInstances applies instancesEnv to the module defaults mc.
+func testInstances(t testing.TB, mc *runtime.ModuleConfig) {
+	t.Helper()
+	switch mode := os.Getenv(instancesEnv); mode {
+	case "":
+	case "fresh":
+		mc.MaxCallsPerInstance = 1
+	case "initialised":
+		mc.DisableSnapshot = true
+	default:
+		t.Fatalf("%s=%q: want fresh, initialised or nothing", instancesEnv, mode)
+	}
 }
 
 // fixture returns the path of a built file, failing with a hint when missing.
@@ -123,6 +146,7 @@ func startDaemonWith(t testing.TB, with []string, extra map[string][]byte, tweak
 // and shuts it down at the end of the test (showing its logs on failure).
 func runDaemon(t testing.TB, cfg Config, plugins string) *testDaemon {
 	t.Helper()
+	testInstances(t, &cfg.Module)
 	logs := &syncbuf.Buffer{}
 	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

@@ -116,7 +116,7 @@ func (m *Module) acquire(ctx context.Context) (*instance, error) {
 	}
 	select {
 	case <-m.tokens:
-		return m.create(ctx)
+		return m.create()
 	default:
 	}
 	m.waits.Add(1)
@@ -140,13 +140,18 @@ func (m *Module) acquire(ctx context.Context) (*instance, error) {
 		return inst, nil
 	default:
 	}
-	return m.create(ctx)
+	return m.create()
 }
 
 // create makes an instance in a slot the caller holds, freeing the slot
-// when it fails.
-func (m *Module) create(ctx context.Context) (*instance, error) {
-	inst, err := m.newInstance(context.WithoutCancel(ctx))
+// when it fails. The instance is made under a context of its own, not the
+// caller's: a caller that is itself a guest's call carries its instance's
+// call context, whose values would make the new instance's initialiser
+// see the caller's call (its host functions would act on it) and make
+// wazero watch the initialiser's context for the new instance's life
+// (closing it when that context ends, right after the initialiser ran).
+func (m *Module) create() (*instance, error) {
+	inst, err := m.newInstance(context.Background())
 	if err != nil {
 		m.tokens <- struct{}{}
 		m.failures.Add(1)
