@@ -257,6 +257,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	if terr == nil {
 		wasm = bounded
 	}
+	wasm = mergeData(wasm) // datasegs.go: the same memory, far fewer segments
 	if m.compiled, err = m.rt.CompileModule(e.compileContext(ctx, cfg, key), wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}

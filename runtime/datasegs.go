@@ -1,0 +1,196 @@
+package runtime
+
+import (
+	"slices"
+)
+
+// Go's linker splits a module's data into a segment at every run of more
+// than a few zero bytes: the order service has 39,339 data segments for
+// 973 KB of data. wazero decodes each into a struct of its own (2.5 MB of
+// Go heap per module, kept while the module is loaded) and walks them all
+// at every load, though a module restored from its snapshot never applies
+// them. mergeData rewrites the data section of a copy of the module's
+// bytes with the segments that lie at most maxDataGap bytes apart merged
+// into one, the gap written as zeros: 169 segments for the order service
+// (its data section 0.7 MB larger).
+//
+// The rewrite leaves what an instance's memory holds after instantiation
+// unchanged, and the module's code too (the compilation cache keeps the
+// code under the original bytes' digest):
+//   - only a module whose every segment is active, in memory 0, at an
+//     i32.const offset, and not empty is rewritten, and only when no two
+//     segments overlap: then each byte of memory is written by one segment
+//     at most, in any order, over a memory that starts zeroed, and the
+//     zeros written into a gap are what it holds anyway;
+//   - a module with a data count section (the one that memory.init and
+//     data.drop, which name segments by index, need) is left as it is;
+//   - a merged segment reaches as far as the last one it holds, so it is
+//     out of the memory's bounds (and instantiation fails) exactly when one
+//     of them was.
+const maxDataGap = 32
+
+// dataSeg is one active segment: where it goes in memory, and its bytes.
+type dataSeg struct {
+	off  uint32
+	data []byte
+}
+
+// mergeData returns wasm, or a copy of it whose data section has the
+// segments merged (see above). Bytes it cannot read, or a module it may
+// not rewrite, come back unchanged.
+func mergeData(wasm []byte) []byte {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return wasm
+	}
+	r := wasmReader{b: wasm, pos: 8}
+	secHeader, secEnd := -1, -1
+	var segs []dataSeg
+	for r.pos < len(wasm) {
+		header := r.pos
+		id := r.byte()
+		size := r.u32()
+		if r.err != nil || uint64(size) > uint64(len(wasm)-r.pos) {
+			return wasm
+		}
+		end := r.pos + int(size)
+		switch id {
+		case 12: // data count: segments are named by index
+			return wasm
+		case 11:
+			if secHeader >= 0 {
+				return wasm
+			}
+			sec := wasmReader{b: wasm[:end], pos: r.pos}
+			if segs = readDataSegs(&sec); segs == nil || sec.err != nil || sec.pos != end {
+				return wasm
+			}
+			secHeader, secEnd = header, end
+		}
+		r.pos = end
+	}
+	if len(segs) < 2 {
+		return wasm
+	}
+	sorted := slices.Clone(segs)
+	slices.SortStableFunc(sorted, func(a, b dataSeg) int {
+		switch {
+		case a.off < b.off:
+			return -1
+		case a.off > b.off:
+			return 1
+		}
+		return 0
+	})
+	for i, s := range sorted {
+		end := uint64(s.off) + uint64(len(s.data))
+		if end > 1<<32 || (i+1 < len(sorted) && end > uint64(sorted[i+1].off)) {
+			return wasm // past any memory, or an overlap: the order of writes would matter
+		}
+	}
+	// Runs of segments at most maxDataGap apart.
+	type run struct{ first, last int }
+	var runs []run
+	for i := range sorted {
+		if n := len(runs); n > 0 {
+			prev := sorted[i-1]
+			if uint64(sorted[i].off)-(uint64(prev.off)+uint64(len(prev.data))) <= maxDataGap {
+				runs[n-1].last = i
+				continue
+			}
+		}
+		runs = append(runs, run{i, i})
+	}
+	if len(runs) == len(segs) {
+		return wasm
+	}
+	var sec []byte
+	sec = appendU32(sec, uint32(len(runs)))
+	for _, rn := range runs {
+		start := sorted[rn.first].off
+		last := sorted[rn.last]
+		size := uint64(last.off) + uint64(len(last.data)) - uint64(start)
+		sec = append(sec, 0x00, 0x41) // active, memory 0; i32.const
+		sec = appendS32(sec, int32(start))
+		sec = append(sec, 0x0b)
+		sec = appendU32(sec, uint32(size))
+		base := len(sec)
+		sec = append(sec, make([]byte, size)...)
+		for _, s := range sorted[rn.first : rn.last+1] {
+			copy(sec[base+int(s.off-start):], s.data)
+		}
+	}
+	out := make([]byte, 0, len(wasm)-(secEnd-secHeader)+len(sec)+6)
+	out = append(out, wasm[:secHeader]...)
+	out = append(out, 11)
+	out = appendU32(out, uint32(len(sec)))
+	out = append(out, sec...)
+	return append(out, wasm[secEnd:]...)
+}
+
+// readDataSegs reads a data section's segments; nil when one is not an
+// active, non-empty segment of memory 0 at an i32.const offset.
+func readDataSegs(r *wasmReader) []dataSeg {
+	n := r.u32()
+	if r.err != nil || uint64(n) > uint64(len(r.b)-r.pos) {
+		return nil
+	}
+	segs := make([]dataSeg, 0, n)
+	for range n {
+		if r.byte() != 0x00 || r.byte() != 0x41 {
+			return nil
+		}
+		off := r.s32()
+		if r.byte() != 0x0b {
+			return nil
+		}
+		size := r.u32()
+		start := r.pos
+		r.skip(int(size))
+		if r.err != nil || size == 0 {
+			return nil
+		}
+		segs = append(segs, dataSeg{off: uint32(off), data: r.b[start:r.pos]})
+	}
+	return segs
+}
+
+// s32 reads a signed LEB128 of at most 32 bits.
+func (r *wasmReader) s32() int32 {
+	var v int64
+	shift := 0
+	for {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			break
+		}
+		if shift >= 35 {
+			r.err = errMalformed
+			return 0
+		}
+	}
+	if v < -1<<31 || v > 1<<31-1 {
+		r.err = errMalformed
+		return 0
+	}
+	return int32(v)
+}
+
+// appendS32 appends v as a signed LEB128.
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
