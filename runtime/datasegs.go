@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"slices"
 )
 
@@ -29,18 +30,21 @@ import (
 //     of them was.
 const maxDataGap = 32
 
-// dataSeg is one active segment: where it goes in memory, and its bytes.
+// dataSeg is one active segment: where it goes in memory, and where its
+// bytes are in the module (n of them from start).
 type dataSeg struct {
-	off  uint32
-	data []byte
+	off, start, n uint32
 }
 
 // mergeData returns wasm, or a copy of it whose data section has the
 // segments merged (see above). Bytes it cannot read, or a module it may
 // not rewrite, come back unchanged.
-func mergeData(wasm []byte) []byte {
+func mergeData(wasm []byte) []byte { return applyEdits(wasm, dataEdit(wasm)) }
+
+// dataEdit is the data section with the segments merged, or nil.
+func dataEdit(wasm []byte) *sectionEdit {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return wasm
+		return nil
 	}
 	r := wasmReader{b: wasm, pos: 8}
 	secHeader, secEnd := -1, -1
@@ -50,41 +54,33 @@ func mergeData(wasm []byte) []byte {
 		id := r.byte()
 		size := r.u32()
 		if r.err != nil || uint64(size) > uint64(len(wasm)-r.pos) {
-			return wasm
+			return nil
 		}
 		end := r.pos + int(size)
 		switch id {
 		case 12: // data count: segments are named by index
-			return wasm
+			return nil
 		case 11:
 			if secHeader >= 0 {
-				return wasm
+				return nil
 			}
 			sec := wasmReader{b: wasm[:end], pos: r.pos}
 			if segs = readDataSegs(&sec); segs == nil || sec.err != nil || sec.pos != end {
-				return wasm
+				return nil
 			}
 			secHeader, secEnd = header, end
 		}
 		r.pos = end
 	}
 	if len(segs) < 2 {
-		return wasm
+		return nil
 	}
-	sorted := slices.Clone(segs)
-	slices.SortStableFunc(sorted, func(a, b dataSeg) int {
-		switch {
-		case a.off < b.off:
-			return -1
-		case a.off > b.off:
-			return 1
-		}
-		return 0
-	})
+	sorted := segs // readDataSegs made it: sorted in place
+	slices.SortFunc(sorted, func(a, b dataSeg) int { return cmp.Compare(a.off, b.off) })
 	for i, s := range sorted {
-		end := uint64(s.off) + uint64(len(s.data))
+		end := uint64(s.off) + uint64(s.n)
 		if end > 1<<32 || (i+1 < len(sorted) && end > uint64(sorted[i+1].off)) {
-			return wasm // past any memory, or an overlap: the order of writes would matter
+			return nil // past any memory, or an overlap: the order of writes would matter
 		}
 	}
 	// Runs of segments at most maxDataGap apart.
@@ -93,7 +89,7 @@ func mergeData(wasm []byte) []byte {
 	for i := range sorted {
 		if n := len(runs); n > 0 {
 			prev := sorted[i-1]
-			if uint64(sorted[i].off)-(uint64(prev.off)+uint64(len(prev.data))) <= maxDataGap {
+			if uint64(sorted[i].off)-(uint64(prev.off)+uint64(prev.n)) <= maxDataGap {
 				runs[n-1].last = i
 				continue
 			}
@@ -101,30 +97,32 @@ func mergeData(wasm []byte) []byte {
 		runs = append(runs, run{i, i})
 	}
 	if len(runs) == len(segs) {
-		return wasm
+		return nil
 	}
-	var sec []byte
-	sec = appendU32(sec, uint32(len(runs)))
-	for _, rn := range runs {
-		start := sorted[rn.first].off
-		last := sorted[rn.last]
-		size := uint64(last.off) + uint64(len(last.data)) - uint64(start)
-		sec = append(sec, 0x00, 0x41) // active, memory 0; i32.const
-		sec = appendS32(sec, int32(start))
-		sec = append(sec, 0x0b)
-		sec = appendU32(sec, uint32(size))
-		base := len(sec)
-		sec = append(sec, make([]byte, size)...)
-		for _, s := range sorted[rn.first : rn.last+1] {
-			copy(sec[base+int(s.off-start):], s.data)
+	// The section is written straight into the new module: its size first.
+	heads := make([][]byte, len(runs)) // each run's flag, offset and size
+	size := len(appendU32(nil, uint32(len(runs))))
+	for i, rn := range runs {
+		start, last := sorted[rn.first].off, sorted[rn.last]
+		n := uint32(uint64(last.off) + uint64(last.n) - uint64(start))
+		h := append([]byte{0x00, 0x41}, appendS32(nil, int32(start))...) // active, memory 0; i32.const
+		heads[i] = appendU32(append(h, 0x0b), n)
+		size += len(heads[i]) + int(n)
+	}
+	write := func(out []byte) []byte {
+		out = appendU32(out, uint32(len(runs)))
+		for i, rn := range runs {
+			out = append(out, heads[i]...)
+			base, start, last := len(out), sorted[rn.first].off, sorted[rn.last]
+			out = out[:base+int(uint64(last.off)+uint64(last.n)-uint64(start))]
+			clear(out[base:]) // the gaps
+			for _, s := range sorted[rn.first : rn.last+1] {
+				copy(out[base+int(s.off-start):], wasm[s.start:s.start+s.n])
+			}
 		}
+		return out
 	}
-	out := make([]byte, 0, len(wasm)-(secEnd-secHeader)+len(sec)+6)
-	out = append(out, wasm[:secHeader]...)
-	out = append(out, 11)
-	out = appendU32(out, uint32(len(sec)))
-	out = append(out, sec...)
-	return append(out, wasm[secEnd:]...)
+	return &sectionEdit{header: secHeader, end: secEnd, id: 11, size: size, write: write}
 }
 
 // readDataSegs reads a data section's segments; nil when one is not an
@@ -149,7 +147,7 @@ func readDataSegs(r *wasmReader) []dataSeg {
 		if r.err != nil || size == 0 {
 			return nil
 		}
-		segs = append(segs, dataSeg{off: uint32(off), data: r.b[start:r.pos]})
+		segs = append(segs, dataSeg{off: uint32(off), start: uint32(start), n: size})
 	}
 	return segs
 }

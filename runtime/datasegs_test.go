@@ -141,7 +141,7 @@ func TestMergeDataGoModule(t *testing.T) {
 			if id == 11 {
 				sec := wasmReader{b: w[:end], pos: r.pos}
 				for _, s := range readDataSegs(&sec) {
-					copy(mem[s.off:], s.data)
+					copy(mem[s.off:], w[s.start:s.start+s.n])
 				}
 			}
 			r.pos = end
@@ -152,4 +152,20 @@ func TestMergeDataGoModule(t *testing.T) {
 		t.Fatal("the merged segments write other bytes")
 	}
 	t.Logf("%d segments → %d; module %d → %d bytes", before, after, len(wasm), len(merged))
+}
+
+// FuzzMergeData feeds mergeData module bytes: it must not panic, and what
+// it returns, merged, is merged already (a second pass returns it as is).
+func FuzzMergeData(f *testing.F) {
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x05\x03\x01\x00\x01" +
+		"\x0b\x0f\x02\x00\x41\x0a\x0b\x02ab\x00\x41\x10\x0b\x02cd"))
+	if wasm, err := os.ReadFile("testdata/guest-snap.wasm"); err == nil {
+		f.Add(wasm)
+	}
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		out := mergeData(wasm)
+		if again := mergeData(out); !bytes.Equal(again, out) {
+			t.Fatal("merged bytes merged again")
+		}
+	})
 }

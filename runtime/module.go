@@ -250,14 +250,15 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	// Tables get bounded first (tables.go): the bytes compiled may be a
 	// copy of wasm with a maximum given to an unbounded table. They are a
 	// function of wasm alone, so they share wasm's digest.
-	bounded, terr := limitTables(wasm, cfg.MaxTableEntries)
+	// Data segments close together are merged in the same copy
+	// (datasegs.go): the same memory, far fewer segments.
+	tables, terr := tableEdit(wasm, cfg.MaxTableEntries)
 	if terr != nil && !errors.Is(terr, errMalformed) {
 		return nil, terr
 	}
 	if terr == nil {
-		wasm = bounded
+		wasm = applyEdits(wasm, tables, dataEdit(wasm))
 	}
-	wasm = mergeData(wasm) // datasegs.go: the same memory, far fewer segments
 	if m.compiled, err = m.rt.CompileModule(e.compileContext(ctx, cfg, key), wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}

@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -45,6 +47,16 @@ type tableLimit struct {
 // returns wasm, or a copy of it in which every defined table has a maximum.
 // Bytes it cannot read return errMalformed.
 func limitTables(wasm []byte, maxEntries uint32) ([]byte, error) {
+	edit, err := tableEdit(wasm, maxEntries)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(wasm, edit), nil
+}
+
+// tableEdit is limitTables' check, and the table section that gives every
+// defined table a maximum (nil when all have one).
+func tableEdit(wasm []byte, maxEntries uint32) (*sectionEdit, error) {
 	r := wasmReader{b: wasm}
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, errMalformed
@@ -127,16 +139,54 @@ func limitTables(wasm []byte, maxEntries uint32) ([]byte, error) {
 	return boundTables(wasm, tables, secHeader, secStart, secEnd), nil
 }
 
-// boundTables returns wasm, or a copy in which each of tables without a
-// maximum gets its initial size as its maximum. The table section starts
-// at wasm[secHeader] (its id) and its content is wasm[secStart:secEnd].
-func boundTables(wasm []byte, tables []tableLimit, secHeader, secStart, secEnd int) []byte {
+// sectionEdit replaces the section at wasm[header:end] (its id, size and
+// content) with section id holding size bytes, which write appends.
+type sectionEdit struct {
+	header, end int
+	id          byte
+	size        int
+	write       func(out []byte) []byte
+}
+
+// contentEdit is a sectionEdit whose content is ready.
+func contentEdit(header, end int, id byte, content []byte) *sectionEdit {
+	return &sectionEdit{header: header, end: end, id: id, size: len(content),
+		write: func(out []byte) []byte { return append(out, content...) }}
+}
+
+// applyEdits returns wasm, or a copy of it with edits (nil ones skipped)
+// made, in one pass; the edits' sections must not overlap.
+func applyEdits(wasm []byte, edits ...*sectionEdit) []byte {
+	edits = slices.DeleteFunc(edits, func(e *sectionEdit) bool { return e == nil })
+	if len(edits) == 0 {
+		return wasm
+	}
+	slices.SortFunc(edits, func(a, b *sectionEdit) int { return cmp.Compare(a.header, b.header) })
+	size := len(wasm)
+	for _, e := range edits {
+		size += e.size + 6 - (e.end - e.header)
+	}
+	out := make([]byte, 0, size)
+	at := 0
+	for _, e := range edits {
+		out = append(out, wasm[at:e.header]...)
+		out = appendU32(append(out, e.id), uint32(e.size))
+		out = e.write(out)
+		at = e.end
+	}
+	return append(out, wasm[at:]...)
+}
+
+// boundTables returns the table section, at wasm[secHeader] (its id) with
+// its content at wasm[secStart:secEnd], in which each of tables without a
+// maximum gets its initial size as its maximum; nil when each has one.
+func boundTables(wasm []byte, tables []tableLimit, secHeader, secStart, secEnd int) *sectionEdit {
 	unbounded := false
 	for _, t := range tables {
 		unbounded = unbounded || !t.hasMax
 	}
 	if !unbounded {
-		return wasm
+		return nil
 	}
 	content := make([]byte, 0, secEnd-secStart+5*len(tables))
 	at := secStart
@@ -152,13 +202,7 @@ func boundTables(wasm []byte, tables []tableLimit, secHeader, secStart, secEnd i
 		at = t.limEnd
 	}
 	content = append(content, wasm[at:secEnd]...)
-	// The section: its id, its size, then its content, in place of the old.
-	out := make([]byte, 0, len(wasm)+len(content)-(secEnd-secStart)+5)
-	out = append(out, wasm[:secHeader]...)
-	out = append(out, 4)
-	out = appendU32(out, uint32(len(content)))
-	out = append(out, content...)
-	return append(out, wasm[secEnd:]...)
+	return contentEdit(secHeader, secEnd, 4, content)
 }
 
 func appendU32(b []byte, v uint32) []byte {
