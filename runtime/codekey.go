@@ -32,18 +32,16 @@ func codeKey(wasm []byte, sum [sha256.Size]byte, debug bool) [sha256.Size]byte {
 	var h hash.Hash
 	kept := 0 // wasm[:kept] is hashed, or skipped up to a section boundary
 	for r.pos < len(wasm) {
-		start := r.pos
-		id := r.byte()
-		size := r.u32()
-		if r.err != nil || uint64(size) > uint64(len(wasm)-r.pos) {
+		header := r.pos
+		id, content, end, ok := r.section()
+		if !ok {
 			return sum
 		}
-		end := r.pos + int(size)
 		if id != 0 {
 			r.pos = end
 			continue
 		}
-		sec := wasmReader{b: wasm[:end], pos: r.pos}
+		sec := wasmReader{b: wasm[:end], pos: content}
 		name := sec.name()
 		if sec.err != nil {
 			return sum
@@ -55,7 +53,7 @@ func codeKey(wasm []byte, sum [sha256.Size]byte, debug bool) [sha256.Size]byte {
 		if h == nil {
 			h = sha256.New()
 		}
-		h.Write(wasm[kept:start])
+		h.Write(wasm[kept:header])
 		kept = end
 	}
 	if h == nil {

@@ -52,12 +52,10 @@ func dataEdit(wasm []byte) *sectionEdit {
 	var segs []dataSeg
 	for r.pos < len(wasm) {
 		header := r.pos
-		id := r.byte()
-		size := r.u32()
-		if r.err != nil || uint64(size) > uint64(len(wasm)-r.pos) {
+		id, start, end, ok := r.section()
+		if !ok {
 			return nil
 		}
-		end := r.pos + int(size)
 		switch id {
 		case 12: // data count: segments are named by index
 			return nil
@@ -65,7 +63,7 @@ func dataEdit(wasm []byte) *sectionEdit {
 			if secHeader >= 0 {
 				return nil
 			}
-			sec := wasmReader{b: wasm[:end], pos: r.pos}
+			sec := wasmReader{b: wasm[:end], pos: start}
 			if segs = readDataSegs(&sec); segs == nil || sec.err != nil || sec.pos != end {
 				return nil
 			}

@@ -47,25 +47,18 @@ func dataSegments(wasm []byte) int {
 // away: merged where close, and the memory after instantiation is byte for
 // byte the same.
 func TestMergeDataKeepsTheMemory(t *testing.T) {
-	wasm := wattest.Compile(t, "segs.wat", `(module (memory 2)
-  (data (i32.const 100) "ccc")
+	const segs = `(data (i32.const 100) "ccc")
   (data (i32.const 10) "aaaa")
   (data (i32.const 14) "bb")
   (data (i32.const 40) "dd")
   (data (i32.const 65000) "far")
-  (data (i32.const 65536) "next page")
-  (data (i32.const 102) ""))`)
+  (data (i32.const 65536) "next page")`
+	wasm := wattest.Compile(t, "segs.wat", `(module (memory 2) `+segs+` (data (i32.const 102) ""))`)
 	// The empty segment stops the rewrite; without it, it goes ahead.
 	if got := mergeData(wasm); !bytes.Equal(got, wasm) {
 		t.Fatal("a module with an empty segment was rewritten")
 	}
-	wasm = wattest.Compile(t, "segs.wat", `(module (memory 2)
-  (data (i32.const 100) "ccc")
-  (data (i32.const 10) "aaaa")
-  (data (i32.const 14) "bb")
-  (data (i32.const 40) "dd")
-  (data (i32.const 65000) "far")
-  (data (i32.const 65536) "next page"))`)
+	wasm = wattest.Compile(t, "segs.wat", `(module (memory 2) `+segs+`)`)
 	merged := mergeData(wasm)
 	if n := dataSegments(merged); n != 4 { // 10–41, 100–102, 65000–65002, 65536–
 		t.Fatalf("%d segments after the merge, want 4", n)

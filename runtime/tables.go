@@ -67,13 +67,11 @@ func tableEdit(wasm []byte, maxEntries uint32) (*sectionEdit, error) {
 	var problems []string
 	for r.pos < len(wasm) {
 		header := r.pos
-		id := r.byte()
-		size := r.u32()
-		if r.err != nil || uint64(size) > uint64(len(wasm)-r.pos) {
+		id, start, end, ok := r.section()
+		if !ok {
 			return nil, errMalformed
 		}
-		end := r.pos + int(size)
-		sec := wasmReader{b: wasm[:end], pos: r.pos}
+		sec := wasmReader{b: wasm[:end], pos: start}
 		switch id {
 		case 2: // imports
 			for n := sec.u32(); n > 0 && sec.err == nil; n-- {
@@ -228,6 +226,18 @@ type wasmReader struct {
 	b   []byte
 	pos int
 	err error
+}
+
+// section reads a section's id and size at r.pos and returns the id and
+// where the section's content starts and ends; false when the bytes hold
+// no whole section.
+func (r *wasmReader) section() (id byte, start, end int, ok bool) {
+	id = r.byte()
+	size := r.u32()
+	if r.err != nil || uint64(size) > uint64(len(r.b)-r.pos) {
+		return 0, 0, 0, false
+	}
+	return id, r.pos, r.pos + int(size), true
 }
 
 func (r *wasmReader) byte() byte {
