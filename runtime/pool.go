@@ -177,12 +177,7 @@ func (m *Module) release(inst *instance, failed bool) {
 		}
 		m.retire(inst)
 	default:
-		select {
-		case m.idle <- inst:
-		default: // cannot happen: the idle channel has a place per slot
-			m.closeInstance(inst)
-			m.tokens <- struct{}{}
-		}
+		m.toIdle(inst)
 	}
 }
 
@@ -236,12 +231,7 @@ func (m *Module) renewLater(inst *instance) bool {
 		m.restored.Add(1)
 		m.renewed.Add(1)
 		m.trackMemory(inst)
-		select {
-		case m.idle <- inst:
-		default: // cannot happen: the idle channel has a place per slot
-			m.closeInstance(inst)
-			m.tokens <- struct{}{}
-		}
+		m.toIdle(inst)
 	}()
 	return true
 }
@@ -268,6 +258,11 @@ func (m *Module) replacement() {
 		}
 		return
 	}
+	m.toIdle(inst)
+}
+
+// toIdle puts inst, which holds a slot, among the idle instances.
+func (m *Module) toIdle(inst *instance) {
 	select {
 	case m.idle <- inst:
 	default: // cannot happen: the idle channel has a place per slot
@@ -309,12 +304,7 @@ func (m *Module) refiller() {
 				m.log.Warn("warming an instance failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
 				break
 			}
-			select {
-			case m.idle <- inst:
-			default:
-				m.closeInstance(inst)
-				m.tokens <- struct{}{}
-			}
+			m.toIdle(inst)
 		}
 	next:
 	}
