@@ -80,7 +80,7 @@ func (m *imageMemory) Free() {
 func (img *memoryImage) keep(m *imageMemory) bool {
 	img.mu.Lock()
 	defer img.mu.Unlock()
-	if img.closed || len(img.spare) >= maxSpareMemories || resetMemory(m.buf, img.data, m.grown, &img.pagemapBuf) != nil {
+	if len(img.spare) >= maxSpareMemories || !img.resetLocked(m) {
 		return false
 	}
 	m.grown = uint64(len(img.data))
@@ -97,6 +97,12 @@ func (img *memoryImage) resetInPlace(lm experimental.LinearMemory) bool {
 	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	return img.resetLocked(m)
+}
+
+// resetLocked resets m to the image while img is open; img.mu is held (so
+// close cannot unmap the image under it, and the pagemap buffer is ours).
+func (img *memoryImage) resetLocked(m *imageMemory) bool {
 	return !img.closed && resetMemory(m.buf, img.data, m.grown, &img.pagemapBuf) == nil
 }
 
