@@ -10,7 +10,7 @@ import (
 // 973 KB of data. wazero decodes each into a struct of its own (2.5 MB of
 // Go heap per module, kept while the module is loaded) and walks them all
 // at every load, though a module restored from its snapshot never applies
-// them. mergeData rewrites the data section of a copy of the module's
+// them. Compile rewrites the data section of a copy of the module's
 // bytes with the segments that lie at most maxDataGap bytes apart merged
 // into one, the gap written as zeros: 169 segments for the order service
 // (its data section 0.4 MB larger). Compile writes it into the copy that
@@ -37,12 +37,9 @@ type dataSeg struct {
 	off, start, n uint32
 }
 
-// mergeData returns wasm, or a copy of it whose data section has the
-// segments merged (see above). Bytes it cannot read, or a module it may
-// not rewrite, come back unchanged.
-func mergeData(wasm []byte) []byte { return applyEdits(wasm, dataEdit(wasm)) }
-
-// dataEdit is the data section with the segments merged, or nil.
+// dataEdit returns the data section with the segments merged (see above),
+// for applyEdits; nil for bytes it cannot read or a module it may not
+// rewrite.
 func dataEdit(wasm []byte) *sectionEdit {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil

@@ -11,6 +11,10 @@ import (
 	"github.com/meshd/meshd/internal/wattest"
 )
 
+// mergeData is what Compile does to wasm's data: wasm, or a copy of it
+// with dataEdit's section.
+func mergeData(wasm []byte) []byte { return applyEdits(wasm, dataEdit(wasm)) }
+
 // memoryAfterInstantiation instantiates wasm (no imports, no start
 // function run) and returns its memory's contents.
 func memoryAfterInstantiation(t *testing.T, wasm []byte) ([]byte, error) {

@@ -262,7 +262,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ 
 	if m.compiled, err = m.rt.CompileModule(e.compileContext(ctx, cfg, key), wasm); err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}
-	if terr != nil { // wazero read what limitTables could not: refuse what is not checked
+	if terr != nil { // wazero read what tableEdit could not: refuse what is not checked
 		return nil, fmt.Errorf("tables: %w", terr)
 	}
 	if err = m.validate(); err != nil {

@@ -8,6 +8,16 @@ import (
 	"testing"
 )
 
+// limitTables is what Compile does to wasm's tables: tableEdit's check,
+// and wasm with its table section rewritten.
+func limitTables(wasm []byte, maxEntries uint32) ([]byte, error) {
+	edit, err := tableEdit(wasm, maxEntries)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(wasm, edit), nil
+}
+
 // FuzzLimitTables feeds limitTables module bytes: it must not panic, and
 // what it returns must have every table bounded (a second pass returns it
 // as is).

@@ -43,19 +43,10 @@ type tableLimit struct {
 	hasMax           bool
 }
 
-// limitTables checks wasm's tables against maxEntries (see above) and
-// returns wasm, or a copy of it in which every defined table has a maximum.
-// Bytes it cannot read return errMalformed.
-func limitTables(wasm []byte, maxEntries uint32) ([]byte, error) {
-	edit, err := tableEdit(wasm, maxEntries)
-	if err != nil {
-		return nil, err
-	}
-	return applyEdits(wasm, edit), nil
-}
-
-// tableEdit is limitTables' check, and the table section that gives every
-// defined table a maximum (nil when all have one).
+// tableEdit checks wasm's tables against maxEntries (see above) and
+// returns the table section that gives every defined table a maximum (nil
+// when all have one), for applyEdits. Bytes it cannot read return
+// errMalformed.
 func tableEdit(wasm []byte, maxEntries uint32) (*sectionEdit, error) {
 	r := wasmReader{b: wasm}
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
@@ -220,7 +211,7 @@ func quoteName(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// wasmReader reads the parts of a module's binary format that limitTables
+// wasmReader reads the parts of a module's binary format that tableEdit
 // needs. The first error sticks; reads past it return zero.
 type wasmReader struct {
 	b   []byte
