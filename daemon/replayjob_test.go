@@ -81,21 +81,7 @@ func TestReplayJobOutlivesItsClient(t *testing.T) {
 	const n = 100
 	tally := testkit.Hammer(context.Background(), t, testkit.Load{Workers: 8, Calls: n, For: 60 * time.Second},
 		func(ctx context.Context, i int) error {
-			body := fmt.Sprintf(`{"user_id":"rj","items":[{"name":"x","price":%d}]}`, 1000+i)
-			req, err := http.NewRequestWithContext(ctx, "POST", td.base+"/orders", strings.NewReader(body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != 201 {
-				return fmt.Errorf("POST /orders: %s", resp.Status)
-			}
-			return nil
+			return td.postOrder(ctx, fmt.Sprintf(`{"user_id":"rj","items":[{"name":"x","price":%d}]}`, 1000+i))
 		})
 	if tally.Calls != n || tally.Failed != 0 {
 		t.Fatalf("orders: %+v", tally)
