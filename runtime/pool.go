@@ -54,11 +54,20 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	}
 	cc := inst.cc
 	cc.parent, cc.call = ctx, c
-	cc.deadline = time.Now().Add(m.cfg.CallTimeout)
-	inst.timer.Reset(m.cfg.CallTimeout)
+	timeout, watch := m.cfg.CallTimeout, ctx
+	if dc, ok := ctx.(deadlineContext); ok {
+		// The deadline is the instance timer's when it comes first; the
+		// context its parent's end would end is watched instead of it.
+		if d, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(d))
+		}
+		watch = dc.DeadlineParent()
+	}
+	cc.deadline = time.Now().Add(timeout)
+	inst.timer.Reset(timeout)
 	var unwatch func() bool
-	if ctx.Done() != nil {
-		unwatch = context.AfterFunc(ctx, func() { cc.stop(ctx.Err()) })
+	if watch.Done() != nil {
+		unwatch = context.AfterFunc(watch, func() { cc.stop(ctx.Err()) })
 	}
 	inst.stack[0] = 0
 	if e.takesInput() {
@@ -86,6 +95,16 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	c.Code = abi.Code(uint32(inst.stack[0]))
 	m.release(inst, stopped || cc.Err() != nil) // stopped as it returned: done, but closed
 	return nil
+}
+
+// deadlineContext is a context whose Done closes at its deadline or when
+// DeadlineParent's does, for no other reason, and whose Err says which
+// without Done having been asked for (host/mesh's call context). Invoke
+// arms the instance's timer at that deadline and watches DeadlineParent,
+// so that the context never has to make a timer of its own.
+type deadlineContext interface {
+	context.Context
+	DeadlineParent() context.Context
 }
 
 // callError classifies a failed call.

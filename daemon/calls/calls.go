@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,10 +24,11 @@ import (
 
 // Invoker runs a call on a callee's HTTP entry point (dispatch's
 // InvokeCall): req's Route and Params are set, ctx carries the deadline
-// and the depth.
+// and the depth. It must not keep req or change its bytes.
 type Invoker func(ctx context.Context, service string, req *abi.Request, resp *abi.Response) error
 
-// Matcher finds the route of service a call reaches (gateway.Match).
+// Matcher finds the route of service a call reaches (gateway.Match). It
+// must not keep method or path: they may be the request's bytes.
 type Matcher func(service, method, path string) (route string, params []abi.Pair, ok bool)
 
 // Configured is a served version whose service file may tune its calls
@@ -119,8 +121,10 @@ func (c *Calls) Call(ctx context.Context, call *host.ServiceCall, resp *abi.Resp
 	if t := c.cache.Load(); t == nil || t.gen != c.reg.Generation() {
 		c.refresh() // the service files' settings, before the client reads them
 	}
-	return c.client.Call(mesh.WithDepth(ctx, call.Depth-1), call.Caller, call.Callee, call.Request, resp,
-		mesh.CallOptions{Retryable: call.Retryable})
+	if mesh.DepthFrom(ctx) != call.Depth-1 { // the caller's context carries it already when it was called
+		ctx = mesh.WithDepth(ctx, call.Depth-1)
+	}
+	return c.client.Call(ctx, call.Caller, call.Callee, call.Request, resp, mesh.CallOptions{Retryable: call.Retryable})
 }
 
 // Breakers is the breakers of caller's calls, by callee (an empty slice
@@ -267,7 +271,9 @@ const maxShownPath = 128
 func (t *target) Invoke(ctx context.Context, req *abi.Request, resp *abi.Response) error {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
-	route, params, ok := t.c.match(t.service, string(req.Method), string(req.Path))
+	// Match keeps no string it is given (its cache copies them): the
+	// request's bytes serve as they are.
+	route, params, ok := t.c.match(t.service, bytesString(req.Method), bytesString(req.Path))
 	if !ok {
 		path := req.Path
 		if len(path) > maxShownPath {
@@ -276,10 +282,22 @@ func (t *target) Invoke(ctx context.Context, req *abi.Request, resp *abi.Respons
 		return fault.New(t.service, fault.NotFound,
 			fmt.Errorf("calls: no route of %s matches %s %s", t.service, strconv.Quote(string(req.Method)), strconv.Quote(string(path))))
 	}
-	r := *req // the mesh client's request is not ours to change
-	r.Route = []byte(route)
-	r.Params = params
-	return t.c.invoke(ctx, t.service, &r, resp)
+	// The mesh client's request gets the route for this attempt only: the
+	// invocation encodes it at once, and it is put back as it was.
+	was, wasParams := req.Route, req.Params
+	req.Route, req.Params = unsafe.Slice(unsafe.StringData(route), len(route)), params // read, never written
+	err := t.c.invoke(ctx, t.service, req, resp)
+	req.Route, req.Params = was, wasParams
+	return err
+}
+
+// bytesString is b as a string over the same bytes, for a callee that
+// reads it and keeps no reference.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func (t *target) InFlight() int { return int(t.inFlight.Load()) }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/fault"
@@ -478,22 +479,23 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 		return fault.New(p.callee, fault.Timeout,
 			fmt.Errorf("mesh: call %s→%s: no time left before the caller's deadline", p.caller, p.callee))
 	}
-	ctx, cancel := context.WithDeadline(ctx, dl)
-	defer cancel()
-	ctx = WithDepth(ctx, depth+1)
+	cc := newCallContext(ctx, dl, depth+1) // callctx.go
+	defer cc.release()
+	ctx = cc
 
 	req.Consumer = p.consumer
 	if o.RequestID != "" {
 		req.RequestID = []byte(o.RequestID)
 	}
 	var tp []byte
+	ownTP := true // tp is not the caller's: a retry may give it a span of its own in place
 	switch {
 	case o.TraceParent != "":
 		tp = appendChild(make([]byte, 0, traceparent.Len), o.TraceParent)
-	case traceparent.Valid(string(req.TraceParent)):
+	case len(req.TraceParent) == traceparent.Len && traceparent.Valid(unsafe.String(&req.TraceParent[0], traceparent.Len)):
 		// The caller made the call's span already: the first attempt
 		// keeps it, retries get their own (in a copy).
-		tp = append(make([]byte, 0, traceparent.Len), req.TraceParent...)
+		tp, ownTP = req.TraceParent, false
 	default:
 		tp = traceparent.Append(make([]byte, 0, traceparent.Len))
 	}
@@ -519,6 +521,10 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 			return p.openError(err)
 		}
 		if attempt > 1 {
+			if !ownTP {
+				tp, ownTP = append(make([]byte, 0, traceparent.Len), tp...), true
+				req.TraceParent = tp
+			}
 			newSpan(tp)
 		}
 		*resp = abi.Response{}
