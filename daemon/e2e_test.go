@@ -142,13 +142,19 @@ func startDaemonWith(t testing.TB, with []string, extra map[string][]byte, tweak
 	return runDaemon(t, cfg, plugins)
 }
 
-// runDaemon starts a daemon with cfg, logging at debug into its own buffer,
-// and shuts it down at the end of the test (showing its logs on failure).
+// runDaemon starts a daemon with cfg, logging into its own buffer, and
+// shuts it down at the end of the test (showing its logs on failure). A
+// test logs at debug; a benchmark at info, meshd's default, so that it
+// measures meshd as it runs, not a log line formatted per invocation.
 func runDaemon(t testing.TB, cfg Config, plugins string) *testDaemon {
 	t.Helper()
 	testInstances(t, &cfg.Module)
 	logs := &syncbuf.Buffer{}
-	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	level := slog.LevelDebug
+	if _, bench := t.(*testing.B); bench {
+		level = slog.LevelInfo
+	}
+	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 // would answer with a redirect (not clean, or a subtree's path without its
 // trailing slash). Mounts and policies play no part. The parameters (keys
 // and values) are shared with other calls of Match: do not modify them.
+// Match keeps no reference to method or path (its cache keeps copies).
 // Match is safe for concurrent use with SetRoutes.
 //
 // Answers are cached per route set, by service, method and path (at most
