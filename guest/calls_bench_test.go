@@ -29,7 +29,7 @@ func (h *benchCallHost) call(string, []byte, int32) int32 {
 
 func (h *benchCallHost) callResult(buf []byte) int32 { return h.copyOut(h.result, buf) }
 
-func newBenchCallHost(b *testing.B, code abi.Code) *benchCallHost {
+func newBenchCallHost(b testing.TB, code abi.Code) *benchCallHost {
 	resp := abi.Response{Status: 200, Headers: []abi.Pair{{Key: []byte("content-type"), Value: []byte("application/json")}},
 		Body: []byte(`{}`)}
 	h := &benchCallHost{fakeHost: &fakeHost{lastErr: `service caller is not granted calling "ungranted" (grants.calls)`},
@@ -53,6 +53,20 @@ func BenchmarkCall(b *testing.B) {
 			b.Fatal(resp, err)
 		}
 		benchSink = resp
+	}
+}
+
+// BenchmarkCallReleased is BenchmarkCall releasing each response.
+func BenchmarkCallReleased(b *testing.B) {
+	newBenchCallHost(b, abi.CodeOK)
+	req := &CallRequest{Method: "GET", Path: "/callee/noop"}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := Call("callee", req)
+		if err != nil || resp.Status != 200 {
+			b.Fatal(resp, err)
+		}
+		resp.Release()
 	}
 }
 

@@ -62,8 +62,15 @@ func (r *CallRequest) appendTo(dst []byte) []byte {
 	if method == "" {
 		method = "GET"
 	}
-	if p, q, ok := strings.Cut(path, "?"); ok && query == "" {
-		path, query = p, q
+	if query == "" {
+		// A loop, not strings.Cut: in a Go guest Cut's calls cost 90 ns,
+		// a tenth of a call's own work.
+		for i := 0; i < len(path); i++ {
+			if path[i] == '?' {
+				path, query = path[:i], path[i+1:]
+				break
+			}
+		}
 	}
 	dst = abi.AppendString(dst, method)
 	dst = abi.AppendString(dst, path)
@@ -88,7 +95,28 @@ type CallResponse struct {
 	// share one buffer, which nothing writes after Call returned (Body's
 	// capacity ends where Body does).
 	hdr []byte
+	// own is the allocation r is part of when Release may reuse it.
+	own *smallResponse
 }
+
+// Release gives r back to the SDK, which reuses it for a later Call's
+// response: neither r nor its Body or header values may be used after it.
+// It is optional (a response not released is collected as any value) and
+// saves the guest an allocation per Call in a loop of calls, about a
+// tenth of a call's cost in a Go guest. Releasing r twice does nothing.
+func (r *CallResponse) Release() {
+	k := r.own
+	*r = CallResponse{} // a use after Release sees an empty response
+	if k != nil && len(freeResponses) < maxFreeResponses {
+		freeResponses = append(freeResponses, k)
+	}
+}
+
+// freeResponses holds released small responses for keep to reuse.
+var freeResponses []*smallResponse
+
+// maxFreeResponses bounds freeResponses: a guest holds few at once.
+const maxFreeResponses = 8
 
 // Header returns the first value of the named response header, or "".
 // Names are matched without regard to case.
@@ -146,7 +174,7 @@ var (
 // allocation as its CallResponse (smallResponse): room for a status, a
 // content type and a small JSON body. With it a smallResponse is 160
 // bytes, a size class of Go's allocator.
-const smallResponseBytes = 104
+const smallResponseBytes = 96
 
 // smallResponse is a CallResponse allocated with its bytes, so that a
 // small response costs the guest one allocation instead of two.
@@ -170,9 +198,10 @@ type smallResponse struct {
 // ErrUnavailable when the callee is down, busy or its breaker open,
 // ErrTimeout when the current deadline ran out. Needs a host with ABI v1.2.
 //
-// A call allocates once when its encoded response is at most 104 bytes (a
+// A call allocates once when its encoded response is at most 96 bytes (a
 // status, a content type and a small JSON body): the CallResponse with the
-// bytes its Body and headers are read from; twice when larger. A failed
+// bytes its Body and headers are read from; twice when larger; not at all
+// when a response of an earlier call was released (Release). A failed
 // call allocates its *Error, unless it failed exactly as the last failed
 // call did: that error is then returned again, so do not modify it.
 func Call(service string, req *CallRequest) (*CallResponse, error) {
@@ -188,8 +217,13 @@ func Call(service string, req *CallRequest) (*CallResponse, error) {
 // smallBuf, else one over raw.
 func keep(raw []byte) (*CallResponse, error) {
 	var r *CallResponse
+	var k *smallResponse
 	if inSmallBuf(raw) {
-		k := new(smallResponse)
+		if n := len(freeResponses); n > 0 {
+			k, freeResponses[n-1], freeResponses = freeResponses[n-1], nil, freeResponses[:n-1]
+		} else {
+			k = new(smallResponse)
+		}
 		raw = k.inline[:copy(k.inline[:], raw)]
 		r = &k.CallResponse
 	} else {
@@ -198,6 +232,7 @@ func keep(raw []byte) (*CallResponse, error) {
 	if err := decodeCallResponse(raw, r); err != nil {
 		return nil, err
 	}
+	r.own = k
 	return r, nil
 }
 
@@ -210,7 +245,7 @@ func inSmallBuf(b []byte) bool {
 // in smallBuf when it fits (valid until the next call), else in a buffer
 // of its own.
 func callRaw(service string, req *CallRequest) ([]byte, error) {
-	h, ok := host.(hostV12)
+	h, ok := hostCalls()
 	if !ok {
 		return nil, &Error{Code: abi.CodeUnavailable, Msg: "call needs ABI v1.2"}
 	}
@@ -242,6 +277,23 @@ func callRaw(service string, req *CallRequest) ([]byte, error) {
 		}
 		buf = make([]byte, l)
 	}
+}
+
+// calls caches host.(hostV12), which costs a Go guest about 100 ns, a
+// tenth of a call's own work; of is the host it was asked of.
+var calls struct {
+	of hostAPI
+	h  hostV12
+	ok bool
+}
+
+// hostCalls returns the host's ABI v1.2 functions, and whether it has them.
+func hostCalls() (hostV12, bool) {
+	if calls.of != host {
+		calls.h, calls.ok = host.(hostV12)
+		calls.of = host
+	}
+	return calls.h, calls.ok
 }
 
 // lastCallErr is the error of the last failed call, returned again while

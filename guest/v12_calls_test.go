@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/meshd/meshd/abi"
 )
@@ -159,4 +160,52 @@ func FuzzDecodeCallResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A released response is reused by a later Call: a loop of calls that
+// releases each response allocates nothing, the reused one carries the new
+// call's answer, a released one reads empty, releasing twice does nothing,
+// and responses not released stay their callers'.
+func TestCallResponseRelease(t *testing.T) {
+	if unsafe.Sizeof(smallResponse{}) != 160 {
+		t.Fatalf("smallResponse is %d bytes, want 160 (a size class of the allocator)", unsafe.Sizeof(smallResponse{}))
+	}
+	f := newFakeV12Host(t)
+	f.resp = abi.Response{Status: 200, Body: []byte(`{"n":1}`)}
+	kept, err := Call("user", &CallRequest{Path: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := Call("user", &CallRequest{Path: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Release()
+	first.Release()
+	if first.Status != 0 || first.Body != nil || len(freeResponses) != 1 {
+		t.Fatalf("released: %d %q, %d free", first.Status, first.Body, len(freeResponses))
+	}
+	f.resp = abi.Response{Status: 201, Body: []byte(`{"n":2}`)}
+	second, err := Call("user", &CallRequest{Path: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second != first || second.Status != 201 || string(second.Body) != `{"n":2}` {
+		t.Fatalf("second call: %p %d %q, want the released %p reused", second, second.Status, second.Body, first)
+	}
+	if kept.Status != 200 || string(kept.Body) != `{"n":1}` {
+		t.Fatalf("a response not released became %d %q", kept.Status, kept.Body)
+	}
+	second.Release()
+	newBenchCallHost(t, abi.CodeOK) // a host that allocates nothing itself
+	req := &CallRequest{Path: "/"}
+	if n := testing.AllocsPerRun(100, func() {
+		r, err := Call("user", req)
+		if err != nil || r.Status != 200 {
+			t.Fatal(r, err)
+		}
+		r.Release()
+	}); n != 0 {
+		t.Fatalf("a call whose response is released allocates %v times", n)
+	}
 }

@@ -49,6 +49,9 @@ func init() {
 			default:
 				ok++
 			}
+			if resp != nil {
+				resp.Release() // the next call reuses it
+			}
 		}
 		var out jsonx.Writer
 		out.ObjectStart()
