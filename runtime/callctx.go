@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -33,6 +34,46 @@ type callCtx struct {
 	parent          context.Context
 	call            *Call
 	deadline        time.Time
+
+	// child is the instance running the call this call waits on (a
+	// service call to a local callee), stopped when this call is: the
+	// callee watches its caller this way instead of with a
+	// context.AfterFunc (three allocations and a lock per call). mu
+	// guards it; a parent's mu is taken before its child's.
+	mu    sync.Mutex
+	child *callCtx
+}
+
+// halt stops the call with cause, and the call it waits on with it.
+func (c *callCtx) halt(cause error) {
+	c.stop(cause)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.child != nil {
+		c.child.halt(cause)
+	}
+}
+
+// adopt makes child the call c waits on, stopped when c is (at once when c
+// already is); false when c has one already.
+func (c *callCtx) adopt(child *callCtx) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.child != nil {
+		return false
+	}
+	c.child = child
+	if c.Context.Err() != nil {
+		child.halt(c.Err())
+	}
+	return true
+}
+
+// disown ends adopt: child's call is over.
+func (c *callCtx) disown() {
+	c.mu.Lock()
+	c.child = nil
+	c.mu.Unlock()
 }
 
 func newCallCtx() *callCtx {

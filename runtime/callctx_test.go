@@ -16,6 +16,12 @@ import (
 // ioHost links input_read and output_write, the two host functions the
 // snapshot test guests import.
 func ioHost(ctx context.Context, r wazero.Runtime) error {
+	_, err := ioHostModule(r).Instantiate(ctx)
+	return err
+}
+
+// ioHostModule is ioHost's module, to add functions to.
+func ioHostModule(r wazero.Runtime) wazero.HostModuleBuilder {
 	i32 := api.ValueTypeI32
 	b := r.NewHostModuleBuilder(abi.ModuleName)
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
@@ -37,8 +43,7 @@ func ioHost(ctx context.Context, r wazero.Runtime) error {
 		}
 		stack[0] = api.EncodeI32(-int32(c.WriteOutput(p)))
 	}), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.FnOutputWrite)
-	_, err := b.Instantiate(ctx)
-	return err
+	return b
 }
 
 // loadIO loads wasm linked with ioHost.

@@ -461,7 +461,7 @@ func (m *Module) ready(inst *instance, mod api.Module) *instance {
 	inst.mod = mod
 	cc := newCallCtx()
 	inst.cc = cc
-	inst.timer = time.AfterFunc(time.Hour, func() { cc.stop(context.DeadlineExceeded) })
+	inst.timer = time.AfterFunc(time.Hour, func() { cc.halt(context.DeadlineExceeded) })
 	inst.timer.Stop()
 	m.live.Add(1)
 	m.created.Add(1)

@@ -66,8 +66,12 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	cc.deadline = time.Now().Add(timeout)
 	inst.timer.Reset(timeout)
 	var unwatch func() bool
-	if watch.Done() != nil {
-		unwatch = context.AfterFunc(watch, func() { cc.stop(ctx.Err()) })
+	caller, _ := watch.(*callCtx) // a guest calling this one through its host function
+	if caller != nil && !caller.adopt(cc) {
+		caller = nil
+	}
+	if caller == nil && watch.Done() != nil {
+		unwatch = context.AfterFunc(watch, func() { cc.halt(ctx.Err()) })
 	}
 	inst.stack[0] = 0
 	if e.takesInput() {
@@ -79,6 +83,9 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	stopped := !inst.timer.Stop()
 	if unwatch != nil && !unwatch() {
 		stopped = true
+	}
+	if caller != nil {
+		caller.disown() // stopped by it meanwhile: cc.Err() says so below
 	}
 	cc.parent, cc.call = context.Background(), nil
 	inst.calls++
