@@ -108,6 +108,9 @@ type callState struct {
 	call  runtime.Call
 	inv   host.Invocation
 	lease *kv.Lease // held by a serial event handler on a mesh (serial_mesh.go)
+	// requestID is the last request id this state's invocations had: the
+	// calls one request makes share it, and the string is made once.
+	requestID string
 }
 
 var callStates = sync.Pool{New: func() any {
@@ -222,7 +225,10 @@ func (d *Dispatcher) invokeHTTP(ctx context.Context, name string, req *abi.Reque
 	defer putCallState(cs)
 	cs.call.Input = req.Append(cs.call.Input[:0])
 	cs.inv.Depth = depth
-	cs.inv.RequestID = string(req.RequestID)
+	if string(req.RequestID) != cs.requestID {
+		cs.requestID = string(req.RequestID)
+	}
+	cs.inv.RequestID = cs.requestID
 	cs.inv.TraceParent = string(req.TraceParent)
 	cs.inv.Attrs = append(cs.inv.Attrs, slog.String("request_id", cs.inv.RequestID),
 		slog.String("trace_id", traceparent.TraceID(cs.inv.TraceParent)))
