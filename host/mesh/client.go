@@ -123,6 +123,7 @@ type pair struct {
 	override       atomic.Int64 // timeout, 0 for the Client's
 	consumer       []byte       // "service:<caller>", shared read-only
 	since          since
+	openUntil      atomic.Int64 // while open: when it may half-open (Unix ns); 0 otherwise
 	transitions    atomic.Uint64
 	lastOpen       atomic.Pointer[fault.Error] // openError's last answer
 }
@@ -370,7 +371,13 @@ func (c *Client) pair(caller, callee string) (*pair, error) {
 
 // changed is the breaker's OnStateChange (under its lock).
 func (p *pair) changed(from, to gobreaker.State) {
-	p.since.set(time.Now())
+	now := time.Now()
+	p.since.set(now)
+	if to == gobreaker.StateOpen {
+		p.openUntil.Store(now.Add(p.openFor).UnixNano())
+	} else {
+		p.openUntil.Store(0)
+	}
 	p.transitions.Add(1)
 	f, t := fromGo(from), fromGo(to)
 	level := slog.LevelInfo
@@ -395,14 +402,14 @@ func (p *pair) timeout() time.Duration {
 // openError is the error of a call the breaker refused: the same
 // *fault.Error as the last one while its state and Retry-After are, which
 // callers must therefore not modify.
-func (p *pair) openError(err error) *fault.Error {
+func (p *pair) openError(err error, now time.Time) *fault.Error {
 	st := Open
 	if errors.Is(err, gobreaker.ErrTooManyRequests) {
 		st = HalfOpen
 	}
 	retry := time.Second
 	if st == Open {
-		if r := time.Until(p.since.get().Add(p.openFor)); r > 0 {
+		if r := p.since.get().Add(p.openFor).Sub(now); r > 0 {
 			retry = r.Round(time.Second)
 			if retry < time.Second {
 				retry = time.Second
@@ -451,10 +458,13 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 	if err != nil {
 		return err
 	}
-	if p.cb.State() == gobreaker.StateOpen {
-		// Fail fast before paying for a deadline; Allow below catches a
-		// breaker that opens meanwhile, and half-open's probe limit.
-		return p.openError(gobreaker.ErrOpenState)
+	now := time.Now()
+	if u := p.openUntil.Load(); u != 0 && now.UnixNano() < u {
+		// Open: fail fast, reading neither the breaker (its lock, its own
+		// clock) nor anything else. Allow below catches a breaker that
+		// opens meanwhile, half-open's probe limit, and moves an open one
+		// whose time is up to half-open.
+		return p.openError(gobreaker.ErrOpenState, now)
 	}
 
 	// The deadline: the call's own timeout, or the caller's deadline less
@@ -463,7 +473,6 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 	if timeout <= 0 {
 		timeout = p.timeout()
 	}
-	now := time.Now()
 	dl := now.Add(timeout)
 	bound := timeout // what set dl; 0 for the caller's deadline
 	if cd, ok := ctx.Deadline(); ok {
@@ -518,7 +527,7 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 			if attempt > 1 {
 				return errOrNil(last)
 			}
-			return p.openError(err)
+			return p.openError(err, time.Now())
 		}
 		if attempt > 1 {
 			if !ownTP {
