@@ -42,31 +42,30 @@ func newBenchCallHost(b testing.TB, code abi.Code) *benchCallHost {
 
 var benchSink any
 
-// BenchmarkCall is a Call answered 200 with a small JSON body.
+// BenchmarkCall is a Call answered 200 with a small JSON body, its
+// response kept (kept) or given back (released).
 func BenchmarkCall(b *testing.B) {
-	newBenchCallHost(b, abi.CodeOK)
-	req := &CallRequest{Method: "GET", Path: "/callee/noop"}
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := Call("callee", req)
-		if err != nil || resp.Status != 200 {
-			b.Fatal(resp, err)
+	for _, release := range []bool{false, true} {
+		name := "kept"
+		if release {
+			name = "released"
 		}
-		benchSink = resp
-	}
-}
-
-// BenchmarkCallReleased is BenchmarkCall releasing each response.
-func BenchmarkCallReleased(b *testing.B) {
-	newBenchCallHost(b, abi.CodeOK)
-	req := &CallRequest{Method: "GET", Path: "/callee/noop"}
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := Call("callee", req)
-		if err != nil || resp.Status != 200 {
-			b.Fatal(resp, err)
-		}
-		resp.Release()
+		b.Run(name, func(b *testing.B) {
+			newBenchCallHost(b, abi.CodeOK)
+			req := &CallRequest{Method: "GET", Path: "/callee/noop"}
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := Call("callee", req)
+				if err != nil || resp.Status != 200 {
+					b.Fatal(resp, err)
+				}
+				if release {
+					resp.Release()
+				} else {
+					benchSink = resp
+				}
+			}
+		})
 	}
 }
 

@@ -49,13 +49,19 @@ func ioHostModule(r wazero.Runtime) wazero.HostModuleBuilder {
 // loadIO loads wasm linked with ioHost.
 func loadIO(tb testing.TB, wasm []byte, cfg ModuleConfig) *Module {
 	tb.Helper()
+	return loadLinked(tb, wasm, ioHost, cfg)
+}
+
+// loadLinked loads wasm linked with link, on an engine of its own.
+func loadLinked(tb testing.TB, wasm []byte, link func(context.Context, wazero.Runtime) error, cfg ModuleConfig) *Module {
+	tb.Helper()
 	ctx := context.Background()
 	e, err := NewEngine(EngineConfig{CacheDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = e.Close(ctx) })
-	m, err := e.Load(ctx, wasm, ioHost, cfg)
+	m, err := e.Load(ctx, wasm, link, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

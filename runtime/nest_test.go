@@ -13,18 +13,24 @@ import (
 	"github.com/meshd/meshd/internal/wattest"
 )
 
-// nestedCtx is a call's context as host/mesh makes it: the caller's
-// context (here the outer instance's call context) with a deadline, ended
-// by either.
-type nestedCtx struct {
-	context.Context // the caller's
-	deadline        time.Time
+// lazyDeadline is a context as host/mesh makes for a call: it ends at its
+// deadline or with its parent, and makes no timer unless Done is asked
+// for (which it counts: the runtime must not ask).
+type lazyDeadline struct {
+	parent   context.Context
+	deadline time.Time
+	dones    atomic.Int32
 }
 
-func (c nestedCtx) Deadline() (time.Time, bool)     { return c.deadline, true }
-func (c nestedCtx) DeadlineParent() context.Context { return c.Context }
-func (c nestedCtx) Err() error {
-	if err := c.Context.Err(); err != nil {
+func (c *lazyDeadline) Deadline() (time.Time, bool)     { return c.deadline, true }
+func (c *lazyDeadline) Value(k any) any                 { return c.parent.Value(k) }
+func (c *lazyDeadline) DeadlineParent() context.Context { return c.parent }
+func (c *lazyDeadline) Done() <-chan struct{} {
+	c.dones.Add(1)
+	return c.parent.Done() // wrong at the deadline: the runtime must not rely on it
+}
+func (c *lazyDeadline) Err() error {
+	if err := c.parent.Err(); err != nil {
 		return err
 	}
 	if !time.Now().Before(c.deadline) {
@@ -33,13 +39,57 @@ func (c nestedCtx) Err() error {
 	return nil
 }
 
+// A context that ends only at its deadline or with its DeadlineParent
+// (host/mesh's call context) is enforced by the instance's own timer and
+// a watch on the parent, without its Done: a loop stops at the context's
+// deadline, well before the module's timeout, and is the caller's
+// deadline, not the module's timeout; the parent's cancellation stops it
+// too; and a call that ends in time leaves the instance reusable.
+func TestDeadlineContextIsEnforcedWithoutItsDone(t *testing.T) {
+	m := loadIO(t, wattest.Build(t, "testdata/guest.wat"), ModuleConfig{Name: "guest", CallTimeout: 10 * time.Second, PoolMax: 1})
+
+	ctx := &lazyDeadline{parent: context.Background(), deadline: time.Now().Add(100 * time.Millisecond)}
+	start := time.Now()
+	err := m.Invoke(ctx, EntryHTTP, &Call{Input: []byte("l")})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want the caller's context.DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("stopped after %v: the context's deadline was not enforced", el)
+	}
+
+	parent, cancel := context.WithCancel(context.Background())
+	ctx = &lazyDeadline{parent: parent, deadline: time.Now().Add(time.Minute)}
+	time.AfterFunc(50*time.Millisecond, cancel)
+	err = m.Invoke(ctx, EntryHTTP, &Call{Input: []byte("l")})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the parent's context.Canceled", err)
+	}
+
+	ctx = &lazyDeadline{parent: context.Background(), deadline: time.Now().Add(time.Minute)}
+	for i := range 3 {
+		if i == 1 {
+			ctx.dones.Store(0) // the first call may wait for the stopped instance's replacement
+		}
+		if err := m.Invoke(ctx, EntryHTTP, &Call{Input: []byte("n")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ctx.dones.Load(); n != 0 {
+		t.Fatalf("Done asked for %d times by calls on an idle instance", n)
+	}
+	if st := m.Stats(); st.Discarded != 2 {
+		t.Fatalf("discarded %d instances, want the 2 stopped ones: %+v", st.Discarded, st)
+	}
+}
+
 // A guest's call into another module (through a host function, with the
 // caller's call context as the callee's parent) ends when the caller is
 // stopped, with the caller's reason: the callee's instance is linked to the
 // caller's call (callCtx.adopt) for that call only, and without a watch of
 // its own; a callee whose caller is not stopped runs to its end.
 func TestNestedCallStopsWithItsCaller(t *testing.T) {
-	inner := load1(t, wattest.Build(t, "testdata/guest.wat"), nil, ModuleConfig{Name: "inner", CallTimeout: time.Minute})
+	inner := loadIO(t, wattest.Build(t, "testdata/guest.wat"), ModuleConfig{Name: "inner", CallTimeout: time.Minute})
 	var (
 		innerErr atomic.Pointer[error]
 		linked   atomic.Bool
@@ -64,14 +114,15 @@ func TestNestedCallStopsWithItsCaller(t *testing.T) {
 						cc.mu.Unlock()
 					}
 				}()
-				err := inner.Invoke(nestedCtx{ctx, time.Now().Add(time.Minute)}, EntryHTTP, &Call{Input: []byte(input.Load().(string))})
+				ictx := &lazyDeadline{parent: ctx, deadline: time.Now().Add(time.Minute)}
+				err := inner.Invoke(ictx, EntryHTTP, &Call{Input: []byte(input.Load().(string))})
 				close(done)
 				innerErr.Store(&err)
 				stack[0] = 1
 			}), nil, []api.ValueType{api.ValueTypeI32}).Export("test_nested").Instantiate(ctx)
 		return err
 	}
-	outer := load1(t, wattest.Build(t, "testdata/nest-call.wat"), nested, ModuleConfig{Name: "outer", CallTimeout: time.Minute})
+	outer := loadLinked(t, wattest.Build(t, "testdata/nest-call.wat"), nested, ModuleConfig{Name: "outer", CallTimeout: time.Minute})
 
 	input.Store("echo")
 	if err := outer.Invoke(context.Background(), EntryHTTP, &Call{}); err != nil || *innerErr.Load() != nil {
@@ -102,24 +153,4 @@ func TestNestedCallStopsWithItsCaller(t *testing.T) {
 	if err := outer.Invoke(context.Background(), EntryHTTP, &Call{}); err != nil || *innerErr.Load() != nil {
 		t.Fatalf("after the stop: outer %v, inner %v", err, *innerErr.Load())
 	}
-}
-
-// load1 loads wasm linked with link (ioHost when nil).
-func load1(tb testing.TB, wasm []byte, link func(context.Context, wazero.Runtime) error, cfg ModuleConfig) *Module {
-	tb.Helper()
-	if link == nil {
-		link = ioHost
-	}
-	ctx := context.Background()
-	e, err := NewEngine(EngineConfig{CacheDir: tb.TempDir()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = e.Close(ctx) })
-	m, err := e.Load(ctx, wasm, link, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = m.Close(ctx) })
-	return m
 }

@@ -10,7 +10,6 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,75 +456,5 @@ func TestLoopingGuestDoesNotHoldUpGC(t *testing.T) {
 	cancel()
 	if err := <-looping; !errors.Is(err, context.Canceled) {
 		t.Fatalf("looping call: %v, want context.Canceled", err)
-	}
-}
-
-// lazyDeadline is a context as host/mesh makes for a call: it ends at its
-// deadline or with its parent, and makes no timer unless Done is asked
-// for (which the test counts: the runtime must not ask).
-type lazyDeadline struct {
-	parent   context.Context
-	deadline time.Time
-	dones    atomic.Int32
-}
-
-func (c *lazyDeadline) Deadline() (time.Time, bool)     { return c.deadline, true }
-func (c *lazyDeadline) Value(k any) any                 { return c.parent.Value(k) }
-func (c *lazyDeadline) DeadlineParent() context.Context { return c.parent }
-func (c *lazyDeadline) Done() <-chan struct{} {
-	c.dones.Add(1)
-	return c.parent.Done() // wrong at the deadline: the runtime must not rely on it
-}
-func (c *lazyDeadline) Err() error {
-	if err := c.parent.Err(); err != nil {
-		return err
-	}
-	if !time.Now().Before(c.deadline) {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-// A context that ends only at its deadline or with its DeadlineParent
-// (host/mesh's call context) is enforced by the instance's own timer and
-// a watch on the parent, without its Done: a loop stops at the context's
-// deadline, well before the module's timeout, and is the caller's
-// deadline, not the module's timeout; the parent's cancellation stops it
-// too; and a call that ends in time leaves the instance reusable.
-func TestDeadlineContextIsEnforcedWithoutItsDone(t *testing.T) {
-	m := load(t, runtime.ModuleConfig{CallTimeout: 10 * time.Second, PoolMax: 1})
-
-	ctx := &lazyDeadline{parent: context.Background(), deadline: time.Now().Add(100 * time.Millisecond)}
-	start := time.Now()
-	err := m.Invoke(ctx, runtime.EntryHTTP, &runtime.Call{Input: []byte("l")})
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, runtime.ErrTimeout) {
-		t.Fatalf("err = %v, want the caller's context.DeadlineExceeded", err)
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Fatalf("stopped after %v: the context's deadline was not enforced", el)
-	}
-
-	parent, cancel := context.WithCancel(context.Background())
-	ctx = &lazyDeadline{parent: parent, deadline: time.Now().Add(time.Minute)}
-	time.AfterFunc(50*time.Millisecond, cancel)
-	err = m.Invoke(ctx, runtime.EntryHTTP, &runtime.Call{Input: []byte("l")})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want the parent's context.Canceled", err)
-	}
-
-	ctx = &lazyDeadline{parent: context.Background(), deadline: time.Now().Add(time.Minute)}
-	for i := range 3 {
-		if i == 1 {
-			ctx.dones.Store(0) // the first call may wait for the stopped instance's replacement
-		}
-		if err := m.Invoke(ctx, runtime.EntryHTTP, &runtime.Call{Input: []byte("n")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := ctx.dones.Load(); n != 0 {
-		t.Fatalf("Done asked for %d times by calls on an idle instance", n)
-	}
-	if st := m.Stats(); st.Discarded != 2 {
-		t.Fatalf("discarded %d instances, want the 2 stopped ones: %+v", st.Discarded, st)
 	}
 }
