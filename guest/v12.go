@@ -102,8 +102,8 @@ type CallResponse struct {
 // Release gives r back to the SDK, which reuses it for a later Call's
 // response: neither r nor its Body or header values may be used after it.
 // It is optional (a response not released is collected as any value) and
-// saves the guest an allocation per Call in a loop of calls, about a
-// tenth of a call's cost in a Go guest. Releasing r twice does nothing.
+// saves the guest an allocation per Call in a loop of calls, about 1 µs
+// in a Go guest, a fifth of a call's cost. Releasing r twice does nothing.
 func (r *CallResponse) Release() {
 	k := r.own
 	*r = CallResponse{} // a use after Release sees an empty response
