@@ -144,32 +144,15 @@ func (td *testDaemon) userOrders(t *testing.T, user string) []orderView {
 	return page.Orders
 }
 
-// postOrder makes an order as a patient client would: a request shed while
-// the pipeline is behind (503 with Retry-After; the demo order service sheds
-// at 300 ms of lag, which a loaded machine under -race reaches) is sent
-// again a bounded number of times. Anything else but 201 is an error.
+// postOrder makes an order as a patient client would (testkit.PostJSON:
+// a request shed while the pipeline lags is sent again); anything but 201
+// is an error.
 func (td *testDaemon) postOrder(ctx context.Context, body string) error {
-	for tries := 0; ; tries++ {
-		req, err := http.NewRequestWithContext(ctx, "POST", td.base+"/orders", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == 201:
-			return nil
-		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && tries < 3000:
-			time.Sleep(10 * time.Millisecond)
-		default:
-			return fmt.Errorf("POST /orders: %s %s", resp.Status, b)
-		}
+	status, b, err := testkit.PostJSON(ctx, client, td.base+"/orders", body)
+	if err == nil && status != 201 {
+		err = fmt.Errorf("POST /orders: %d %s", status, b[:min(len(b), 512)])
 	}
+	return err
 }
 
 // 1,000 orders, every 4th over the payment limit, all end as the rules

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/internal/syncbuf"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // TestSIGKILLLosesNoOrder kills a real meshd child process with SIGKILL
@@ -42,26 +44,16 @@ func TestSIGKILLLosesNoOrder(t *testing.T) {
 		}
 		// The demo order service sheds POST /orders (503 with
 		// Retry-After, nothing made) while its events lag 300 ms, which a
-		// loaded machine can reach: such a refusal is sent again.
-		var resp *http.Response
-		var err error
-		for tries := 0; ; tries++ {
-			resp, err = client.Post(base+"/orders", "application/json",
-				strings.NewReader(fmt.Sprintf(`{"user_id":"k","items":[{"name":"x","price":%d}]}`, price)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || tries == 1000 {
-				break
-			}
-			resp.Body.Close()
-			time.Sleep(20 * time.Millisecond)
+		// loaded machine can reach: PostJSON sends such a refusal again.
+		code, b, err := testkit.PostJSON(context.Background(), client, base+"/orders",
+			fmt.Sprintf(`{"user_id":"k","items":[{"name":"x","price":%d}]}`, price))
+		if err != nil {
+			t.Fatal(err)
 		}
 		var o struct{ ID string }
-		err = json.NewDecoder(resp.Body).Decode(&o)
-		resp.Body.Close()
-		if resp.StatusCode != 201 || err != nil {
-			t.Fatalf("POST: %d %v", resp.StatusCode, err)
+		err = json.Unmarshal(b, &o)
+		if code != 201 || err != nil {
+			t.Fatalf("POST: %d %v", code, err)
 		}
 		want[o.ID] = status
 	}
