@@ -71,26 +71,31 @@ func dataEdit(wasm []byte) *sectionEdit {
 	if len(segs) < 2 {
 		return nil
 	}
-	sorted := segs // readDataSegs made it: sorted in place
-	slices.SortFunc(sorted, func(a, b dataSeg) int { return cmp.Compare(a.off, b.off) })
+	slices.SortFunc(segs, func(a, b dataSeg) int { return cmp.Compare(a.off, b.off) })
+	sorted := segs
 	for i, s := range sorted {
 		end := uint64(s.off) + uint64(s.n)
 		if end > 1<<32 || (i+1 < len(sorted) && end > uint64(sorted[i+1].off)) {
 			return nil // past any memory, or an overlap: the order of writes would matter
 		}
 	}
-	// Runs of segments at most maxDataGap apart.
-	type run struct{ first, last int }
+	// Runs of segments at most maxDataGap apart: each becomes one segment
+	// at the first one's offset, n bytes long.
+	type run struct {
+		first, last int
+		n           uint32
+	}
 	var runs []run
-	for i := range sorted {
-		if n := len(runs); n > 0 {
+	for i, s := range sorted {
+		if k := len(runs); k > 0 {
 			prev := sorted[i-1]
-			if uint64(sorted[i].off)-(uint64(prev.off)+uint64(prev.n)) <= maxDataGap {
-				runs[n-1].last = i
+			if uint64(s.off)-(uint64(prev.off)+uint64(prev.n)) <= maxDataGap {
+				runs[k-1].last = i
+				runs[k-1].n = s.off + s.n - sorted[runs[k-1].first].off
 				continue
 			}
 		}
-		runs = append(runs, run{i, i})
+		runs = append(runs, run{i, i, s.n})
 	}
 	if len(runs) == len(segs) {
 		return nil
@@ -99,18 +104,16 @@ func dataEdit(wasm []byte) *sectionEdit {
 	heads := make([][]byte, len(runs)) // each run's flag, offset and size
 	size := len(appendU32(nil, uint32(len(runs))))
 	for i, rn := range runs {
-		start, last := sorted[rn.first].off, sorted[rn.last]
-		n := uint32(uint64(last.off) + uint64(last.n) - uint64(start))
-		h := append([]byte{0x00, 0x41}, appendS32(nil, int32(start))...) // active, memory 0; i32.const
-		heads[i] = appendU32(append(h, 0x0b), n)
-		size += len(heads[i]) + int(n)
+		h := append([]byte{0x00, 0x41}, appendS32(nil, int32(sorted[rn.first].off))...) // active, memory 0; i32.const
+		heads[i] = appendU32(append(h, 0x0b), rn.n)
+		size += len(heads[i]) + int(rn.n)
 	}
 	write := func(out []byte) []byte {
 		out = appendU32(out, uint32(len(runs)))
 		for i, rn := range runs {
 			out = append(out, heads[i]...)
-			base, start, last := len(out), sorted[rn.first].off, sorted[rn.last]
-			out = out[:base+int(uint64(last.off)+uint64(last.n)-uint64(start))]
+			base, start := len(out), sorted[rn.first].off
+			out = out[:base+int(rn.n)]
 			clear(out[base:]) // the gaps
 			for _, s := range sorted[rn.first : rn.last+1] {
 				copy(out[base+int(s.off-start):], wasm[s.start:s.start+s.n])
