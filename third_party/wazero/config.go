@@ -384,6 +384,28 @@ func (c *compiledModule) Close(context.Context) error {
 	return nil
 }
 
+// ReleaseSource implements experimental.ReleaseSource (meshd patch).
+func (c *compiledModule) ReleaseSource() bool { return c.module.ReleaseSource() }
+
+// ReleaseCodePages implements experimental.ReleaseCodePages (meshd patch).
+func (c *compiledModule) ReleaseCodePages() (bool, error) {
+	if p, ok := c.compiledEngine.(interface {
+		ReleaseCodePages(*wasm.Module) (bool, error)
+	}); ok {
+		return p.ReleaseCodePages(c.module)
+	}
+	return false, nil
+}
+
+// PopulateCodePages implements experimental.PopulateCodePages (meshd
+// patch).
+func (c *compiledModule) PopulateCodePages() error {
+	if p, ok := c.compiledEngine.(interface{ PopulateCodePages(*wasm.Module) error }); ok {
+		return p.PopulateCodePages(c.module)
+	}
+	return nil
+}
+
 // ImportedFunctions implements CompiledModule.ImportedFunctions
 func (c *compiledModule) ImportedFunctions() []api.FunctionDefinition {
 	return c.module.ImportedFunctions()

@@ -211,6 +211,35 @@ type Module struct {
 	// features the bodies are to be validated under.
 	bodiesUnvalidated bool
 	bodyFeatures      api.CoreFeatures
+
+	// dataReleased is set by ReleaseSource when it dropped the data
+	// segments (meshd patch): the module can then only be instantiated
+	// under experimental.WithRestore.
+	dataReleased bool
+}
+
+// ReleaseSource drops what the module keeps of its binary once compiled
+// (meshd patch): the function bodies and, when no code can read them (no
+// data count section, so no memory.init or data.drop), the data segments.
+// Both are slices of the module's bytes (the decoder does not copy them),
+// which the Go heap frees once nothing else holds them. It reports whether
+// the data went: the module must then be instantiated only under
+// experimental.WithRestore, whose memory comes from elsewhere (Store
+// refuses otherwise). Call it only once the module is compiled: its
+// bodies were validated then, or its code came from a cache entry made
+// from bodies that were (change 2), and nothing reads them again.
+func (m *Module) ReleaseSource() (dataReleased bool) {
+	if m.IsHostModule {
+		return false
+	}
+	for i := range m.CodeSection {
+		m.CodeSection[i].Body = nil
+	}
+	if m.DataCountSection == nil {
+		m.DataSection = nil
+		m.dataReleased = true
+	}
+	return m.dataReleased
 }
 
 // ModuleID represents sha256 hash value uniquely assigned to Module.

@@ -421,6 +421,9 @@ func (s *Store) instantiate(
 
 	m.buildGlobals(module, m.Engine.FunctionInstanceReference)
 	restore, restoring := ctx.Value(expctxkeys.RestoreKey{}).([]uint64) // meshd patch
+	if module.dataReleased && !restoring {
+		return nil, errors.New("the module's data segments were released (ReleaseSource): it can only be restored")
+	}
 	if restoring {
 		if err = m.restoreMutableGlobals(restore); err != nil {
 			return nil, err

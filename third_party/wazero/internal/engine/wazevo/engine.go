@@ -111,7 +111,10 @@ type (
 	}
 
 	executables struct {
-		executable         []byte
+		executable []byte
+		// fileMapped: executable is a private mapping of a compilation
+		// cache file (meshd patch), whose pages ReleaseCodePages may drop.
+		fileMapped         bool
 		entryPreambles     []byte
 		entryPreamblesPtrs []*byte
 	}
@@ -680,6 +683,30 @@ func (e *engine) CompiledModuleCount() uint32 {
 	e.mux.RLock()
 	defer e.mux.RUnlock()
 	return uint32(len(e.compiledModules))
+}
+
+// ReleaseCodePages implements experimental.ReleaseCodePages (meshd
+// patch) for the compiled m.
+func (e *engine) ReleaseCodePages(m *wasm.Module) (bool, error) {
+	e.mux.RLock()
+	cm, ok := e.compiledModules[m.ID]
+	e.mux.RUnlock()
+	if !ok || !cm.fileMapped || len(cm.executable) == 0 {
+		return false, nil
+	}
+	return true, platform.ReleaseFilePages(cm.executable)
+}
+
+// PopulateCodePages implements experimental.PopulateCodePages (meshd
+// patch) for the compiled m.
+func (e *engine) PopulateCodePages(m *wasm.Module) error {
+	e.mux.RLock()
+	cm, ok := e.compiledModules[m.ID]
+	e.mux.RUnlock()
+	if !ok || len(cm.executable) == 0 {
+		return nil
+	}
+	return platform.PopulatePages(cm.executable)
 }
 
 // DeleteCompiledModule implements wasm.Engine.

@@ -336,6 +336,7 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 	if f, ok := r.r.(*os.File); ok && executableLen > 0 {
 		if executable, merr := platform.MmapCodeFile(f, r.base+codeOff+pad, int(executableLen)); merr == nil {
 			cm.executable, code = executable, executable
+			cm.fileMapped = true
 			if err = r.skipMapped(f, pad+int64(executableLen)); err != nil {
 				return
 			}
