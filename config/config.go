@@ -45,6 +45,7 @@ type File struct {
 	DrainTimeout   *time.Duration `toml:"drain_timeout"`
 	MaxBodyBytes   *int64         `toml:"max_body_bytes"`
 	MemoryPages    *uint32        `toml:"memory_pages"`
+	IdleRelease    *time.Duration `toml:"idle_release"`
 	PoolMin        *int           `toml:"pool_min"`
 	PoolMax        *int           `toml:"pool_max"`
 	KVCacheBytes   *int64         `toml:"kv_cache_bytes"`
@@ -288,6 +289,9 @@ func (f *File) check() []error {
 	}
 	if f.MemoryPages != nil && (*f.MemoryPages == 0 || *f.MemoryPages > 65536) {
 		bad("memory_pages", "must be between 1 and 65536")
+	}
+	if f.IdleRelease != nil && *f.IdleRelease != 0 && *f.IdleRelease < MinIdleRelease {
+		bad("idle_release", "must be 0s (never) or at least %v", MinIdleRelease)
 	}
 	if f.PoolMin != nil && *f.PoolMin < 0 {
 		bad("pool_min", "must not be negative")

@@ -127,9 +127,14 @@ func DefaultDaemon() Daemon {
 			PoolMax:             4,
 			AcquireTimeout:      time.Second,
 			MaxCallsPerInstance: 10000,
+			IdleRelease:         DefaultIdleRelease,
 		},
 	}
 }
+
+// DefaultIdleRelease is how long a service goes without a call before its
+// instances are closed and its code leaves resident memory.
+const DefaultIdleRelease = 5 * time.Minute
 
 // Validate reports every problem in c, each naming its field; the admin
 // listener's fields are the daemon's to check (admin.Config.Validate).
@@ -164,6 +169,9 @@ func (c *Daemon) Validate() error {
 	}
 	if c.Module.CallTimeout <= 0 {
 		bad("call-timeout", "must be positive")
+	}
+	if d := c.Module.IdleRelease; d != 0 && d < MinIdleRelease {
+		bad("idle-release", fmt.Sprintf("must be 0 (never) or at least %v", MinIdleRelease))
 	}
 	if c.Module.PoolMax <= 0 || c.Module.PoolMin < 1 || c.Module.PoolMin > c.Module.PoolMax {
 		bad("pool", "need 1 <= pool-min <= pool-max")

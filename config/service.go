@@ -62,6 +62,11 @@ type Call struct {
 	Probes uint32 `toml:"probes"`
 }
 
+// MinIdleRelease is the shortest idle_release but 0s (never): a module
+// that sleeps and wakes between calls a few milliseconds apart would pay
+// a wake-up for each.
+const MinIdleRelease = time.Second
+
 // MaxCallTimeout bounds [calls.<callee>] timeout: a call never outlives its
 // caller, whose own deadline is bounded far below it.
 const MaxCallTimeout = 10 * time.Minute
@@ -109,6 +114,10 @@ type ServiceLimits struct {
 	// initialiser instead of restoring the version's snapshot (on when left
 	// out).
 	Snapshot *bool `toml:"snapshot"`
+	// IdleRelease: after that long without a call the service's instances
+	// are closed and its code leaves resident memory ("0s": never; the
+	// daemon's default when left out).
+	IdleRelease *Duration `toml:"idle_release"`
 }
 
 // Events is the [events] table of a service file.
@@ -228,6 +237,9 @@ func ParseService(name string, data []byte) (*Service, error) {
 	if l.AcquireTimeout.Duration < 0 {
 		bad("limits.acquire_timeout", "must not be negative")
 	}
+	if l.IdleRelease != nil && l.IdleRelease.Duration != 0 && l.IdleRelease.Duration < MinIdleRelease {
+		bad("limits.idle_release", "%v: must be 0s (never) or at least %v", l.IdleRelease.Duration, MinIdleRelease)
+	}
 	s.Events.check(bad, func(key string) bool { return md.IsDefined("events", key) })
 	s.checkCalls(bad)
 	if len(e.Problems) > 0 {
@@ -340,6 +352,9 @@ func (s *Service) ModuleConfig(base runtime.ModuleConfig) runtime.ModuleConfig {
 	set(&base.MaxOutputBytes, l.MaxOutputBytes)
 	if l.Snapshot != nil {
 		base.DisableSnapshot = !*l.Snapshot
+	}
+	if l.IdleRelease != nil {
+		base.IdleRelease = l.IdleRelease.Duration
 	}
 	return base
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/runtime"
 )
@@ -184,6 +185,28 @@ func TestServiceSnapshotOptOut(t *testing.T) {
 		}
 		if got := sf.ModuleConfig(runtime.ModuleConfig{}).DisableSnapshot; got != c.off {
 			t.Errorf("%q: DisableSnapshot %v, want %v", c.file, got, c.off)
+		}
+	}
+}
+
+func TestServiceIdleRelease(t *testing.T) {
+	base := runtime.ModuleConfig{IdleRelease: DefaultIdleRelease}
+	for _, c := range []struct {
+		file string
+		want time.Duration
+	}{{"", DefaultIdleRelease}, {"[limits]\nidle_release = \"0s\"\n", 0}, {"[limits]\nidle_release = \"30s\"\n", 30 * time.Second}} {
+		sf, err := ParseService("s.toml", []byte(c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sf.ModuleConfig(base).IdleRelease; got != c.want {
+			t.Errorf("%q: IdleRelease %v, want %v", c.file, got, c.want)
+		}
+	}
+	for _, bad := range []string{"10ms", "-1s"} {
+		_, err := ParseService("s.toml", []byte("[limits]\nidle_release = \""+bad+"\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "limits.idle_release") {
+			t.Errorf("idle_release = %q: %v, want a problem naming limits.idle_release", bad, err)
 		}
 	}
 }

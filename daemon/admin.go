@@ -145,7 +145,7 @@ func (d *Daemon) servicesView() []admin.Service {
 			Version:       s.Version(),
 			File:          s.File(),
 			Status:        string(d.statusOf(s)),
-			Instances:     admin.Instances{Idle: st.Idle, Busy: max(st.Live-st.Idle, 0)},
+			Instances:     admin.Instances{Idle: st.Idle, Busy: max(st.Live-st.Idle, 0), Asleep: st.Asleep},
 			Routes:        []string{},
 			Subscriptions: []string{},
 			Publishes:     append([]string{}, decl.Publishes...),

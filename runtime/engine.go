@@ -106,6 +106,13 @@ type ModuleConfig struct {
 	AcquireTimeout time.Duration
 	// MaxCallsPerInstance recycles an instance after that many calls (10000).
 	MaxCallsPerInstance int
+	// IdleRelease: after that long without a call, the module's idle
+	// instances are closed, PoolMin notwithstanding, and its machine code,
+	// when it runs from the compilation cache's file, leaves the process's
+	// resident memory (it stays in the system's page cache). The next call
+	// maps the code back and restores an instance from the snapshot, then
+	// the pool warms PoolMin again. 0: never.
+	IdleRelease time.Duration
 	// DisableSnapshot starts every instance the ordinary way (instantiate,
 	// run the initialiser) instead of from a snapshot of the first one
 	// taken after its initialiser ran (snapshot.go). For a guest whose

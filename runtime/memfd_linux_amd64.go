@@ -3,3 +3,7 @@ package runtime
 // sysMemfdCreate is memfd_create(2)'s number, which package syscall does
 // not name on amd64.
 const sysMemfdCreate = 319
+
+// oTmpfile is open(2)'s O_TMPFILE (with O_DIRECTORY), which package
+// syscall does not name.
+const oTmpfile = 0x410000

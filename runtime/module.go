@@ -67,6 +67,15 @@ type Stats struct {
 	// Renewed counts the retired instances reset to the snapshot in place
 	// and kept as fresh ones (included in Recycled, Created and Restored).
 	Renewed uint64
+	// Released counts the times the module, idle for IdleRelease, had its
+	// instances closed and its code released; Asleep: it has not been
+	// called since the last time.
+	Released uint64
+	Asleep   bool
+	// SourceReleased: the module's function bodies and data segments were
+	// dropped from memory once its snapshot was taken (every instance is
+	// restored from it).
+	SourceReleased bool
 	// MemoryBytes is the linear memory of the live and closing instances,
 	// as last seen when each was created or returned to the pool.
 	MemoryBytes uint64
@@ -92,8 +101,11 @@ type Module struct {
 	// (snapshot_cache.go); nil without a cache directory.
 	snaps   *snapshotStore
 	snapKey [32]byte
-	has     [numEntries]bool
-	hasInit bool
+	// sourceReleased: the module's binary was let go of (Start); an
+	// instance can only be restored from snap.
+	sourceReleased bool
+	has            [numEntries]bool
+	hasInit        bool
 	// importsWASI: the module imports from wasi_snapshot_preview1, which
 	// Start links only then.
 	importsWASI bool
@@ -120,8 +132,15 @@ type Module struct {
 	bgCtx    context.Context    // the refiller's: cancelled by Close, which stops an initialiser it runs
 	bgStop   context.CancelFunc // nil until Start
 
-	calls, failures, busy, created, discarded, recycled, waits, restored, renewed atomic.Uint64
-	memBytes                                                                      atomic.Int64 // sum of instance.mem
+	// asleep: idle for IdleRelease, its instances closed and its code
+	// released (pool.go, sleep); the next call wakes it.
+	asleep atomic.Bool
+	// restoreFailed: an instance could not be restored and was initialised
+	// instead (newInstance); the module then keeps its binary.
+	restoreFailed atomic.Bool
+
+	calls, failures, busy, created, discarded, recycled, waits, restored, renewed, released atomic.Uint64
+	memBytes                                                                                atomic.Int64 // sum of instance.mem
 }
 
 type instance struct {
@@ -340,6 +359,14 @@ func (m *Module) Start(ctx context.Context, host HostModule) (err error) {
 		return fmt.Errorf("%s returned %s: %s", abi.ExportDescribe, c.Code, c.Output)
 	}
 	m.decl = slices.Clone(c.Output)
+	// Every later instance is restored from the snapshot: the function
+	// bodies and data segments the module keeps (about 3 MB for a
+	// Go-built one) are needed no more. Not without a snapshot, or with
+	// one that failed to restore at least once (newInstance fell back to
+	// initialising).
+	if m.snap != nil && !m.restoreFailed.Load() {
+		m.sourceReleased = experimental.ReleaseSource(m.compiled)
+	}
 	m.mu.Lock()
 	m.bgCtx, m.bgStop = context.WithCancel(context.Background())
 	m.mu.Unlock()
@@ -421,9 +448,10 @@ func (m *Module) newInstance(parent context.Context) (*instance, error) {
 			m.restored.Add(1)
 			return m.ready(inst, mod), nil
 		}
-		if parent.Err() != nil {
+		if parent.Err() != nil || m.sourceReleased {
 			return nil, fmt.Errorf("restoring from the snapshot: %w", err)
 		}
+		m.restoreFailed.Store(true)
 		m.log.Warn("restoring an instance from the snapshot failed; initialising it instead",
 			slog.String("module", m.cfg.Name), slog.Any("error", err))
 	}
@@ -532,6 +560,7 @@ func (m *Module) Stats() Stats {
 		Created: m.created.Load(), Discarded: m.discarded.Load(), Recycled: m.recycled.Load(),
 		Waits: m.waits.Load(), MemoryBytes: uint64(max(m.memBytes.Load(), 0)),
 		Restored: m.restored.Load(), Renewed: m.renewed.Load(),
+		Released: m.released.Load(), Asleep: m.asleep.Load(), SourceReleased: m.sourceReleased,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/meshd/meshd/abi"
@@ -32,6 +33,9 @@ func (m *Module) Invoke(ctx context.Context, e Entry, c *Call) error {
 	m.inflight.Add(1)
 	m.mu.RUnlock()
 	defer m.inflight.Done()
+	if m.asleep.Load() {
+		m.wake()
+	}
 
 	inst, err := m.acquire(ctx)
 	if err != nil {
@@ -307,16 +311,33 @@ func (m *Module) wantRefill() {
 }
 
 // refiller keeps PoolMin instances warm off the request path, when asked
-// (wantRefill, after Start; a retired instance gets its own replacement).
+// (wantRefill, after Start; a retired instance gets its own replacement),
+// and puts the module to sleep once it has had no call for IdleRelease.
 func (m *Module) refiller() {
 	defer m.bg.Done()
+	var tick <-chan time.Time
+	if m.cfg.IdleRelease > 0 {
+		// Checked twice per IdleRelease: a module sleeps between one and
+		// one and a half IdleRelease after its last call began.
+		t := time.NewTicker(m.cfg.IdleRelease / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	calls, quietSince := m.calls.Load(), time.Now()
 	for {
 		select {
 		case <-m.done:
 			return
+		case now := <-tick:
+			if c := m.calls.Load(); c != calls {
+				calls, quietSince = c, now
+			} else if !m.asleep.Load() && now.Sub(quietSince) >= m.cfg.IdleRelease {
+				m.sleep()
+			}
+			continue
 		case <-m.refill:
 		}
-		for len(m.idle) < m.cfg.PoolMin {
+		for len(m.idle) < m.cfg.PoolMin && !m.asleep.Load() {
 			select {
 			case <-m.done:
 				return
@@ -334,6 +355,51 @@ func (m *Module) refiller() {
 		}
 	next:
 	}
+}
+
+// sleep closes the module's idle instances and releases its machine code
+// (when it is mapped from the cache file) and its snapshot's image from
+// meshd's resident memory: an idle service costs its structures in the Go
+// heap, and its image's pages in the page cache (reclaimable when the image
+// is an unnamed file) or in shared memory (a memfd). Calls may run meanwhile: one that took an instance keeps
+// it, and code they touch is faulted back. The next call wakes the module.
+func (m *Module) sleep() {
+	m.asleep.Store(true)
+	closed := 0
+	for {
+		select {
+		case inst := <-m.idle:
+			m.closeInstance(inst)
+			m.tokens <- struct{}{}
+			closed++
+			continue
+		default:
+		}
+		break
+	}
+	if s := m.snap; s != nil {
+		s.image.releasePages()
+	}
+	codeReleased, err := experimental.ReleaseCodePages(m.compiled)
+	if err != nil {
+		m.log.Warn("releasing an idle module's code failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
+	}
+	m.released.Add(1)
+	m.log.Debug("idle: instances closed, code released", slog.String("module", m.cfg.Name),
+		slog.Int("instances", closed), slog.Bool("code", codeReleased && err == nil))
+}
+
+// wake brings a sleeping module back, on the first call after its sleep:
+// its code mapped in at once (one system call, not a page fault per page
+// the call touches) and PoolMin instances warmed again.
+func (m *Module) wake() {
+	if !m.asleep.CompareAndSwap(true, false) {
+		return
+	}
+	if err := experimental.PopulateCodePages(m.compiled); err != nil {
+		m.log.Debug("mapping a woken module's code in failed", slog.String("module", m.cfg.Name), slog.Any("error", err))
+	}
+	m.wantRefill()
 }
 
 // Close stops new calls, waits for in-flight calls until ctx is done (and,

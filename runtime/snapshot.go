@@ -146,12 +146,21 @@ func (m *Module) takeSnapshot(inst *instance, randBytes int64) (*snapshot, strin
 			return nil, fmt.Sprintf("the initialiser read %d random bytes, more than the Go runtime's %d", randBytes, goRandSeedBytes)
 		}
 	}
-	img, err := newMemoryImage(buf)
+	img, err := newMemoryImage(buf, m.imageDir())
 	if err != nil {
 		return nil, fmt.Sprintf("memory image: %v", err)
 	}
 	s.image = img
 	return s, ""
+}
+
+// imageDir is where the module's snapshot images get their files: the
+// cache directory ("" without one: a memfd).
+func (m *Module) imageDir() string {
+	if m.snaps == nil {
+		return ""
+	}
+	return m.snaps.dir
 }
 
 // close releases the image. No instance may use it afterwards.

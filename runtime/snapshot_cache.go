@@ -155,7 +155,7 @@ func (m *Module) cachedSnapshot() *snapshot {
 		return nil
 	}
 	path := st.path(m.snapKey)
-	s, err := readSnapshot(path, m.snapKey, m.cfg.MemoryLimitPages)
+	s, err := readSnapshot(path, m.snapKey, m.cfg.MemoryLimitPages, st.dir)
 	if err == nil {
 		return s
 	}
@@ -173,7 +173,8 @@ func (m *Module) cachedSnapshot() *snapshot {
 }
 
 // readSnapshot reads and checks the snapshot file at path.
-func readSnapshot(path string, key [32]byte, limitPages uint32) (*snapshot, error) {
+// Its image's file goes in dir (newMemoryImage).
+func readSnapshot(path string, key [32]byte, limitPages uint32, dir string) (*snapshot, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -197,7 +198,7 @@ func readSnapshot(path string, key [32]byte, limitPages uint32) (*snapshot, erro
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, fmt.Errorf("%w: %w", errSnapshotDamaged, err)
 	}
-	s, nano, err := decodeSnapshot(data, key, limitPages)
+	s, nano, err := decodeSnapshot(data, key, limitPages, dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errSnapshotDamaged, err)
 	}
@@ -207,7 +208,7 @@ func readSnapshot(path string, key [32]byte, limitPages uint32) (*snapshot, erro
 
 // decodeSnapshot parses a snapshot file's bytes. It builds the image only
 // once every check passed.
-func decodeSnapshot(data []byte, key [32]byte, limitPages uint32) (*snapshot, int64, error) {
+func decodeSnapshot(data []byte, key [32]byte, limitPages uint32, dir string) (*snapshot, int64, error) {
 	if len(data) < len(snapshotMagic)+32+4 {
 		return nil, 0, errors.New("truncated")
 	}
@@ -271,7 +272,7 @@ func decodeSnapshot(data []byte, key [32]byte, limitPages uint32) (*snapshot, in
 	if len(r.b) != 0 {
 		return nil, 0, fmt.Errorf("%d bytes after the image", len(r.b))
 	}
-	img, err := newMemoryImagePages(int(memLen), idx, pages)
+	img, err := newMemoryImagePages(int(memLen), idx, pages, dir)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -407,7 +407,7 @@ func TestMemoryImagePages(t *testing.T) {
 		idx = append(idx, p)
 		pages = append(pages, mem[int(p)*snapPage:int(p+1)*snapPage]...)
 	}
-	img, err := newMemoryImagePages(len(mem), idx, pages)
+	img, err := newMemoryImagePages(len(mem), idx, pages, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

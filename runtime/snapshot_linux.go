@@ -12,18 +12,24 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 )
 
-// memoryImage is a snapshot's linear memory. On Linux it lives in a
-// sealed memfd (anonymous shared memory, no file system), written once,
-// without its all-zero pages (holes cost nothing and read as zeros), and
-// each restored instance maps it privately at the start of its memory's
-// reservation: the instances of a module version share the image's pages
-// through the page cache, and a page one of them writes becomes its own
-// copy, invisible to the others (copy-on-write). The seals forbid any
-// write to the file, so no instance and no bug can change the image under
-// the others. Where the memfd or the mapping is refused, instances get a
+// memoryImage is a snapshot's linear memory. On Linux it lives in a file
+// written once, without its all-zero pages (holes cost nothing and read as
+// zeros), and each restored instance maps it privately at the start of its
+// memory's reservation: the instances of a module version share the
+// image's pages through the page cache, and a page one of them writes
+// becomes its own copy, invisible to the others (copy-on-write). The file
+// is, with a cache directory, an unnamed file in it (O_TMPFILE), reopened
+// read-only and its writable descriptor closed: its pages are the page
+// cache's, which the kernel can write back and reclaim while no instance
+// uses them (an asleep service, releasePages), and nothing can write to
+// it, having no name to open it by and no writable descriptor. Without a
+// cache directory, or where the system refuses such a file, it is a
+// sealed memfd (anonymous shared memory, no file system): the seals forbid
+// any write. Either way no instance and no bug can change the image under
+// the others. Where neither or the mapping is refused, instances get a
 // copy of the image (data) instead.
 type memoryImage struct {
-	fd      int    // the memfd, or -1
+	fd      int    // the image's file (unnamed, or a memfd), or -1
 	data    []byte // the contents: a read-only shared mapping of fd, or a Go copy
 	mapped  bool   // data is a mapping (munmap at close)
 	nonZero uint64 // bytes of the pages that are not all zero
@@ -51,9 +57,10 @@ var pageSize = os.Getpagesize()
 
 // newMemoryImage makes the image of mem. It fails only when it cannot
 // make a copy; a refused memfd gives an image that instances copy.
-func newMemoryImage(mem []byte) (*memoryImage, error) {
+// dir is where its file goes ("": a memfd).
+func newMemoryImage(mem []byte, dir string) (*memoryImage, error) {
 	img := &memoryImage{fd: -1, nonZero: nonZeroBytes(mem)}
-	if fd, err := newMemfd(mem); err == nil {
+	if fd, err := newMemfd(mem, dir); err == nil {
 		data, merr := syscall.Mmap(fd, 0, len(mem), syscall.PROT_READ, syscall.MAP_SHARED)
 		if merr == nil || len(mem) == 0 {
 			img.fd, img.data, img.mapped = fd, data, merr == nil
@@ -69,9 +76,9 @@ func newMemoryImage(mem []byte) (*memoryImage, error) {
 // non-zero 4 KiB pages are idx, their contents one after the other in
 // pages (a snapshot read from the cache), without building the memory in
 // Go first: only a refused memfd costs that copy.
-func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, error) {
+func newMemoryImagePages(size int, idx []uint32, pages []byte, dir string) (*memoryImage, error) {
 	img := &memoryImage{fd: -1, nonZero: uint64(len(idx)) * snapPage}
-	if fd, err := memfdPages(size, idx, pages); err == nil {
+	if fd, err := memfdPages(size, idx, pages, dir); err == nil {
 		data, merr := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 		if merr == nil || size == 0 {
 			img.fd, img.data, img.mapped = fd, data, merr == nil
@@ -84,9 +91,9 @@ func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, er
 }
 
 // memfdPages writes the pages idx of a memory of size bytes into a new
-// sealed memfd.
-func memfdPages(size int, idx []uint32, pages []byte) (int, error) {
-	return sealedMemfd(size, func(fd int) error {
+// image file (imageFile).
+func memfdPages(size int, idx []uint32, pages []byte, dir string) (int, error) {
+	return imageFile(dir, size, func(fd int) error {
 		for i := 0; i < len(idx); {
 			// A run of consecutive pages in one write.
 			j := i + 1
@@ -107,9 +114,10 @@ func memfdPages(size int, idx []uint32, pages []byte) (int, error) {
 // refuse it.
 var newMemfd = memfdImage
 
-// memfdImage writes mem's non-zero pages into a new sealed memfd.
-func memfdImage(mem []byte) (int, error) {
-	return sealedMemfd(len(mem), func(fd int) error {
+// memfdImage writes mem's non-zero pages into a new image file
+// (imageFile).
+func memfdImage(mem []byte, dir string) (int, error) {
+	return imageFile(dir, len(mem), func(fd int) error {
 		for off := 0; off < len(mem); off += pageSize {
 			page := mem[off:min(off+pageSize, len(mem))]
 			if allZero(page) {
@@ -133,6 +141,47 @@ func pwriteAll(fd int, p []byte, off int64) error {
 		done += n
 	}
 	return nil
+}
+
+// imageFile makes the file of an image of size bytes and has write fill
+// it: an unnamed file in dir, returned read-only (unnamedFile), or, when
+// dir is empty or that fails, a sealed memfd.
+func imageFile(dir string, size int, write func(fd int) error) (int, error) {
+	if dir != "" {
+		if fd, err := unnamedFile(dir, size, write); err == nil {
+			return fd, nil
+		}
+	}
+	return sealedMemfd(size, write)
+}
+
+// unnamedFile makes an unnamed file of size bytes in dir (O_TMPFILE: it
+// never has a name, and goes when its last descriptor and mapping do), has
+// write fill it, and returns a read-only descriptor of it, the writable
+// one closed. A variable, so that tests can refuse it.
+var unnamedFile = func(dir string, size int, write func(fd int) error) (int, error) {
+	if oTmpfile == 0 {
+		return -1, errors.New("O_TMPFILE: not on this architecture")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return -1, err
+	}
+	fd, err := syscall.Open(dir, oTmpfile|syscall.O_RDWR|syscall.O_CLOEXEC, 0o400)
+	if err != nil {
+		return -1, fmt.Errorf("O_TMPFILE in %s: %w", dir, err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Ftruncate(fd, int64(size)); err != nil {
+		return -1, fmt.Errorf("ftruncate: %w", err)
+	}
+	if err := write(fd); err != nil {
+		return -1, err
+	}
+	ro, err := syscall.Open(fmt.Sprintf("/proc/self/fd/%d", fd), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("reopening read-only: %w", err)
+	}
+	return ro, nil
 }
 
 // sealedMemfd makes a memfd of size bytes, has write fill it, and seals it.
@@ -211,6 +260,17 @@ func (img *memoryImage) linearMemory(capacity, limit uint64) experimental.Linear
 
 // copyOnWrite reports whether instances map the image rather than copy it.
 func (img *memoryImage) copyOnWrite() bool { return img.fd >= 0 }
+
+// releasePages drops the image's pages from meshd's own mapping of it
+// (an asleep module), and the spare memories it keeps: the pages stay in
+// its file, and a restore maps what it needs. Nothing is lost; only the resident set shrinks. Of an image in an
+// unnamed file, the kernel may then write the pages back and reclaim them.
+func (img *memoryImage) releasePages() {
+	img.dropSpares()
+	if img.mapped && len(img.data) > 0 {
+		_ = syscall.Madvise(img.data, syscall.MADV_DONTNEED)
+	}
+}
 
 func (img *memoryImage) close() {
 	img.closeSpares()

@@ -11,7 +11,7 @@ type memoryImage struct {
 	nonZero uint64
 }
 
-func newMemoryImage(mem []byte) (*memoryImage, error) {
+func newMemoryImage(mem []byte, _ string) (*memoryImage, error) {
 	return &memoryImage{data: append([]byte(nil), mem...), nonZero: nonZeroBytes(mem)}, nil
 }
 
@@ -23,6 +23,9 @@ func (img *memoryImage) copyOnWrite() bool { return false }
 
 func (img *memoryImage) close() { img.data = nil }
 
+// releasePages does nothing where the image is a copy in the Go heap.
+func (img *memoryImage) releasePages() {}
+
 // prefault does nothing where no copy-on-write mapping is written: the
 // instance's memory is a copy, all its own already.
 func prefault([]byte, []pageRun) {}
@@ -30,7 +33,7 @@ func prefault([]byte, []pageRun) {}
 // newMemoryImagePages makes the image of a memory of size bytes whose
 // non-zero 4 KiB pages are idx, their contents one after the other in
 // pages.
-func newMemoryImagePages(size int, idx []uint32, pages []byte) (*memoryImage, error) {
+func newMemoryImagePages(size int, idx []uint32, pages []byte, _ string) (*memoryImage, error) {
 	return &memoryImage{data: expandPages(size, idx, pages), nonZero: uint64(len(idx)) * snapPage}, nil
 }
 

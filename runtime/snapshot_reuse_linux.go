@@ -122,6 +122,18 @@ func (img *memoryImage) takeSpare(limit uint64) *imageMemory {
 }
 
 // closeSpares unmaps the memories img keeps, and keeps none from now on.
+// dropSpares unmaps the spare memories img keeps (an asleep module): the
+// next instances map the image afresh.
+func (img *memoryImage) dropSpares() {
+	img.mu.Lock()
+	spare := img.spare
+	img.spare = nil
+	img.mu.Unlock()
+	for _, m := range spare {
+		m.mmapMemory.Free()
+	}
+}
+
 func (img *memoryImage) closeSpares() {
 	img.mu.Lock()
 	spare := img.spare

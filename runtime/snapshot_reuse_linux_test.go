@@ -25,7 +25,7 @@ func TestImageMemoryResetIsTheImage(t *testing.T) {
 			}
 		}
 	}
-	img, err := newMemoryImage(image)
+	img, err := newMemoryImage(image, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -62,17 +63,22 @@ const markerFresh = "\x11\x22\x01D" // as the initialiser left it, once
 // TestSnapshotIsolation: instances restored from one snapshot start as the
 // initialiser left the first (memory, grown memory, mutable globals, data)
 // without running it again, and a write by one never shows in another,
-// whether the image is mapped copy-on-write, mapping is refused (each
-// instance copies the image), or the memfd is refused.
+// whether the image is mapped copy-on-write (from an unnamed file in the
+// cache directory, or from a memfd where that file is refused), mapping is
+// refused (each instance copies the image), or the image's file is
+// refused.
 func TestSnapshotIsolation(t *testing.T) {
 	wasm := wattest.Build(t, "testdata/snap-marker.wat")
+	linux := goruntime.GOOS == "linux"
 	for _, tc := range []struct {
-		name                 string
-		refuseMap, refuseFd  bool
-		copyOnWrite, mapsHit bool
+		name                            string
+		refuseMap, refuseFd, refuseFile bool
+		copyOnWrite, mapsHit            bool
+		backing                         string
 	}{
-		{name: "copy-on-write", copyOnWrite: goruntime.GOOS == "linux", mapsHit: goruntime.GOOS == "linux"},
-		{name: "mapping refused", refuseMap: true, copyOnWrite: goruntime.GOOS == "linux", mapsHit: goruntime.GOOS == "linux"},
+		{name: "copy-on-write", copyOnWrite: linux, mapsHit: linux, backing: "file"},
+		{name: "unnamed file refused: memfd", refuseFile: true, copyOnWrite: linux, mapsHit: linux, backing: "memfd"},
+		{name: "mapping refused", refuseMap: true, copyOnWrite: linux, mapsHit: linux},
 		{name: "memfd refused", refuseFd: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,12 +93,18 @@ func TestSnapshotIsolation(t *testing.T) {
 				return prevMap(addr, length, fd)
 			}
 			if tc.refuseFd {
-				newMemfd = func([]byte) (int, error) { return -1, errors.New("refused by the test") }
+				newMemfd = func([]byte, string) (int, error) { return -1, errors.New("refused by the test") }
+			}
+			if tc.refuseFile {
+				unnamedFile = func(string, int, func(int) error) (int, error) { return -1, errors.New("refused by the test") }
 			}
 			m := loadIO(t, wasm, ModuleConfig{Name: "marker"})
 			info := m.Snapshot()
 			if !info.Taken || info.CopyOnWrite != tc.copyOnWrite || info.MemoryBytes != 4*65536 || info.Reseeded != 0 {
 				t.Fatalf("snapshot: %+v", info)
+			}
+			if got := imageBacking(t, m.snap.image); linux && tc.backing != "" && got != tc.backing {
+				t.Fatalf("the image is in a %s, want a %s", got, tc.backing)
 			}
 			insts := instances(t, m, 2)
 			a, b := insts[0], insts[1]
@@ -126,8 +138,11 @@ func TestSnapshotIsolation(t *testing.T) {
 	}
 }
 
-// restoreHooks puts mapPrivate and newMemfd back at the test's end.
+// restoreHooks puts mapPrivate, newMemfd and unnamedFile back at the
+// test's end.
 func restoreHooks(t *testing.T) {
+	prevFile := unnamedFile
+	t.Cleanup(func() { unnamedFile = prevFile })
 	prevMap, prevFd := mapPrivate, newMemfd
 	t.Cleanup(func() { mapPrivate, newMemfd = prevMap, prevFd })
 }
@@ -216,4 +231,89 @@ func report(t *testing.T, out []byte) map[string]string {
 		r[k] = v
 	}
 	return r
+}
+
+// TestSnapshotLetsGoOfTheBinary: once a Go guest's snapshot is taken, the
+// module drops its function bodies and data segments, and every instance
+// after that is restored from the snapshot and serves; a failed restore
+// is then an error, never an instance initialised without its data. A
+// module without a snapshot keeps them and initialises its instances.
+func TestSnapshotLetsGoOfTheBinary(t *testing.T) {
+	wasm, err := os.ReadFile(snapGuest)
+	if err != nil {
+		t.Fatalf("%s is missing: run `make fixtures` (or `make test`) first", snapGuest)
+	}
+	for _, snap := range []bool{true, false} {
+		m := loadIO(t, wasm, ModuleConfig{Name: "snap", PoolMax: 1, MaxCallsPerInstance: 1, DisableSnapshot: !snap})
+		if st := m.Stats(); st.SourceReleased != snap {
+			t.Fatalf("snapshot %v: source released %v", snap, st.SourceReleased)
+		}
+		for i := range 3 { // a fresh instance each
+			r := report(t, callOn(t, instances(t, m, 1)[0], ""))
+			if r["inits"] != "1" || r["calls"] != "1" || r["table"] != "100" {
+				t.Fatalf("snapshot %v, call %d: inits %s, calls %s, table %s; want 1, 1, 100", snap, i, r["inits"], r["calls"], r["table"])
+			}
+		}
+	}
+
+	m := loadIO(t, wasm, ModuleConfig{Name: "snap", PoolMax: 1})
+	m.snap.globals = m.snap.globals[:0] // restoring fails from now on
+	m.closeInstance(<-m.idle)
+	m.tokens <- struct{}{}
+	c := Call{}
+	err = m.Invoke(context.Background(), EntryHTTP, &c)
+	if !errors.Is(err, ErrTrap) || !strings.Contains(err.Error(), "restoring from the snapshot") {
+		t.Fatalf("a failed restore after the binary went: %v, want an error naming the restore", err)
+	}
+	if st := m.Stats(); st.Live != 0 {
+		t.Fatalf("an instance was made: %+v", st)
+	}
+}
+
+// imageBacking says what holds img: "file" (a regular file with no name),
+// "memfd", "copy" (no descriptor), or what else fstat says.
+func imageBacking(t *testing.T, img *memoryImage) string {
+	t.Helper()
+	if img.fd < 0 {
+		return "copy"
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(img.fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", img.fd))
+	switch {
+	case strings.HasPrefix(link, "/memfd:"):
+		return "memfd"
+	case st.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Nlink == 0:
+		return "file"
+	}
+	return fmt.Sprintf("mode %o, %d links, %s", st.Mode, st.Nlink, link)
+}
+
+// TestSnapshotImageFile: with a cache directory the image is an unnamed
+// file there, which no descriptor can write (the image's own is
+// read-only, and it has no name to open), holding the memory's contents;
+// releasePages drops meshd's mapping of it from the resident set and an
+// instance restored afterwards still starts from it.
+func TestSnapshotImageFile(t *testing.T) {
+	m := loadIO(t, wattest.Build(t, "testdata/snap-marker.wat"), ModuleConfig{Name: "marker"})
+	img := m.snap.image
+	if got := imageBacking(t, img); got != "file" {
+		t.Skipf("the image is in a %s here", got)
+	}
+	if _, err := syscall.Pwrite(img.fd, []byte{1}, 0); err == nil {
+		t.Fatal("the image's descriptor writes")
+	}
+	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(img.fd), syscall.F_GETFL, 0)
+	if errno != 0 || flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		t.Fatalf("the image's descriptor has flags %#x (%v), want read-only", flags, errno)
+	}
+	if got := marker(t, instances(t, m, 1)[0]); got != markerFresh {
+		t.Fatalf("restored instance reads %q, want %q", got, markerFresh)
+	}
+	img.releasePages()
+	if got := marker(t, instances(t, m, 1)[0]); got != markerFresh {
+		t.Fatalf("restored after the release, it reads %q, want %q", got, markerFresh)
+	}
 }

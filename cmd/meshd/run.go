@@ -42,6 +42,7 @@ func runDaemon(args []string, _, stderr io.Writer) int {
 	fs.Int64Var(&cfg.Events.MaxBytes, "events-max-bytes", 0, "keep at most this many bytes of events, dropping the oldest (0: no size limit)")
 	fs.IntVar(&cfg.Events.MaxDeliver, "events-max-attempts", 0, "deliveries of an event before it is dead-lettered (0: 5); a service's [events] max_attempts overrides it")
 	fs.DurationVar(&cfg.Module.CallTimeout, "call-timeout", cfg.Module.CallTimeout, "deadline of one module invocation")
+	fs.DurationVar(&cfg.Module.IdleRelease, "idle-release", cfg.Module.IdleRelease, "close a service's instances and release its code from memory after this long without a call (0: never)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "deadline of one HTTP request")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "how long shutdown waits for in-flight work")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body", cfg.MaxBodyBytes, "largest request body in bytes (413 past it)")

@@ -65,6 +65,9 @@ func loadConfigFile(path string, fs *flag.FlagSet, args []string, cfg *daemon.Co
 	if f.CallTimeout != nil {
 		cfg.Module.CallTimeout = *f.CallTimeout
 	}
+	if f.IdleRelease != nil {
+		cfg.Module.IdleRelease = *f.IdleRelease
+	}
 	if f.RequestTimeout != nil {
 		cfg.RequestTimeout = *f.RequestTimeout
 	}

@@ -161,6 +161,9 @@ type Service struct {
 type Instances struct {
 	Idle int `json:"idle"`
 	Busy int `json:"busy"`
+	// Asleep: no call for the service's idle_release, its instances
+	// closed and its code out of resident memory until the next call.
+	Asleep bool `json:"asleep"`
 }
 
 // Grants is what the operator granted a service.
