@@ -33,6 +33,7 @@ type daemon struct {
 	mu        sync.Mutex
 	fromCache int      // snapshots read from the cache directory
 	taken     int      // snapshots taken by running the initialiser
+	slept     int      // services fallen asleep (idle release)
 	errs      []string // error lines (bounded)
 	done      chan struct{}
 }
@@ -79,6 +80,8 @@ func startDaemon(bin, plugins, data string, wait time.Duration, extra ...string)
 				}
 				d.Started = time.Since(start)
 				once.Do(func() { close(serving) })
+			case "idle: instances closed, code released":
+				d.slept++
 			case "instances start from a snapshot":
 				if fc, _ := line["from_cache"].(bool); fc {
 					d.fromCache++
@@ -139,6 +142,42 @@ func (d *daemon) stop() {
 
 func (d *daemon) pid() int { return d.cmd.Process.Pid }
 
+// sleeping is how many times a service of meshd fell asleep (idle
+// release).
+func (d *daemon) sleeping() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.slept
+}
+
+// asleep is how many of meshd's services are asleep now (/v1/services).
+func (d *daemon) asleep(ctx context.Context) (int, error) {
+	code, body, err := get(ctx, "http://"+d.admin+"/v1/services")
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("/v1/services: status %d", code)
+	}
+	var view struct {
+		Services []struct {
+			Instances struct {
+				Asleep bool `json:"asleep"`
+			} `json:"instances"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal(body, &view); err != nil {
+		return 0, fmt.Errorf("/v1/services: %w", err)
+	}
+	n := 0
+	for _, s := range view.Services {
+		if s.Instances.Asleep {
+			n++
+		}
+	}
+	return n, nil
+}
+
 var client = &http.Client{Timeout: 20 * time.Second}
 
 // get fetches url and returns the status and body.
@@ -188,10 +227,19 @@ type memory struct {
 	RSS, PSS int64
 	// Pss by kind of mapping (smaps); they sum to PSS.
 	Code   int64 // wazero's compiled code: the cache files mapped, or anonymous executable memory
-	Images int64 // the snapshots' memfd images and the instances' private mappings of them
+	Images int64 // the snapshots' images (unnamed files or memfds) and the instances' private mappings of them
 	Anon   int64 // other anonymous memory: the Go heap, instances' own linear memory, stacks
 	Binary int64 // the meshd executable
 	Other  int64 // shared libraries and the rest
+	// Shmem is the system's shared memory (/proc/meminfo): the snapshots'
+	// memfd images live there whole, mapped or not, and VmRSS and Pss
+	// count only their pages meshd has mapped. System-wide: read on a
+	// machine where nothing else changes it.
+	Shmem int64
+	// ImageFiles is what meshd's unnamed snapshot image files hold (their
+	// allocated blocks): pages of the page cache, reclaimable once
+	// written back, that VmRSS counts only where mapped.
+	ImageFiles int64
 }
 
 // readMemory reads /proc/pid/status VmRSS, smaps_rollup Pss, and sorts
@@ -203,6 +251,26 @@ func readMemory(pid int) (memory, error) {
 		return m, err
 	}
 	m.RSS = kbField(status, "VmRSS:")
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return m, err
+	}
+	m.Shmem = kbField(meminfo, "Shmem:")
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return m, err
+	}
+	for _, fd := range fds {
+		p := fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())
+		if link, _ := os.Readlink(p); !strings.Contains(link, "/snapshots/#") {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				m.ImageFiles += st.Blocks * 512 / 1024
+			}
+		}
+	}
 	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return m, err
@@ -225,7 +293,7 @@ func readMemory(pid int) (memory, error) {
 			switch {
 			case strings.Contains(path, "/wazero-"), path == "" && strings.Contains(f[1], "x"):
 				kind = &m.Code
-			case strings.Contains(path, "meshd-snapshot"):
+			case strings.Contains(path, "meshd-snapshot"), strings.Contains(path, "/snapshots/#"):
 				kind = &m.Images
 			case exe != "" && strings.HasPrefix(path, exe):
 				kind = &m.Binary

@@ -10,7 +10,10 @@
 //   - the time until every service answered its first request;
 //   - the resident memory (VmRSS, smaps_rollup Pss, and smaps' Pss by
 //     kind of mapping) with 0, N/2 and N idle services, each having served
-//     one request, and from those the marginal memory of one service.
+//     one request, and from those the marginal memory of one service;
+//   - the same once every service has fallen asleep (--idle-release: its
+//     instances closed, its code out of resident memory), and the latency
+//     of the request that wakes each, beside that of the next one.
 //
 // `make density` builds what it needs and runs it; the markdown tables go
 // to stdout. It runs the daemon in a scratch directory on loopback ports
@@ -45,6 +48,7 @@ type config struct {
 	cold  bool
 	reps  int
 	wait  time.Duration
+	idle  time.Duration
 }
 
 func run(args []string, out io.Writer) error {
@@ -59,6 +63,7 @@ func run(args []string, out io.Writer) error {
 	fs.BoolVar(&c.cold, "cold", true, "measure a start with an empty cache (false: the first start only fills the cache, unmeasured; a -work directory kept from an earlier run keeps its cache)")
 	fs.IntVar(&c.reps, "repeat", 3, "warm starts of each kind measured (the table gives their median and range)")
 	fs.DurationVar(&c.wait, "wait", 30*time.Minute, "longest a start may take")
+	fs.DurationVar(&c.idle, "idle-release", time.Second, "meshd's --idle-release for the asleep measure (0: skip it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -140,6 +145,70 @@ func measureIdle(ctx context.Context, c config, plugins, data string, svcs []ser
 	}
 	r.mem, err = readMemory(d.pid())
 	return r, err
+}
+
+// asleep is a start of meshd whose services all fell asleep: its memory
+// then, and the latency of the request that woke each service and of the
+// next one.
+type asleep struct {
+	result
+	wake, next []time.Duration
+}
+
+// measureAsleep starts meshd on plugins with c.idle as idle release, has
+// each service answer once, waits until each has fallen asleep, reads the
+// memory as measureIdle does, then times a request to each service (it
+// wakes it) and another.
+func measureAsleep(ctx context.Context, c config, plugins, data string, svcs []service) (asleep, error) {
+	d, err := startDaemon(c.bin, plugins, data, c.wait, "--idle-release", c.idle.String())
+	if err != nil {
+		return asleep{}, err
+	}
+	defer d.stop()
+	if err := verify(ctx, d.http, svcs); err != nil {
+		return asleep{}, err
+	}
+	deadline := time.Now().Add(2*c.idle + time.Minute)
+	for {
+		n, err := d.asleep(ctx)
+		if err != nil {
+			return asleep{}, err
+		}
+		if n == len(svcs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return asleep{}, fmt.Errorf("%d of %d services asleep after %s", n, len(svcs), 2*c.idle+time.Minute)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	slept := d.sleeping()
+	var r asleep
+	for range 2 { // as measureIdle
+		if err := d.gc(ctx); err != nil {
+			return r, err
+		}
+		time.Sleep(time.Second)
+	}
+	if r.heap, err = d.metric(ctx, "go_memstats_heap_inuse_bytes"); err != nil {
+		return r, err
+	}
+	if r.mem, err = readMemory(d.pid()); err != nil {
+		return r, err
+	}
+	if n, err := d.asleep(ctx); err != nil || n != len(svcs) || d.sleeping() != slept {
+		return r, fmt.Errorf("%d of %d services asleep after the measure (%v), %d fell asleep during it", n, len(svcs), err, d.sleeping()-slept)
+	}
+	for _, lat := range []*[]time.Duration{&r.wake, &r.next} {
+		for _, s := range svcs {
+			t0 := time.Now()
+			if err := verify(ctx, d.http, []service{s}); err != nil {
+				return r, err
+			}
+			*lat = append(*lat, time.Since(t0))
+		}
+	}
+	return r, nil
 }
 
 // measureKind runs the starts of n services of kind and prints them.
@@ -241,9 +310,48 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 		}
 		fmt.Fprintf(out, " %s %s%s", p.name, per(halfR, warm, nh, p.f), sep)
 	}
-	fmt.Fprintf(out, " Go heap in use: %.0f KiB.\n\n", (warm.heap-halfR.heap)/1024/float64(nh))
+	fmt.Fprintf(out, " Go heap in use: %.0f KiB. The system's Shmem (the snapshots' memfd images, whole): %s. meshd's unnamed image files (page cache): %s.\n\n",
+		(warm.heap-halfR.heap)/1024/float64(nh), per(halfR, warm, nh, func(m memory) int64 { return m.Shmem }),
+		per(halfR, warm, nh, func(m memory) int64 { return m.ImageFiles }))
+	if c.idle <= 0 {
+		return nil
+	}
+	sleepAll, err := measureAsleep(ctx, c, all, data, svcs)
+	if err != nil {
+		return fmt.Errorf("asleep: %w", err)
+	}
+	sleepHalf, err := measureAsleep(ctx, c, halfDir, data, half)
+	if err != nil {
+		return fmt.Errorf("asleep, half: %w", err)
+	}
+	fmt.Fprintf(out, "Asleep (--idle-release %s):\n\n| idle services | VmRSS | Pss | of it: compiled code | snapshot images | other anonymous | Go heap in use |\n|---|---|---|---|---|---|---|\n", c.idle)
+	for _, r := range []struct {
+		n int
+		r asleep
+	}{{len(half), sleepHalf}, {c.n, sleepAll}} {
+		m := r.r.mem
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %s |\n", r.n, mib(m.RSS), mib(m.PSS),
+			mib(m.Code), mib(m.Images), mib(m.Anon), mib(int64(r.r.heap/1024)))
+	}
+	shmem := func(m memory) int64 { return m.Shmem }
+	fmt.Fprintf(out, "\nMarginal memory of one asleep %s service: VmRSS %s (from %d to %d services); Pss %s; of it compiled code %s, snapshot images %s, other anonymous %s; Go heap in use %.0f KiB. The system's Shmem (the snapshots' memfd images, whole): %s. meshd's unnamed image files (page cache): %s.\n",
+		kind, per(sleepHalf.result, sleepAll.result, nh, rss), len(half), c.n, per(sleepHalf.result, sleepAll.result, nh, pss),
+		per(sleepHalf.result, sleepAll.result, nh, parts[0].f), per(sleepHalf.result, sleepAll.result, nh, parts[1].f),
+		per(sleepHalf.result, sleepAll.result, nh, parts[2].f), (sleepAll.heap-sleepHalf.heap)/1024/float64(nh),
+		per(sleepHalf.result, sleepAll.result, nh, shmem), per(sleepHalf.result, sleepAll.result, nh, func(m memory) int64 { return m.ImageFiles }))
+	fmt.Fprintf(out, "The request that wakes a service: %s; the next one: %s (median, range, %d services).\n\n",
+		spreadD(sleepAll.wake), spreadD(sleepAll.next), c.n)
 	return nil
 }
+
+// spreadD is the median of ds and their range.
+func spreadD(ds []time.Duration) string {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return fmt.Sprintf("%s (%s–%s)", msf(ds[len(ds)/2]), msf(ds[0]), msf(ds[len(ds)-1]))
+}
+
+func msf(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
 // spread is the median of f over rs, and their range.
 func spread(rs []result, f func(result) time.Duration) string {
