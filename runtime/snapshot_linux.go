@@ -18,7 +18,8 @@ import (
 // memory's reservation: the instances of a module version share the
 // image's pages through the page cache, and a page one of them writes
 // becomes its own copy, invisible to the others (copy-on-write). The file
-// is, with a cache directory, an unnamed file in it (O_TMPFILE), reopened
+// is, with a cache directory and for an image of minFileImage or more
+// (a Go guest's), an unnamed file in it (O_TMPFILE), reopened
 // read-only and its writable descriptor closed: its pages are the page
 // cache's, which the kernel can write back and reclaim while no instance
 // uses them (an asleep service, releasePages), and nothing can write to
@@ -60,7 +61,7 @@ var pageSize = os.Getpagesize()
 // dir is where its file goes ("": a memfd).
 func newMemoryImage(mem []byte, dir string) (*memoryImage, error) {
 	img := &memoryImage{fd: -1, nonZero: nonZeroBytes(mem)}
-	if fd, err := newMemfd(mem, dir); err == nil {
+	if fd, err := newMemfd(mem, fileImageDir(dir, img.nonZero)); err == nil {
 		data, merr := syscall.Mmap(fd, 0, len(mem), syscall.PROT_READ, syscall.MAP_SHARED)
 		if merr == nil || len(mem) == 0 {
 			img.fd, img.data, img.mapped = fd, data, merr == nil
@@ -78,7 +79,7 @@ func newMemoryImage(mem []byte, dir string) (*memoryImage, error) {
 // Go first: only a refused memfd costs that copy.
 func newMemoryImagePages(size int, idx []uint32, pages []byte, dir string) (*memoryImage, error) {
 	img := &memoryImage{fd: -1, nonZero: uint64(len(idx)) * snapPage}
-	if fd, err := memfdPages(size, idx, pages, dir); err == nil {
+	if fd, err := memfdPages(size, idx, pages, fileImageDir(dir, img.nonZero)); err == nil {
 		data, merr := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 		if merr == nil || size == 0 {
 			img.fd, img.data, img.mapped = fd, data, merr == nil
@@ -141,6 +142,21 @@ func pwriteAll(fd int, p []byte, off int64) error {
 		done += n
 	}
 	return nil
+}
+
+// minFileImage is the smallest image (its non-zero bytes) given a file
+// rather than a memfd: a file costs about 0.1 ms more to make, and what
+// the page cache could reclaim of a smaller image is not worth it. A
+// variable, so that tests can lower it.
+var minFileImage uint64 = 256 << 10
+
+// fileImageDir is dir for an image of nonZero bytes that gets a file, ""
+// for one that gets a memfd.
+func fileImageDir(dir string, nonZero uint64) string {
+	if nonZero < minFileImage {
+		return ""
+	}
+	return dir
 }
 
 // imageFile makes the file of an image of size bytes and has write fill

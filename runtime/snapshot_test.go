@@ -95,6 +95,7 @@ func TestSnapshotIsolation(t *testing.T) {
 			if tc.refuseFd {
 				newMemfd = func([]byte, string) (int, error) { return -1, errors.New("refused by the test") }
 			}
+			minFileImage = 0 // the test guest's image is small
 			if tc.refuseFile {
 				unnamedFile = func(string, int, func(int) error) (int, error) { return -1, errors.New("refused by the test") }
 			}
@@ -138,11 +139,11 @@ func TestSnapshotIsolation(t *testing.T) {
 	}
 }
 
-// restoreHooks puts mapPrivate, newMemfd and unnamedFile back at the
-// test's end.
+// restoreHooks puts mapPrivate, newMemfd, unnamedFile and minFileImage
+// back at the test's end.
 func restoreHooks(t *testing.T) {
-	prevFile := unnamedFile
-	t.Cleanup(func() { unnamedFile = prevFile })
+	prevFile, prevMin := unnamedFile, minFileImage
+	t.Cleanup(func() { unnamedFile, minFileImage = prevFile, prevMin })
 	prevMap, prevFd := mapPrivate, newMemfd
 	t.Cleanup(func() { mapPrivate, newMemfd = prevMap, prevFd })
 }
@@ -291,12 +292,14 @@ func imageBacking(t *testing.T, img *memoryImage) string {
 	return fmt.Sprintf("mode %o, %d links, %s", st.Mode, st.Nlink, link)
 }
 
-// TestSnapshotImageFile: with a cache directory the image is an unnamed
-// file there, which no descriptor can write (the image's own is
+// TestSnapshotImageFile: with a cache directory an image (of
+// minFileImage or more) is an unnamed file there, which no descriptor can write (the image's own is
 // read-only, and it has no name to open), holding the memory's contents;
 // releasePages drops meshd's mapping of it from the resident set and an
 // instance restored afterwards still starts from it.
 func TestSnapshotImageFile(t *testing.T) {
+	restoreHooks(t)
+	minFileImage = 0
 	m := loadIO(t, wattest.Build(t, "testdata/snap-marker.wat"), ModuleConfig{Name: "marker"})
 	img := m.snap.image
 	if got := imageBacking(t, img); got != "file" {
