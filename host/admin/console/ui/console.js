@@ -111,7 +111,7 @@
           td("Version", s.version ? el("code", { title: s.version }, short(s.version)) : "–"),
           td("File", s.file ? el("code", {}, s.file) : "–"),
           td("Node", list(nodes)),
-          td("Instances", inst.idle + " idle / " + inst.busy + " busy", "num"),
+          td("Instances", inst.asleep ? "asleep" : inst.idle + " idle / " + inst.busy + " busy", "num"),
           td("Routes", list(s.routes, true)),
           td("Subscriptions", list(s.subscriptions, true)));
       });
