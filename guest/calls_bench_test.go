@@ -13,8 +13,9 @@ import (
 // wasm runtime, these measure the SDK as a guest runs it.
 type benchCallHost struct {
 	*fakeHost
-	code   abi.Code
-	result []byte
+	code    abi.Code
+	result  []byte
+	openFor int64 // call_retry_after's answer
 }
 
 func (h *benchCallHost) publishDelayed(string, []byte, int32) int32 { return 0 }
@@ -28,6 +29,9 @@ func (h *benchCallHost) call(string, []byte, int32) int32 {
 }
 
 func (h *benchCallHost) callResult(buf []byte) int32 { return h.copyOut(h.result, buf) }
+
+// callRetryAfter answers for an open breaker, when one refuses (open).
+func (h *benchCallHost) callRetryAfter() int64 { return h.openFor }
 
 func newBenchCallHost(b testing.TB, code abi.Code) *benchCallHost {
 	resp := abi.Response{Status: 200, Headers: []abi.Pair{{Key: []byte("content-type"), Value: []byte("application/json")}},
@@ -93,4 +97,21 @@ func BenchmarkCallDenied(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCallOpenBreaker is a Call to a callee whose breaker is open,
+// which the SDK refuses itself after the host's first refusal said for
+// how long (call_retry_after), its code read with CodeOf.
+func BenchmarkCallOpenBreaker(b *testing.B) {
+	h := newBenchCallHost(b, abi.CodeUnavailable)
+	h.openFor = int64(10 * 60 * 1e9)
+	b.Cleanup(func() { refusals = nil })
+	req := &CallRequest{Method: "GET", Path: "/callee/maybe"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, err := Call("callee", req)
+		if CodeOf(err) != abi.CodeUnavailable {
+			b.Fatal(err)
+		}
+	}
 }

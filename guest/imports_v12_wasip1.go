@@ -21,3 +21,10 @@ func (wasmHost) call(service string, req []byte, flags int32) int32 {
 func (wasmHost) callResult(buf []byte) int32 {
 	return hostCallResult(bp(buf), uint32(len(buf)))
 }
+
+// Host function added in ABI v1.3.
+
+//go:wasmimport meshd call_retry_after
+func hostCallRetryAfter() int64
+
+func (wasmHost) callRetryAfter() int64 { return hostCallRetryAfter() }

@@ -249,6 +249,11 @@ func callRaw(service string, req *CallRequest) ([]byte, error) {
 	if !ok {
 		return nil, &Error{Code: abi.CodeUnavailable, Msg: "call needs ABI v1.2"}
 	}
+	if len(refusals) > 0 { // v13.go
+		if e := refusedLocally(service); e != nil {
+			return nil, e
+		}
+	}
 	var flags int32
 	if req.Retryable {
 		flags |= abi.CallRetryable
@@ -256,7 +261,14 @@ func callRaw(service string, req *CallRequest) ([]byte, error) {
 	callReqBuf = req.appendTo(callReqBuf[:0])
 	n := h.call(service, callReqBuf, flags)
 	if n < 0 {
-		return nil, callFailed(n)
+		err := callFailed(n)
+		if abi.Code(-n) == abi.CodeUnavailable {
+			noteRefusal(service, err)
+		}
+		return nil, err
+	}
+	if len(refusals) > 0 {
+		forgetRefusal(service)
 	}
 	// The response is held by the host: read it into a buffer of its
 	// size. It fits, so one read does; the loop only follows the

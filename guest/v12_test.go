@@ -20,6 +20,7 @@ type fakeV12Host struct {
 	code       abi.Code // when not OK, call fails with it
 	result     []byte
 	resultCaps []int
+	retryAfter int64 // call_retry_after's answer after a failed call
 }
 
 func newFakeV12Host(t *testing.T) *fakeV12Host {
@@ -46,6 +47,13 @@ func (f *fakeV12Host) call(service string, req []byte, flags int32) int32 {
 	}
 	f.result = f.resp.Append(nil)
 	return int32(len(f.result))
+}
+
+func (f *fakeV12Host) callRetryAfter() int64 {
+	if f.code != abi.CodeUnavailable {
+		return 0
+	}
+	return f.retryAfter
 }
 
 func (f *fakeV12Host) callResult(buf []byte) int32 {

@@ -51,6 +51,9 @@ func Module(env *Env) runtime.HostModule {
 			}
 			mb.NewFunctionBuilder().WithGoModuleFunction(f.fn, params, []api.ValueType{i32}).Export(f.name)
 		}
+		// Added in v1.3 (optional import).
+		mb.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(b.callRetryAfter), nil,
+			[]api.ValueType{api.ValueTypeI64}).Export(abi.FnCallRetryAfter)
 		compiled, err := mb.Compile(ctx)
 		if err != nil {
 			return err

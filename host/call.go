@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -152,6 +153,7 @@ func (b *binding) call(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	inv.hasResult = false // a failed call leaves no result to read
+	inv.unavailable = nil
 	if len(np) > maxServiceName {
 		fail(stack, c, abi.CodeTooLarge, "service name "+quote(np)+" is longer than "+strconv.Itoa(maxServiceName)+" bytes")
 		return
@@ -239,6 +241,9 @@ func (b *binding) call(ctx context.Context, m api.Module, stack []uint64) {
 	defer func() { *resp = abi.Response{} }()
 	if err != nil {
 		code, msg := b.callFailure(name, err)
+		if code == abi.CodeUnavailable {
+			inv.unavailable = err
+		}
 		fail(stack, c, code, msg)
 		return
 	}
@@ -325,6 +330,44 @@ func responseSize(r *abi.Response) int {
 		n += 8 + len(h.Key) + len(h.Value)
 	}
 	return n
+}
+
+// openFor is how long, in nanoseconds, the open breaker that refused a
+// call with err stays open, from now; 0 when err is anything else.
+// The error says so with an OpenUntil method (host/mesh's OpenError),
+// itself or what it wraps directly (a fault.Error): two type assertions,
+// no errors.As, on a path meant to cost little.
+func openFor(err error) int64 {
+	type openUntil interface{ OpenUntil() time.Time }
+	o, ok := err.(openUntil)
+	if !ok {
+		if w, isW := err.(interface{ Unwrap() error }); isW {
+			o, ok = w.Unwrap().(openUntil)
+		}
+	}
+	if !ok {
+		return 0
+	}
+	until := o.OpenUntil()
+	if until.IsZero() {
+		return 0
+	}
+	return max(int64(time.Until(until)), 0)
+}
+
+// callRetryAfter answers call_retry_after (ABI v1.3,
+// abi.FnCallRetryAfter): openFor of the last call's failure.
+func (b *binding) callRetryAfter(ctx context.Context, _ api.Module, stack []uint64) {
+	c := runtime.CallFrom(ctx)
+	inv := effects(stack, c, "call_retry_after")
+	if inv == nil {
+		stack[0] = 0
+		return
+	}
+	stack[0] = 0
+	if inv.unavailable != nil {
+		stack[0] = uint64(openFor(inv.unavailable))
+	}
 }
 
 // callResult answers call_result (ABI v1.2, abi.FnCallResult).

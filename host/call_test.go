@@ -10,10 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host"
+	"github.com/meshd/meshd/host/fault"
+	"github.com/meshd/meshd/host/mesh"
 	"github.com/meshd/meshd/internal/traceparent"
+	"github.com/meshd/meshd/internal/wattest"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -532,6 +536,70 @@ func TestCallFailureMessages(t *testing.T) {
 		next = tc.err
 		if got := lastError(t, m, func(s *script) { callOp(s, tc.callee, getReq("/"), 0) }); got != tc.want {
 			t.Errorf("%v to %s: %q, want %q", tc.err, tc.callee, got, tc.want)
+		}
+	}
+}
+
+// TestCallRetryAfter: after a call refused by an open breaker,
+// call_retry_after (ABI v1.3) answers how long the breaker stays open, in
+// nanoseconds; after a half-open refusal, another failure or a success,
+// 0.
+func TestCallRetryAfter(t *testing.T) {
+	var next error
+	env := hostileEnv()
+	env.Grants.Calls = []string{"user"}
+	env.Call = func(_ context.Context, _ *host.ServiceCall, resp *abi.Response) error {
+		resp.Status = 200
+		return next
+	}
+	e, err := runtime.NewEngine(runtime.EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	m, err := e.Load(context.Background(), wattest.Build(t, "testdata/retry-after.wat"), host.Module(env), runtime.ModuleConfig{Name: "hostile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	req := getReq("/")
+	in := req.Append(nil)
+	ask := func() (int32, int64) {
+		t.Helper()
+		c := &runtime.Call{Input: in, Data: &host.Invocation{}}
+		if err := m.Invoke(context.Background(), runtime.EntryHTTP, c); err != nil || len(c.Output) != 12 {
+			t.Fatalf("invoke: %v, %d bytes", err, len(c.Output))
+		}
+		return int32(binary.LittleEndian.Uint32(c.Output)), int64(binary.LittleEndian.Uint64(c.Output[4:]))
+	}
+	open := func(until time.Time, st mesh.State) error {
+		return &fault.Error{Service: "user", Kind: fault.CircuitOpen,
+			Err: &mesh.OpenError{Caller: "hostile", Callee: "user", State: st, Until: until}}
+	}
+	unavailable := -int32(abi.CodeUnavailable)
+
+	next = open(time.Now().Add(5*time.Second), mesh.Open)
+	if r, d := ask(); r != unavailable || d <= 4*int64(time.Second) || d > 5*int64(time.Second) {
+		t.Fatalf("open for 5 s: call %d, retry after %d ns", r, d)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		call int32
+	}{
+		{"half-open", open(time.Time{}, mesh.HalfOpen), unavailable},
+		{"open, its time up", open(time.Now().Add(-time.Second), mesh.Open), unavailable},
+		{"another failure", coded(abi.CodeUnavailable), unavailable},
+		{"a timeout", coded(abi.CodeTimeout), -int32(abi.CodeTimeout)},
+		{"an answer", nil, 0},
+	} {
+		next = tc.err
+		r, d := ask()
+		if tc.err == nil && r > 0 {
+			r = 0 // the response's length
+		}
+		if r != tc.call || d != 0 {
+			t.Errorf("%s: call %d, retry after %d ns; want %d and 0", tc.name, r, d, tc.call)
 		}
 	}
 }

@@ -63,6 +63,9 @@ type Invocation struct {
 	callResp   abi.Response
 	callResult []byte
 	hasResult  bool
+	// unavailable is the last call's failure when its code was
+	// unavailable, for call_retry_after (ABI v1.3) to read, only if asked.
+	unavailable error
 }
 
 // maxKeptCallBuffer is the largest call buffer an Invocation keeps for

@@ -187,7 +187,14 @@ func newBreaker(s Settings, onChange func(from, to gobreaker.State)) *gobreaker.
 type OpenError struct {
 	Caller, Callee string // bounded and escaped for display
 	State          State
+	// Until is when an open breaker lets a call through again (a
+	// half-open probe); zero for a half-open one.
+	Until time.Time
 }
+
+// OpenUntil is Until: when an open breaker lets a call through again,
+// zero for a half-open one (the call host function tells the guest).
+func (e *OpenError) OpenUntil() time.Time { return e.Until }
 
 func (e *OpenError) Error() string {
 	s := "circuit " + e.Caller + "→" + e.Callee + " " + e.State.String()

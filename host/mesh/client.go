@@ -408,8 +408,10 @@ func (p *pair) openError(err error, now time.Time) *fault.Error {
 		st = HalfOpen
 	}
 	retry := time.Second
+	var until time.Time
 	if st == Open {
-		if r := p.since.get().Add(p.openFor).Sub(now); r > 0 {
+		until = p.since.get().Add(p.openFor)
+		if r := until.Sub(now); r > 0 {
 			retry = r.Round(time.Second)
 			if retry < time.Second {
 				retry = time.Second
@@ -419,13 +421,15 @@ func (p *pair) openError(err error, now time.Time) *fault.Error {
 	// The same error while it would read the same, so that a caller
 	// refused again and again allocates nothing and can tell a repeat by
 	// the pointer (the call host function then reuses its message).
-	if last := p.lastOpen.Load(); last != nil && last.RetryAfter == retry && last.Err.(*OpenError).State == st {
-		return last
+	if last := p.lastOpen.Load(); last != nil && last.RetryAfter == retry {
+		if oe := last.Err.(*OpenError); oe.State == st && oe.Until.Equal(until) {
+			return last
+		}
 	}
 	e := &fault.Error{
 		Service:    p.callee,
 		Kind:       fault.CircuitOpen,
-		Err:        &OpenError{Caller: p.caller, Callee: p.callee, State: st},
+		Err:        &OpenError{Caller: p.caller, Callee: p.callee, State: st, Until: until},
 		RetryAfter: retry,
 	}
 	p.lastOpen.Store(e)
