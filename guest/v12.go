@@ -196,7 +196,13 @@ type smallResponse struct {
 // no route of it matches, ErrInvalid for a malformed request or past
 // abi.MaxCallDepth nested calls, ErrTooLarge past a size cap,
 // ErrUnavailable when the callee is down, busy or its breaker open,
-// ErrTimeout when the current deadline ran out. Needs a host with ABI v1.2.
+// ErrTimeout when the current deadline ran out. Needs a host with ABI v1.3.
+//
+// After a call refused because the callee's circuit breaker is open, Call
+// refuses calls to that callee itself, with the same error and without
+// asking the host, for as long as the host says the breaker stays open
+// but at most a second (v13.go): a refusal then costs a fraction of a
+// microsecond.
 //
 // A call allocates once when its encoded response is at most 96 bytes (a
 // status, a content type and a small JSON body): the CallResponse with the
