@@ -34,12 +34,18 @@ func (k *memKV) Get(_ context.Context, key string) ([]byte, error) {
 // conformance loads the hand-written WAT guest with env.
 func conformance(t *testing.T, env *host.Env) *runtime.Module {
 	t.Helper()
+	return loadWAT(t, "testdata/conformance.wat", "conformance", env)
+}
+
+// loadWAT loads the WAT guest at path as service name, linked with env.
+func loadWAT(t *testing.T, path, name string, env *host.Env) *runtime.Module {
+	t.Helper()
 	e, err := runtime.NewEngine(runtime.EngineConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.Close(context.Background()) })
-	m, err := e.Load(context.Background(), wattest.Build(t, "testdata/conformance.wat"), host.Module(env), runtime.ModuleConfig{Name: "conformance"})
+	m, err := e.Load(context.Background(), wattest.Build(t, path), host.Module(env), runtime.ModuleConfig{Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/host/mesh"
 	"github.com/meshd/meshd/internal/traceparent"
-	"github.com/meshd/meshd/internal/wattest"
 	"github.com/meshd/meshd/runtime"
 )
 
@@ -552,16 +551,7 @@ func TestCallRetryAfter(t *testing.T) {
 		resp.Status = 200
 		return next
 	}
-	e, err := runtime.NewEngine(runtime.EngineConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close(context.Background()) })
-	m, err := e.Load(context.Background(), wattest.Build(t, "testdata/retry-after.wat"), host.Module(env), runtime.ModuleConfig{Name: "hostile"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	m := loadWAT(t, "testdata/retry-after.wat", "hostile", env)
 	req := getReq("/")
 	in := req.Append(nil)
 	ask := func() (int32, int64) {
