@@ -1,6 +1,8 @@
 package wasm
 
 import (
+	"sort"
+
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/internal/internalapi"
 	"github.com/tetratelabs/wazero/internal/wasmdebug"
@@ -31,9 +33,111 @@ func (m *Module) ExportedFunctions() map[string]api.FunctionDefinition {
 
 // FunctionDefinition returns the FunctionDefinition for the given `index`.
 func (m *Module) FunctionDefinition(index Index) *FunctionDefinition {
-	// TODO: function initialization is lazy, but bulk. Make it per function.
+	if d := m.lazyFunctionDefinition(index); d != nil { // meshd patch
+		return d
+	}
 	m.buildFunctionDefinitions()
 	return &m.FunctionDefinitionSection[index]
+}
+
+// lazyFunctionDefinition returns the definition of the function at index,
+// built the first time it is asked for (meshd patch): a Go-built module
+// defines thousands of functions, about 300 KB of definitions, and a
+// running module asks for a handful (its exports, its imports, the frames
+// of a trap's stack trace). nil when the module's definitions are built
+// all at once as upstream does: a host module's (few, and read through
+// FunctionDefinitionSection elsewhere), a module whose bulk build already
+// ran, or one whose name section does not list function names in
+// increasing index order (where the bulk build's matching is kept).
+func (m *Module) lazyFunctionDefinition(index Index) *FunctionDefinition {
+	m.lazyDefsMu.Lock()
+	defer m.lazyDefsMu.Unlock()
+	switch m.lazyDefsMode {
+	case lazyDefsOff:
+		return nil
+	case lazyDefsUnknown:
+		if m.IsHostModule || m.FunctionDefinitionSection != nil || !m.functionNamesIncreasing() {
+			m.lazyDefsMode = lazyDefsOff
+			return nil
+		}
+		m.lazyDefsMode = lazyDefsOn
+		m.lazyDefs = make([]*FunctionDefinition, m.ImportFunctionCount+uint32(len(m.FunctionSection)))
+	}
+	if d := m.lazyDefs[index]; d != nil {
+		return d
+	}
+	d := m.newFunctionDefinition(index)
+	m.lazyDefs[index] = d
+	return d
+}
+
+// Modes of Module.lazyDefsMode (meshd patch).
+const (
+	lazyDefsUnknown = iota
+	lazyDefsOn
+	lazyDefsOff
+)
+
+// functionNamesIncreasing reports whether the name section's function
+// names are in strictly increasing index order, as the specification
+// requires (meshd patch).
+func (m *Module) functionNamesIncreasing() bool {
+	if m.NameSection == nil {
+		return true
+	}
+	names := m.NameSection.FunctionNames
+	for i := 1; i < len(names); i++ {
+		if names[i].Index <= names[i-1].Index {
+			return false
+		}
+	}
+	return true
+}
+
+// newFunctionDefinition builds the definition of the function at idx as
+// buildFunctionDefinitionsOnce builds each of them (meshd patch).
+func (m *Module) newFunctionDefinition(idx Index) *FunctionDefinition {
+	d := &FunctionDefinition{index: idx}
+	if idx < m.ImportFunctionCount {
+		n := Index(0)
+		for i := range m.ImportSection {
+			imp := &m.ImportSection[i]
+			if imp.Type != ExternTypeFunc {
+				continue
+			}
+			if n == idx {
+				d.importDesc = imp
+				d.Functype = &m.TypeSection[imp.DescFunc]
+				break
+			}
+			n++
+		}
+	} else {
+		codeIndex := idx - m.ImportFunctionCount
+		d.Functype = &m.TypeSection[m.FunctionSection[codeIndex]]
+		d.goFunc = m.CodeSection[codeIndex].GoFunc
+	}
+	var moduleName, funcName string
+	var localNames, resultNames IndirectNameMap
+	if ns := m.NameSection; ns != nil {
+		moduleName, localNames, resultNames = ns.ModuleName, ns.LocalNames, ns.ResultNames
+		names := ns.FunctionNames
+		if i := sort.Search(len(names), func(i int) bool { return names[i].Index >= idx }); i < len(names) && names[i].Index == idx {
+			funcName = names[i].Name
+		}
+	}
+	d.moduleName = moduleName
+	d.name = funcName
+	d.Debugname = wasmdebug.FuncName(moduleName, funcName, idx)
+	d.paramNames = paramNames(localNames, idx, len(d.Functype.Params))
+	d.resultNames = paramNames(resultNames, idx, len(d.Functype.Results))
+	for i := range m.ExportSection {
+		e := &m.ExportSection[i]
+		if e.Type == ExternTypeFunc && e.Index == idx {
+			d.exportNames = append(d.exportNames, e.Name)
+		}
+	}
+	return d
 }
 
 // buildFunctionDefinitions generates function metadata that can be parsed from

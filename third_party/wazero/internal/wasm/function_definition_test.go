@@ -8,7 +8,83 @@ import (
 	"github.com/tetratelabs/wazero/internal/testing/require"
 )
 
+// functionDefinitionTests are TestModule_BuildFunctionDefinitions's
+// cases, each with a module of its own (meshd patch: the lazy definitions'
+// test runs them too).
+type functionDefinitionTest struct {
+	name            string
+	m               *Module
+	expected        []FunctionDefinition
+	expectedImports []api.FunctionDefinition
+	expectedExports map[string]api.FunctionDefinition
+}
+
 func TestModule_BuildFunctionDefinitions(t *testing.T) {
+	tests := functionDefinitionTests()
+	for _, tc := range tests {
+		tc := tc
+		t.Run(tc.name, func(t *testing.T) {
+			tc.m.buildFunctionDefinitions()
+			require.Equal(t, tc.expected, tc.m.FunctionDefinitionSection)
+			require.Equal(t, tc.expectedImports, tc.m.ImportedFunctions())
+			require.Equal(t, tc.expectedExports, tc.m.ExportedFunctions())
+		})
+	}
+
+	// Execute the same tests with n=`concurrentCount` goroutines invoking `buildFunctionDefinitions()` at once.
+	const nGoroutines = 100
+	const nIterations = 10
+	for _, tc := range tests {
+		tc := tc
+		testName := tc.name + " (concurrent)"
+		t.Run(testName, func(t *testing.T) {
+			hammer.NewHammer(t, nGoroutines, nIterations).
+				Run(func(p, n int) {
+					tc.m.buildFunctionDefinitions()
+				}, nil)
+
+			require.Equal(t, tc.expected, tc.m.FunctionDefinitionSection)
+			require.Equal(t, tc.expectedImports, tc.m.ImportedFunctions())
+			require.Equal(t, tc.expectedExports, tc.m.ExportedFunctions())
+		})
+	}
+}
+
+// TestModule_LazyFunctionDefinitions (meshd patch): FunctionDefinition
+// builds each definition when first asked for, equal to the bulk build's,
+// the same pointer when asked again, and never the whole section; under
+// concurrent askers too. A module whose function names are not in
+// increasing order gets the bulk build.
+func TestModule_LazyFunctionDefinitions(t *testing.T) {
+	for _, tc := range functionDefinitionTests() {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.m
+			hammer.NewHammer(t, 8, 10).Run(func(p, n int) {
+				for i := range tc.expected {
+					_ = m.FunctionDefinition(Index(i))
+				}
+			}, nil)
+			for i := range tc.expected {
+				d := m.FunctionDefinition(Index(i))
+				require.Equal(t, &tc.expected[i], d)
+				require.True(t, d == m.FunctionDefinition(Index(i)))
+			}
+			require.Equal(t, tc.expectedImports, m.ImportedFunctions())
+			require.Equal(t, tc.expectedExports, m.ExportedFunctions())
+			require.Nil(t, m.FunctionDefinitionSection)
+		})
+	}
+	unsorted := &Module{
+		TypeSection:     []FunctionType{v_v},
+		FunctionSection: []Index{0, 0},
+		CodeSection:     []Code{{Body: []byte{OpcodeEnd}}, {Body: []byte{OpcodeEnd}}},
+		NameSection:     &NameSection{FunctionNames: NameMap{{Index: 1, Name: "b"}, {Index: 0, Name: "a"}}},
+	}
+	_ = unsorted.FunctionDefinition(1)
+	require.Equal(t, 2, len(unsorted.FunctionDefinitionSection))
+}
+
+func functionDefinitionTests() []functionDefinitionTest {
 	imp := &Import{
 		Type:     ExternTypeFunc,
 		DescFunc: 2, // Index of type.
@@ -16,13 +92,7 @@ func TestModule_BuildFunctionDefinitions(t *testing.T) {
 
 	nopCode := Code{Body: []byte{OpcodeEnd}}
 	fn := func(uint32) uint32 { return 1 }
-	tests := []struct {
-		name            string
-		m               *Module
-		expected        []FunctionDefinition
-		expectedImports []api.FunctionDefinition
-		expectedExports map[string]api.FunctionDefinition
-	}{
+	return []functionDefinitionTest{
 		{
 			name:            "no exports",
 			m:               &Module{},
@@ -249,33 +319,5 @@ func TestModule_BuildFunctionDefinitions(t *testing.T) {
 			},
 			expectedExports: map[string]api.FunctionDefinition{},
 		},
-	}
-
-	for _, tc := range tests {
-		tc := tc
-		t.Run(tc.name, func(t *testing.T) {
-			tc.m.buildFunctionDefinitions()
-			require.Equal(t, tc.expected, tc.m.FunctionDefinitionSection)
-			require.Equal(t, tc.expectedImports, tc.m.ImportedFunctions())
-			require.Equal(t, tc.expectedExports, tc.m.ExportedFunctions())
-		})
-	}
-
-	// Execute the same tests with n=`concurrentCount` goroutines invoking `buildFunctionDefinitions()` at once.
-	const nGoroutines = 100
-	const nIterations = 10
-	for _, tc := range tests {
-		tc := tc
-		testName := tc.name + " (concurrent)"
-		t.Run(testName, func(t *testing.T) {
-			hammer.NewHammer(t, nGoroutines, nIterations).
-				Run(func(p, n int) {
-					tc.m.buildFunctionDefinitions()
-				}, nil)
-
-			require.Equal(t, tc.expected, tc.m.FunctionDefinitionSection)
-			require.Equal(t, tc.expectedImports, tc.m.ImportedFunctions())
-			require.Equal(t, tc.expectedExports, tc.m.ExportedFunctions())
-		})
 	}
 }

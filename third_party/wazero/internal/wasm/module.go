@@ -198,6 +198,13 @@ type Module struct {
 	// FunctionDefinitionSection is a wazero-specific section.
 	FunctionDefinitionSection []FunctionDefinition
 
+	// lazyDefs are the function definitions built one at a time
+	// (meshd patch, lazyFunctionDefinition), by index, under lazyDefsMu;
+	// lazyDefsMode says whether the module's definitions are built so.
+	lazyDefsMu   sync.Mutex
+	lazyDefsMode uint8
+	lazyDefs     []*FunctionDefinition
+
 	// MemoryDefinitionSection is a wazero-specific section.
 	MemoryDefinitionSection []MemoryDefinition
 
