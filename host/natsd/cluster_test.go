@@ -44,9 +44,16 @@ func TestClusterReplicatedStream(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("create R3 stream through node 1: %v", err)
 	}
-	if _, err := js1.Publish(ctx, "t.a", []byte("one")); err != nil {
-		t.Fatalf("publish through node 1: %v", err)
-	}
+	// The stream's own group elects its leader after the create returns:
+	// on a busy machine the first write may find none yet.
+	testkit.Eventually(t, 30*time.Second, func() string {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := js1.Publish(pctx, "t.a", []byte("one")); err != nil {
+			return fmt.Sprintf("publish through node 1: %v", err)
+		}
+		return ""
+	})
 	st3, err := js3.Stream(ctx, "T")
 	if err != nil {
 		t.Fatalf("stream through node 3: %v", err)
