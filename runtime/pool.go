@@ -360,22 +360,21 @@ func (m *Module) refiller() {
 // sleep closes the module's idle instances and releases its machine code
 // (when it is mapped from the cache file) and its snapshot's image from
 // meshd's resident memory: an idle service costs its structures in the Go
-// heap, and its image's pages in the page cache (reclaimable when the image
-// is an unnamed file) or in shared memory (a memfd). Calls may run meanwhile: one that took an instance keeps
-// it, and code they touch is faulted back. The next call wakes the module.
+// heap, and its image's pages in the page cache (reclaimable when the
+// image is an unnamed file) or in shared memory (a memfd). Calls may run
+// meanwhile: one that took an instance keeps it, and code they touch is
+// faulted back. The next call wakes the module.
 func (m *Module) sleep() {
 	m.asleep.Store(true)
 	closed := 0
-	for {
+	for len(m.idle) > 0 {
 		select {
 		case inst := <-m.idle:
 			m.closeInstance(inst)
 			m.tokens <- struct{}{}
 			closed++
-			continue
-		default:
+		default: // a call took it meanwhile
 		}
-		break
 	}
 	if s := m.snap; s != nil {
 		s.image.releasePages()

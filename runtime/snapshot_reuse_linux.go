@@ -121,23 +121,20 @@ func (img *memoryImage) takeSpare(limit uint64) *imageMemory {
 	return nil
 }
 
-// closeSpares unmaps the memories img keeps, and keeps none from now on.
 // dropSpares unmaps the spare memories img keeps (an asleep module): the
 // next instances map the image afresh.
-func (img *memoryImage) dropSpares() {
+func (img *memoryImage) dropSpares() { img.freeSpares(false) }
+
+// closeSpares unmaps the memories img keeps, and keeps none from now on.
+func (img *memoryImage) closeSpares() { img.freeSpares(true) }
+
+// freeSpares unmaps the spare memories, and with closing keeps none from
+// now on (under the same lock, so that none is added after).
+func (img *memoryImage) freeSpares(closing bool) {
 	img.mu.Lock()
 	spare := img.spare
 	img.spare = nil
-	img.mu.Unlock()
-	for _, m := range spare {
-		m.mmapMemory.Free()
-	}
-}
-
-func (img *memoryImage) closeSpares() {
-	img.mu.Lock()
-	spare := img.spare
-	img.spare, img.closed = nil, true
+	img.closed = img.closed || closing
 	img.mu.Unlock()
 	for _, m := range spare {
 		m.mmapMemory.Free()
