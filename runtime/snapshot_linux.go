@@ -57,11 +57,11 @@ const (
 var pageSize = os.Getpagesize()
 
 // newMemoryImage makes the image of mem. It fails only when it cannot
-// make a copy; a refused memfd gives an image that instances copy.
+// make a copy; a refused file gives an image that instances copy.
 // dir is where its file goes ("": a memfd).
 func newMemoryImage(mem []byte, dir string) (*memoryImage, error) {
 	img := &memoryImage{fd: -1, nonZero: nonZeroBytes(mem)}
-	if fd, err := newMemfd(mem, fileImageDir(dir, img.nonZero)); err == nil {
+	if fd, err := newImageFile(mem, fileImageDir(dir, img.nonZero)); err == nil {
 		data, merr := syscall.Mmap(fd, 0, len(mem), syscall.PROT_READ, syscall.MAP_SHARED)
 		if merr == nil || len(mem) == 0 {
 			img.fd, img.data, img.mapped = fd, data, merr == nil
@@ -76,10 +76,10 @@ func newMemoryImage(mem []byte, dir string) (*memoryImage, error) {
 // newMemoryImagePages makes the image of a memory of size bytes whose
 // non-zero 4 KiB pages are idx, their contents one after the other in
 // pages (a snapshot read from the cache), without building the memory in
-// Go first: only a refused memfd costs that copy.
+// Go first: only a refused file costs that copy.
 func newMemoryImagePages(size int, idx []uint32, pages []byte, dir string) (*memoryImage, error) {
 	img := &memoryImage{fd: -1, nonZero: uint64(len(idx)) * snapPage}
-	if fd, err := memfdPages(size, idx, pages, fileImageDir(dir, img.nonZero)); err == nil {
+	if fd, err := imageFilePages(size, idx, pages, fileImageDir(dir, img.nonZero)); err == nil {
 		data, merr := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 		if merr == nil || size == 0 {
 			img.fd, img.data, img.mapped = fd, data, merr == nil
@@ -91,9 +91,9 @@ func newMemoryImagePages(size int, idx []uint32, pages []byte, dir string) (*mem
 	return img, nil
 }
 
-// memfdPages writes the pages idx of a memory of size bytes into a new
+// imageFilePages writes the pages idx of a memory of size bytes into a new
 // image file (imageFile).
-func memfdPages(size int, idx []uint32, pages []byte, dir string) (int, error) {
+func imageFilePages(size int, idx []uint32, pages []byte, dir string) (int, error) {
 	return imageFile(dir, size, func(fd int) error {
 		for i := 0; i < len(idx); {
 			// A run of consecutive pages in one write.
@@ -111,13 +111,13 @@ func memfdPages(size int, idx []uint32, pages []byte, dir string) (int, error) {
 	})
 }
 
-// newMemfd makes the memfd of an image. A variable, so that tests can
+// newImageFile makes the file of an image. A variable, so that tests can
 // refuse it.
-var newMemfd = memfdImage
+var newImageFile = imageFileOf
 
-// memfdImage writes mem's non-zero pages into a new image file
+// imageFileOf writes mem's non-zero pages into a new image file
 // (imageFile).
-func memfdImage(mem []byte, dir string) (int, error) {
+func imageFileOf(mem []byte, dir string) (int, error) {
 	return imageFile(dir, len(mem), func(fd int) error {
 		for off := 0; off < len(mem); off += pageSize {
 			page := mem[off:min(off+pageSize, len(mem))]
@@ -279,8 +279,9 @@ func (img *memoryImage) copyOnWrite() bool { return img.fd >= 0 }
 
 // releasePages drops the image's pages from meshd's own mapping of it
 // (an asleep module), and the spare memories it keeps: the pages stay in
-// its file, and a restore maps what it needs. Nothing is lost; only the resident set shrinks. Of an image in an
-// unnamed file, the kernel may then write the pages back and reclaim them.
+// its file, and a restore maps what it needs. Nothing is lost; only the
+// resident set shrinks. Of an image in an unnamed file, the kernel may
+// then write the pages back and reclaim them.
 func (img *memoryImage) releasePages() {
 	img.dropSpares()
 	if img.mapped && len(img.data) > 0 {

@@ -79,7 +79,7 @@ func TestSnapshotIsolation(t *testing.T) {
 		{name: "copy-on-write", copyOnWrite: linux, mapsHit: linux, backing: "file"},
 		{name: "unnamed file refused: memfd", refuseFile: true, copyOnWrite: linux, mapsHit: linux, backing: "memfd"},
 		{name: "mapping refused", refuseMap: true, copyOnWrite: linux, mapsHit: linux},
-		{name: "memfd refused", refuseFd: true},
+		{name: "image file refused", refuseFd: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var maps atomic.Int64
@@ -93,7 +93,7 @@ func TestSnapshotIsolation(t *testing.T) {
 				return prevMap(addr, length, fd)
 			}
 			if tc.refuseFd {
-				newMemfd = func([]byte, string) (int, error) { return -1, errors.New("refused by the test") }
+				newImageFile = func([]byte, string) (int, error) { return -1, errors.New("refused by the test") }
 			}
 			minFileImage = 0 // the test guest's image is small
 			if tc.refuseFile {
@@ -139,13 +139,13 @@ func TestSnapshotIsolation(t *testing.T) {
 	}
 }
 
-// restoreHooks puts mapPrivate, newMemfd, unnamedFile and minFileImage
+// restoreHooks puts mapPrivate, newImageFile, unnamedFile and minFileImage
 // back at the test's end.
 func restoreHooks(t *testing.T) {
 	prevFile, prevMin := unnamedFile, minFileImage
 	t.Cleanup(func() { unnamedFile, minFileImage = prevFile, prevMin })
-	prevMap, prevFd := mapPrivate, newMemfd
-	t.Cleanup(func() { mapPrivate, newMemfd = prevMap, prevFd })
+	prevMap, prevFd := mapPrivate, newImageFile
+	t.Cleanup(func() { mapPrivate, newImageFile = prevMap, prevFd })
 }
 
 // TestSnapshotOptOut: with DisableSnapshot every instance runs its
