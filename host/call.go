@@ -359,13 +359,9 @@ func openFor(err error) int64 {
 // abi.FnCallRetryAfter): openFor of the last call's failure.
 func (b *binding) callRetryAfter(ctx context.Context, _ api.Module, stack []uint64) {
 	c := runtime.CallFrom(ctx)
-	inv := effects(stack, c, "call_retry_after")
-	if inv == nil {
-		stack[0] = 0
-		return
-	}
+	inv := effects(stack, c, "call_retry_after") // outside a call: 0, its error for last_error
 	stack[0] = 0
-	if inv.unavailable != nil {
+	if inv != nil && inv.unavailable != nil {
 		stack[0] = uint64(openFor(inv.unavailable))
 	}
 }
