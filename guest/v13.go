@@ -40,20 +40,27 @@ var refusals []refusal
 //go:linkname nanotime runtime.nanotime
 func nanotime() int64
 
+// refusalOf is the index in refusals of service's entry, or -1.
+func refusalOf(service string) int {
+	for i := range refusals {
+		if refusals[i].service == service {
+			return i
+		}
+	}
+	return -1
+}
+
 // refusedLocally returns the error a call to service gets without asking
 // the host (its breaker is open), or nil.
 func refusedLocally(service string) *Error {
-	for i := range refusals {
-		r := &refusals[i]
-		if r.service != service {
-			continue
-		}
-		if nanotime() < r.until {
-			return r.err
-		}
-		forget(i)
+	i := refusalOf(service)
+	if i < 0 {
 		return nil
 	}
+	if nanotime() < refusals[i].until {
+		return refusals[i].err
+	}
+	forget(i)
 	return nil
 }
 
@@ -67,12 +74,7 @@ func noteRefusal(service string, err error) {
 		return
 	}
 	d := h.callRetryAfter()
-	at := -1
-	for i := range refusals {
-		if refusals[i].service == service {
-			at = i
-		}
-	}
+	at := refusalOf(service)
 	if d <= 0 {
 		if at >= 0 {
 			forget(at)
@@ -101,11 +103,8 @@ func noteRefusal(service string, err error) {
 
 // forgetRefusal drops service from refusals (a call to it was answered).
 func forgetRefusal(service string) {
-	for i := range refusals {
-		if refusals[i].service == service {
-			forget(i)
-			return
-		}
+	if i := refusalOf(service); i >= 0 {
+		forget(i)
 	}
 }
 
