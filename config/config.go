@@ -290,7 +290,7 @@ func (f *File) check() []error {
 	if f.MemoryPages != nil && (*f.MemoryPages == 0 || *f.MemoryPages > 65536) {
 		bad("memory_pages", "must be between 1 and 65536")
 	}
-	if f.IdleRelease != nil && *f.IdleRelease != 0 && *f.IdleRelease < MinIdleRelease {
+	if f.IdleRelease != nil && !ValidIdleRelease(*f.IdleRelease) {
 		bad("idle_release", "must be 0s (never) or at least %v", MinIdleRelease)
 	}
 	if f.PoolMin != nil && *f.PoolMin < 0 {

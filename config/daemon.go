@@ -170,7 +170,7 @@ func (c *Daemon) Validate() error {
 	if c.Module.CallTimeout <= 0 {
 		bad("call-timeout", "must be positive")
 	}
-	if d := c.Module.IdleRelease; d != 0 && d < MinIdleRelease {
+	if !ValidIdleRelease(c.Module.IdleRelease) {
 		bad("idle-release", fmt.Sprintf("must be 0 (never) or at least %v", MinIdleRelease))
 	}
 	if c.Module.PoolMax <= 0 || c.Module.PoolMin < 1 || c.Module.PoolMin > c.Module.PoolMax {

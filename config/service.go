@@ -67,6 +67,10 @@ type Call struct {
 // a wake-up for each.
 const MinIdleRelease = time.Second
 
+// ValidIdleRelease reports whether d is an idle_release meshd takes: 0s
+// (never) or at least MinIdleRelease.
+func ValidIdleRelease(d time.Duration) bool { return d == 0 || d >= MinIdleRelease }
+
 // MaxCallTimeout bounds [calls.<callee>] timeout: a call never outlives its
 // caller, whose own deadline is bounded far below it.
 const MaxCallTimeout = 10 * time.Minute
@@ -237,7 +241,7 @@ func ParseService(name string, data []byte) (*Service, error) {
 	if l.AcquireTimeout.Duration < 0 {
 		bad("limits.acquire_timeout", "must not be negative")
 	}
-	if l.IdleRelease != nil && l.IdleRelease.Duration != 0 && l.IdleRelease.Duration < MinIdleRelease {
+	if l.IdleRelease != nil && !ValidIdleRelease(l.IdleRelease.Duration) {
 		bad("limits.idle_release", "%v: must be 0s (never) or at least %v", l.IdleRelease.Duration, MinIdleRelease)
 	}
 	s.Events.check(bad, func(key string) bool { return md.IsDefined("events", key) })
