@@ -132,19 +132,25 @@ func measureIdle(ctx context.Context, c config, plugins, data string, svcs []ser
 	}
 	r := result{started: d.Started, answered: time.Since(t0)}
 	r.fromCache, r.taken = d.snapshots()
-	// Settle: two collections a second apart (the second frees what the
-	// finalisers of the first released).
+	err = settle(ctx, d, &r)
+	return r, err
+}
+
+// settle has meshd collect garbage twice, a second apart (the second frees
+// what the finalisers of the first released), then reads its heap and its
+// memory into r.
+func settle(ctx context.Context, d *daemon, r *result) (err error) {
 	for range 2 {
 		if err := d.gc(ctx); err != nil {
-			return r, err
+			return err
 		}
 		time.Sleep(time.Second)
 	}
 	if r.heap, err = d.metric(ctx, "go_memstats_heap_inuse_bytes"); err != nil {
-		return r, err
+		return err
 	}
 	r.mem, err = readMemory(d.pid())
-	return r, err
+	return err
 }
 
 // asleep is a start of meshd whose services all fell asleep: its memory
@@ -184,16 +190,7 @@ func measureAsleep(ctx context.Context, c config, plugins, data string, svcs []s
 	}
 	slept := d.sleeping()
 	var r asleep
-	for range 2 { // as measureIdle
-		if err := d.gc(ctx); err != nil {
-			return r, err
-		}
-		time.Sleep(time.Second)
-	}
-	if r.heap, err = d.metric(ctx, "go_memstats_heap_inuse_bytes"); err != nil {
-		return r, err
-	}
-	if r.mem, err = readMemory(d.pid()); err != nil {
+	if err := settle(ctx, d, &r.result); err != nil {
 		return r, err
 	}
 	if n, err := d.asleep(ctx); err != nil || n != len(svcs) || d.sleeping() != slept {
@@ -291,6 +288,8 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 	}
 	rss := func(m memory) int64 { return m.RSS }
 	pss := func(m memory) int64 { return m.PSS }
+	shmem := func(m memory) int64 { return m.Shmem }
+	imageFiles := func(m memory) int64 { return m.ImageFiles }
 	nh := c.n - len(half)
 	fmt.Fprintf(out, "\nMarginal memory of one idle %s service: VmRSS %s (from %d to %d services), %s (from 0 to %d); Pss %s, %s.\n",
 		kind, per(halfR, warm, nh, rss), len(half), c.n, per(zero, warm, c.n, rss), c.n, per(halfR, warm, nh, pss), per(zero, warm, c.n, pss))
@@ -311,8 +310,7 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 		fmt.Fprintf(out, " %s %s%s", p.name, per(halfR, warm, nh, p.f), sep)
 	}
 	fmt.Fprintf(out, " Go heap in use: %.0f KiB. The system's Shmem (the snapshots' memfd images, whole): %s. meshd's unnamed image files (page cache): %s.\n\n",
-		(warm.heap-halfR.heap)/1024/float64(nh), per(halfR, warm, nh, func(m memory) int64 { return m.Shmem }),
-		per(halfR, warm, nh, func(m memory) int64 { return m.ImageFiles }))
+		(warm.heap-halfR.heap)/1024/float64(nh), per(halfR, warm, nh, shmem), per(halfR, warm, nh, imageFiles))
 	if c.idle <= 0 {
 		return nil
 	}
@@ -333,34 +331,32 @@ func measureKind(ctx context.Context, c config, root, kind string, zero result, 
 		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %s |\n", r.n, mib(m.RSS), mib(m.PSS),
 			mib(m.Code), mib(m.Images), mib(m.Anon), mib(int64(r.r.heap/1024)))
 	}
-	shmem := func(m memory) int64 { return m.Shmem }
+	asleepPer := func(f func(memory) int64) string { return per(sleepHalf.result, sleepAll.result, nh, f) }
 	fmt.Fprintf(out, "\nMarginal memory of one asleep %s service: VmRSS %s (from %d to %d services); Pss %s; of it compiled code %s, snapshot images %s, other anonymous %s; Go heap in use %.0f KiB. The system's Shmem (the snapshots' memfd images, whole): %s. meshd's unnamed image files (page cache): %s.\n",
-		kind, per(sleepHalf.result, sleepAll.result, nh, rss), len(half), c.n, per(sleepHalf.result, sleepAll.result, nh, pss),
-		per(sleepHalf.result, sleepAll.result, nh, parts[0].f), per(sleepHalf.result, sleepAll.result, nh, parts[1].f),
-		per(sleepHalf.result, sleepAll.result, nh, parts[2].f), (sleepAll.heap-sleepHalf.heap)/1024/float64(nh),
-		per(sleepHalf.result, sleepAll.result, nh, shmem), per(sleepHalf.result, sleepAll.result, nh, func(m memory) int64 { return m.ImageFiles }))
+		kind, asleepPer(rss), len(half), c.n, asleepPer(pss), asleepPer(parts[0].f), asleepPer(parts[1].f), asleepPer(parts[2].f),
+		(sleepAll.heap-sleepHalf.heap)/1024/float64(nh), asleepPer(shmem), asleepPer(imageFiles))
 	fmt.Fprintf(out, "The request that wakes a service: %s; the next one: %s (median, range, %d services).\n\n",
-		spreadD(sleepAll.wake), spreadD(sleepAll.next), c.n)
+		medianRange(sleepAll.wake, msf), medianRange(sleepAll.next, msf), c.n)
 	return nil
 }
 
-// spreadD is the median of ds and their range.
-func spreadD(ds []time.Duration) string {
+// medianRange is the median of ds and their range, each as f writes it.
+func medianRange(ds []time.Duration, f func(time.Duration) string) string {
 	ds = slices.Clone(ds)
 	slices.Sort(ds)
-	return fmt.Sprintf("%s (%s–%s)", msf(ds[len(ds)/2]), msf(ds[0]), msf(ds[len(ds)-1]))
+	return fmt.Sprintf("%s (%s–%s)", f(ds[len(ds)/2]), f(ds[0]), f(ds[len(ds)-1]))
 }
 
 func msf(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-// spread is the median of f over rs, and their range.
+// spread is the median of f over rs, and their range, in whole
+// milliseconds.
 func spread(rs []result, f func(result) time.Duration) string {
 	ds := make([]time.Duration, len(rs))
 	for i, r := range rs {
 		ds[i] = f(r)
 	}
-	slices.Sort(ds)
-	return fmt.Sprintf("%s (%s–%s)", ms(ds[len(ds)/2]), ms(ds[0]), ms(ds[len(ds)-1]))
+	return medianRange(ds, ms)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
