@@ -130,16 +130,19 @@ func TestIdleModuleSleepsAndWakes(t *testing.T) {
 }
 
 // TestBusyModuleDoesNotSleep: calls closer together than IdleRelease keep
-// the pool warm.
+// the pool warm, over three times IdleRelease (a module that slept
+// regardless of its calls would sleep within one and a half). The calls
+// are 20 ms apart: only a stall of the whole process for a second could
+// make the test fail without a fault.
 func TestBusyModuleDoesNotSleep(t *testing.T) {
-	m := load(t, runtime.ModuleConfig{PoolMin: 1, PoolMax: 1, IdleRelease: 200 * time.Millisecond})
-	for range 20 {
+	m := load(t, runtime.ModuleConfig{PoolMin: 1, PoolMax: 1, IdleRelease: time.Second})
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 		if _, err := call(m, "ex"); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	if st := m.Stats(); st.Released != 0 || st.Asleep {
-		t.Fatalf("slept while called every 25 ms: %+v", st)
+		t.Fatalf("slept while called every 20 ms: %+v", st)
 	}
 }
