@@ -549,9 +549,14 @@ func TestReloadGrantsChange(t *testing.T) {
 	if ins := td.Registry().Lookup("order"); len(ins) != 1 || ins[0].Status != registry.Up || ins[0].Version != before.Version() {
 		t.Fatalf("registry after a grants reload: %+v", ins)
 	}
-	if st := before.Module().Stats(); st.Live != 0 {
-		t.Fatalf("replaced version has %d live instances", st.Live)
-	}
+	// The new version serves before the old one is retired (drained, then
+	// closed): wait for that, not just for the swap.
+	testkit.Eventually(t, 30*time.Second, func() string {
+		if st := before.Module().Stats(); st.Live != 0 {
+			return fmt.Sprintf("replaced version has %d live instances", st.Live)
+		}
+		return ""
+	})
 	r := td.do(t, "POST", "/orders", "application/json", orderBody)
 	if r.status != 201 {
 		t.Fatalf("POST /orders: %d %s", r.status, r.body)
