@@ -39,15 +39,16 @@ func GetWazeroVersion() (ret string) {
 		}
 	}
 	if versionMissing(ret) {
-		return Default + "-meshd.4" // don't return parens
+		return Default + "-meshd.5" // don't return parens
 	}
 
 	// meshd's fork compiles loop headers differently (see MESHD-PATCH.md):
 	// its compiled code must not share a compilation cache with upstream's,
 	// its cache files align the code (change 8: ".2"), its code checks
 	// termination at function entry too (change 9: ".3"), and its cache
-	// files end with a checksum of all but the code (change 10: ".4").
-	ret += "-meshd.4"
+	// files end with a checksum of all but the code (change 10: ".4"),
+	// and they say whether the code writes a table (change 19: ".5").
+	ret += "-meshd.5"
 
 	// Cache for the subsequent calls.
 	version = ret

@@ -1185,6 +1185,7 @@ func (m *Module) validateFunctionWithMaxStackValues(
 				}
 				valueTypeStack.push(refType)
 			} else {
+				m.codeWritesTables = true // meshd patch
 				if err := valueTypeStack.popAndVerifyType(refType); err != nil {
 					return fmt.Errorf("cannot pop the operand for table.set: %v", err)
 				}
@@ -1293,6 +1294,7 @@ func (m *Module) validateFunctionWithMaxStackValues(
 					}
 
 				case OpcodeMiscTableInit:
+					m.codeWritesTables = true // meshd patch
 					params = []ValueType{ValueTypeI32, ValueTypeI32, ValueTypeI32}
 					pc++
 					elementIndex, num, err := leb128.LoadUint32(body[pc:])
@@ -1334,6 +1336,7 @@ func (m *Module) validateFunctionWithMaxStackValues(
 					}
 					pc += num - 1
 				case OpcodeMiscTableCopy:
+					m.codeWritesTables = true // meshd patch
 					params = []ValueType{ValueTypeI32, ValueTypeI32, ValueTypeI32}
 					pc++
 
@@ -1393,6 +1396,9 @@ func (m *Module) validateFunctionWithMaxStackValues(
 
 				var params, results []ValueType
 				reftype := tables[tableIndex].Type
+				if miscOpcode != OpcodeMiscTableSize {
+					m.codeWritesTables = true // meshd patch: table.grow, table.fill
+				}
 				if miscOpcode == OpcodeMiscTableGrow {
 					params = []ValueType{ValueTypeI32, reftype}
 					results = []ValueType{ValueTypeI32}

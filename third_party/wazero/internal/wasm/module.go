@@ -219,6 +219,13 @@ type Module struct {
 	bodiesUnvalidated bool
 	bodyFeatures      api.CoreFeatures
 
+	// codeWritesTables: a function body has an instruction that writes a
+	// table (table.set, table.grow, table.fill, table.copy, table.init), as
+	// validating the bodies found; tableWritesKnown says they were
+	// validated (meshd patch, CodeWritesTables).
+	codeWritesTables bool
+	tableWritesKnown bool
+
 	// dataReleased is set by ReleaseSource when it dropped the data
 	// segments (meshd patch): the module can then only be instantiated
 	// under experimental.WithRestore.
@@ -522,6 +529,28 @@ func (m *Module) validateGlobals(globals []GlobalType, numFuncts, maxGlobals uin
 }
 
 func (m *Module) validateFunctions(enabledFeatures api.CoreFeatures, functions []Index, globals []GlobalType, memory *Memory, tables []Table, tags []Index, maximumFunctionIndex uint32) error {
+	if err := m.validateEachFunction(enabledFeatures, functions, globals, memory, tables, tags, maximumFunctionIndex); err != nil {
+		return err
+	}
+	m.tableWritesKnown = true // meshd patch: every body was walked
+	return nil
+}
+
+// CodeWritesTables says whether a function body of m has an instruction
+// that writes a table, and whether that is known: it is once the bodies
+// were validated (meshd patch). An engine that reuses compiled code
+// stores the answer with it and gives it back with SetCodeWritesTables.
+func (m *Module) CodeWritesTables() (writes, known bool) {
+	return m.codeWritesTables, m.tableWritesKnown
+}
+
+// SetCodeWritesTables records what CodeWritesTables answered for the same
+// bytes when they were compiled (meshd patch).
+func (m *Module) SetCodeWritesTables(writes bool) {
+	m.codeWritesTables, m.tableWritesKnown = writes, true
+}
+
+func (m *Module) validateEachFunction(enabledFeatures api.CoreFeatures, functions []Index, globals []GlobalType, memory *Memory, tables []Table, tags []Index, maximumFunctionIndex uint32) error {
 	if uint32(len(functions)) > maximumFunctionIndex {
 		return fmt.Errorf("too many functions (%d) in a module", len(functions))
 	}
@@ -1492,6 +1521,9 @@ func (m *Module) elementFuncs() [][]Index {
 type initialTables struct {
 	segments []int
 	nulls    [][][2]uint32
+	// exported: the module exports a table, which another module may
+	// import and write.
+	exported bool
 }
 
 func (m *Module) tablesInitial() *initialTables {
@@ -1508,6 +1540,11 @@ func (m *Module) tablesInitial() *initialTables {
 			covered[i] = make([]bool, m.TableSection[i].Min)
 		}
 		t := &initialTables{nulls: make([][][2]uint32, len(m.TableSection))}
+		for i := range m.ExportSection {
+			if m.ExportSection[i].Type == ExternTypeTable {
+				t.exported = true
+			}
+		}
 		for i := range m.ElementSection {
 			e := &m.ElementSection[i]
 			if e.Type.Kind() == RefTypeFuncref.Kind() && e.Mode == ElementModePassive {

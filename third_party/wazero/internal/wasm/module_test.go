@@ -1156,3 +1156,69 @@ func TestModule_ValidateDeferringFunctionBodies(t *testing.T) {
 	require.False(t, valid.bodiesUnvalidated)
 	require.NoError(t, valid.ValidateFunctionBodies()) // nothing left to do
 }
+
+// meshd patch: validating the bodies finds whether an instruction writes a
+// table (table.set, table.grow, table.fill, table.copy, table.init); one
+// that only reads a table, or drops an element segment, does not. Until
+// the bodies are validated, or an engine says, it is not known.
+func TestModule_CodeWritesTables(t *testing.T) {
+	funcref := RefTypeFuncref
+	misc := func(op OpcodeMisc, imm ...byte) []byte { return append([]byte{OpcodeMiscPrefix, byte(op)}, imm...) }
+	i32 := []byte{OpcodeI32Const, 0}
+	ref := []byte{OpcodeRefNull, byte(funcref)}
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return append(b, OpcodeEnd)
+	}
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		writes bool
+	}{
+		{"nothing", cat(), false},
+		{"table.get", cat(i32, []byte{OpcodeTableGet, 0}, []byte{OpcodeDrop}), false},
+		{"table.size", cat(misc(OpcodeMiscTableSize, 0), []byte{OpcodeDrop}), false},
+		{"call_indirect", cat(i32, []byte{OpcodeCallIndirect, 0, 0}), false},
+		{"elem.drop", cat(misc(OpcodeMiscElemDrop, 0)), false},
+		{"table.set", cat(i32, ref, []byte{OpcodeTableSet, 0}), true},
+		{"table.grow", cat(ref, i32, misc(OpcodeMiscTableGrow, 0), []byte{OpcodeDrop}), true},
+		{"table.fill", cat(i32, ref, i32, misc(OpcodeMiscTableFill, 0)), true},
+		{"table.copy", cat(i32, i32, i32, misc(OpcodeMiscTableCopy, 0, 0)), true},
+		{"table.init", cat(i32, i32, i32, misc(OpcodeMiscTableInit, 0, 0)), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mod := func() *Module {
+				return &Module{
+					TypeSection:     []FunctionType{v_v},
+					FunctionSection: []Index{0},
+					TableSection:    []Table{{Min: 1, Type: funcref}},
+					ElementSection:  []ElementSegment{{Type: funcref, Mode: ElementModePassive, Init: []ConstantExpression{{Data: []byte{OpcodeRefFunc, 0, OpcodeEnd}}}}},
+					CodeSection:     []Code{{Body: tc.body}},
+				}
+			}
+			m := mod()
+			require.NoError(t, m.Validate(api.CoreFeaturesV2))
+			writes, known := m.CodeWritesTables()
+			require.True(t, known)
+			require.Equal(t, tc.writes, writes)
+
+			m = mod()
+			require.NoError(t, m.ValidateDeferringFunctionBodies(api.CoreFeaturesV2))
+			_, known = m.CodeWritesTables()
+			require.False(t, known)
+			require.NoError(t, m.ValidateFunctionBodies())
+			writes, known = m.CodeWritesTables()
+			require.True(t, known)
+			require.Equal(t, tc.writes, writes)
+
+			m = mod()
+			m.SetCodeWritesTables(!tc.writes)
+			writes, known = m.CodeWritesTables()
+			require.True(t, known)
+			require.Equal(t, !tc.writes, writes)
+		})
+	}
+}

@@ -932,6 +932,11 @@ func (m *ModuleInstance) checkTablesInitial() error {
 			return errors.New("reset: a table grew")
 		}
 	}
+	if writes, known := src.CodeWritesTables(); known && !writes && !t.exported {
+		// No instruction of the module writes a table and no other module
+		// can (none is exported): they hold what instantiation put there.
+		return nil
+	}
 	funcs := src.elementFuncs()
 	for _, i := range t.segments {
 		e := &src.ElementSection[i]

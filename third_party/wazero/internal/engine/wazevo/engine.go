@@ -108,6 +108,10 @@ type (
 		// catchClauseTable stores catch clause info for each try_table,
 		// indexed by a try_table ID assigned during compilation.
 		catchClauseTable [][]wazevoapi.CatchClauseInstance
+		// codeWritesTables: the module's code may write a table (meshd
+		// patch, wasm.Module.CodeWritesTables), kept in cache entries so
+		// that a module whose bodies are not validated again knows it.
+		codeWritesTables bool
 	}
 
 	executables struct {
@@ -261,6 +265,9 @@ func (e *engine) compileModule(ctx context.Context, module *wasm.Module, listene
 		offsets: wazevoapi.NewModuleContextOffsetData(module, withListener), parent: e, module: module,
 		ensureTermination: ensureTermination,
 		executables:       &executables{},
+	}
+	if writes, known := module.CodeWritesTables(); writes || !known { // meshd patch
+		cm.codeWritesTables = true
 	}
 
 	importedFns, localFns := int(module.ImportFunctionCount), len(module.FunctionSection)

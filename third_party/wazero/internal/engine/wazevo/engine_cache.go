@@ -63,10 +63,12 @@ func (e *engine) addCompiledModule(module *wasm.Module, cm *compiledModule) (c *
 func (e *engine) getCompiledModule(module *wasm.Module, listeners []experimental.FunctionListener, ensureTermination bool) (cm *compiledModule, ok bool, err error) {
 	cm, ok = e.getCompiledModuleFromMemory(module, true)
 	if ok {
+		module.SetCodeWritesTables(cm.codeWritesTables) // meshd patch
 		return
 	}
 	cm, ok, err = e.getCompiledModuleFromCache(module)
 	if ok {
+		module.SetCodeWritesTables(cm.codeWritesTables) // meshd patch
 		cm.parent = e
 		cm.module = module
 		cm.sharedFunctions = e.sharedFunctions
@@ -234,6 +236,12 @@ func serializeCompiledModule(wazeroVersion string, cm *compiledModule) io.Reader
 			buf.WriteByte(c.Kind)
 			buf.Write(u32.LeBytes(c.TagIndex))
 		}
+	}
+	// meshd patch: whether the code may write a table, 1 byte (0 or 1).
+	if cm.codeWritesTables {
+		buf.WriteByte(1)
+	} else {
+		buf.WriteByte(0)
 	}
 	// meshd patch: the checksum of the rest of the file, all but the
 	// padding and the code (which has its own): the function offsets, the
@@ -444,6 +452,18 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 			}
 			cm.catchClauseTable[i] = clauses
 		}
+	}
+
+	// meshd patch: whether the code may write a table.
+	if err = r.read(eightBytes[:1], "table writes"); err != nil {
+		return
+	}
+	switch eightBytes[0] {
+	case 0:
+	case 1:
+		cm.codeWritesTables = true
+	default:
+		return nil, false, fmt.Errorf("compilationcache: invalid table writes byte %d", eightBytes[0])
 	}
 
 	// meshd patch: the checksum of all but the padding and the code, and

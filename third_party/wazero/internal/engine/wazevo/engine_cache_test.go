@@ -46,13 +46,15 @@ func TestSerializeCompiledModule(t *testing.T) {
 					crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
 					[]byte{0},                   // no source map.
 					u32.LeBytes(0),              // empty catch clause table.
+					[]byte{0},                   // meshd patch: the code writes no table.
 				),
 			),
 		},
 		{
 			in: &compiledModule{
-				executables:     &executables{executable: []byte{1, 2, 3, 4, 5}},
-				functionOffsets: []int{0},
+				executables:      &executables{executable: []byte{1, 2, 3, 4, 5}},
+				functionOffsets:  []int{0},
+				codeWritesTables: true,
 			},
 			// meshd patch: code aligned in the file, a checksum at the end.
 			exp: entry(
@@ -69,6 +71,7 @@ func TestSerializeCompiledModule(t *testing.T) {
 					crcf([]byte{1, 2, 3, 4, 5}), // crc for the code.
 					[]byte{0},                   // no source map.
 					u32.LeBytes(0),              // empty catch clause table.
+					[]byte{1},                   // meshd patch: the code writes a table.
 				),
 			),
 		},
@@ -96,6 +99,7 @@ func TestSerializeCompiledModule(t *testing.T) {
 					crcf([]byte{1, 2, 3, 4, 5, 1, 2, 3}), // crc for the code.
 					[]byte{0},                            // no source map.
 					u32.LeBytes(0),                       // empty catch clause table.
+					[]byte{0},                            // meshd patch: the code writes no table.
 				),
 			),
 		},
@@ -184,6 +188,7 @@ func TestDeserializeCompiledModule(t *testing.T) {
 					crcf([]byte{1, 2, 3, 4, 5}), // machine code.
 					[]byte{0},                   // no source map.
 					u32.LeBytes(0),              // empty catch clause table.
+					[]byte{0},                   // meshd patch: the code writes no table.
 				),
 			),
 			expCompiledModule: &compiledModule{
@@ -214,12 +219,14 @@ func TestDeserializeCompiledModule(t *testing.T) {
 					crcf([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}), // crc for machine code.
 					[]byte{0},      // no source map.
 					u32.LeBytes(0), // empty catch clause table.
+					[]byte{1},      // meshd patch: the code writes a table.
 				),
 			),
 			importedFunctionCount: 1,
 			expCompiledModule: &compiledModule{
-				executables:     &executables{executable: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-				functionOffsets: []int{0, 7},
+				executables:      &executables{executable: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+				functionOffsets:  []int{0, 7},
+				codeWritesTables: true,
 			},
 			expStaleCache: false,
 			expErr:        "",
@@ -241,6 +248,25 @@ func TestDeserializeCompiledModule(t *testing.T) {
 				// no catch clause table — old format.
 			),
 			expErr: "compilationcache: catch clause table of 4 bytes at offset 65546, past the entry's end (65546 bytes)",
+		},
+		{
+			name: "without table writes byte", // meshd patch: damaged, not stale
+			in: concat(
+				magic, []byte{byte(len(testVersion))}, []byte(testVersion), u32.LeBytes(1), u64.LeBytes(0), u64.LeBytes(5),
+				make([]byte, codePadding(16+8*1+8)), []byte{1, 2, 3, 4, 5},
+				crcf([]byte{1, 2, 3, 4, 5}), []byte{0}, u32.LeBytes(0),
+				// no table writes byte, no entry checksum.
+			),
+			expErr: "compilationcache: table writes of 1 bytes at offset 65550, past the entry's end (65550 bytes)",
+		},
+		{
+			name: "invalid table writes byte", // meshd patch
+			in: entry(
+				concat(magic, []byte{byte(len(testVersion))}, []byte(testVersion), u32.LeBytes(1), u64.LeBytes(0), u64.LeBytes(5)),
+				[]byte{1, 2, 3, 4, 5},
+				concat(crcf([]byte{1, 2, 3, 4, 5}), []byte{0}, u32.LeBytes(0), []byte{2}),
+			),
+			expErr: "compilationcache: invalid table writes byte 2",
 		},
 		{
 			name: "reading executable offset",

@@ -16,7 +16,9 @@ import (
 // functions: "bump" adds one to g, "swap" sets table entry 2 (function
 // 1, answering 1) to function 3 (answering 3), "fill" sets the empty
 // entry 0 to function 1.
-func resetModule() []byte {
+func resetModule() []byte { return binaryencoding.EncodeModule(resetModuleDef()) }
+
+func resetModuleDef() *wasm.Module {
 	ret := func(v byte) wasm.Code {
 		return wasm.Code{Body: []byte{wasm.OpcodeI32Const, v, wasm.OpcodeEnd}}
 	}
@@ -62,7 +64,7 @@ func resetModule() []byte {
 			{Name: "g", Type: wasm.ExternTypeGlobal, Index: 0},
 		},
 	}
-	return binaryencoding.EncodeModule(m)
+	return m
 }
 
 // TestResetRestored (meshd patch): an instance whose tables are as its
@@ -129,5 +131,69 @@ func TestResetRestored(t *testing.T) {
 		require.NoError(t, mod.Close(ctx))
 		require.EqualError(t, experimental.ResetRestored(mod, globals), "reset: the instance is closed")
 		require.NoError(t, r.Close(ctx))
+	}
+}
+
+// TestResetRestoredTrustsCodeThatWritesNoTable (meshd patch): a module no
+// instruction of which writes a table, and which exports none, has its
+// tables left as instantiation made them, so ResetRestored does not compare
+// them. That is known from validation when the module is compiled and from
+// the cache entry when its code is reused. A table changed behind the
+// module's back (here, by the test) shows the comparison was skipped;
+// the same change is refused for a module that writes a table or exports
+// one.
+func TestResetRestoredTrustsCodeThatWritesNoTable(t *testing.T) {
+	ctx := context.Background()
+	readOnly := resetModuleDef()
+	readOnly.FunctionSection = readOnly.FunctionSection[:5] // no swap, no fill
+	readOnly.CodeSection = readOnly.CodeSection[:5]
+	readOnly.ExportSection = readOnly.ExportSection[:2]
+	exported := resetModuleDef()
+	exported.FunctionSection, exported.CodeSection = readOnly.FunctionSection, readOnly.CodeSection
+	exported.ExportSection = append(append([]wasm.Export(nil), readOnly.ExportSection...), wasm.Export{Name: "t", Type: wasm.ExternTypeTable, Index: 0})
+
+	dir := t.TempDir()
+	for _, fromCache := range []bool{false, true} {
+		cache, err := wazero.NewCompilationCacheWithDir(dir)
+		require.NoError(t, err)
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache))
+		_, err = r.NewHostModuleBuilder("env").NewFunctionBuilder().
+			WithGoFunction(api.GoFunc(func(_ context.Context, stack []uint64) { stack[0] = 42 }), nil, []api.ValueType{api.ValueTypeI32}).
+			Export("f").Instantiate(ctx)
+		require.NoError(t, err)
+		for _, tc := range []struct {
+			name    string
+			bin     []byte
+			skipped bool
+		}{
+			{"writes no table", binaryencoding.EncodeModule(readOnly), true},
+			{"writes a table", resetModule(), false},
+			{"exports its table", binaryencoding.EncodeModule(exported), false},
+		} {
+			compiled, err := r.CompileModule(ctx, tc.bin)
+			require.NoError(t, err)
+			mod, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(""))
+			require.NoError(t, err)
+			globals, ok := experimental.MutableGlobals(mod)
+			require.True(t, ok)
+			call := func(i uint64) uint64 {
+				res, err := mod.ExportedFunction("call").Call(ctx, i)
+				require.NoError(t, err)
+				return res[0]
+			}
+			require.Equal(t, uint64(1), call(2), tc.name)
+			refs := mod.(*wasm.ModuleInstance).Tables[0].References
+			refs[2] = refs[4] // entry 2 now calls function 3, as swap would
+			require.Equal(t, uint64(3), call(2), tc.name)
+			err = experimental.ResetRestored(mod, globals)
+			if tc.skipped {
+				require.NoError(t, err, "%s, from cache %v", tc.name, fromCache)
+			} else {
+				require.EqualError(t, err, "reset: a table changed since the instance was made", "%s, from cache %v", tc.name, fromCache)
+			}
+			require.NoError(t, mod.Close(ctx))
+		}
+		require.NoError(t, r.Close(ctx))
+		require.NoError(t, cache.Close(ctx))
 	}
 }
