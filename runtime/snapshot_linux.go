@@ -35,11 +35,12 @@ type memoryImage struct {
 	mapped  bool   // data is a mapping (munmap at close)
 	nonZero uint64 // bytes of the pages that are not all zero
 
-	mu     sync.Mutex
-	spare  []*imageMemory // retired instances' memories, reset (snapshot_reuse_linux.go)
+	// mu guards spare and closed; resets hold it shared (several at once,
+	// each with its own memory), so that close cannot unmap the image
+	// under one (snapshot_reuse_linux.go).
+	mu     sync.RWMutex
+	spare  []*imageMemory // retired instances' memories, reset
 	closed bool           // no memory is kept any more
-	// pagemapBuf holds a reset's pagemap entries, reused (under mu).
-	pagemapBuf []byte
 }
 
 // Linux memfd_create(2) and fcntl(2) constants not in package syscall.

@@ -45,6 +45,8 @@ type imageMemory struct {
 	grown uint64
 	// reused: an earlier instance's, reset (its page tables kept).
 	reused bool
+	// pagemapBuf holds a reset's pagemap entries, kept for the next.
+	pagemapBuf []byte
 }
 
 // heldPages reports whether lm is a reset memory of an earlier instance:
@@ -75,12 +77,17 @@ func (m *imageMemory) Free() {
 	}
 }
 
-// keep resets m and adds it to img's spares; false when it did not. The
-// reset runs under img's lock, so close cannot unmap the image under it.
+// keep resets m and adds it to img's spares; false when it did not.
 func (img *memoryImage) keep(m *imageMemory) bool {
+	img.mu.RLock()
+	full := len(img.spare) >= maxSpareMemories
+	img.mu.RUnlock()
+	if full || !img.reset(m, false) {
+		return false
+	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
-	if len(img.spare) >= maxSpareMemories || !img.resetLocked(m) {
+	if img.closed || len(img.spare) >= maxSpareMemories {
 		return false
 	}
 	m.grown = uint64(len(img.data))
@@ -92,18 +99,19 @@ func (img *memoryImage) keep(m *imageMemory) bool {
 // image, to the image, and reports whether it did.
 func (img *memoryImage) resetInPlace(lm experimental.LinearMemory) bool {
 	m, ok := lm.(*imageMemory)
-	if !ok || m.img != img || m.grown != uint64(len(img.data)) {
-		return false
-	}
-	img.mu.Lock()
-	defer img.mu.Unlock()
-	return img.resetLocked(m)
+	return ok && m.img == img && img.reset(m, true)
 }
 
-// resetLocked resets m to the image while img is open; img.mu is held (so
-// close cannot unmap the image under it, and the pagemap buffer is ours).
-func (img *memoryImage) resetLocked(m *imageMemory) bool {
-	return !img.closed && resetMemory(m.buf, img.data, m.grown, &img.pagemapBuf) == nil
+// reset resets m to the image while img is open; inPlace, only if m did
+// not grow past the image. It holds img.mu shared, so close cannot unmap
+// the image under it while other memories of img are reset beside it.
+func (img *memoryImage) reset(m *imageMemory, inPlace bool) bool {
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	if img.closed || inPlace && m.grown != uint64(len(img.data)) {
+		return false
+	}
+	return resetMemory(m.buf, img.data, m.grown, &m.pagemapBuf) == nil
 }
 
 // takeSpare returns a reset memory of img's with a reservation of limit

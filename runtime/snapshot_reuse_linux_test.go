@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 
 	"testing"
 	"unsafe"
 
 	"github.com/meshd/meshd/internal/wattest"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // A memory reset for reuse holds exactly the image again, whatever its
@@ -129,5 +131,72 @@ func TestRestoredIntoAReusedMemory(t *testing.T) {
 	}
 	if maps.Load() != before {
 		t.Fatalf("a new mapping was made (%d → %d): the memory was not reused", before, maps.Load())
+	}
+}
+
+// Memories of one image are reset side by side (each with its own pagemap
+// buffer), in place and for reuse, and each holds exactly the image
+// after; the image closing while they are reset never unmaps it under a
+// reset (run with -race).
+func TestImageMemoriesResetSideBySide(t *testing.T) {
+	const size, limit, workers, rounds = 32 * 4096, 1 << 22, 4, 40
+	image := make([]byte, size)
+	for i := range image {
+		image[i] = byte(i*7 + i/4096)
+	}
+	img, err := newMemoryImage(image, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !img.copyOnWrite() || pagemap() == nil {
+		img.close()
+		t.Skip("memories are copies or not kept here")
+	}
+	var wrong atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lm := img.linearMemory(size, limit)
+			for r := range rounds {
+				buf := lm.Reallocate(size)
+				for off := (w + r) % 3 * 4096; off < size; off += 3 * 4096 {
+					buf[off+w] = byte(0xa0 + w) // this worker's marks
+				}
+				if r%2 == 0 && img.resetInPlace(lm) {
+					if !bytes.Equal(lm.Reallocate(size), image) {
+						wrong.Add(1)
+					}
+					continue
+				}
+				lm.Free() // reset and kept, or unmapped
+				lm = img.linearMemory(size, limit)
+				if !bytes.Equal(lm.Reallocate(size), image) {
+					wrong.Add(1)
+				}
+			}
+			lm.Free()
+		}()
+	}
+	wg.Wait()
+	if n := wrong.Load(); n != 0 {
+		t.Fatalf("%d memories did not hold the image after a reset", n)
+	}
+	// Closing while others reset: each reset either ran before the close
+	// or is refused after it.
+	lms := make([]experimental.LinearMemory, workers)
+	for i := range lms {
+		lms[i] = img.linearMemory(size, limit)
+		lms[i].Reallocate(size)[0] = 1
+	}
+	for _, lm := range lms {
+		wg.Add(1)
+		go func() { defer wg.Done(); img.resetInPlace(lm); lm.Free() }()
+	}
+	img.close()
+	wg.Wait()
+	if len(img.spare) != 0 {
+		t.Fatalf("%d memories kept after the image closed", len(img.spare))
 	}
 }
