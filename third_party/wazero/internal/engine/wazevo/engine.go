@@ -266,9 +266,8 @@ func (e *engine) compileModule(ctx context.Context, module *wasm.Module, listene
 		ensureTermination: ensureTermination,
 		executables:       &executables{},
 	}
-	if writes, known := module.CodeWritesTables(); writes || !known { // meshd patch
-		cm.codeWritesTables = true
-	}
+	writes, known := module.CodeWritesTables() // meshd patch
+	cm.codeWritesTables = writes || !known
 
 	importedFns, localFns := int(module.ImportFunctionCount), len(module.FunctionSection)
 	if localFns == 0 {
