@@ -3,8 +3,11 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,7 +53,7 @@ func meshdSaga(b *testing.B, syncMode string) sagabench.Target {
 			}
 		}
 	})
-	return sagabench.Target{Base: td.base, Projected: &projected, View: func(id string) []byte {
+	return sagabench.Target{Base: td.base, Projected: &projected, JS: td.nats.JetStream(), View: func(id string) []byte {
 		return td.do(b, "GET", "/orders/"+id, "", "").body
 	}}
 }
@@ -60,6 +63,12 @@ func meshdSaga(b *testing.B, syncMode string) sagabench.Target {
 func benchSaga(b *testing.B, t sagabench.Target, rate int) {
 	projected := t.Projected
 	ids := make([]string, b.N)
+	// One kept-alive connection per client: the default transport keeps
+	// two idle per host, so the other six would dial for every order.
+	transport := &shedCounter{next: &http.Transport{MaxIdleConnsPerHost: 8}}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: transport}
+	defer transport.next.CloseIdleConnections()
+	stored0 := sagabench.Stored(b, t.JS)
 	b.ResetTimer()
 	cpu0 := sagabench.ProcessCPU(b)
 	start := time.Now()
@@ -104,6 +113,20 @@ func benchSaga(b *testing.B, t sagabench.Target, rate int) {
 	// The whole process's CPU (user and system) per order: the service
 	// and the benchmark's HTTP clients, the same for both targets.
 	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/order")
+	// What the run stored (events, key-value writes, delayed events), per
+	// order, in all and by stream.
+	var stored uint64
+	byStream := []string{}
+	for name, n := range sagabench.Stored(b, t.JS) {
+		if d := n - stored0[name]; d > 0 {
+			stored += d
+			byStream = append(byStream, fmt.Sprintf("%s %.2f", name, float64(d)/float64(b.N)))
+		}
+	}
+	slices.Sort(byStream)
+	b.ReportMetric(float64(stored)/float64(b.N), "stored/order")
+	b.ReportMetric(float64(transport.shed.Load())/float64(b.N), "shed/order")
+	b.Logf("stored per order, by stream: %s", strings.Join(byStream, ", "))
 	// Creation to payment, from each order as the read model serves it.
 	lat := make([]time.Duration, 0, b.N)
 	for _, id := range ids {
@@ -123,4 +146,19 @@ func benchSaga(b *testing.B, t sagabench.Target, rate int) {
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(0, "ns/op") // the time per op is the orders/s above
+}
+
+// shedCounter counts the answers admission control shed (503), which the
+// clients send again.
+type shedCounter struct {
+	next *http.Transport
+	shed atomic.Int64
+}
+
+func (c *shedCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusServiceUnavailable {
+		c.shed.Add(1)
+	}
+	return resp, err
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/meshd/meshd/bench/nativeorder"
 	"github.com/meshd/meshd/host/natsd"
 )
@@ -25,6 +27,24 @@ type Target struct {
 	// two run apart, in either order).
 	Projected *atomic.Int64
 	View      func(id string) []byte
+	// JS is the JetStream it stores on, for counting what a run stored.
+	JS jetstream.JetStream
+}
+
+// Stored is how many messages each stream on js has stored so far (its
+// last sequence: a key-value write, an event, a delayed event, each one),
+// by stream name.
+func Stored(tb testing.TB, js jetstream.JetStream) map[string]uint64 {
+	tb.Helper()
+	n := map[string]uint64{}
+	streams := js.ListStreams(context.Background())
+	for info := range streams.Info() {
+		n[info.Config.Name] = info.State.LastSeq
+	}
+	if err := streams.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 // paymentLimit is the payment plugin's default limit, which the native
@@ -62,7 +82,7 @@ func Native(tb testing.TB, syncMode string) Target {
 	tb.Cleanup(stop)
 	srv := httptest.NewServer(nativeorder.Handler(&nativeorder.Effects{Store: saga.Orders, Bus: saga.Bus}))
 	tb.Cleanup(srv.Close)
-	return Target{Base: srv.URL, Projected: &projected, View: func(id string) []byte {
+	return Target{Base: srv.URL, Projected: &projected, JS: ns.JetStream(), View: func(id string) []byte {
 		v, err := saga.View(ctx, id)
 		if err != nil {
 			tb.Fatalf("view of %s: %v", id, err)
