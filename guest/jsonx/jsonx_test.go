@@ -47,6 +47,25 @@ func TestWriter(t *testing.T) {
 	}
 }
 
+// TestWriterFirstAllocation: a zero Writer writes an event-sized object
+// with one allocation, not one per doubling of its buffer.
+func TestWriterFirstAllocation(t *testing.T) {
+	var out []byte
+	allocs := testing.AllocsPerRun(100, func() {
+		var w Writer
+		w.ObjectStart()
+		w.StringField("order_id", "0b5e8d1c-6a47-4f0e-9d1a-2f3c4b5a6d7e")
+		w.StringField("user_id", "bench7")
+		w.StringField("payment_id", "pay-0b5e8d1c-6a47-4f0e-9d1a-2f3c4b5a6d7e")
+		w.StringField("paid_at", "2026-01-02T03:04:05.000000000Z")
+		w.ObjectEnd()
+		out = w.Bytes()
+	})
+	if allocs != 1 || !json.Valid(out) {
+		t.Fatalf("%v allocations for %s, want 1", allocs, out)
+	}
+}
+
 func TestAppendStringEscapes(t *testing.T) {
 	for in, want := range map[string]string{
 		"":             `""`,

@@ -29,9 +29,17 @@ func (w *Writer) Bytes() []byte { return w.buf }
 // Len returns the number of bytes written.
 func (w *Writer) Len() int { return len(w.buf) }
 
+// firstCap is the buffer a Writer without one allocates at its first
+// write: an event or a stored record fits, so it is written with one
+// allocation rather than the five or six of growing from nothing, each of
+// which a Go guest pays for.
+const firstCap = 256
+
 func (w *Writer) sep() {
 	if w.comma {
 		w.buf = append(w.buf, ',')
+	} else if w.buf == nil {
+		w.buf = make([]byte, 0, firstCap)
 	}
 }
 

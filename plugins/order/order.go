@@ -171,6 +171,13 @@ func sum(items []item) (int64, bool) {
 	return total, true
 }
 
+// orderJSON is o as JSON, in a buffer allocated once.
+func orderJSON(o *order) []byte {
+	jw := jsonx.NewWriter(make([]byte, 0, 256+64*len(o.Items)))
+	appendOrder(jw, o)
+	return jw.Bytes()
+}
+
 // appendOrder writes o as JSON.
 func appendOrder(w *jsonx.Writer, o *order) {
 	w.ObjectStart()
@@ -203,6 +210,20 @@ func appendOrder(w *jsonx.Writer, o *order) {
 	w.ObjectEnd()
 }
 
+// knownStatus is s as a string: one of the constants, without an
+// allocation, when it is one.
+func knownStatus(s []byte) string {
+	switch string(s) {
+	case statusCreated:
+		return statusCreated
+	case statusPaid:
+		return statusPaid
+	case statusCancelled:
+		return statusCancelled
+	}
+	return string(s)
+}
+
 // parseOrder reads a stored order.
 func parseOrder(b []byte) (order, error) {
 	var o order
@@ -232,7 +253,7 @@ func parseOrder(b []byte) (order, error) {
 		case "total":
 			o.Total = r.Int()
 		case "status":
-			o.Status = r.String()
+			o.Status = knownStatus(r.StringBytes())
 		case "created_at":
 			o.CreatedAt = r.String()
 		case "payment_id":
@@ -277,9 +298,7 @@ func createOrder(e env, w responder, body []byte) error {
 		Status:    statusCreated,
 		CreatedAt: svcenv.Timestamp(e.Now()), // fixed width: the per-user index sorts on it
 	}
-	jw := jsonx.NewWriter(make([]byte, 0, 256+64*len(items))) // one allocation for the demo order
-	appendOrder(jw, &o)
-	data := jw.Bytes()
+	data := orderJSON(&o)
 	if err := e.KVSet(orderKey(o.ID), data); err != nil {
 		return errors.New("storing order: " + err.Error())
 	}

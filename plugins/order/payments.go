@@ -44,5 +44,5 @@ func (paymentService) PaymentOf(orderID string) (payment, bool, error) {
 	if err != nil {
 		return payment{}, false, errors.New("payment service's answer: " + err.Error())
 	}
-	return payment{ID: f["id"], Status: f["status"], Reason: f["reason"]}, true, nil
+	return payment{ID: f[0], Status: f[1], Reason: f[2]}, true, nil
 }

@@ -68,8 +68,10 @@ func isComplete(doc []byte) bool {
 	return err == nil && o.UserID != ""
 }
 
-func loadView(e env, id string) (order, error) {
-	stored, err := e.KVGet(viewKey(id))
+// loadView reads the view of order id, stored under key (viewKey(id),
+// which the caller passes on to storeView).
+func loadView(e env, key, id string) (order, error) {
+	stored, err := e.KVGet(key)
 	if errors.Is(err, guest.ErrNotFound) {
 		return order{ID: id}, nil
 	}
@@ -83,13 +85,11 @@ func loadView(e env, id string) (order, error) {
 	return o, nil
 }
 
-func storeView(e env, o *order) error {
+func storeView(e env, key string, o *order) error {
 	if o.Status == "" {
 		o.Status = statusCreated
 	}
-	var jw jsonx.Writer
-	appendOrder(&jw, o)
-	if err := e.KVSet(viewKey(o.ID), jw.Bytes()); err != nil {
+	if err := e.KVSet(key, orderJSON(o)); err != nil {
 		return errors.New("storing view of " + o.ID + ": " + err.Error())
 	}
 	return nil
@@ -101,13 +101,14 @@ func projectCreated(e env, data []byte) error {
 	if err != nil || c.ID == "" || len(c.ID) > maxIDLen || c.UserID == "" {
 		return errors.New(eventOrderCreated + ": invalid data")
 	}
-	v, err := loadView(e, c.ID)
+	key := viewKey(c.ID)
+	v, err := loadView(e, key, c.ID)
 	if err != nil {
 		return err
 	}
 	// Creation fields come from the event; status fields stay as projected.
 	v.UserID, v.Items, v.Total, v.CreatedAt = c.UserID, c.Items, c.Total, c.CreatedAt
-	if err := storeView(e, &v); err != nil {
+	if err := storeView(e, key, &v); err != nil {
 		return err
 	}
 	return indexAdd(e, c.UserID, c.CreatedAt+"\t"+c.ID)
@@ -117,33 +118,35 @@ func projectCreated(e env, data []byte) error {
 func isFinal(s string) bool { return s == statusPaid || s == statusCancelled }
 
 func projectPaid(e env, data []byte) error {
-	return projectFinal(e, data, eventOrderPaid, "payment_id", "paid_at", func(v *order, f map[string]string) {
-		v.Status, v.PaymentID, v.PaidAt = statusPaid, f["payment_id"], f["paid_at"]
+	return projectFinal(e, data, eventOrderPaid, "payment_id", "paid_at", func(v *order, field1, field2 string) {
+		v.Status, v.PaymentID, v.PaidAt = statusPaid, field1, field2
 	})
 }
 
 func projectCancelled(e env, data []byte) error {
-	return projectFinal(e, data, eventOrderCancelled, "reason", "cancelled_at", func(v *order, f map[string]string) {
-		v.Status, v.Reason, v.CancelledAt = statusCancelled, f["reason"], f["cancelled_at"]
+	return projectFinal(e, data, eventOrderCancelled, "reason", "cancelled_at", func(v *order, field1, field2 string) {
+		v.Status, v.Reason, v.CancelledAt = statusCancelled, field1, field2
 	})
 }
 
 // projectFinal merges an event that ends an order (its order_id and two
 // more fields) into the order's view, unless the view already has a
 // final status.
-func projectFinal(e env, data []byte, typ, field1, field2 string, set func(*order, map[string]string)) error {
+func projectFinal(e env, data []byte, typ, field1, field2 string, set func(v *order, field1, field2 string)) error {
 	f, err := svcenv.Fields(data, "order_id", field1, field2)
-	if err != nil || f["order_id"] == "" || len(f["order_id"]) > maxIDLen {
+	id := f[0]
+	if err != nil || id == "" || len(id) > maxIDLen {
 		return errors.New(typ + ": invalid data")
 	}
-	v, err := loadView(e, f["order_id"])
+	key := viewKey(id)
+	v, err := loadView(e, key, id)
 	if err != nil {
 		return err
 	}
 	if !isFinal(v.Status) {
-		set(&v, f)
+		set(&v, f[1], f[2])
 	}
-	return storeView(e, &v)
+	return storeView(e, key, &v)
 }
 
 // userIndex is a user's paged index as read from the store.

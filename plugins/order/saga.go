@@ -75,9 +75,7 @@ func loadOrder(e env, typ, id string) (o order, ok bool, err error) {
 }
 
 func storeOrder(e env, o *order) error {
-	var jw jsonx.Writer
-	appendOrder(&jw, o)
-	if err := e.KVSet(orderKey(o.ID), jw.Bytes()); err != nil {
+	if err := e.KVSet(orderKey(o.ID), orderJSON(o)); err != nil {
 		return errors.New("storing order " + o.ID + ": " + err.Error())
 	}
 	return nil
@@ -119,14 +117,14 @@ func paymentCompleted(e env, data []byte) error {
 	if err != nil {
 		return errors.New(eventPaymentCompleted + ": invalid data: " + err.Error())
 	}
-	if f["order_id"] == "" || f["payment_id"] == "" {
+	orderID, paymentID := f[0], f[1]
+	if orderID == "" || paymentID == "" {
 		return errors.New(eventPaymentCompleted + ": invalid data: order_id and payment_id are required")
 	}
-	o, ok, err := loadOrder(e, eventPaymentCompleted, f["order_id"])
+	o, ok, err := loadOrder(e, eventPaymentCompleted, orderID)
 	if !ok {
 		return err
 	}
-	paymentID := f["payment_id"]
 	switch {
 	case o.Status == statusCreated:
 		return payOrder(e, o, paymentID)
@@ -196,11 +194,11 @@ func paymentFailed(e env, data []byte) error {
 	if err != nil {
 		return errors.New(eventPaymentFailed + ": invalid data: " + err.Error())
 	}
-	reason := f["reason"]
+	orderID, reason := f[0], f[1]
 	if reason == "" {
 		reason = "payment failed"
 	}
-	return cancel(e, eventPaymentFailed, f["order_id"], reason)
+	return cancel(e, eventPaymentFailed, orderID, reason)
 }
 
 // paymentTimedOut settles an order still waiting for its payment when its
@@ -223,7 +221,8 @@ func paymentTimedOut(e env, p payments, data []byte) error {
 	if err != nil {
 		return errors.New(eventPaymentTimeout + ": invalid data: " + err.Error())
 	}
-	o, ok, err := loadOrder(e, eventPaymentTimeout, f["order_id"])
+	orderID, extension := f[0], f[1]
+	o, ok, err := loadOrder(e, eventPaymentTimeout, orderID)
 	if !ok || o.Status != statusCreated {
 		return err
 	}
@@ -242,7 +241,7 @@ func paymentTimedOut(e env, p payments, data []byte) error {
 		// Refunded, or a status this service does not know: not paid.
 		return cancelOrder(e, o, reasonTimeout)
 	}
-	n, _ := strconv.Atoi(f["extension"])
+	n, _ := strconv.Atoi(extension)
 	limit := paymentTimeoutExtensions(e)
 	why := "the payment service has no payment for it yet"
 	if err != nil {

@@ -29,3 +29,24 @@ func TestTimestampIsFormat(t *testing.T) {
 		}
 	}
 }
+
+// Fields returns the named string fields in the order asked, "" for one
+// absent or not a string, and an error for data that is not JSON.
+func TestFields(t *testing.T) {
+	f, err := Fields([]byte(`{"b":"2","n":3,"a":"1\u00e9","x":{"a":"nested"},"s":null}`), "a", "b", "n", "missing", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1é", "2", "", "", ""}
+	if len(f) != len(want) {
+		t.Fatalf("%q, want %q", f, want)
+	}
+	for i := range want {
+		if f[i] != want[i] {
+			t.Fatalf("%q, want %q", f, want)
+		}
+	}
+	if _, err := Fields([]byte(`{"a":"1"`), "a"); err == nil {
+		t.Fatal("truncated JSON read without an error")
+	}
+}
