@@ -23,14 +23,14 @@ func BenchmarkSagaHandlers(b *testing.B) {
 		e := svcenvtest.New("order-")
 		var created []byte
 		for i := range n {
-			b := []byte(strings.Replace(string(body), "bench7", "bench"+strconv.Itoa(i%100), 1))
+			req := []byte(strings.Replace(string(body), "bench7", "bench"+strconv.Itoa(i%100), 1))
 			var w svcenvtest.Recorder
-			if err := createOrder(e, &w, b); err != nil {
-				panic(err)
+			if err := createOrder(e, &w, req); err != nil {
+				b.Fatal(err)
 			}
 			created = w.Body
 			if err := projectCreated(e, created); err != nil {
-				panic(err)
+				b.Fatal(err)
 			}
 		}
 		o, err := parseOrder(created)
