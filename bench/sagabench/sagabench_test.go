@@ -68,3 +68,50 @@ func TestProcessCPU(t *testing.T) {
 	}
 	_ = x
 }
+
+// stallGap counts only time in which orders waited and none was paid: a
+// backlog paid steadily is no stall however long its orders wait, a
+// pipeline that pays nothing for 5 s is, and an idle stretch with nothing
+// to pay is not.
+func TestStallGap(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	var created, paid []time.Time
+	order := func(c, p time.Duration) { created, paid = append(created, at(c)), append(paid, at(p)) }
+
+	// A growing backlog: an order every 10 ms, paid every 15 ms; the last
+	// waits about 5 s.
+	for i := range 1000 {
+		c := time.Duration(i) * 10 * time.Millisecond
+		order(c, c+10*time.Millisecond+time.Duration(i)*5*time.Millisecond)
+	}
+	if g := stallGap(created, paid); g > 20*time.Millisecond {
+		t.Fatalf("backlog paid steadily: gap %s", g)
+	}
+
+	// A stall: orders created from 1 s to 6 s are all paid after 6 s.
+	created, paid = nil, nil
+	for i := range 600 {
+		c := time.Duration(i) * 10 * time.Millisecond
+		p := c + 5*time.Millisecond
+		if c >= time.Second && c < 6*time.Second {
+			p = 6*time.Second + time.Duration(i)*time.Microsecond
+		}
+		order(c, p)
+	}
+	if g := stallGap(created, paid); g < 4900*time.Millisecond || g > 5100*time.Millisecond {
+		t.Fatalf("5 s stall: gap %s", g)
+	}
+
+	// Idle: nothing created for 5 s between two busy stretches. Listed out
+	// of order: the gap does not depend on it.
+	created, paid = nil, nil
+	order(7*time.Second, 7*time.Second+5*time.Millisecond)
+	for i := range 100 {
+		c := time.Duration(i) * 10 * time.Millisecond
+		order(c, c+5*time.Millisecond)
+	}
+	if g := stallGap(created, paid); g != 5*time.Millisecond {
+		t.Fatalf("idle stretch: gap %s, want 5ms", g)
+	}
+}

@@ -14,11 +14,12 @@ import (
 	"time"
 )
 
-// StallBound is the creation-to-payment latency over which an order is
-// called stalled: a liveness bound, not a speed target. The stall it
-// guards against held events for the pull iterator's missing-heartbeat
-// check (about 5 s); a saga at a steady rate well under what the machine
-// sustains pays its orders in milliseconds.
+// StallBound is how long the saga may pay no order while orders wait
+// before the run is called stalled: a liveness bound, not a speed target.
+// The stall it guards against held events for the pull iterator's
+// missing-heartbeat check (about 5 s), when nothing was paid at all; a
+// saga that merely runs behind, on a loaded machine, pays an order every
+// few milliseconds however long each has waited.
 const StallBound = 2 * time.Second
 
 // Latency is the creation-to-payment latency of one steady run's orders
@@ -28,15 +29,50 @@ type Latency struct {
 	P50, P99, Max time.Duration
 	// Slowest is the id of the order that took Max.
 	Slowest string
+	// Gap is the longest time no order was paid while one waited (created
+	// and not yet paid).
+	Gap time.Duration
 }
 
 func (l Latency) String() string {
-	return fmt.Sprintf("%d orders: p50 %s p99 %s max %s", l.Orders,
-		l.P50.Round(10*time.Microsecond), l.P99.Round(10*time.Microsecond), l.Max.Round(10*time.Microsecond))
+	return fmt.Sprintf("%d orders: p50 %s p99 %s max %s, longest wait with nothing paid %s", l.Orders,
+		l.P50.Round(10*time.Microsecond), l.P99.Round(10*time.Microsecond), l.Max.Round(10*time.Microsecond),
+		l.Gap.Round(10*time.Microsecond))
 }
 
-// Stalled says whether an order of the run took longer than StallBound.
-func (l Latency) Stalled() bool { return l.Max > StallBound }
+// Stalled says whether the run paid no order for longer than StallBound
+// while orders waited.
+func (l Latency) Stalled() bool { return l.Gap > StallBound }
+
+// stallGap is the longest time in which no order was paid while one
+// waited: orders sorted by payment, each stretch between two payments (or
+// before the first) counted from when an order still to be paid had been
+// created.
+func stallGap(created, paid []time.Time) time.Duration {
+	n := len(paid)
+	byPaid := make([]int, n)
+	for i := range byPaid {
+		byPaid[i] = i
+	}
+	slices.SortFunc(byPaid, func(a, b int) int { return paid[a].Compare(paid[b]) })
+	// waiting[k]: the earliest creation among the orders paid k-th or later.
+	waiting := make([]time.Time, n+1)
+	for k := n - 1; k >= 0; k-- {
+		waiting[k] = created[byPaid[k]]
+		if k+1 < n && waiting[k+1].Before(waiting[k]) {
+			waiting[k] = waiting[k+1]
+		}
+	}
+	var gap time.Duration
+	for k := range n {
+		from := waiting[k] // an order waits from its creation...
+		if k > 0 && paid[byPaid[k-1]].After(from) {
+			from = paid[byPaid[k-1]] // ...or from the last payment
+		}
+		gap = max(gap, paid[byPaid[k]].Sub(from))
+	}
+	return gap
+}
 
 // Steady creates n orders on t at a steady rate a second from 8 clients
 // (order i is sent at start + i/rate, or as soon as a client is free),
@@ -83,6 +119,7 @@ func Steady(tb testing.TB, t Target, n, rate int, wait time.Duration) Latency {
 		time.Sleep(time.Millisecond)
 	}
 	lat := make([]time.Duration, n)
+	created, paid := make([]time.Time, n), make([]time.Time, n)
 	byLat := make(map[time.Duration]string, n)
 	for i, id := range ids {
 		var o struct {
@@ -95,11 +132,20 @@ func Steady(tb testing.TB, t Target, n, rate int, wait time.Duration) Latency {
 			tb.Fatalf("order %s: %.200q %v", id, v, err)
 		}
 		lat[i] = o.PaidAt.Sub(o.CreatedAt)
+		created[i], paid[i] = o.CreatedAt, o.PaidAt
 		byLat[lat[i]] = id
 	}
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-	return Latency{Orders: n, P50: q(0.5), P99: q(0.99), Max: lat[n-1], Slowest: byLat[lat[n-1]]}
+	return Latency{Orders: n, P50: q(0.5), P99: q(0.99), Max: lat[n-1], Slowest: byLat[lat[n-1]],
+		Gap: stallGap(created, paid)}
+}
+
+// Warm sends one order to t and waits (at most a minute) until it is paid:
+// t's consumers exist and its pull requests are open.
+func Warm(tb testing.TB, t Target) {
+	tb.Helper()
+	Steady(tb, t, 1, 1, time.Minute)
 }
 
 // post sends one order and returns its id.
@@ -129,7 +175,7 @@ func Merge(runs []Latency) Latency {
 	var m Latency
 	for _, r := range runs {
 		m.Orders += r.Orders
-		m.P50, m.P99 = max(m.P50, r.P50), max(m.P99, r.P99)
+		m.P50, m.P99, m.Gap = max(m.P50, r.P50), max(m.P99, r.P99), max(m.Gap, r.Gap)
 		if r.Max > m.Max {
 			m.Max, m.Slowest = r.Max, r.Slowest
 		}
