@@ -27,8 +27,6 @@ const StallBound = 2 * time.Second
 type Latency struct {
 	Orders        int
 	P50, P99, Max time.Duration
-	// Slowest is the id of the order that took Max.
-	Slowest string
 	// Gap is the longest time no order was paid while one waited (created
 	// and not yet paid).
 	Gap time.Duration
@@ -56,7 +54,7 @@ func stallGap(created, paid []time.Time) time.Duration {
 	}
 	slices.SortFunc(byPaid, func(a, b int) int { return paid[a].Compare(paid[b]) })
 	// waiting[k]: the earliest creation among the orders paid k-th or later.
-	waiting := make([]time.Time, n+1)
+	waiting := make([]time.Time, n)
 	for k := n - 1; k >= 0; k-- {
 		waiting[k] = created[byPaid[k]]
 		if k+1 < n && waiting[k+1].Before(waiting[k]) {
@@ -120,7 +118,6 @@ func Steady(tb testing.TB, t Target, n, rate int, wait time.Duration) Latency {
 	}
 	lat := make([]time.Duration, n)
 	created, paid := make([]time.Time, n), make([]time.Time, n)
-	byLat := make(map[time.Duration]string, n)
 	for i, id := range ids {
 		var o struct {
 			Status    string
@@ -133,12 +130,10 @@ func Steady(tb testing.TB, t Target, n, rate int, wait time.Duration) Latency {
 		}
 		lat[i] = o.PaidAt.Sub(o.CreatedAt)
 		created[i], paid[i] = o.CreatedAt, o.PaidAt
-		byLat[lat[i]] = id
 	}
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-	return Latency{Orders: n, P50: q(0.5), P99: q(0.99), Max: lat[n-1], Slowest: byLat[lat[n-1]],
-		Gap: stallGap(created, paid)}
+	return Latency{Orders: n, P50: q(0.5), P99: q(0.99), Max: lat[n-1], Gap: stallGap(created, paid)}
 }
 
 // Warm sends one order to t and waits (at most a minute) until it is paid:
@@ -175,10 +170,7 @@ func Merge(runs []Latency) Latency {
 	var m Latency
 	for _, r := range runs {
 		m.Orders += r.Orders
-		m.P50, m.P99, m.Gap = max(m.P50, r.P50), max(m.P99, r.P99), max(m.Gap, r.Gap)
-		if r.Max > m.Max {
-			m.Max, m.Slowest = r.Max, r.Slowest
-		}
+		m.P50, m.P99, m.Max, m.Gap = max(m.P50, r.P50), max(m.P99, r.P99), max(m.Max, r.Max), max(m.Gap, r.Gap)
 	}
 	return m
 }

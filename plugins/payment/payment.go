@@ -259,8 +259,8 @@ func load(e env, id string) (payment, error) {
 }
 
 func store(e env, p *payment) error {
-	w := jsonx.NewWriter(make([]byte, 0, 256+len(p.Reason))) // one allocation
-	appendPayment(w, p)
+	var w jsonx.Writer // its first write allocates room for the record
+	appendPayment(&w, p)
 	if err := e.KVSet(paymentKey(p.ID), w.Bytes()); err != nil {
 		return errors.New("storing payment: " + err.Error())
 	}

@@ -2,6 +2,7 @@ package svcenv
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -37,14 +38,8 @@ func TestFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"1é", "2", "", "", ""}
-	if len(f) != len(want) {
+	if want := []string{"1é", "2", "", "", ""}; !slices.Equal(f, want) {
 		t.Fatalf("%q, want %q", f, want)
-	}
-	for i := range want {
-		if f[i] != want[i] {
-			t.Fatalf("%q, want %q", f, want)
-		}
 	}
 	if _, err := Fields([]byte(`{"a":"1"`), "a"); err == nil {
 		t.Fatal("truncated JSON read without an error")
