@@ -346,8 +346,8 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		// A read model's projections are idempotent merges that a replay
-		// rebuilds: their writes skip the atomic batch, which costs the
-		// server a staging store per batch (see kv.Store.ApplyEach).
+		// rebuilds: their writes skip the atomic batch, which costs more
+		// than writes sent one by one (see kv.Store.ApplyEach).
 		if err := d.apply(ctx, s, &cs.inv, !s.Events().ReadModelType(ev.Type), cs.lease); err != nil {
 			return fmt.Errorf("service %s: %w", name, leaseLost(err))
 		}

@@ -385,9 +385,10 @@ func (s *Store) apply(ctx context.Context, ops []Op, fence *Lease) error {
 // error or a crash can leave some stored and others not. It is for writes
 // that need no atomicity and many of which are made (a read model's, which
 // its idempotent projections and a replay repair): an atomic batch costs
-// the server a staging store of its own (on a single-replica file stream,
-// one on disk), which makes an Apply of two writes about 18 times slower
-// than this (BenchmarkApply: 0.73 ms against 40 µs under lazy sync).
+// the server its staging (on a single-replica file stream, a file written
+// before the commit) and the client a round trip per write, which makes an
+// Apply of two writes about 2.5 times slower than this (BenchmarkApply:
+// 0.25-0.28 ms against 94-109 µs under lazy sync, on a slow day).
 func (s *Store) ApplyEach(ctx context.Context, ops []Op) error {
 	msgs, err := s.messages(ops, 0)
 	if err != nil {

@@ -1633,12 +1633,17 @@ func (a *Account) EnableJetStream(limits map[string]JetStreamAccountLimits, tq c
 			// We've observed a partial batch write. Write the remainder of the batch.
 			batchSeq++
 			_, batchStoreDir = getBatchStoreDir(jsa.storeDir, cfg.Name, batchId)
-			if _, err = os.Stat(batchStoreDir); err != nil {
-				s.Errorf("  Failed restoring partial batch write for stream '%s > %s' at sequence %d: %v",
-					mset.accName(), mset.name(), batchSeq, err)
-				goto SKIP
+			// meshd: a batch staged in one file (meshd_batch_stage.go), or
+			// else in a file store of its own (encrypted, or staged by an
+			// earlier version).
+			if store, err = loadStagedBatch(batchStoreDir); os.IsNotExist(err) {
+				if _, err = os.Stat(batchStoreDir); err != nil {
+					s.Errorf("  Failed restoring partial batch write for stream '%s > %s' at sequence %d: %v",
+						mset.accName(), mset.name(), batchSeq, err)
+					goto SKIP
+				}
+				store, err = newBatchFileStore(mset, batchId, jsa.storeDir, cfg.Name)
 			}
-			store, err = newBatchStore(mset, batchId, cfg.Replicas, cfg.Storage, jsa.storeDir, cfg.Name)
 			if err != nil {
 				s.Errorf("  Failed restoring partial batch write for stream '%s > %s' at sequence %d: %v",
 					mset.accName(), mset.name(), batchSeq, err)

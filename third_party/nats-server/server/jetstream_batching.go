@@ -129,32 +129,48 @@ func getBatchStoreDir(storeDir, streamName, batchId string) (string, string) {
 
 func newBatchStore(mset *stream, batchId string, replicas int, storage StorageType, storeDir, streamName string) (StreamStore, error) {
 	if replicas == 1 && storage == FileStorage {
-		bname, storeDir := getBatchStoreDir(storeDir, streamName, batchId)
+		// meshd: staged in memory and written to one file before the
+		// commit (meshd_batch_stage.go), unless the account's streams are
+		// encrypted.
 		s := mset.srv
-		// meshd: the staged batch is synced before its commit only when
-		// the server syncs every write (sync_interval: always). Otherwise
-		// the stream's own writes are not synced either, and a sync per
-		// batch cost every atomic publish a disk flush (milliseconds) for
-		// a guarantee the stream did not give: flushed to the file, the
-		// staged batch outlives a crash of the process, as the stream
-		// does.
-		fcfg := FileStoreConfig{
-			AsyncFlush:  true,
-			SyncOnFlush: s.getOpts().SyncAlways,
-			BlockSize:   defaultLargeBlockSize,
-			StoreDir:    storeDir,
-			srv:         s,
+		if s.jsKeyGen(s.getOpts().JetStreamKey, mset.acc.Name) == nil {
+			_, dir := getBatchStoreDir(storeDir, streamName, batchId)
+			return newStagedBatch(s, dir)
 		}
-		prf := s.jsKeyGen(s.getOpts().JetStreamKey, mset.acc.Name)
-		if prf != nil {
-			// We are encrypted here, fill in correct cipher selection.
-			fcfg.Cipher = s.getOpts().JetStreamCipher
-		}
-		oldprf := s.jsKeyGen(s.getOpts().JetStreamOldKey, mset.acc.Name)
-		cfg := StreamConfig{Name: bname, Storage: FileStorage}
-		return newFileStoreWithCreated(fcfg, cfg, time.Time{}, prf, oldprf)
+		return newBatchFileStore(mset, batchId, storeDir, streamName)
 	}
 	return newMemStore(&StreamConfig{Name: _EMPTY_, Storage: MemoryStorage})
+}
+
+// newBatchFileStore returns upstream's staging store of an atomic batch on
+// a single-replica file stream: a file store of its own (meshd stages
+// batches so only on encrypted accounts, and opens one left by an earlier
+// version to recover its batch).
+func newBatchFileStore(mset *stream, batchId string, storeDir, streamName string) (StreamStore, error) {
+	bname, storeDir := getBatchStoreDir(storeDir, streamName, batchId)
+	s := mset.srv
+	// meshd: the staged batch is synced before its commit only when
+	// the server syncs every write (sync_interval: always). Otherwise
+	// the stream's own writes are not synced either, and a sync per
+	// batch cost every atomic publish a disk flush (milliseconds) for
+	// a guarantee the stream did not give: flushed to the file, the
+	// staged batch outlives a crash of the process, as the stream
+	// does.
+	fcfg := FileStoreConfig{
+		AsyncFlush:  true,
+		SyncOnFlush: s.getOpts().SyncAlways,
+		BlockSize:   defaultLargeBlockSize,
+		StoreDir:    storeDir,
+		srv:         s,
+	}
+	prf := s.jsKeyGen(s.getOpts().JetStreamKey, mset.acc.Name)
+	if prf != nil {
+		// We are encrypted here, fill in correct cipher selection.
+		fcfg.Cipher = s.getOpts().JetStreamCipher
+	}
+	oldprf := s.jsKeyGen(s.getOpts().JetStreamOldKey, mset.acc.Name)
+	cfg := StreamConfig{Name: bname, Storage: FileStorage}
+	return newFileStoreWithCreated(fcfg, cfg, time.Time{}, prf, oldprf)
 }
 
 // readyForCommit indicates the batch is ready to be committed.
