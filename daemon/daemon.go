@@ -72,8 +72,9 @@ type Daemon struct {
 	calls    *calls.Calls    // service-to-service calls (daemon/calls)
 	health   *service.Health // DOWN on repeated failures
 	gateway  *gateway.Gateway
-	invoker  *cluster.Invoker // the gateway's: local services, else forwarded to other nodes
-	cluster  *cluster.Node    // the mesh of nodes on a NATS cluster; nil alone
+	admit    gateway.Admission // the gateway's, and of requests other nodes' gateways forward here
+	invoker  *cluster.Invoker  // the gateway's: local services, else forwarded to other nodes
+	cluster  *cluster.Node     // the mesh of nodes on a NATS cluster; nil alone
 	server   *http.Server
 	listener net.Listener
 
@@ -177,7 +178,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("daemon: event bus: %w", err)
 	}
 	d.dispatch.SetBus(d.bus)
-	d.gateway.SetAdmission(admission.New(d.registry, d.bus).Admit) // shed routes whose events fall behind
+	d.admit = admission.New(d.registry, d.bus).Admit
+	d.gateway.SetAdmission(d.admit) // shed routes whose events fall behind
 	// Watch first, so a file that changes while the directory loads is
 	// reported (a change to the bytes just loaded is a no-op).
 	if err := d.startWatcher(ctx); err != nil {
@@ -282,7 +284,7 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 	}
 	n, err := cluster.Start(ctx, cluster.Config{
 		Node: d.cfg.Node, Conn: d.nats.Conn(), JS: d.nats.JetStream(), Registry: d.registry,
-		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, RoutesChanged: rebuild, Settle: d.settle(),
+		Match: d.gateway.Match, Invoke: d.dispatch.InvokeCall, Admit: d.admit, RoutesChanged: rebuild, Settle: d.settle(),
 		Replicas: d.nats.Replicas(d.cfg.Replicas),
 		Log:      d.log.With(slog.String("component", "cluster")),
 	})

@@ -187,11 +187,10 @@ func TestClusterKillNineUnderLoad(t *testing.T) {
 		workers = 12 // enough that POSTs held up by the kill do not stop the load
 		// At most 20 orders/s: the saga on one node keeps up with that
 		// while the other packages' tests load the machine. At 40, with
-		// CI beside it, node 2 alone fell behind after the kill and its
+		// CI beside it, node 2 alone fell behind after the kill and
 		// admission shed (503, retry later) almost every POST for a
-		// minute, while node 3, serving no service, forwarded its POSTs
-		// to node 2 unshed: the gateways answered, but this test saw
-		// node 2 take no orders.
+		// minute: the gateways answered, but this test saw node 2 take
+		// no orders.
 		pace        = 50 * time.Millisecond
 		maxAttempts = 1500
 		killAfter   = 150 // orders taken before the kill

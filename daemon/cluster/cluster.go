@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,11 @@ type Config struct {
 	Registry *registry.Registry
 	Match    Matcher
 	Invoke   Invoke
+	// Admit, when set, is the gateway admission of this node's services
+	// (admission.Admission.Admit): a request another node's gateway
+	// forwards here is shed as this node's gateway would shed it, answered
+	// fault.Overloaded. Calls between services are not shed.
+	Admit func(service, route string) (shed bool, retryAfter time.Duration)
 	// RoutesChanged is called when the routes other nodes announce
 	// changed: the daemon rebuilds its gateway's route set (Routes).
 	RoutesChanged func()
@@ -184,6 +190,12 @@ func (n *Node) handler(service string) remote.Handler {
 		if !ok {
 			return fault.New(service, fault.NotFound, fmt.Errorf("cluster: no route of %s matches %s %s",
 				service, strconv.Quote(bound(string(req.Method), 16)), strconv.Quote(bound(string(req.Path), 128))))
+		}
+		if n.cfg.Admit != nil && !bytes.HasPrefix(req.Consumer, []byte(abi.ConsumerPrefix)) {
+			if shed, after := n.cfg.Admit(service, route); shed {
+				return &fault.Error{Service: service, Kind: fault.Overloaded, RetryAfter: after,
+					Err: fmt.Errorf("cluster: %s on node %s: %s", route, n.cfg.Node, gateway.ShedDetail)}
+			}
 		}
 		req.Route, req.Params = []byte(route), params
 		return n.cfg.Invoke(ctx, service, req, resp)

@@ -54,6 +54,11 @@ const (
 	// partly applied, so a retry would make the writes again. HTTP 500,
 	// no Retry-After.
 	Partial
+	// Overloaded: admission control shed the request, the event pipeline
+	// behind its route being behind (on the node that serves the route,
+	// for a request another node's gateway forwarded). HTTP 503 with
+	// Retry-After.
+	Overloaded
 
 	numKinds
 )
@@ -79,6 +84,7 @@ var kinds = [numKinds]kindInfo{
 	CircuitOpen:  {"circuit open", http.StatusServiceUnavailable, abi.CodeUnavailable, time.Second},
 	Conflict:     {"conflict", http.StatusConflict, abi.CodeUnavailable, 0},
 	Partial:      {"partly applied", http.StatusInternalServerError, abi.CodeInternal, 0},
+	Overloaded:   {"overloaded", http.StatusServiceUnavailable, abi.CodeUnavailable, time.Second},
 }
 
 // StoreRetryAfter is the Retry-After of StoreRefused: longer than a busy

@@ -42,7 +42,10 @@ func (h *routeHandler) shed(w http.ResponseWriter, r *http.Request) bool {
 	}
 	secs := max(1, int64((retryAfter+time.Second-1)/time.Second))
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	h.refuse(w, r, http.StatusServiceUnavailable, "overloaded",
-		"the events behind this route are not handled fast enough; retry later", nil)
+	h.refuse(w, r, http.StatusServiceUnavailable, "overloaded", ShedDetail, nil)
 	return true
 }
+
+// ShedDetail is the detail of the problem answering a request admission
+// shed, here or on the node that serves the route.
+const ShedDetail = "the events behind this route are not handled fast enough; retry later"

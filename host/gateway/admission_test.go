@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/meshd/meshd/abi"
 	"github.com/meshd/meshd/host/bus"
+	"github.com/meshd/meshd/host/fault"
 	"github.com/meshd/meshd/host/gateway"
 	"github.com/meshd/meshd/host/natsd"
 )
@@ -138,5 +140,40 @@ func TestAdmissionShedsWhenEventsLag(t *testing.T) {
 			t.Fatalf("still %d 20 s after the subscriber caught up; lag %+v", resp.StatusCode, b.LagOf("payment"))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shedInvoker answers every request as the node serving its route does
+// when admission sheds a request another node's gateway forwarded.
+type shedInvoker struct{}
+
+func (shedInvoker) InvokeHTTP(context.Context, string, *abi.Request, *abi.Response) error {
+	return &fault.Error{Service: "order", Kind: fault.Overloaded, RetryAfter: 3 * time.Second, Err: errors.New("shed on node n2")}
+}
+
+// TestForwardedShedAnswersAsALocalShed: a request the node serving its
+// route shed (fault.Overloaded, after the gateway here forwarded it) is
+// answered as a request this gateway sheds: 503, problem+json titled
+// overloaded, and the serving node's Retry-After.
+func TestForwardedShedAnswersAsALocalShed(t *testing.T) {
+	g := gateway.New(gateway.Config{}, shedInvoker{}, nil)
+	if err := g.SetRoutes([]gateway.Route{{Service: "order", Method: "POST", Path: "/orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/orders", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Title, Detail string }
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "3" ||
+		resp.Header.Get("Content-Type") != gateway.ProblemContentType || p.Title != "overloaded" || p.Detail != gateway.ShedDetail {
+		t.Fatalf("%d, Retry-After %q, %s: %+v; want 503, 3, problem+json titled overloaded",
+			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), p)
 	}
 }

@@ -36,6 +36,8 @@ func faultProblem(fe *fault.Error, service string, timeout time.Duration, err er
 		return "bad request", fmt.Sprintf("service %s refused the request as invalid", service)
 	case fault.Conflict:
 		return "conflict", fmt.Sprintf("the request conflicts with work in progress in service %s; retry later", service)
+	case fault.Overloaded:
+		return "overloaded", ShedDetail
 	case fault.Partial:
 		return "partly applied", fmt.Sprintf("service %s stored the request's changes but could not publish its events; do not retry: read the result first", service)
 	default:

@@ -183,8 +183,10 @@ func (h *routeHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch fe.Kind {
 	case fault.Failed:
 		level = slog.LevelError
-	case fault.StoreRefused:
-		// At debug level: the store logs the episode, with a count.
+	case fault.StoreRefused, fault.Overloaded:
+		// At debug level: the store logs the episode, with a count; a
+		// request shed by the node serving the route is no failure, as
+		// one shed here is not.
 		level = slog.LevelDebug
 	}
 	h.g.log.LogAttrs(r.Context(), level, "gateway: invocation failed", h.attrs(w, r, status, err)...)

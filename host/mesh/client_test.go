@@ -168,6 +168,7 @@ func TestRetries(t *testing.T) {
 		{"GET denied not retried", get(), CallOptions{}, failing(fault.Denied), 1, fault.Denied, true, 0},
 		{"GET invalid not retried", get(), CallOptions{}, failing(fault.Invalid), 1, fault.Invalid, true, 0},
 		{"GET store refusing not retried", get(), CallOptions{}, failing(fault.StoreRefused), 1, fault.StoreRefused, true, 0},
+		{"GET shed by admission not retried", get(), CallOptions{}, failing(fault.Overloaded), 1, fault.Overloaded, true, 0},
 		{"GET 500 every time: the last response", get(), CallOptions{}, status(500), 3, 0, false, 500},
 		{"GET unavailable every time: the last error", get(), CallOptions{}, failing(fault.Unavailable), 3, fault.Unavailable, true, 0},
 	} {

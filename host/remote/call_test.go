@@ -152,6 +152,7 @@ func TestForwardKeepsTheCalleesFaultKind(t *testing.T) {
 		{"denied", fault.New("users", fault.Denied, errors.New("no grant")), fault.Denied, 0},
 		{"store refused", fault.New("users", fault.StoreRefused, errors.New("disk full")), fault.StoreRefused, fault.StoreRetryAfter},
 		{"circuit open", &fault.Error{Kind: fault.CircuitOpen, Err: errors.New("open"), RetryAfter: 1500 * time.Millisecond}, fault.CircuitOpen, 1500 * time.Millisecond},
+		{"overloaded", &fault.Error{Kind: fault.Overloaded, Err: errors.New("shed"), RetryAfter: 3 * time.Second}, fault.Overloaded, 3 * time.Second},
 		{"unclassified", errors.New("trap: unreachable \x00\n\"quoted\""), fault.Failed, 0},
 	}
 	var which atomic.Int32
