@@ -201,6 +201,22 @@ func TestBreakerIgnoresClientErrors(t *testing.T) {
 	}
 }
 
+// A request the callee's node shed (admission control: its events are
+// behind) is no failure of the callee: the breaker stays closed.
+func TestBreakerIgnoresShedRequests(t *testing.T) {
+	tg := &target{fn: failing(fault.Overloaded)}
+	c := newClient(t, resolveTo(tg), WithBreakerSettings("user", Settings{ConsecutiveFailures: 2, MinRequests: 2}))
+	for range 10 {
+		if k := kindOf(t, c.Call(context.Background(), "order", "user", post(), &abi.Response{}, CallOptions{})); k != fault.Overloaded {
+			t.Fatalf("kind %v, want %v", k, fault.Overloaded)
+		}
+	}
+	b := c.Snapshot()[0]
+	if b.State != Closed || b.Counts.Failures != 0 || b.Counts.Excluded != 10 || tg.calls.Load() != 10 {
+		t.Fatalf("after 10 shed requests: %+v, %d attempts; want closed, no failures, 10 attempts", b, tg.calls.Load())
+	}
+}
+
 func TestBreakerTripsOnFailureRatio(t *testing.T) {
 	// Every other call fails: never two in a row, half of all.
 	tg := &target{fn: func(_ context.Context, n int64, _ *abi.Request, resp *abi.Response) error {
