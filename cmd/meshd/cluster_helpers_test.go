@@ -205,7 +205,7 @@ func postOrder(client *http.Client, base, user string, total int64) (id string, 
 			Title string `json:"title"`
 		}
 		_ = json.Unmarshal(b, &p)
-		return "", resp.StatusCode, &refusal{status: resp.StatusCode, title: p.Title, body: cut(string(b), 300)}
+		return "", resp.StatusCode, &refusal{status: resp.StatusCode, title: p.Title, retryAfter: resp.Header.Get("Retry-After"), body: cut(string(b), 300)}
 	}
 	var o struct {
 		ID    string `json:"id"`
@@ -218,11 +218,12 @@ func postOrder(client *http.Client, base, user string, total int64) (id string, 
 }
 
 // refusal is the error of a POST /orders answered other than 201: its
-// status, its problem's title, and its body (cut).
+// status, its problem's title, its Retry-After, and its body (cut).
 type refusal struct {
-	status int
-	title  string
-	body   string
+	status     int
+	title      string
+	retryAfter string
+	body       string
 }
 
 func (r *refusal) Error() string {
