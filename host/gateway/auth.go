@@ -13,7 +13,16 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/meshd/meshd/abi"
 )
+
+// reservedConsumer reports whether c is in the namespace of the consumers
+// that services calling services carry (abi.ConsumerPrefix,
+// "service:order"): a service reads the caller from it
+// (guest.Request.CallingService), so no credential of the gateway may name
+// one, or a client could pass for a service.
+func reservedConsumer(c string) bool { return strings.HasPrefix(c, abi.ConsumerPrefix) }
 
 // authenticator checks a request's credentials and names its consumer.
 type authenticator interface {
@@ -174,6 +183,9 @@ func (j *jwtAuth) authenticate(r *http.Request) (string, error) {
 	c, _ := claims[j.claim].(string)
 	if c == "" {
 		return "", fmt.Errorf("the token has no %q claim naming the consumer", j.claim)
+	}
+	if reservedConsumer(c) {
+		return "", fmt.Errorf("the token's %q claim names a consumer in the namespace reserved for services (%s...)", j.claim, abi.ConsumerPrefix)
 	}
 	return c, nil
 }

@@ -160,6 +160,9 @@ func (p *Policies) Validate() error {
 				if c == "" {
 					bad(path+".keys", "a key has an empty consumer name")
 				}
+				if reservedConsumer(c) {
+					bad(path+".keys", "consumer %q: names starting with %q are reserved for services", c, "service:")
+				}
 			}
 			if a.Secret != "" || a.JWKSFile != "" || a.JWKSURL != "" || a.Issuer != "" || a.Audience != "" {
 				bad(path, "secret, jwks_file, jwks_url, issuer and audience belong to jwt authenticators")
@@ -218,6 +221,9 @@ func (p *Policies) Validate() error {
 		for _, c := range pol.Consumers {
 			if c == "" {
 				bad(path+".consumers", "empty consumer name")
+			}
+			if reservedConsumer(c) {
+				bad(path+".consumers", "consumer %q: names starting with %q are reserved for services", c, "service:")
 			}
 		}
 		if pol.Rate < 0 {

@@ -283,12 +283,14 @@ func TestSetPoliciesAllOrNothing(t *testing.T) {
 			"j":    {Type: AuthJWT},
 			"k":    {Type: "ldap"},
 			"none": {Type: AuthAPIKey, Keys: map[string]string{"a": "b"}},
+			"svc":  {Type: AuthAPIKey, Keys: map[string]string{"k": "service:order"}},
 		},
 		Mounts: []Mount{{Prefix: "api", Service: ""}},
 		Policy: []Policy{
 			{Route: "FETCH /x", Auth: "missing", Rate: 1},
 			{Service: "a", Prefix: "/b"},
 			{Service: "s", Rate: -1, Burst: 3},
+			{Service: "t", Auth: "svc", Consumers: []string{"service:user"}},
 		},
 	}
 	err := g.SetPolicies(bad)
@@ -306,6 +308,8 @@ func TestSetPoliciesAllOrNothing(t *testing.T) {
 		"policy[0].burst: must be at least 1",
 		"policy[1]: needs exactly one of service, route or prefix",
 		"policy[2].rate: must not be negative",
+		`auth.svc.keys: consumer "service:order": names starting with "service:" are reserved for services`,
+		`policy[3].consumers: consumer "service:user": names starting with "service:" are reserved for services`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -380,6 +384,7 @@ func TestJWTHS256(t *testing.T) {
 		{"wrong audience", hsToken(t, "s3cret", with("aud", "other")), "audience"},
 		{"no exp", hsToken(t, "s3cret", with("exp", nil)), "exp"},
 		{"no sub", hsToken(t, "s3cret", with("sub", nil)), "sub"},
+		{"a service's consumer", hsToken(t, "s3cret", with("sub", "service:payment")), "reserved for services"},
 		{"not yet valid", hsToken(t, "s3cret", with("nbf", now.Add(time.Hour).Unix())), "not valid yet"},
 		{"garbage", "not.a.jwt", "not valid"},
 		{"alg none", noneToken(t, good), "not valid"},
