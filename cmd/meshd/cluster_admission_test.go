@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -29,31 +30,27 @@ func TestClusterForwardedRequestsShed(t *testing.T) {
 		maxAttempts = 20_000
 		floodFor    = 60 * time.Second // at most; the first shed ends it
 	)
+	// The flood ends at the first shed (stop), after floodFor, or after
+	// maxAttempts POSTs.
+	flood, stop := context.WithTimeout(context.Background(), floodFor)
+	defer stop()
 	var (
 		mu        sync.Mutex
 		next      = 1
 		shed      *refusal
 		failures  []error
 		sheds     int
-		stop      = make(chan struct{})
-		stopOnce  sync.Once
 		wg        sync.WaitGroup
-		deadline  = time.Now().Add(floodFor)
 		attempted int
 	)
 	for range workers {
 		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for flood.Err() == nil {
 				mu.Lock()
 				n := next
 				next++
 				mu.Unlock()
-				if n > maxAttempts || time.Now().After(deadline) {
+				if n > maxAttempts {
 					return
 				}
 				o := placed{user: loadUsers[n%len(loadUsers)], total: orderTotal(n), gateway: 1}
@@ -70,7 +67,7 @@ func TestClusterForwardedRequestsShed(t *testing.T) {
 					if shed == nil {
 						shed = r
 					}
-					stopOnce.Do(func() { close(stop) })
+					stop()
 				default:
 					failures = append(failures, err)
 				}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -36,12 +35,11 @@ func (h *routeHandler) shed(w http.ResponseWriter, r *http.Request) bool {
 	if a == nil {
 		return false
 	}
-	shed, retryAfter := (*a)(h.service, h.pattern)
+	shed, after := (*a)(h.service, h.pattern)
 	if !shed {
 		return false
 	}
-	secs := max(1, int64((retryAfter+time.Second-1)/time.Second))
-	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	retryAfter(w, max(after, time.Second))
 	h.refuse(w, r, http.StatusServiceUnavailable, "overloaded", ShedDetail, nil)
 	return true
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/abi"
 )
 
 // Policies is the operator's gateway configuration: mounts, named
@@ -161,7 +163,7 @@ func (p *Policies) Validate() error {
 					bad(path+".keys", "a key has an empty consumer name")
 				}
 				if reservedConsumer(c) {
-					bad(path+".keys", "consumer %q: names starting with %q are reserved for services", c, "service:")
+					bad(path+".keys", "consumer %q: names starting with %q are reserved for services", c, abi.ConsumerPrefix)
 				}
 			}
 			if a.Secret != "" || a.JWKSFile != "" || a.JWKSURL != "" || a.Issuer != "" || a.Audience != "" {
@@ -223,7 +225,7 @@ func (p *Policies) Validate() error {
 				bad(path+".consumers", "empty consumer name")
 			}
 			if reservedConsumer(c) {
-				bad(path+".consumers", "consumer %q: names starting with %q are reserved for services", c, "service:")
+				bad(path+".consumers", "consumer %q: names starting with %q are reserved for services", c, abi.ConsumerPrefix)
 			}
 		}
 		if pol.Rate < 0 {

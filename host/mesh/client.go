@@ -562,17 +562,16 @@ func (c *Client) Call(ctx context.Context, caller, callee string, req *abi.Reque
 			switch last.Kind {
 			case fault.Busy, fault.Unavailable, fault.Timeout, fault.Failed:
 				counted, again = errFailure, true
-			case fault.Overloaded:
-				// The callee's node shed the request (admission control):
-				// nothing was attempted, and it is no failure of the callee;
-				// another try now would meet the same lag.
-				counted = errExcluded
 			case fault.StoreRefused, fault.Partial:
 				// Failures of the callee, but not retried: a store refusing
 				// writes answers the same again, and a partly applied call
 				// would make its writes twice.
 				counted = errFailure
 			default:
+				// The caller's own faults (denied, invalid, not found), and
+				// a request the callee's node shed (overloaded: nothing was
+				// attempted, and another try now would meet the same lag):
+				// no failure of the callee, not retried.
 				counted = errExcluded
 			}
 		}
