@@ -147,34 +147,33 @@ func loadStagedBatch(dir string) (StreamStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest := body[len(stagedBatchMagic):]
-	field := func(n uint64) []byte {
-		if n > uint64(len(rest)) {
-			return nil
-		}
-		f := rest[:n]
-		rest = rest[n:]
-		return f
+	if err := decodeStagedBatch(ms, body[len(stagedBatchMagic):]); err != nil {
+		ms.Stop()
+		return nil, err
 	}
+	return ms, nil
+}
+
+// decodeStagedBatch stores in ms the messages encoded in rest (as
+// encodeStagedBatch wrote them, without the magic and the checksum).
+func decodeStagedBatch(ms *memStore, rest []byte) error {
 	for len(rest) > 0 {
 		var lens [3]uint64
 		for i := range lens {
 			v, k := binary.Uvarint(rest)
 			if k <= 0 {
-				ms.Stop()
-				return nil, errStagedBatchCorrupt
+				return errStagedBatchCorrupt
 			}
 			lens[i], rest = v, rest[k:]
 		}
 		if n := uint64(len(rest)); lens[0] > n || lens[1] > n-lens[0] || lens[2] > n-lens[0]-lens[1] {
-			ms.Stop()
-			return nil, errStagedBatchCorrupt
+			return errStagedBatchCorrupt
 		}
-		subj, hdr, msg := field(lens[0]), field(lens[1]), field(lens[2])
+		take := func(n uint64) []byte { f := rest[:n]; rest = rest[n:]; return f }
+		subj, hdr, msg := take(lens[0]), take(lens[1]), take(lens[2]) // in this order
 		if _, _, err := ms.StoreMsg(string(subj), hdr, msg, 0); err != nil {
-			ms.Stop()
-			return nil, err
+			return err
 		}
 	}
-	return ms, nil
+	return nil
 }
