@@ -115,9 +115,18 @@ const (
 // stores none of it and drops what it staged after its batch timeout.
 var ErrNotCommitted = errors.New("atomic batch not committed, none of it is stored")
 
+// errCodeIncompleteBatch is the server's error code for a commit whose
+// batch misses messages before it (JSAtomicPublishIncompleteBatchErr): it
+// stored none of the batch.
+const errCodeIncompleteBatch jetstream.ErrorCode = 10176
+
 // ErrInvalidBatchAck is the error of a commit answered with something that
 // is neither an acknowledgement of the whole batch nor an error.
 var ErrInvalidBatchAck = errors.New("invalid atomic batch acknowledgement")
+
+// testHookBeforeCommit, when set by a test, runs between a batch's first
+// messages and its commit.
+var testHookBeforeCommit func()
 
 // sendBatch sends msgs as one atomic batch under a new id and returns the
 // id and the answer to its commit.
@@ -134,6 +143,9 @@ func sendBatch(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (string, *n
 				return id, nil, fmt.Errorf("%w: message %d of %d: %w", ErrNotCommitted, i+1, len(msgs), err)
 			}
 		}
+	}
+	if testHookBeforeCommit != nil {
+		testHookBeforeCommit()
 	}
 	commit := msgs[last]
 	commit.Header.Set(hdrBatchCommit, "1")
@@ -176,34 +188,41 @@ func PublishAtomic(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg
 		ctx, cancel = context.WithTimeout(ctx, js.Options().DefaultTimeout)
 		defer cancel()
 	}
-	var resp *nats.Msg
+	var ack batchAck
 	var id string
+	var resp *nats.Msg
 	for try := 0; ; try++ {
 		id, resp, err = sendBatch(ctx, js.Conn(), msgs)
-		if !errors.Is(err, nats.ErrNoResponders) || try == RetryAttempts {
+		retry := errors.Is(err, nats.ErrNoResponders)
+		if err == nil {
+			ack = batchAck{}
+			if err := json.Unmarshal(resp.Data, &ack); err != nil {
+				return 0, fmt.Errorf("atomic batch of %d: %w: %w", len(msgs), ErrInvalidBatchAck, err)
+			}
+			if ack.Error != nil {
+				err = fmt.Errorf("atomic batch of %d refused: %w", len(msgs), ack.Error)
+				retry = ack.Error.ErrorCode == errCodeIncompleteBatch
+			}
+		}
+		if !retry {
+			if err != nil {
+				return 0, err
+			}
 			break
 		}
-		// The commit reached no one, so no stream stored the batch (one
-		// that got its first messages drops it, uncommitted): send it
+		// The commit reached no one, or reached a stream that had not got
+		// the messages before it (it began to listen, or a new leader took
+		// over, while they were on their way): no stream stored the batch
+		// (one that got its first messages drops it, uncommitted). Send it
 		// again, under a new id, once the stream listens.
+		if try == RetryAttempts {
+			return 0, fmt.Errorf("%w: %w", ErrNotCommitted, err)
+		}
 		select {
 		case <-time.After(RetryWait):
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %w (the stream did not answer: %w)", ErrNotCommitted, ctx.Err(), err)
+			return 0, fmt.Errorf("%w: %w (the stream did not store it: %w)", ErrNotCommitted, ctx.Err(), err)
 		}
-	}
-	if errors.Is(err, nats.ErrNoResponders) {
-		return 0, fmt.Errorf("%w: %w", ErrNotCommitted, err)
-	}
-	if err != nil {
-		return 0, err
-	}
-	var ack batchAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("atomic batch of %d: %w: %w", len(msgs), ErrInvalidBatchAck, err)
-	}
-	if ack.Error != nil {
-		return 0, fmt.Errorf("atomic batch of %d refused: %w", len(msgs), ack.Error)
 	}
 	n := uint64(len(msgs))
 	if ack.Stream == "" || ack.Batch != id || ack.Count != n || ack.Seq < n {

@@ -49,3 +49,52 @@ func TestWritesWaitForTheStream(t *testing.T) {
 		t.Fatalf("atomic batch to no stream = %v, want ErrNotCommitted", err)
 	}
 }
+
+// TestBatchResentWhenItsStreamMissedItsStart: a stream that begins to
+// listen (is created, or gets a new leader) after an atomic batch's first
+// messages went by but before its commit answers the commit "incomplete"
+// and stores none of it; the batch is sent again and stored whole, once.
+func TestBatchResentWhenItsStreamMissedItsStart(t *testing.T) {
+	js := natsdtest.Server(t).JetStream()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sends := 0
+	testHookBeforeCommit = func() {
+		sends++
+		if sends == 1 {
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "MID", Subjects: []string{"mid.>"},
+				Storage: jetstream.MemoryStorage, AllowAtomicPublish: true}); err != nil {
+				t.Errorf("create stream: %v", err)
+			}
+		}
+	}
+	t.Cleanup(func() { testHookBeforeCommit = nil })
+	msgs := []*nats.Msg{nats.NewMsg("mid.a"), nats.NewMsg("mid.b"), nats.NewMsg("mid.c")}
+	for i, m := range msgs {
+		m.Data = []byte{byte('0' + i)}
+	}
+	first, err := PublishAtomic(ctx, js, msgs)
+	if err != nil || first != 1 {
+		t.Fatalf("batch whose stream appeared before its commit = %d, %v; want stored at 1", first, err)
+	}
+	if sends != 2 {
+		t.Errorf("batch sent %d times, want 2 (the commit answered incomplete once)", sends)
+	}
+	s, err := js.Stream(ctx, "MID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 3 || info.State.LastSeq != 3 {
+		t.Fatalf("stream holds %d messages, last %d; want the batch once: 3, 3", info.State.Msgs, info.State.LastSeq)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil || string(m.Data) != string(rune('0'+seq-1)) {
+			t.Fatalf("message %d = %v, %v; want data %q", seq, m, err, rune('0'+seq-1))
+		}
+	}
+}
