@@ -191,37 +191,46 @@ func PublishAtomic(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg
 	var ack batchAck
 	var id string
 	var resp *nats.Msg
+	resent := false
 	for try := 0; ; try++ {
 		id, resp, err = sendBatch(ctx, js.Conn(), msgs)
-		retry := errors.Is(err, nats.ErrNoResponders)
 		if err == nil {
 			ack = batchAck{}
 			if err := json.Unmarshal(resp.Data, &ack); err != nil {
 				return 0, fmt.Errorf("atomic batch of %d: %w: %w", len(msgs), ErrInvalidBatchAck, err)
 			}
-			if ack.Error != nil {
-				err = fmt.Errorf("atomic batch of %d refused: %w", len(msgs), ack.Error)
-				retry = ack.Error.ErrorCode == errCodeIncompleteBatch
+			if ack.Error != nil && ack.Error.ErrorCode == errCodeIncompleteBatch && !resent {
+				// The commit reached a stream that had not got the
+				// messages before it: the stream began to listen (was
+				// created, or a new leader took over) while they were on
+				// their way, or it refused one of them (a failed
+				// condition, a message too large). It stored none of the
+				// batch. Send it once more, at once, under a new id: the
+				// first case is then stored, the second refused again.
+				resent = true
+				continue
 			}
-		}
-		if !retry {
-			if err != nil {
-				return 0, err
+			if ack.Error != nil {
+				return 0, fmt.Errorf("atomic batch of %d refused: %w", len(msgs), ack.Error)
 			}
 			break
 		}
-		// The commit reached no one, or reached a stream that had not got
-		// the messages before it (it began to listen, or a new leader took
-		// over, while they were on their way): no stream stored the batch
-		// (one that got its first messages drops it, uncommitted). Send it
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return 0, err
+		}
+		// The commit reached no one, so no stream stored the batch (one
+		// that got its first messages drops it, uncommitted): send it
 		// again, under a new id, once the stream listens.
-		if try == RetryAttempts {
+		// A try is made only with RetryWait left after its wait, so that
+		// the answer is "not committed", not a deadline that ended
+		// during a commit whose outcome is then unknown.
+		if deadline, _ := ctx.Deadline(); try >= RetryAttempts || time.Until(deadline) < 2*RetryWait {
 			return 0, fmt.Errorf("%w: %w", ErrNotCommitted, err)
 		}
 		select {
 		case <-time.After(RetryWait):
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %w (the stream did not store it: %w)", ErrNotCommitted, ctx.Err(), err)
+			return 0, fmt.Errorf("%w: %w (the stream did not answer: %w)", ErrNotCommitted, ctx.Err(), err)
 		}
 	}
 	n := uint64(len(msgs))
