@@ -365,6 +365,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	// they fetched are handled (Subscription.Stop drains), not failed for a
 	// missing service and left for a redelivery after the restart.
 	service.StopAll(ctx, svcs)
+	d.dispatch.CloseOutbox() // records not relayed stay for the next start
 	d.mu.Lock()
 	for _, s := range svcs {
 		d.registry.Withdraw(s.Name(), s.Version(), d.cfg.Node)

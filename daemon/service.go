@@ -103,7 +103,8 @@ func (d *Daemon) loadModule(ctx context.Context, path string, wasm []byte) (err 
 	d.registry.Serve(registry.Instance{Service: name, Version: s.Version(), Node: d.cfg.Node, Status: registry.Up, Local: s})
 	d.mu.Unlock()
 
-	d.startSubscriptions(s) // readiness.go: DOWN if they cannot start
+	d.startSubscriptions(s)   // readiness.go: DOWN if they cannot start
+	d.dispatch.StartOutbox(s) // events of writes stored before a crash
 	log := s.Logger()
 	if cur == nil {
 		log.Info("service up", slog.String("file", base), slog.String("version", s.Version()),

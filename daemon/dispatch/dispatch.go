@@ -51,6 +51,9 @@ type Dispatcher struct {
 	// meshSerial: serial handlers also hold a lease on their key in the
 	// service's bucket, for a mesh of nodes (serial_mesh.go).
 	meshSerial bool
+
+	obOnce sync.Once
+	ob     *outbox // the relays of outbox records (outbox.go)
 }
 
 // Option configures a Dispatcher.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/meshd/meshd/host"
@@ -32,13 +33,31 @@ func (d *Dispatcher) Apply(ctx context.Context, s Service, inv *host.Invocation,
 // none, the events are published only after a check that it still is
 // (kv.Lease.Check). Either failing for the lease returns an error
 // wrapping kv.ErrLeaseLost, and nothing was applied.
+//
+// Writes sent as one atomic batch carry the invocation's events with them,
+// as outbox records (outbox.go): once the batch is stored, the effects are
+// durable, and a failure to publish the events hands the records to the
+// service's relay, which publishes them later, instead of failing the
+// invocation (whose retry would make its writes again).
 func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool, lease *kv.Lease) error {
 	if len(inv.Writes) == 0 && len(inv.Events) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), effectsTimeout)
 	defer cancel()
-	if err := applyWrites(ctx, s, inv.Writes, atomic, lease); err != nil {
+	now := time.Now()
+	evs := make([]bus.Pending, len(inv.Events))
+	for i, e := range inv.Events {
+		ev := bus.NewEvent(s.Name(), e.Type, e.Data)
+		ev.Time = now.UTC()
+		ev.TraceParent = inv.TraceParent
+		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
+	}
+	store := s.Store()
+	if atomic && len(inv.Writes) > 0 && len(evs) > 0 && store != nil {
+		return d.applyOutbox(ctx, s, store, inv, evs, now, lease)
+	}
+	if err := applyWrites(ctx, s, inv.Writes, atomic, lease, nil); err != nil {
 		return err
 	}
 	if len(inv.Events) == 0 {
@@ -52,12 +71,6 @@ func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation,
 	b := d.bus.Load()
 	if b == nil {
 		return fmt.Errorf("publishing events: %w", bus.ErrClosed)
-	}
-	evs := make([]bus.Pending, len(inv.Events))
-	for i, e := range inv.Events {
-		ev := bus.NewEvent(s.Name(), e.Type, e.Data)
-		ev.TraceParent = inv.TraceParent
-		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
 	}
 	if err := b.PublishAll(ctx, evs); err != nil {
 		if len(inv.Writes) > 0 {
@@ -76,10 +89,37 @@ func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation,
 // redelivered and the handler runs again, publishing them then.
 var ErrEventsNotPublished = errors.New("key writes stored, events not published")
 
+// applyOutbox applies inv's writes with its events evs as outbox records
+// in one atomic batch, then publishes evs. Once the batch is stored it
+// returns nil: the records of events not published go to s's relay.
+func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store, inv *host.Invocation, evs []bus.Pending, now time.Time, lease *kv.Lease) error {
+	records, err := outboxRecords(evs, now, store.MaxOutboxValue())
+	if err != nil {
+		return fmt.Errorf("outbox record: %w", err)
+	}
+	if err := applyWrites(ctx, s, inv.Writes, true, lease, records); err != nil {
+		return err
+	}
+	b := d.bus.Load()
+	if b == nil {
+		err = bus.ErrClosed
+	} else {
+		err = b.PublishAll(ctx, evs)
+	}
+	if err != nil {
+		inv.Logger().Warn("events not published; the outbox relay publishes them",
+			slog.Int("events", len(evs)), slog.Any("error", err))
+		d.handOff(s, store, records)
+		return nil
+	}
+	d.published(ctx, s, store, records)
+	return nil
+}
+
 // applyWrites applies key writes in order to s's store: as one atomic
 // batch, or one by one when atomic is false; under lease when it is not
-// nil.
-func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool, lease *kv.Lease) error {
+// nil. With records (atomic only), they go in the same batch.
+func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool, lease *kv.Lease, records []kv.OutboxRecord) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -93,6 +133,8 @@ func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool
 	}
 	var err error
 	switch {
+	case len(records) > 0:
+		err = store.ApplyWithOutbox(ctx, lease, ops, records)
 	case lease != nil && atomic:
 		err = store.ApplyUnder(ctx, lease, ops)
 	case lease != nil:

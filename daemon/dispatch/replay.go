@@ -113,7 +113,7 @@ func (d *Dispatcher) replayOne(ctx context.Context, s0 Service, ev bus.Event, pr
 	}
 	// Only the read model's writes; the handler's events are not published again.
 	writes := slices.DeleteFunc(cs.inv.Writes, func(w host.KVOp) bool { return !strings.HasPrefix(w.Key, prefix) })
-	if err := applyWrites(ctx, s, writes, false, nil); err != nil { // a replay rebuilds a read model
+	if err := applyWrites(ctx, s, writes, false, nil, nil); err != nil { // a replay rebuilds a read model
 		return 0, err
 	}
 	return len(writes), nil

@@ -338,22 +338,31 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 // apply is Apply, fenced by a lease when fence is not nil: the first
 // write carries the lease's condition.
 func (s *Store) apply(ctx context.Context, ops []Op, fence *Lease) error {
-	switch len(ops) {
+	return s.applyWith(ctx, ops, nil, fence)
+}
+
+// applyWith is apply with extra, messages of meshd's own keys (outbox.go),
+// stored after ops in the same batch.
+func (s *Store) applyWith(ctx context.Context, ops []Op, extra []*nats.Msg, fence *Lease) error {
+	switch len(ops) + len(extra) {
 	case 0:
 		return nil
 	case 1:
-		if err := checkKey(ops[0].Key); err != nil {
-			return err
+		if len(ops) == 1 {
+			if err := checkKey(ops[0].Key); err != nil {
+				return err
+			}
+			return s.write(ctx, ops[0], fence)
 		}
-		return s.write(ctx, ops[0], fence)
 	}
-	if len(ops) > s.maxBatch {
-		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, len(ops), s.service, s.maxBatch)
+	if n := len(ops) + len(extra); n > s.maxBatch {
+		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, n, s.service, s.maxBatch)
 	}
 	msgs, err := s.messages(ops, BatchHeaderBytes)
 	if err != nil {
 		return err
 	}
+	msgs = append(msgs, extra...)
 	if fence != nil {
 		fence.fence(msgs[0])
 	}
@@ -490,8 +499,8 @@ func (s *Store) Keys(ctx context.Context) ([]string, error) {
 	}
 	keys := make([]string, 0, len(raw))
 	for _, k := range raw {
-		if strings.HasPrefix(k, LeasePrefix) {
-			continue // meshd's own (lease.go), not the service's
+		if strings.HasPrefix(k, metaPrefix) {
+			continue // meshd's own (lease.go, outbox.go), not the service's
 		}
 		d, err := unescapeKey(k)
 		if err != nil {
