@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/meshd/meshd/host"
@@ -107,9 +106,8 @@ func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store
 		err = b.PublishAll(ctx, evs)
 	}
 	if err != nil {
-		inv.Logger().Warn("events not published; the outbox relay publishes them",
-			slog.Int("events", len(evs)), slog.Any("error", err))
-		d.handOff(s, store, records)
+		r := d.handOff(s, store, records)
+		d.relayFailed(r, "events of a request not published; the relay publishes them", err)
 		return nil
 	}
 	d.published(ctx, s, store, records)

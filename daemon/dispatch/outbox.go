@@ -189,8 +189,9 @@ func (d *Dispatcher) StartOutbox(s Service) {
 	o.start(d, r)
 }
 
-// handOff gives records, whose events were not published, to s's relay.
-func (d *Dispatcher) handOff(s Service, store *kv.Store, records []kv.OutboxRecord) {
+// handOff gives records, whose events were not published, to s's relay,
+// and returns it.
+func (d *Dispatcher) handOff(s Service, store *kv.Store, records []kv.OutboxRecord) *relay {
 	o := d.outboxState()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -206,6 +207,7 @@ func (d *Dispatcher) handOff(s Service, store *kv.Store, records []kv.OutboxReco
 		}
 	}
 	o.start(d, r)
+	return r
 }
 
 // published deletes records, whose events were published: by s's relay,

@@ -84,7 +84,9 @@ func (s *Store) ApplyWithOutbox(ctx context.Context, lease *Lease, ops []Op, rec
 			return fmt.Errorf("kv: outbox record %s/%s of %d bytes exceeds the %d a write may hold: %w",
 				s.service, r.ID, len(r.Value), limit, nats.ErrMaxPayload)
 		}
-		extra[i] = &nats.Msg{Subject: s.subject + OutboxPrefix + r.ID, Data: r.Value}
+		m := nats.NewMsg(s.subject + OutboxPrefix + r.ID) // the batch sets headers
+		m.Data = r.Value
+		extra[i] = m
 	}
 	err := s.applyWith(ctx, ops, extra, lease)
 	if lease != nil {
