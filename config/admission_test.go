@@ -52,3 +52,14 @@ func TestEventsAdmissionValues(t *testing.T) {
 		t.Fatal("no [events]: AdmissionOn is false")
 	}
 }
+
+func TestEventsOutbox(t *testing.T) {
+	if _, err := ParseService("svc.toml", []byte("[events]\noutbox = true\n")); err == nil ||
+		!strings.Contains(err.Error(), "events.outbox: needs grants.kv = true") {
+		t.Errorf("outbox without a store: error %v, want events.outbox: needs grants.kv = true", err)
+	}
+	s, err := ParseService("svc.toml", []byte("[grants]\nkv = true\n\n[events]\noutbox = true\n"))
+	if err != nil || !s.Events.Outbox {
+		t.Fatalf("outbox with a store = %+v, %v; want it on", s, err)
+	}
+}

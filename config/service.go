@@ -164,6 +164,15 @@ type Events struct {
 	// never sheds a request, however far behind the service falls (a
 	// service whose backlog may grow, an audit log, a report). Nil is true.
 	Admission *bool `toml:"admission"`
+	// Outbox stores the events of a request (or a call) in the same atomic
+	// batch as its key writes, as outbox records, and deletes them once
+	// they are published: writes stored never go without their events,
+	// whatever happens between the two (NATS unreachable, the daemon
+	// killed). Records whose publish failed are published by the
+	// service's relay, and those a crash left by a scan at the service's
+	// start. It costs two JetStream writes per request with writes and
+	// events. Event handlers need none: their event comes back.
+	Outbox bool `toml:"outbox"`
 }
 
 // MaxAdmissionLag is the largest events.admission_lag a service file may
@@ -245,6 +254,9 @@ func ParseService(name string, data []byte) (*Service, error) {
 		bad("limits.idle_release", "%v: must be 0s (never) or at least %v", l.IdleRelease.Duration, MinIdleRelease)
 	}
 	s.Events.check(bad, func(key string) bool { return md.IsDefined("events", key) })
+	if s.Events.Outbox && !s.Grants.KV {
+		bad("events.outbox", "needs grants.kv = true: the records are kept in the service's store")
+	}
 	s.checkCalls(bad)
 	if len(e.Problems) > 0 {
 		sortProblems(e.Problems)

@@ -351,7 +351,7 @@ func (d *Dispatcher) Handler(s0 Service) bus.Handler {
 		// A read model's projections are idempotent merges that a replay
 		// rebuilds: their writes skip the atomic batch, which costs more
 		// than writes sent one by one (see kv.Store.ApplyEach).
-		if err := d.apply(ctx, s, &cs.inv, !s.Events().ReadModelType(ev.Type), cs.lease); err != nil {
+		if err := d.apply(ctx, s, &cs.inv, !s.Events().ReadModelType(ev.Type), cs.lease, false); err != nil {
 			return fmt.Errorf("service %s: %w", name, leaseLost(err))
 		}
 		return nil

@@ -23,8 +23,12 @@ const effectsTimeout = 10 * time.Second
 // Once the guest has returned, its effects are applied to the end on a
 // context of their own (bounded by effectsTimeout), whatever happens to
 // ctx: a client that disconnects must not cut a request's effects in half.
+//
+// For a service with events.outbox, a request's (or a call's) writes sent
+// as one atomic batch carry its events with them, as outbox records
+// (outbox.go).
 func (d *Dispatcher) Apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool) error {
-	return d.apply(ctx, s, inv, atomic, nil)
+	return d.apply(ctx, s, inv, atomic, nil, s.Events().Outbox)
 }
 
 // apply is Apply, under lease when it is not nil: the writes are stored
@@ -33,12 +37,16 @@ func (d *Dispatcher) Apply(ctx context.Context, s Service, inv *host.Invocation,
 // (kv.Lease.Check). Either failing for the lease returns an error
 // wrapping kv.ErrLeaseLost, and nothing was applied.
 //
-// Writes sent as one atomic batch carry the invocation's events with them,
-// as outbox records (outbox.go): once the batch is stored, the effects are
-// durable, and a failure to publish the events hands the records to the
-// service's relay, which publishes them later, instead of failing the
-// invocation (whose retry would make its writes again).
-func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool, lease *kv.Lease) error {
+// With outbox, writes sent as one atomic batch carry the invocation's
+// events with them, as outbox records (outbox.go): once the batch is
+// stored, the effects are durable, and a failure to publish the events
+// hands the records to the service's relay, which publishes them later,
+// instead of failing the invocation (whose retry would make its writes
+// again). An event handler's effects need none: its event, acknowledged
+// only once they are applied, comes back after a failure or a crash, and
+// the handler, run again, publishes its events again (a handler must do
+// so: docs/ABI.md).
+func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation, atomic bool, lease *kv.Lease, outbox bool) error {
 	if len(inv.Writes) == 0 && len(inv.Events) == 0 {
 		return nil
 	}
@@ -53,7 +61,7 @@ func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation,
 		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
 	}
 	store := s.Store()
-	if atomic && len(inv.Writes) > 0 && len(evs) > 0 && store != nil {
+	if outbox && atomic && len(inv.Writes) > 0 && len(evs) > 0 && store != nil {
 		return d.applyOutbox(ctx, s, store, inv, evs, now, lease)
 	}
 	if err := applyWrites(ctx, s, inv.Writes, atomic, lease, nil); err != nil {

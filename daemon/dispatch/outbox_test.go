@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func newOutboxFixture(t *testing.T) *outboxFixture {
 	if err != nil {
 		t.Fatalf("bus.New: %v", err)
 	}
-	svc := &counterService{name: "shop", store: store, cfg: &config.Events{}}
+	svc := &counterService{name: "shop", store: store, cfg: &config.Events{Outbox: true}}
 	reg := registry.New()
 	reg.Serve(registry.Instance{Service: "shop", Version: "v1", Node: "n", Status: registry.Up, Local: svc})
 	d := New(reg, WithBus(b))
@@ -248,5 +249,38 @@ func TestOutboxRecordsSplit(t *testing.T) {
 	}
 	if len(recs) < 2 || n != 5 {
 		t.Fatalf("%d records holding %d events; want several holding 5", len(recs), n)
+	}
+}
+
+// TestNoOutboxUnlessSet: without events.outbox a request's effects store
+// no record, and a publish that fails after the writes are stored answers
+// partly applied; an event handler's effects (apply without outbox) never
+// store one, even for a service with the setting.
+func TestNoOutboxUnlessSet(t *testing.T) {
+	f := newOutboxFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	inv := func(id string) *host.Invocation {
+		inv := &host.Invocation{}
+		inv.Writes = []host.KVOp{{Key: "order/" + id, Value: []byte(`{}`)}}
+		inv.Events = []host.Event{{Type: "ORDER_CREATED", Data: []byte(`{"id":"` + id + `"}`)}}
+		return inv
+	}
+	if err := f.d.apply(ctx, f.svc, inv("h"), true, nil, false); err != nil {
+		t.Fatalf("handler's apply: %v", err)
+	}
+	if recs := f.records(t); len(recs) != 0 {
+		t.Fatalf("an event handler's effects stored outbox records %+v", recs)
+	}
+	f.svc.cfg = &config.Events{}
+	f.setMaxMsgs(t, 1) // the handler's event fills it
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer pcancel()
+	err := f.d.Apply(pctx, f.svc, inv("r"), true)
+	if !errors.Is(err, ErrEventsNotPublished) {
+		t.Fatalf("Apply without the outbox, events refused = %v, want ErrEventsNotPublished", err)
+	}
+	if recs := f.records(t); len(recs) != 0 {
+		t.Fatalf("a request without events.outbox stored outbox records %+v", recs)
 	}
 }
