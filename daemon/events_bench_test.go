@@ -31,13 +31,17 @@ import (
 // lag=2s-… runs meshd with the order service at the default admission
 // bound (bus.DefaultLagBound, 2 s) instead of the demo's 300 ms: the
 // tighter bound sheds more at full speed, which costs throughput most
-// with `always`.
+// with `always`. outbox-… runs it with the order service's outbox on
+// ([events] outbox = true).
 func BenchmarkSagaThroughput(b *testing.B) {
 	for _, sync := range []string{"", "always"} {
 		b.Run(sagabench.SyncName(sync), func(b *testing.B) { benchSaga(b, meshdSaga(b, sync), 0) })
 		b.Run("native-"+sagabench.SyncName(sync), func(b *testing.B) { benchSaga(b, sagabench.Native(b, sync), 0) })
 		b.Run("lag=2s-"+sagabench.SyncName(sync), func(b *testing.B) {
 			benchSaga(b, meshdSagaWith(b, sync, map[string][]byte{"order.toml": orderAtLag(b, "2s")}), 0)
+		})
+		b.Run("outbox-"+sagabench.SyncName(sync), func(b *testing.B) {
+			benchSaga(b, meshdSagaWith(b, sync, map[string][]byte{"order.toml": orderWithOutbox(b)}), 0)
 		})
 	}
 }
@@ -54,6 +58,19 @@ func orderAtLag(b *testing.B, lag string) []byte {
 		b.Fatal("order.toml sets no admission_lag")
 	}
 	return line.ReplaceAll(toml, []byte(`admission_lag = "`+lag+`"`))
+}
+
+// orderWithOutbox is the demo order service's file with its outbox on.
+func orderWithOutbox(b *testing.B) []byte {
+	toml, err := os.ReadFile(fixture(b, filepath.Join("..", "build", "plugins", "order.toml")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^\[events\]$`)
+	if !line.Match(toml) || regexp.MustCompile(`(?m)^outbox`).Match(toml) {
+		b.Fatal("order.toml has no [events] table, or sets outbox already")
+	}
+	return line.ReplaceAll(toml, []byte("[events]\noutbox = true"))
 }
 
 // BenchmarkSagaLatency is the same saga at a steady 200 orders/s, well
