@@ -14,7 +14,7 @@ import (
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
-	"github.com/meshd/meshd/host/natsd"
+	"github.com/meshd/meshd/host/natsd/natsdtest"
 	"github.com/meshd/meshd/host/registry"
 )
 
@@ -31,12 +31,7 @@ func newOutboxFixture(t *testing.T) *outboxFixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := natsd.Start(ctx, natsd.Config{DataDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatalf("natsd.Start: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	js := srv.JetStream()
+	js := natsdtest.Server(t).JetStream()
 	store, err := kv.Open(ctx, js, "shop", kv.Options{})
 	if err != nil {
 		t.Fatalf("kv.Open: %v", err)
