@@ -206,6 +206,7 @@ func (d *Dispatcher) handOff(s Service, store *kv.Store, records []kv.OutboxReco
 			r.pending[rec.ID] = &or
 		}
 	}
+	d.metrics.OutboxPending(r.service, len(r.pending))
 	o.start(d, r)
 	return r
 }
@@ -308,6 +309,7 @@ func (o *outbox) run(d *Dispatcher, r *relay) {
 					pend[rec.ID] = &or
 				}
 				r.scan = r.scan || more
+				d.metrics.OutboxPending(r.service, len(r.pending))
 				o.mu.Unlock()
 			}
 		}
@@ -333,7 +335,9 @@ func (o *outbox) run(d *Dispatcher, r *relay) {
 			for _, id := range done {
 				delete(r.pending, id)
 			}
+			d.metrics.OutboxPending(r.service, len(r.pending))
 			o.mu.Unlock()
+			d.metrics.OutboxRelayed(r.service, len(done))
 			r.log.Info("outbox: published the events of records", slog.Int("records", len(done)))
 		}
 		cancel()

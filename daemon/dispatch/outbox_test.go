@@ -14,6 +14,7 @@ import (
 	"github.com/meshd/meshd/host"
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/host/metrics"
 	"github.com/meshd/meshd/host/natsd/natsdtest"
 	"github.com/meshd/meshd/host/registry"
 )
@@ -25,6 +26,7 @@ type outboxFixture struct {
 	store *kv.Store
 	svc   *counterService
 	d     *Dispatcher
+	m     *metrics.Metrics
 }
 
 func newOutboxFixture(t *testing.T) *outboxFixture {
@@ -43,14 +45,38 @@ func newOutboxFixture(t *testing.T) *outboxFixture {
 	svc := &counterService{name: "shop", store: store, cfg: &config.Events{Outbox: true}}
 	reg := registry.New()
 	reg.Serve(registry.Instance{Service: "shop", Version: "v1", Node: "n", Status: registry.Up, Local: svc})
-	d := New(reg, WithBus(b))
+	m := metrics.New(metrics.BuildInfo{}, metrics.Sources{})
+	d := New(reg, WithBus(b), WithMetrics(m))
 	t.Cleanup(func() {
 		d.CloseOutbox()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		_ = b.Close(ctx)
 	})
-	return &outboxFixture{js: js, store: store, svc: svc, d: d}
+	return &outboxFixture{js: js, store: store, svc: svc, d: d, m: m}
+}
+
+// metric returns the value of the outbox metric name for the service.
+func (f *outboxFixture) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := f.m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			if mm.GetLabel()[0].GetValue() == "shop" {
+				if g := mm.GetGauge(); g != nil {
+					return g.GetValue()
+				}
+				return mm.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // records returns the outbox records of the service's bucket, decoded.
@@ -159,6 +185,9 @@ func TestOutboxRelaysWhenPublishFails(t *testing.T) {
 	if id := f.storedID(t, bus.DefaultStream, subject); id != "" {
 		t.Fatalf("event %s stored while the stream refused events", id)
 	}
+	if n := f.metric(t, "meshd_outbox_pending_records"); n != 1 {
+		t.Errorf("meshd_outbox_pending_records = %v while the stream refuses events, want 1", n)
+	}
 
 	f.setMaxMsgs(t, -1)
 	waitFor(t, 30*time.Second, "ORDER_CREATED published by the relay", func() bool {
@@ -168,6 +197,9 @@ func TestOutboxRelaysWhenPublishFails(t *testing.T) {
 		return f.storedID(t, bus.DefaultScheduleStream, bus.DefaultScheduleSubject+".ORDER_PAYMENT_TIMEOUT") == timeout.ID
 	})
 	waitFor(t, 30*time.Second, "the outbox record deleted", func() bool { return len(f.records(t)) == 0 })
+	if p, r := f.metric(t, "meshd_outbox_pending_records"), f.metric(t, "meshd_outbox_relayed_records_total"); p != 0 || r != 1 {
+		t.Errorf("outbox metrics pending %v, relayed %v; want 0 and 1", p, r)
+	}
 	keys, err := f.store.Keys(ctx)
 	if err != nil || len(keys) != 1 || keys[0] != "order/1" {
 		t.Fatalf("Keys = %q, %v; want only order/1", keys, err)

@@ -93,6 +93,9 @@ type Metrics struct {
 	kvErrors *prometheus.CounterVec
 
 	guestLogDropped *prometheus.CounterVec
+
+	outboxPending *prometheus.GaugeVec
+	outboxRelayed *prometheus.CounterVec
 }
 
 // BuildInfo labels meshd_build_info.
@@ -166,6 +169,13 @@ func New(bi BuildInfo, src Sources) *Metrics {
 		"service", "op")
 	m.guestLogDropped = counter("guest_log_dropped_total",
 		"Guest log lines (the log host function and WASI stdout and stderr) dropped by the per-service rate limit.",
+		"service")
+	m.outboxPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "outbox_pending_records",
+		Help: "Outbox records whose events the service's relay holds to publish (their publish failed, or a start found them); 0 when all went out."},
+		[]string{"service"})
+	reg.MustRegister(m.outboxPending)
+	m.outboxRelayed = counter("outbox_relayed_records_total",
+		"Outbox records whose events the service's relay published: after a failed publish, or left by a crash and found at a start.",
 		"service")
 
 	reg.MustRegister(
@@ -308,6 +318,24 @@ func (m *Metrics) KV(service, op string, err error) {
 	if err != nil {
 		m.kvErrors.WithLabelValues(service, op).Inc()
 	}
+}
+
+// OutboxPending sets the number of outbox records service's relay holds
+// to publish.
+func (m *Metrics) OutboxPending(service string, n int) {
+	if m == nil {
+		return
+	}
+	m.outboxPending.WithLabelValues(service).Set(float64(n))
+}
+
+// OutboxRelayed records n outbox records of service whose events its relay
+// published.
+func (m *Metrics) OutboxRelayed(service string, n int) {
+	if m == nil {
+		return
+	}
+	m.outboxRelayed.WithLabelValues(service).Add(float64(n))
 }
 
 // GuestLogDropped records n guest log lines of service dropped by the
