@@ -61,7 +61,7 @@ func orderAtLag(b *testing.B, lag string) []byte {
 }
 
 // orderWithOutbox is the demo order service's file with its outbox on.
-func orderWithOutbox(b *testing.B) []byte {
+func orderWithOutbox(b testing.TB) []byte {
 	toml, err := os.ReadFile(fixture(b, filepath.Join("..", "build", "plugins", "order.toml")))
 	if err != nil {
 		b.Fatal(err)

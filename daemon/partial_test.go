@@ -2,13 +2,16 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshd/meshd/host/bus"
 	"github.com/meshd/meshd/host/kv"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // A request whose key writes were stored but whose events the stream
@@ -30,26 +33,8 @@ func TestRequestPartlyAppliedIsNotRetryLater(t *testing.T) {
 		return info.State.Msgs
 	}
 	// The event stream takes nothing more: full, discarding new messages.
-	st, err := js.Stream(ctx, bus.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := info.Config
-	cfg.MaxMsgs = max(int64(info.State.Msgs), 1)
-	cfg.Discard = jetstream.DiscardNew
-	if info.State.Msgs == 0 {
-		if _, err := js.Publish(ctx, bus.DefaultSubjects+".FILLER", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-
+	restore := fillEvents(t, js)
+	defer restore()
 	before := orders()
 	r := td.do(t, "POST", "/orders", "application/json", `{"user_id":"kim","items":[{"name":"x","price":100}]}`)
 	if r.status != 500 || !strings.Contains(string(r.body), `"title":"partly applied"`) || !strings.Contains(string(r.body), "do not retry") {
@@ -61,4 +46,61 @@ func TestRequestPartlyAppliedIsNotRetryLater(t *testing.T) {
 	if after := orders(); after <= before {
 		t.Fatalf("order store held %d messages before and %d after: the write was not stored, so this is not the case under test", before, after)
 	}
+}
+
+// fillEvents makes the event stream take nothing more (full, discarding
+// new messages) and returns what gives it back its limit.
+func fillEvents(t *testing.T, js jetstream.JetStream) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, bus.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.Config
+	was := cfg.MaxMsgs
+	cfg.MaxMsgs = max(int64(info.State.Msgs), 1)
+	cfg.Discard = jetstream.DiscardNew
+	if info.State.Msgs == 0 {
+		if _, err := js.Publish(ctx, bus.DefaultSubjects+".FILLER", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		cfg.MaxMsgs = was
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Errorf("give the event stream back its limit: %v", err)
+		}
+	}
+}
+
+// With the order service's outbox on, a POST whose writes are stored while
+// the event stream refuses its events succeeds (201), and once the stream
+// takes events again the relay publishes them: the order is paid.
+func TestRequestWithOutboxSettlesWhenTheStreamReturns(t *testing.T) {
+	td := startDaemonWith(t, []string{"order", "payment"}, map[string][]byte{"order.toml": orderWithOutbox(t)}, nil)
+	restore := fillEvents(t, td.nats.JetStream())
+	r := td.do(t, "POST", "/orders", "application/json", `{"user_id":"kim","items":[{"name":"x","price":100}]}`)
+	if r.status != 201 {
+		t.Fatalf("POST /orders with the outbox on and the event stream full: %d %s, want 201", r.status, r.body)
+	}
+	id, _ := r.json(t)["id"].(string)
+	time.Sleep(300 * time.Millisecond) // the relay's first try meets the full stream
+	if m := td.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "CREATED" {
+		t.Fatalf("order %s while its events wait: %v, want CREATED", id, m)
+	}
+	restore()
+	testkit.Eventually(t, 60*time.Second, func() string {
+		if m := td.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "PAID" {
+			return fmt.Sprintf("order %s: %v", id, m)
+		}
+		return ""
+	})
 }
