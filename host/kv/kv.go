@@ -338,23 +338,22 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 // apply is Apply, fenced by a lease when fence is not nil: the first
 // write carries the lease's condition.
 func (s *Store) apply(ctx context.Context, ops []Op, fence *Lease) error {
-	return s.applyWith(ctx, ops, nil, fence)
-}
-
-// applyWith is apply with extra, messages of meshd's own keys (outbox.go),
-// stored after ops in the same batch.
-func (s *Store) applyWith(ctx context.Context, ops []Op, extra []*nats.Msg, fence *Lease) error {
-	switch len(ops) + len(extra) {
+	switch len(ops) {
 	case 0:
 		return nil
 	case 1:
-		if len(ops) == 1 {
-			if err := checkKey(ops[0].Key); err != nil {
-				return err
-			}
-			return s.write(ctx, ops[0], fence)
+		if err := checkKey(ops[0].Key); err != nil {
+			return err
 		}
+		return s.write(ctx, ops[0], fence)
 	}
+	return s.applyWith(ctx, ops, nil, fence)
+}
+
+// applyWith stores ops and extra, messages of meshd's own keys
+// (outbox.go), after them as one atomic batch, fenced by a lease when
+// fence is not nil.
+func (s *Store) applyWith(ctx context.Context, ops []Op, extra []*nats.Msg, fence *Lease) error {
 	if n := len(ops) + len(extra); n > s.maxBatch {
 		return fmt.Errorf("%w: %d writes to %s, at most %d", ErrTooManyWrites, n, s.service, s.maxBatch)
 	}
