@@ -52,17 +52,15 @@ func (d *Dispatcher) apply(ctx context.Context, s Service, inv *host.Invocation,
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), effectsTimeout)
 	defer cancel()
-	now := time.Now()
 	evs := make([]bus.Pending, len(inv.Events))
 	for i, e := range inv.Events {
 		ev := bus.NewEvent(s.Name(), e.Type, e.Data)
-		ev.Time = now.UTC()
 		ev.TraceParent = inv.TraceParent
 		evs[i] = bus.Pending{Event: ev, Delay: e.Delay}
 	}
 	store := s.Store()
-	if outbox && atomic && len(inv.Writes) > 0 && len(evs) > 0 && store != nil {
-		return d.applyOutbox(ctx, s, store, inv, evs, now, lease)
+	if outbox && atomic && lease == nil && len(inv.Writes) > 0 && len(evs) > 0 && store != nil {
+		return d.applyOutbox(ctx, s, store, inv, evs)
 	}
 	if err := applyWrites(ctx, s, inv.Writes, atomic, lease, nil); err != nil {
 		return err
@@ -99,12 +97,12 @@ var ErrEventsNotPublished = errors.New("key writes stored, events not published"
 // applyOutbox applies inv's writes with its events evs as outbox records
 // in one atomic batch, then publishes evs. Once the batch is stored it
 // returns nil: the records of events not published go to s's relay.
-func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store, inv *host.Invocation, evs []bus.Pending, now time.Time, lease *kv.Lease) error {
-	records, err := outboxRecords(evs, now, store.MaxOutboxValue())
+func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store, inv *host.Invocation, evs []bus.Pending) error {
+	records, err := outboxRecords(evs, store.MaxOutboxValue())
 	if err != nil {
 		return fmt.Errorf("outbox record: %w", err)
 	}
-	if err := applyWrites(ctx, s, inv.Writes, true, lease, records); err != nil {
+	if err := applyWrites(ctx, s, inv.Writes, true, nil, records); err != nil {
 		return err
 	}
 	b := d.bus.Load()
@@ -124,7 +122,8 @@ func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store
 
 // applyWrites applies key writes in order to s's store: as one atomic
 // batch, or one by one when atomic is false; under lease when it is not
-// nil. With records (atomic only), they go in the same batch.
+// nil. With records (atomic and without a lease: a request's), they go in
+// the same batch.
 func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool, lease *kv.Lease, records []kv.OutboxRecord) error {
 	if len(writes) == 0 {
 		return nil
@@ -140,7 +139,7 @@ func applyWrites(ctx context.Context, s Service, writes []host.KVOp, atomic bool
 	var err error
 	switch {
 	case len(records) > 0:
-		err = store.ApplyWithOutbox(ctx, lease, ops, records)
+		err = store.ApplyWithOutbox(ctx, ops, records)
 	case lease != nil && atomic:
 		err = store.ApplyUnder(ctx, lease, ops)
 	case lease != nil:

@@ -49,10 +49,10 @@ type outboxRecord struct {
 // (base64: 4 bytes per 3), per event.
 const recordOverhead = 1024
 
-// outboxRecords packs evs (with the times delayed ones are due, from now)
-// into as few records as hold them within limit bytes each: usually one.
-// A record's id is the id of its first event.
-func outboxRecords(evs []bus.Pending, now time.Time, limit int64) ([]kv.OutboxRecord, error) {
+// outboxRecords packs evs (with the times delayed ones are due, from their
+// events' times) into as few records as hold them within limit bytes each:
+// usually one. A record's id is the id of its first event.
+func outboxRecords(evs []bus.Pending, limit int64) ([]kv.OutboxRecord, error) {
 	var out []kv.OutboxRecord
 	var cur outboxRecord
 	var size int64
@@ -73,7 +73,7 @@ func outboxRecords(evs []bus.Pending, now time.Time, limit int64) ([]kv.OutboxRe
 		oe := outboxEvent{ID: e.ID, Source: e.Source, Type: e.Type, Time: e.Time,
 			DataContentType: e.DataContentType, TraceParent: e.TraceParent, Data: e.Data}
 		if p.Delay > 0 {
-			oe.DeliverAt = now.Add(p.Delay).UnixNano()
+			oe.DeliverAt = e.Time.Add(p.Delay).UnixNano()
 		}
 		n := int64(len(e.Data)+2)/3*4 + int64(len(e.Type)+len(e.Source)+len(e.TraceParent)+len(e.DataContentType)+len(e.ID)) + recordOverhead
 		if size > 0 && size+n > limit {

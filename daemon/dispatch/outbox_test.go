@@ -232,11 +232,11 @@ func TestOutboxScannedAtStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ev := bus.NewEvent("shop", "ORDER_CREATED", []byte(`{"id":"3"}`))
-	recs, err := outboxRecords([]bus.Pending{{Event: ev}}, time.Now(), f.store.MaxOutboxValue())
+	recs, err := outboxRecords([]bus.Pending{{Event: ev}}, f.store.MaxOutboxValue())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.ApplyWithOutbox(ctx, nil, []kv.Op{{Key: "order/3", Value: []byte(`{}`)}}, recs); err != nil {
+	if err := f.store.ApplyWithOutbox(ctx, []kv.Op{{Key: "order/3", Value: []byte(`{}`)}}, recs); err != nil {
 		t.Fatalf("ApplyWithOutbox: %v", err)
 	}
 	subject := bus.DefaultSubjects + ".ORDER_CREATED"
@@ -256,7 +256,7 @@ func TestOutboxRecordsSplit(t *testing.T) {
 	for range 5 {
 		evs = append(evs, bus.Pending{Event: bus.NewEvent("shop", "T", make([]byte, 3000))})
 	}
-	recs, err := outboxRecords(evs, time.Now(), 9000)
+	recs, err := outboxRecords(evs, 9000)
 	if err != nil {
 		t.Fatal(err)
 	}

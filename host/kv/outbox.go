@@ -64,16 +64,11 @@ func (s *Store) MaxOutboxValue() int64 {
 	return s.js.Conn().MaxPayload() - BatchHeaderBytes
 }
 
-// ApplyWithOutbox makes the writes ops as Apply does (ApplyUnder when
-// lease is not nil) and stores records in the same atomic batch, after the
-// writes: all are stored or none. It counts the records against the batch
-// limit (Options.MaxBatch) and each against MaxOutboxValue.
-func (s *Store) ApplyWithOutbox(ctx context.Context, lease *Lease, ops []Op, records []OutboxRecord) error {
-	if lease != nil {
-		if err := s.checkLease(lease); err != nil {
-			return err
-		}
-	}
+// ApplyWithOutbox makes the writes ops as Apply does and stores records in
+// the same atomic batch, after the writes: all are stored or none. It
+// counts the records against the batch limit (Options.MaxBatch) and each
+// against MaxOutboxValue.
+func (s *Store) ApplyWithOutbox(ctx context.Context, ops []Op, records []OutboxRecord) error {
 	extra := make([]*nats.Msg, len(records))
 	limit := s.MaxOutboxValue()
 	for i, r := range records {
@@ -88,11 +83,7 @@ func (s *Store) ApplyWithOutbox(ctx context.Context, lease *Lease, ops []Op, rec
 		m.Data = r.Value
 		extra[i] = m
 	}
-	err := s.applyWith(ctx, ops, extra, lease)
-	if lease != nil {
-		err = s.leaseErr(lease, err)
-	}
-	return err
+	return s.applyWith(ctx, ops, extra, nil)
 }
 
 // outboxDeletedTTL is how long the mark of a deleted outbox record stays

@@ -15,7 +15,7 @@ func TestOutboxRecords(t *testing.T) {
 	st := openStore(t, s.JetStream(), "shop", nil)
 	ctx := ctxT(t)
 	recs := []OutboxRecord{{ID: "ev-1", Value: []byte(`{"events":[]}`)}, {ID: "ev-2", Value: []byte(`x`)}}
-	if err := st.ApplyWithOutbox(ctx, nil, []Op{{Key: "order/1", Value: []byte("v")}}, recs); err != nil {
+	if err := st.ApplyWithOutbox(ctx, []Op{{Key: "order/1", Value: []byte("v")}}, recs); err != nil {
 		t.Fatalf("ApplyWithOutbox: %v", err)
 	}
 	if _, err := st.TakeLease(ctx, "s", "k", time.Minute); err != nil {
