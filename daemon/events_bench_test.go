@@ -49,28 +49,27 @@ func BenchmarkSagaThroughput(b *testing.B) {
 // orderAtLag is the demo order service's file with its admission_lag set
 // to lag.
 func orderAtLag(b *testing.B, lag string) []byte {
-	toml, err := os.ReadFile(fixture(b, filepath.Join("..", "build", "plugins", "order.toml")))
-	if err != nil {
-		b.Fatal(err)
-	}
-	line := regexp.MustCompile(`(?m)^admission_lag = ".*"$`)
-	if !line.Match(toml) {
-		b.Fatal("order.toml sets no admission_lag")
-	}
-	return line.ReplaceAll(toml, []byte(`admission_lag = "`+lag+`"`))
+	return editOrderFile(b, `(?m)^admission_lag = ".*"$`, `admission_lag = "`+lag+`"`)
 }
 
 // orderWithOutbox is the demo order service's file with its outbox on.
-func orderWithOutbox(b testing.TB) []byte {
-	toml, err := os.ReadFile(fixture(b, filepath.Join("..", "build", "plugins", "order.toml")))
+func orderWithOutbox(t testing.TB) []byte {
+	return editOrderFile(t, `(?m)^\[events\]$`, "[events]\noutbox = true")
+}
+
+// editOrderFile is the demo order service's file with the lines that
+// pattern matches, at least one, replaced by repl.
+func editOrderFile(t testing.TB, pattern, repl string) []byte {
+	t.Helper()
+	toml, err := os.ReadFile(fixture(t, filepath.Join("..", "build", "plugins", "order.toml")))
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	line := regexp.MustCompile(`(?m)^\[events\]$`)
-	if !line.Match(toml) || regexp.MustCompile(`(?m)^outbox`).Match(toml) {
-		b.Fatal("order.toml has no [events] table, or sets outbox already")
+	line := regexp.MustCompile(pattern)
+	if !line.Match(toml) {
+		t.Fatalf("order.toml has no line matching %s", pattern)
 	}
-	return line.ReplaceAll(toml, []byte("[events]\noutbox = true"))
+	return line.ReplaceAll(toml, []byte(repl))
 }
 
 // BenchmarkSagaLatency is the same saga at a steady 200 orders/s, well
