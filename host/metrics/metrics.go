@@ -114,6 +114,11 @@ func New(bi BuildInfo, src Sources) *Metrics {
 		reg.MustRegister(c)
 		return c
 	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+		reg.MustRegister(g)
+		return g
+	}
 	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
 		reg.MustRegister(h)
@@ -170,10 +175,9 @@ func New(bi BuildInfo, src Sources) *Metrics {
 	m.guestLogDropped = counter("guest_log_dropped_total",
 		"Guest log lines (the log host function and WASI stdout and stderr) dropped by the per-service rate limit.",
 		"service")
-	m.outboxPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "outbox_pending_records",
-		Help: "Outbox records whose events the service's relay holds to publish (their publish failed, or a start found them); 0 when all went out."},
-		[]string{"service"})
-	reg.MustRegister(m.outboxPending)
+	m.outboxPending = gauge("outbox_pending_records",
+		"Outbox records whose events the service's relay holds to publish (their publish failed, or a start found them); 0 when all went out.",
+		"service")
 	m.outboxRelayed = counter("outbox_relayed_records_total",
 		"Outbox records whose events the service's relay published: after a failed publish, or left by a crash and found at a start.",
 		"service")
