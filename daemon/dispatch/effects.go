@@ -98,7 +98,7 @@ var ErrEventsNotPublished = errors.New("key writes stored, events not published"
 // in one atomic batch, then publishes evs. Once the batch is stored it
 // returns nil: the records of events not published go to s's relay.
 func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store, inv *host.Invocation, evs []bus.Pending) error {
-	records, err := outboxRecords(evs, store.MaxOutboxValue())
+	records, held, err := outboxRecords(evs, store.MaxOutboxValue())
 	if err != nil {
 		return fmt.Errorf("outbox record: %w", err)
 	}
@@ -112,7 +112,7 @@ func (d *Dispatcher) applyOutbox(ctx context.Context, s Service, store *kv.Store
 		err = b.PublishAll(ctx, evs)
 	}
 	if err != nil {
-		r := d.handOff(s, store, records)
+		r := d.handOff(s, store, records, held)
 		d.relayFailed(r, "events of a request not published; the relay publishes them", err)
 		return nil
 	}

@@ -51,9 +51,11 @@ const recordOverhead = 1024
 
 // outboxRecords packs evs (with the times delayed ones are due, from their
 // events' times) into as few records as hold them within limit bytes each:
-// usually one. A record's id is the id of its first event.
-func outboxRecords(evs []bus.Pending, limit int64) ([]kv.OutboxRecord, error) {
+// usually one. A record's id is the id of its first event. It returns
+// the records as stored and, for a hand-off to the relay, as held.
+func outboxRecords(evs []bus.Pending, limit int64) ([]kv.OutboxRecord, []*outboxRecord, error) {
 	var out []kv.OutboxRecord
+	var held []*outboxRecord
 	var cur outboxRecord
 	var size int64
 	flush := func() error {
@@ -65,6 +67,7 @@ func outboxRecords(evs []bus.Pending, limit int64) ([]kv.OutboxRecord, error) {
 			return err
 		}
 		out = append(out, kv.OutboxRecord{ID: cur.Events[0].ID, Value: v})
+		held = append(held, &outboxRecord{Events: cur.Events})
 		cur, size = outboxRecord{}, 0
 		return nil
 	}
@@ -78,16 +81,16 @@ func outboxRecords(evs []bus.Pending, limit int64) ([]kv.OutboxRecord, error) {
 		n := int64(len(e.Data)+2)/3*4 + int64(len(e.Type)+len(e.Source)+len(e.TraceParent)+len(e.DataContentType)+len(e.ID)) + recordOverhead
 		if size > 0 && size+n > limit {
 			if err := flush(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		cur.Events = append(cur.Events, oe)
 		size += n
 	}
 	if err := flush(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, held, nil
 }
 
 // pending returns the events of record r to publish now: a delayed one
@@ -189,22 +192,19 @@ func (d *Dispatcher) StartOutbox(s Service) {
 	o.start(d, r)
 }
 
-// handOff gives records, whose events were not published, to s's relay,
-// and returns it.
-func (d *Dispatcher) handOff(s Service, store *kv.Store, records []kv.OutboxRecord) *relay {
+// handOff gives records (held: as outboxRecords returned them), whose
+// events were not published, to s's relay, and returns it.
+func (d *Dispatcher) handOff(s Service, store *kv.Store, records []kv.OutboxRecord, held []*outboxRecord) *relay {
 	o := d.outboxState()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	r := o.relayOf(s, store)
-	for _, rec := range records {
+	for i, rec := range records {
 		if len(r.pending) >= maxRelayPending {
 			r.scan = true // it is in the bucket
 			break
 		}
-		var or outboxRecord
-		if err := json.Unmarshal(rec.Value, &or); err == nil {
-			r.pending[rec.ID] = &or
-		}
+		r.pending[rec.ID] = held[i]
 	}
 	d.metrics.OutboxPending(r.service, len(r.pending))
 	o.start(d, r)

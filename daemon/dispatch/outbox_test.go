@@ -232,7 +232,7 @@ func TestOutboxScannedAtStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ev := bus.NewEvent("shop", "ORDER_CREATED", []byte(`{"id":"3"}`))
-	recs, err := outboxRecords([]bus.Pending{{Event: ev}}, f.store.MaxOutboxValue())
+	recs, _, err := outboxRecords([]bus.Pending{{Event: ev}}, f.store.MaxOutboxValue())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,12 +256,15 @@ func TestOutboxRecordsSplit(t *testing.T) {
 	for range 5 {
 		evs = append(evs, bus.Pending{Event: bus.NewEvent("shop", "T", make([]byte, 3000))})
 	}
-	recs, err := outboxRecords(evs, 9000)
+	recs, held, err := outboxRecords(evs, 9000)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(held) != len(recs) {
+		t.Fatalf("%d records held, %d stored", len(held), len(recs))
+	}
 	n := 0
-	for _, r := range recs {
+	for i, r := range recs {
 		if len(r.Value) > 9000 {
 			t.Errorf("record %s of %d bytes, over the limit", r.ID, len(r.Value))
 		}
@@ -271,6 +274,9 @@ func TestOutboxRecordsSplit(t *testing.T) {
 		}
 		if r.ID != or.Events[0].ID {
 			t.Errorf("record id %s, first event %s", r.ID, or.Events[0].ID)
+		}
+		if h, _ := json.Marshal(held[i]); string(h) != string(r.Value) {
+			t.Errorf("record %s held as %s, stored as %s", r.ID, h, r.Value)
 		}
 		n += len(or.Events)
 	}
