@@ -62,7 +62,6 @@ func fillEvents(t *testing.T, js jetstream.JetStream) (restore func()) {
 		t.Fatal(err)
 	}
 	cfg := info.Config
-	was := cfg.MaxMsgs
 	cfg.MaxMsgs = max(int64(info.State.Msgs), 1)
 	cfg.Discard = jetstream.DiscardNew
 	if info.State.Msgs == 0 {
@@ -73,11 +72,22 @@ func fillEvents(t *testing.T, js jetstream.JetStream) (restore func()) {
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	return func() {
-		cfg.MaxMsgs = was
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			t.Errorf("give the event stream back its limit: %v", err)
-		}
+	return func() { unlimitEvents(t, js) }
+}
+
+// unlimitEvents lifts the event stream's message limit (the bus sets
+// none).
+func unlimitEvents(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, bus.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgs = -1
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Errorf("lift the event stream's limit: %v", err)
 	}
 }
 
@@ -99,6 +109,37 @@ func TestRequestWithOutboxSettlesWhenTheStreamReturns(t *testing.T) {
 	restore()
 	testkit.Eventually(t, 60*time.Second, func() string {
 		if m := td.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "PAID" {
+			return fmt.Sprintf("order %s: %v", id, m)
+		}
+		return ""
+	})
+}
+
+// With the order service's outbox on, the records of a request whose
+// events were never published (the stream full, then the daemon stopped,
+// as a crash would leave them) are published by the next daemon on the
+// same data directory when it loads the service: the order is paid.
+func TestOutboxRecordsPublishedAtTheNextStart(t *testing.T) {
+	td := startDaemonWith(t, []string{"order", "payment"}, map[string][]byte{"order.toml": orderWithOutbox(t)}, nil)
+	fillEvents(t, td.nats.JetStream()) // and left full for the next daemon
+	r := td.do(t, "POST", "/orders", "application/json", `{"user_id":"kim","items":[{"name":"x","price":100}]}`)
+	if r.status != 201 {
+		t.Fatalf("POST /orders with the outbox on and the event stream full: %d %s, want 201", r.status, r.body)
+	}
+	id, _ := r.json(t)["id"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := td.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+
+	next := runDaemon(t, td.cfg, td.dir)
+	if m := next.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "CREATED" {
+		t.Fatalf("order %s after the restart, its events still in the outbox: %v, want CREATED", id, m)
+	}
+	unlimitEvents(t, next.nats.JetStream())
+	testkit.Eventually(t, 60*time.Second, func() string {
+		if m := next.do(t, "GET", "/orders/"+id, "", "").json(t); m["status"] != "PAID" {
 			return fmt.Sprintf("order %s: %v", id, m)
 		}
 		return ""
